@@ -1,0 +1,48 @@
+SHELL := /bin/bash
+# sdr — see README.md.
+GO      ?= go
+BIN     := bin/sdr
+BIN_FP  := bin/sdr-failpoints
+DEMO_DIR ?= /tmp/sdr-demo
+
+.PHONY: all build build-failpoints test unit e2e demo demo-down lint bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sdr
+
+# The failpoints build is used by the robustness and end-to-end tests.
+build-failpoints:
+	$(GO) build -tags failpoints -o $(BIN_FP) ./cmd/sdr
+
+# Everything CI runs: lint, unit tests, end-to-end tests.
+test: lint unit e2e
+
+# Fast tests that need no server.
+unit:
+	$(GO) test -count=1 -v ./workflow/... ./store/... ./cluster/... ./steps/... ./cmd/... 2>&1 | tee unit-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; test $${PIPESTATUS[0]} -eq 0
+
+# End-to-end tests: real PostgreSQL 15 and a real sshd on loopback, driven
+# through the built binary. Installs postgresql-15 and openssh-server with
+# apt when they are missing (needs root).
+e2e: build build-failpoints
+	SDR_E2E=1 SDR_BIN=$(CURDIR)/$(BIN) SDR_BIN_FP=$(CURDIR)/$(BIN_FP) $(GO) test -count=1 -v -timeout 60m ./e2e/... 2>&1 | tee e2e-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go|\s+bed)' ; test $${PIPESTATUS[0]} -eq 0
+
+# A local sandbox: two clusters on loopback, both starts, then status.
+demo: build
+	bash e2e/scripts/demo.sh $(CURDIR)/$(BIN) $(DEMO_DIR)
+
+demo-down:
+	$(GO) run ./e2e/cmd/sdr-bed down --dir $(DEMO_DIR)
+
+lint:
+	@test -z "$$(gofmt -l cmd workflow store steps cluster e2e)" || { gofmt -l cmd workflow store steps cluster e2e; echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags failpoints ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./workflow/... ./store/...
+
+clean:
+	rm -rf bin unit-test.log e2e-test.log

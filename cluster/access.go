@@ -1,0 +1,144 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Access runs commands and moves files on one node.
+//
+// Implementations: local (os/exec, for nodes with local: true) and SSH.
+// Access imposes no deadline of its own: callers bound every call with ctx
+// (see Timeouts.Command). All methods are safe for concurrent use.
+type Access interface {
+	// Run runs a shell command line with /bin/sh -c on the node. Stdin
+	// (optional) is fed to it; stdout is returned; stderr is returned in the
+	// error on failure, and if opts.Stderr != nil it is also streamed there
+	// as it arrives (used to show pg_basebackup progress). A non-zero exit is
+	// a *CommandError. When ctx is done the command is killed and ctx's
+	// error is returned, wrapped.
+	Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, error)
+	// ReadFile returns a file's content. A missing file is an error wrapping
+	// fs.ErrNotExist.
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	// WriteFile replaces a file atomically: it writes a temporary file in
+	// the same directory, sets mode, and renames it over path. The data is
+	// passed on stdin, never on a command line.
+	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
+	// Dial opens a connection from the node's point of view:
+	// ("unix", socketPath) or ("tcp", "host:port").
+	Dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// Node is the node this Access reaches.
+	Node() *Node
+	// Close releases the connection. Further calls fail.
+	Close() error
+}
+
+// RunOpts are the optional parts of Access.Run.
+type RunOpts struct {
+	Stdin  io.Reader
+	Stderr io.Writer
+	// Env is set for the command with "export K='v';". Values are visible
+	// in the command line, so they must never be secrets (a PGPASSFILE
+	// path is fine, a password is not).
+	Env map[string]string
+}
+
+// ShellQuote quotes s for /bin/sh as one word: 'it'\”s'.
+func ShellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+=:,@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// commandLine prefixes cmd with exports for env, in a stable order.
+func commandLine(cmd string, env map[string]string) (string, error) {
+	if len(env) == 0 {
+		return cmd, nil
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		if !envRE.MatchString(k) {
+			return "", fmt.Errorf("environment variable name %q is not valid", k)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%s; ", k, ShellQuote(env[k]))
+	}
+	b.WriteString(cmd)
+	return b.String(), nil
+}
+
+// exitNotExist is the exit code the remote file commands use for "no such file".
+const exitNotExist = 66
+
+// readFileCmd prints path, or exits exitNotExist if it does not exist.
+func readFileCmd(p string) string {
+	q := ShellQuote(p)
+	return fmt.Sprintf("if [ ! -e %s ]; then echo 'no such file: '%s >&2; exit %d; fi; exec cat -- %s", q, q, exitNotExist, q)
+}
+
+// writeFileCmd writes stdin to a temporary file next to p, sets mode and
+// renames it over p.
+func writeFileCmd(p string, mode fs.FileMode) string {
+	dir, base := path.Split(p)
+	if dir == "" {
+		dir = "./"
+	}
+	tmpl := ShellQuote(dir + "." + base + ".sdr-tmp.XXXXXX")
+	return fmt.Sprintf(`umask 077; t=$(mktemp %s) || exit 1; `+
+		`if cat > "$t" && chmod %04o "$t" && mv -f -- "$t" %s; then exit 0; fi; rm -f -- "$t"; exit 1`,
+		tmpl, mode.Perm(), ShellQuote(p))
+}
+
+// commandOutput collects a command's output: stdout whole, stderr both kept
+// (bounded) and, optionally, streamed.
+type commandOutput struct {
+	stdout bytes.Buffer
+	stderr tailBuffer
+}
+
+func (o *commandOutput) stderrWriter(stream io.Writer) io.Writer {
+	if stream == nil {
+		return &o.stderr
+	}
+	return io.MultiWriter(&o.stderr, stream)
+}
+
+// tailBuffer keeps the last 64 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailMax = 64 << 10
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailMax {
+		t.buf = append([]byte(nil), t.buf[len(t.buf)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}

@@ -1,0 +1,331 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testConfig is a valid config whose nodes point at host:port over SSH.
+func testConfig(s *testSSHServer) *Config {
+	c := &Config{
+		Name:        "pair1",
+		Replication: Replication{User: "repl", PasswordEnv: "SDR_TEST_PW"},
+		SSH:         SSHConfig{IdentityFile: s.IdentityFile, KnownHosts: s.KnownHosts},
+		Primary:     ClusterSpec{Nodes: []Node{{Name: "dc1-a", Host: s.Host, SSHPort: s.Port, DataDir: "/pg/a"}}},
+		Standby:     ClusterSpec{Main: "dc2-a", Nodes: []Node{{Name: "dc2-a", Host: s.Host, SSHPort: s.Port, PGPort: 5433, DataDir: "/pg/b"}}},
+	}
+	c.Timeouts.Connect.Duration = 5 * time.Second
+	c.SetDefaults()
+	return c
+}
+
+type accessBackend struct {
+	name string
+	open func(t *testing.T) Access
+}
+
+func accessBackends() []accessBackend {
+	return []accessBackend{
+		{"local", func(t *testing.T) Access {
+			return NewLocal(&Node{Name: "dc1-a", Host: "127.0.0.1", Local: true})
+		}},
+		{"ssh", func(t *testing.T) Access {
+			srv := startTestSSHServer(t)
+			cfg := testConfig(srv)
+			n, _ := cfg.Node("dc1-a")
+			a, err := DialSSH(context.Background(), cfg, n)
+			if err != nil {
+				t.Fatalf("DialSSH: %v", err)
+			}
+			t.Cleanup(func() { a.Close() })
+			return a
+		}},
+	}
+}
+
+// TestAccessConformance runs one table of cases against every Access.
+func TestAccessConformance(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, a Access, dir string)
+	}{
+		{"run returns stdout", func(t *testing.T, a Access, dir string) {
+			out, err := a.Run(context.Background(), "echo hello; echo ignored >&2", RunOpts{})
+			if err != nil || string(out) != "hello\n" {
+				t.Fatalf("got %q, %v", out, err)
+			}
+		}},
+		{"stdin is fed", func(t *testing.T, a Access, dir string) {
+			in := "line one\nsecond 'quoted' $HOME\n"
+			out, err := a.Run(context.Background(), "cat", RunOpts{Stdin: strings.NewReader(in)})
+			if err != nil || string(out) != in {
+				t.Fatalf("got %q, %v", out, err)
+			}
+		}},
+		{"no stdin reads EOF", func(t *testing.T, a Access, dir string) {
+			out, err := a.Run(context.Background(), "wc -c", RunOpts{})
+			if err != nil || strings.TrimSpace(string(out)) != "0" {
+				t.Fatalf("got %q, %v", out, err)
+			}
+		}},
+		{"env is exported", func(t *testing.T, a Access, dir string) {
+			out, err := a.Run(context.Background(), `printf '%s|%s' "$A_B" "$C"`, RunOpts{Env: map[string]string{"A_B": "x y'z", "C": "$HOME"}})
+			if err != nil || string(out) != "x y'z|$HOME" {
+				t.Fatalf("got %q, %v", out, err)
+			}
+		}},
+		{"bad env name is refused", func(t *testing.T, a Access, dir string) {
+			if _, err := a.Run(context.Background(), "true", RunOpts{Env: map[string]string{"A;rm": "x"}}); err == nil {
+				t.Fatal("want error")
+			}
+		}},
+		{"non-zero exit is a CommandError", func(t *testing.T, a Access, dir string) {
+			_, err := a.Run(context.Background(), "echo first >&2; echo oops >&2; exit 3", RunOpts{})
+			var ce *CommandError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *CommandError, got %T %v", err, err)
+			}
+			if ce.ExitCode != 3 || ce.Node != "dc1-a" || !strings.Contains(ce.Stderr, "oops") {
+				t.Fatalf("got %+v", ce)
+			}
+			if !strings.Contains(err.Error(), "dc1-a") {
+				t.Fatalf("message does not name the node: %v", err)
+			}
+		}},
+		{"stderr is streamed", func(t *testing.T, a Access, dir string) {
+			var buf syncBuffer
+			_, err := a.Run(context.Background(), "echo progress >&2", RunOpts{Stderr: &buf})
+			if err != nil || buf.String() != "progress\n" {
+				t.Fatalf("got %q, %v", buf.String(), err)
+			}
+		}},
+		{"read missing file is ErrNotExist", func(t *testing.T, a Access, dir string) {
+			_, err := a.ReadFile(context.Background(), filepath.Join(dir, "nope"))
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("want fs.ErrNotExist, got %v", err)
+			}
+		}},
+		{"write then read", func(t *testing.T, a Access, dir string) {
+			p := filepath.Join(dir, "it's a file.conf")
+			data := []byte("a\x00b\n'quote' $(echo no)\n")
+			if err := a.WriteFile(context.Background(), p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := a.ReadFile(context.Background(), p)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("got %q, %v", got, err)
+			}
+			st, err := os.Stat(p)
+			if err != nil || st.Mode().Perm() != 0o600 {
+				t.Fatalf("mode %v, %v", st.Mode(), err)
+			}
+		}},
+		{"write replaces atomically", func(t *testing.T, a Access, dir string) {
+			p := filepath.Join(dir, "pg_hba.conf")
+			if err := os.WriteFile(p, []byte("old\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// A hard link to the old file keeps the old content only if the
+			// new content was renamed into place, not written in place.
+			if err := os.Link(p, p+".link"); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.WriteFile(context.Background(), p, []byte("new\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(p); string(b) != "new\n" {
+				t.Fatalf("file holds %q", b)
+			}
+			if b, _ := os.ReadFile(p + ".link"); string(b) != "old\n" {
+				t.Fatalf("old inode holds %q: written in place", b)
+			}
+			if st, _ := os.Stat(p); st.Mode().Perm() != 0o640 {
+				t.Fatalf("mode %v", st.Mode())
+			}
+			ents, _ := os.ReadDir(dir)
+			if len(ents) != 2 {
+				t.Fatalf("temporary files left: %v", ents)
+			}
+		}},
+		{"write into missing dir fails", func(t *testing.T, a Access, dir string) {
+			if err := a.WriteFile(context.Background(), filepath.Join(dir, "no", "f"), []byte("x"), 0o600); err == nil {
+				t.Fatal("want error")
+			}
+		}},
+		{"cancel stops a long command", func(t *testing.T, a Access, dir string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, err := a.Run(ctx, "sleep 30", RunOpts{})
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("want DeadlineExceeded, got %v", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("took %v", d)
+			}
+		}},
+		{"done context runs nothing", func(t *testing.T, a Access, dir string) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			marker := filepath.Join(dir, "ran")
+			_, err := a.Run(ctx, "touch "+ShellQuote(marker), RunOpts{})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("want Canceled, got %v", err)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatal("the command ran")
+			}
+		}},
+		{"dial tcp", func(t *testing.T, a Access, dir string) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go echoServer(ln)
+			testEcho(t, a, "tcp", ln.Addr().String())
+		}},
+		{"dial unix", func(t *testing.T, a Access, dir string) {
+			sock := filepath.Join(dir, ".s.PGSQL.5432")
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go echoServer(ln)
+			testEcho(t, a, "unix", sock)
+		}},
+		{"dial refused", func(t *testing.T, a Access, dir string) {
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			addr := ln.Addr().String()
+			ln.Close()
+			if _, err := a.Dial(context.Background(), "tcp", addr); err == nil {
+				t.Fatal("want error")
+			}
+		}},
+		{"concurrent runs", func(t *testing.T, a Access, dir string) {
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for i := 0; i < 8; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					out, err := a.Run(context.Background(), "echo ok", RunOpts{})
+					if err == nil && string(out) != "ok\n" {
+						err = errors.New("got " + string(out))
+					}
+					errs <- err
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	}
+	for _, b := range accessBackends() {
+		t.Run(b.name, func(t *testing.T) {
+			a := b.open(t)
+			if a.Node().Name != "dc1-a" {
+				t.Fatalf("Node() = %+v", a.Node())
+			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					// A short dir: Unix socket paths are limited to ~100 bytes.
+					dir, err := os.MkdirTemp("", "sdr")
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { os.RemoveAll(dir) })
+					tc.run(t, a, dir)
+				})
+			}
+		})
+	}
+}
+
+func echoServer(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			io.Copy(c, c)
+		}()
+	}
+}
+
+func testEcho(t *testing.T, a Access, network, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := a.Dial(ctx, network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || line != "ping\n" {
+		t.Fatalf("got %q, %v", line, err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func mustListen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func splitAddr(t *testing.T, addr string) (string, int) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, n
+}

@@ -1,0 +1,259 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config describes one DR pair. The same file is used on both sides.
+// See docs/config.md.
+type Config struct {
+	Name        string      `yaml:"name"`
+	Replication Replication `yaml:"replication"`
+	Postgres    PGAdmin     `yaml:"postgres"`
+	SSH         SSHConfig   `yaml:"ssh"`
+	Timeouts    Timeouts    `yaml:"timeouts"`
+	Primary     ClusterSpec `yaml:"primary"`
+	Standby     ClusterSpec `yaml:"standby"`
+
+	// Path is the file the config was loaded from (not in YAML).
+	Path string `yaml:"-"`
+}
+
+// Replication names the replication role and where its password comes from.
+type Replication struct {
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+}
+
+// PGAdmin is how sdr itself connects to each node's PostgreSQL: through the
+// node's Unix socket, as this database user (peer authentication as the
+// node's OS user).
+type PGAdmin struct {
+	User     string `yaml:"user"`     // default "postgres"
+	Database string `yaml:"database"` // default "postgres"
+}
+
+// SSHConfig is how sdr reaches nodes.
+type SSHConfig struct {
+	IdentityFile string `yaml:"identity_file"`
+	KnownHosts   string `yaml:"known_hosts"`
+	// InsecureIgnoreHostKey turns host key checking off. Loudly named on purpose.
+	InsecureIgnoreHostKey bool `yaml:"insecure_ignore_host_key"`
+}
+
+// Timeouts bound remote calls and waits.
+type Timeouts struct {
+	Connect Duration `yaml:"connect"` // SSH and PostgreSQL connects; default 10s
+	Command Duration `yaml:"command"` // one remote command or SQL call; default 2m
+	Wait    Duration `yaml:"wait"`    // default for --timeout (waits for streaming, basebackup); default 30m
+}
+
+// Duration is a time.Duration written as "10s" in YAML.
+type Duration struct{ time.Duration }
+
+// ClusterSpec is one side of the pair.
+type ClusterSpec struct {
+	Nodes []Node `yaml:"nodes"`
+	// Main names the main standby (standby cluster only).
+	Main string `yaml:"main"`
+}
+
+// Node is one PostgreSQL instance.
+type Node struct {
+	Name      string `yaml:"name"`
+	Host      string `yaml:"host"`       // SSH host and PostgreSQL host as the other nodes reach it
+	SSHPort   int    `yaml:"ssh_port"`   // default 22
+	SSHUser   string `yaml:"ssh_user"`   // default "postgres"
+	PGPort    int    `yaml:"pg_port"`    // default 5432
+	DataDir   string `yaml:"data_dir"`   // absolute
+	BinDir    string `yaml:"bin_dir"`    // default /usr/lib/postgresql/15/bin
+	SocketDir string `yaml:"socket_dir"` // default /var/run/postgresql
+	LogFile   string `yaml:"log_file"`   // pg_ctl -l target when sdr starts the node; default <data_dir>.sdr/postgresql.log
+	Local     bool   `yaml:"local"`      // reach this node without SSH (sdr must run as the node's OS user)
+}
+
+// UnmarshalYAML reads a duration written like "10s", "2m" or "1h30m".
+func (d *Duration) UnmarshalYAML(value *yaml.Node) error {
+	if value.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a duration must be a string like \"10s\"", value.Line)}}
+	}
+	v, err := time.ParseDuration(value.Value)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot parse %q as a duration (like \"10s\" or \"2m\")", value.Line, value.Value)}}
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration as "10s".
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Node returns the node with this name from either cluster.
+func (c *Config) Node(name string) (*Node, bool) {
+	for _, cs := range []*ClusterSpec{&c.Primary, &c.Standby} {
+		for i := range cs.Nodes {
+			if cs.Nodes[i].Name == name {
+				return &cs.Nodes[i], true
+			}
+		}
+	}
+	return nil, false
+}
+
+// IsPrimaryNode reports whether name is a node of the primary cluster.
+func (c *Config) IsPrimaryNode(name string) bool {
+	for i := range c.Primary.Nodes {
+		if c.Primary.Nodes[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// MainStandby returns the standby cluster's main standby (standby.main), or
+// nil if the config does not name one.
+func (c *Config) MainStandby() *Node {
+	for i := range c.Standby.Nodes {
+		if c.Standby.Nodes[i].Name == c.Standby.Main {
+			return &c.Standby.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// StandbyCascades returns the standby cluster's other nodes, which stream
+// from the main standby, in config order.
+func (c *Config) StandbyCascades() []Node {
+	var out []Node
+	for _, n := range c.Standby.Nodes {
+		if n.Name != c.Standby.Main {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Password returns the replication password from replication.password_file
+// (one trailing newline is dropped) or from the variable named by
+// replication.password_env. Errors name the file or variable, never the value.
+func (c *Config) Password() (string, error) {
+	r := c.Replication
+	switch {
+	case r.PasswordFile != "":
+		b, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return "", fmt.Errorf("replication.password_file %s: %w (%w)", r.PasswordFile, err, ErrNoPassword)
+		}
+		pw := string(b)
+		if strings.HasSuffix(pw, "\r\n") {
+			pw = pw[:len(pw)-2]
+		} else if strings.HasSuffix(pw, "\n") {
+			pw = pw[:len(pw)-1]
+		}
+		if pw == "" {
+			return "", fmt.Errorf("replication.password_file %s: the file is empty: %w", r.PasswordFile, ErrNoPassword)
+		}
+		return pw, nil
+	case r.PasswordEnv != "":
+		pw, ok := os.LookupEnv(r.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("replication.password_env %s: the variable is not set: %w", r.PasswordEnv, ErrNoPassword)
+		}
+		if pw == "" {
+			return "", fmt.Errorf("replication.password_env %s: the variable is empty: %w", r.PasswordEnv, ErrNoPassword)
+		}
+		return pw, nil
+	default:
+		return "", fmt.Errorf("neither replication.password_file nor replication.password_env is set: %w", ErrNoPassword)
+	}
+}
+
+// Inputs returns every setting that changes what the DR steps do, as a flat
+// map with deterministic keys like "primary.nodes[dc1-a].data_dir". It holds
+// no secret: for the password only the file path or the variable's name.
+// Runs fingerprint it to notice changed inputs.
+func (c *Config) Inputs() map[string]string {
+	m := map[string]string{
+		"name":              c.Name,
+		"replication.user":  c.Replication.User,
+		"postgres.user":     c.Postgres.User,
+		"postgres.database": c.Postgres.Database,
+		"standby.main":      c.Standby.Main,
+	}
+	if c.Replication.PasswordFile != "" {
+		m["replication.password_file"] = c.Replication.PasswordFile
+	}
+	if c.Replication.PasswordEnv != "" {
+		m["replication.password_env"] = c.Replication.PasswordEnv
+	}
+	for _, side := range []struct {
+		name string
+		cs   *ClusterSpec
+	}{{"primary", &c.Primary}, {"standby", &c.Standby}} {
+		names := make([]string, 0, len(side.cs.Nodes))
+		for _, n := range side.cs.Nodes {
+			names = append(names, n.Name)
+			p := side.name + ".nodes[" + n.Name + "]."
+			m[p+"host"] = n.Host
+			m[p+"ssh_port"] = strconv.Itoa(n.SSHPort)
+			m[p+"ssh_user"] = n.SSHUser
+			m[p+"pg_port"] = strconv.Itoa(n.PGPort)
+			m[p+"data_dir"] = n.DataDir
+			m[p+"bin_dir"] = n.BinDir
+			m[p+"socket_dir"] = n.SocketDir
+			m[p+"log_file"] = n.LogFile
+			m[p+"local"] = strconv.FormatBool(n.Local)
+		}
+		m[side.name+".nodes"] = strings.Join(names, ",")
+	}
+	return m
+}
+
+// maxIdentLen is PostgreSQL's NAMEDATALEN-1.
+const maxIdentLen = 63
+
+// SlotName is the name of the physical replication slot sdr keeps for node
+// in DR pair pair: "sdr_<pair>_<node>", lower-cased, with every character
+// outside [a-z0-9_] replaced by "_". Names longer than 63 characters are
+// cut and end in a short hash so that they stay distinct.
+func SlotName(pair, node string) string {
+	return sanitizeIdent("sdr_" + pair + "_" + node)
+}
+
+// AppName is the application_name node uses in primary_conninfo, so that
+// pg_stat_replication on its upstream shows which node is streaming. It has
+// the same shape as SlotName.
+func AppName(pair, node string) string {
+	return sanitizeIdent("sdr_" + pair + "_" + node)
+}
+
+func sanitizeIdent(s string) string {
+	raw := s
+	b := []byte(strings.ToLower(s))
+	for i, ch := range b {
+		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) <= maxIdentLen {
+		return string(b)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(raw))
+	suffix := fmt.Sprintf("_%08x", h.Sum32())
+	return string(b[:maxIdentLen-len(suffix)]) + suffix
+}

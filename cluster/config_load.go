@@ -1,0 +1,340 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults applied by Load (and SetDefaults) to settings left out of the file.
+const (
+	DefaultSSHPort    = 22
+	DefaultSSHUser    = "postgres"
+	DefaultPGPort     = 5432
+	DefaultBinDir     = "/usr/lib/postgresql/15/bin"
+	DefaultSocketDir  = "/var/run/postgresql"
+	DefaultPGUser     = "postgres"
+	DefaultPGDatabase = "postgres"
+
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultCommandTimeout = 2 * time.Minute
+	DefaultWaitTimeout    = 30 * time.Minute
+)
+
+// LogFileSuffix is appended to a node's data_dir to make its default log_file:
+// "<data_dir>.sdr/postgresql.log".
+const LogFileSuffix = ".sdr/postgresql.log"
+
+// Load reads, defaults and validates the config file at path. Unknown fields,
+// YAML type errors and failed checks are returned as *ConfigError, which wraps
+// ErrBadConfig.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Problem: "cannot read: " + unwrapPathError(err).Error(), err: err}
+	}
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse is Load for config text already read; file is only used in errors.
+func Parse(file string, data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &ConfigError{File: file, Problem: "the file is empty"}
+		}
+		return nil, yamlError(file, data, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &ConfigError{File: file, Problem: "the file holds more than one YAML document"}
+	}
+	c.Path = file
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// yamlError turns a yaml.v3 error into a *ConfigError naming the field at
+// the line yaml reported.
+var yamlLineRE = regexp.MustCompile(`^line (\d+): `)
+
+func yamlError(file string, data []byte, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) || len(te.Errors) == 0 {
+		return &ConfigError{File: file, Problem: strings.TrimPrefix(err.Error(), "yaml: "), err: err}
+	}
+	var root yaml.Node
+	fields := map[int]string{}
+	if yaml.Unmarshal(data, &root) == nil {
+		mapLines(&root, "", fields)
+	}
+	first := te.Errors[0]
+	ce := &ConfigError{File: file, Problem: strings.Join(te.Errors, "; "), err: err}
+	if m := yamlLineRE.FindStringSubmatch(first); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		ce.Field = fields[line]
+	}
+	return ce
+}
+
+// mapLines records, for each line of the document, the path of the most
+// specific setting written on it ("standby.nodes[1].pg_port").
+func mapLines(n *yaml.Node, prefix string, out map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			mapLines(c, prefix, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if prefix != "" {
+				p = prefix + "." + k.Value
+			}
+			out[k.Line] = p
+			mapLines(v, p, out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
+			out[c.Line] = p
+			mapLines(c, p, out)
+		}
+	case yaml.ScalarNode, yaml.AliasNode:
+		if prefix != "" {
+			out[n.Line] = prefix
+		}
+	}
+}
+
+// SetDefaults fills in every setting left empty. Load calls it; code that
+// builds a Config by hand (tests) should too, before Validate.
+func (c *Config) SetDefaults() {
+	if c.Postgres.User == "" {
+		c.Postgres.User = DefaultPGUser
+	}
+	if c.Postgres.Database == "" {
+		c.Postgres.Database = DefaultPGDatabase
+	}
+	if c.Timeouts.Connect.Duration == 0 {
+		c.Timeouts.Connect.Duration = DefaultConnectTimeout
+	}
+	if c.Timeouts.Command.Duration == 0 {
+		c.Timeouts.Command.Duration = DefaultCommandTimeout
+	}
+	if c.Timeouts.Wait.Duration == 0 {
+		c.Timeouts.Wait.Duration = DefaultWaitTimeout
+	}
+	for _, cs := range []*ClusterSpec{&c.Primary, &c.Standby} {
+		for i := range cs.Nodes {
+			n := &cs.Nodes[i]
+			if n.SSHPort == 0 {
+				n.SSHPort = DefaultSSHPort
+			}
+			if n.SSHUser == "" {
+				n.SSHUser = DefaultSSHUser
+			}
+			if n.PGPort == 0 {
+				n.PGPort = DefaultPGPort
+			}
+			if n.BinDir == "" {
+				n.BinDir = DefaultBinDir
+			}
+			if n.SocketDir == "" {
+				n.SocketDir = DefaultSocketDir
+			}
+			if n.LogFile == "" && n.DataDir != "" {
+				n.LogFile = n.DataDir + LogFileSuffix
+			}
+		}
+	}
+}
+
+var (
+	pairNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
+	nodeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	// roleRE is a role name that needs no quoting anywhere (SQL, pg_hba.conf, conninfo).
+	roleRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+	// dbNameRE is the same for database names.
+	dbNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// osUserRE is a plain OS user name.
+	osUserRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	// hostRE is a DNS name, an IPv4 address or an IPv6 address (no brackets).
+	hostRE = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
+)
+
+// Validate checks the config. It expects defaults to be set (Load does that)
+// and returns the first problem found as a *ConfigError.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{File: c.Path, Field: field, Problem: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case c.Name == "":
+		return bad("name", "is required")
+	case !pairNameRE.MatchString(c.Name):
+		return bad("name", "%q must be a lower-case letter followed by at most 30 of [a-z0-9_]", c.Name)
+	}
+
+	r := c.Replication
+	switch {
+	case r.User == "":
+		return bad("replication.user", "is required")
+	case !roleRE.MatchString(r.User):
+		return bad("replication.user", "%q must be a plain lower-case identifier ([a-z_][a-z0-9_]*)", r.User)
+	case r.PasswordFile == "" && r.PasswordEnv == "":
+		return bad("replication.password_file", "one of replication.password_file or replication.password_env is required")
+	case r.PasswordFile != "" && r.PasswordEnv != "":
+		return bad("replication.password_env", "set only one of replication.password_file and replication.password_env")
+	case r.PasswordEnv != "" && !envRE.MatchString(r.PasswordEnv):
+		return bad("replication.password_env", "%q is not an environment variable name", r.PasswordEnv)
+	}
+
+	switch {
+	case !roleRE.MatchString(c.Postgres.User):
+		return bad("postgres.user", "%q must be a plain lower-case identifier", c.Postgres.User)
+	case !dbNameRE.MatchString(c.Postgres.Database):
+		return bad("postgres.database", "%q must be a plain lower-case identifier", c.Postgres.Database)
+	}
+
+	for _, t := range []struct {
+		field string
+		d     Duration
+	}{{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.command", c.Timeouts.Command}, {"timeouts.wait", c.Timeouts.Wait}} {
+		if t.d.Duration <= 0 {
+			return bad(t.field, "must be positive, like \"10s\"")
+		}
+	}
+
+	if !c.SSH.InsecureIgnoreHostKey && c.SSH.KnownHosts == "" && c.anyRemote() {
+		return bad("ssh.known_hosts", "is required (or set ssh.insecure_ignore_host_key: true, which skips host key checks)")
+	}
+	if c.SSH.IdentityFile == "" && c.anyRemote() {
+		return bad("ssh.identity_file", "is required when a node is not local")
+	}
+
+	type where struct{ field, node string }
+	names := map[string]string{} // node name -> field
+	dirs := map[string]where{}   // host + data_dir
+	ports := map[string]where{}  // host + pg_port
+	for _, side := range []struct {
+		name string
+		cs   *ClusterSpec
+	}{{"primary", &c.Primary}, {"standby", &c.Standby}} {
+		if len(side.cs.Nodes) == 0 {
+			return bad(side.name+".nodes", "the %s cluster needs at least one node", side.name)
+		}
+		for i, n := range side.cs.Nodes {
+			p := fmt.Sprintf("%s.nodes[%d]", side.name, i)
+			if err := c.validateNode(p, n, bad); err != nil {
+				return err
+			}
+			if prev, ok := names[n.Name]; ok {
+				return bad(p+".name", "%q is also the name of %s", n.Name, prev)
+			}
+			names[n.Name] = p
+			hd := strings.ToLower(n.Host) + "\x00" + n.DataDir
+			if prev, ok := dirs[hd]; ok {
+				return bad(p+".data_dir", "%s on %s is also the data directory of node %q", n.DataDir, n.Host, prev.node)
+			}
+			dirs[hd] = where{p, n.Name}
+			hp := strings.ToLower(n.Host) + "\x00" + strconv.Itoa(n.PGPort)
+			if prev, ok := ports[hp]; ok {
+				return bad(p+".pg_port", "%s:%d is also the PostgreSQL address of node %q", n.Host, n.PGPort, prev.node)
+			}
+			ports[hp] = where{p, n.Name}
+		}
+	}
+
+	if c.Primary.Main != "" {
+		return bad("primary.main", "must be empty: the primary cluster has no main standby (sdr finds its primary itself)")
+	}
+	if c.Standby.Main == "" {
+		return bad("standby.main", "is required: name the standby node that streams from the primary")
+	}
+	if c.MainStandby() == nil {
+		return bad("standby.main", "%q is not a node of the standby cluster", c.Standby.Main)
+	}
+	return nil
+}
+
+func (c *Config) validateNode(p string, n Node, bad func(field, format string, args ...any) error) error {
+	switch {
+	case n.Name == "":
+		return bad(p+".name", "is required")
+	case !nodeNameRE.MatchString(n.Name):
+		return bad(p+".name", "%q must start with [a-z0-9] and hold only [a-z0-9_-]", n.Name)
+	case n.Host == "":
+		return bad(p+".host", "is required")
+	case !hostRE.MatchString(n.Host):
+		return bad(p+".host", "%q is not a host name or IP address", n.Host)
+	case n.SSHPort < 1 || n.SSHPort > 65535:
+		return bad(p+".ssh_port", "%d is not a port (1-65535)", n.SSHPort)
+	case n.PGPort < 1 || n.PGPort > 65535:
+		return bad(p+".pg_port", "%d is not a port (1-65535)", n.PGPort)
+	case !osUserRE.MatchString(n.SSHUser):
+		return bad(p+".ssh_user", "%q is not a plain user name", n.SSHUser)
+	}
+	for _, d := range []struct{ field, val string }{
+		{"data_dir", n.DataDir}, {"bin_dir", n.BinDir}, {"socket_dir", n.SocketDir}, {"log_file", n.LogFile},
+	} {
+		switch {
+		case d.val == "":
+			return bad(p+"."+d.field, "is required")
+		case !path.IsAbs(d.val):
+			return bad(p+"."+d.field, "%q must be an absolute path", d.val)
+		case path.Clean(d.val) != d.val:
+			return bad(p+"."+d.field, "%q must be a clean path (write %q)", d.val, path.Clean(d.val))
+		case strings.ContainsAny(d.val, "\n\x00"):
+			return bad(p+"."+d.field, "must not contain a newline")
+		}
+	}
+	if n.DataDir == "/" {
+		return bad(p+".data_dir", "must not be /")
+	}
+	if strings.HasPrefix(n.LogFile, n.DataDir+"/") {
+		return bad(p+".log_file", "%q must be outside the data directory (it is replaced when the standby is rebuilt)", n.LogFile)
+	}
+	return nil
+}
+
+func (c *Config) anyRemote() bool {
+	for _, cs := range []*ClusterSpec{&c.Primary, &c.Standby} {
+		for _, n := range cs.Nodes {
+			if !n.Local {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unwrapPathError drops the "open <path>:" part of an *fs.PathError, for
+// messages that already name the file.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,22 @@
+// Package cluster is sdr's view of a DR pair: the config model, access to
+// each node, and the plumbing to reach PostgreSQL on it.
+//
+// Config is loaded from one YAML file (Load) that is the same on both sides;
+// docs/config.md describes every field. Validate checks it and reports the
+// first problem as a *ConfigError naming the field ("standby.nodes[1].data_dir").
+// Inputs gives the settings that change what the DR steps do, for the
+// workflow's input fingerprint; it never holds a secret.
+//
+// Access runs shell commands and moves files on one node: over SSH
+// (golang.org/x/crypto/ssh, host keys checked against known_hosts) or, for
+// nodes marked local, with os/exec. Both pass the same conformance tests.
+// A Pool opens one Access per node on first use.
+//
+// sdr talks to PostgreSQL with pgx through the node's Access: ConnectAdmin
+// dials the node's Unix socket through the SSH connection (peer
+// authentication as the SSH user), and ConnectReplUser checks the
+// replication credentials over TCP from a node's point of view.
+//
+// ReplaceBlock and friends edit sdr's marked blocks in files shared with
+// people (pg_hba.conf, postgresql.auto.conf), keeping every other line.
+package cluster

@@ -1,0 +1,121 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Local reaches a node on the machine sdr runs on, without SSH. sdr must run
+// as the node's OS user.
+type Local struct {
+	node Node
+}
+
+var _ Access = (*Local)(nil)
+
+// NewLocal returns the Access for a local node.
+func NewLocal(n *Node) *Local { return &Local{node: *n} }
+
+// Node is the node this Access reaches.
+func (l *Local) Node() *Node { return &l.node }
+
+// Close does nothing for a local node.
+func (l *Local) Close() error { return nil }
+
+// Run runs cmd with /bin/sh -c in its own process group; when ctx is done
+// the whole group is killed.
+func (l *Local) Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, error) {
+	line, err := commandLine(cmd, opts.Env)
+	if err != nil {
+		return nil, fmt.Errorf("on %s: %w", l.node.Name, err)
+	}
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", line)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	c.WaitDelay = 2 * time.Second
+	var out commandOutput
+	c.Stdin = opts.Stdin
+	c.Stdout = &out.stdout
+	c.Stderr = out.stderrWriter(opts.Stderr)
+	err = c.Run()
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("on %s: %q stopped: %w", l.node.Name, shorten(cmd, 200), context.Cause(ctx))
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return out.stdout.Bytes(), &CommandError{Node: l.node.Name, Cmd: cmd, ExitCode: ee.ExitCode(), Stderr: out.stderr.String()}
+		}
+		return nil, fmt.Errorf("on %s: running %q: %w", l.node.Name, shorten(cmd, 200), err)
+	}
+	return out.stdout.Bytes(), nil
+}
+
+// ReadFile reads a file directly.
+func (l *Local) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("on %s: %w", l.node.Name, err)
+	}
+	return b, nil
+}
+
+// WriteFile writes a temporary file beside path, syncs it, and renames it
+// over path.
+func (l *Local) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("on %s: writing %s: %w", l.node.Name, path, err)
+		}
+	}()
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".sdr-tmp.")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode.Perm()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Dial connects from this machine.
+func (l *Local) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("on %s: %w", l.node.Name, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,106 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// SocketPath is the node's PostgreSQL Unix socket: <socket_dir>/.s.PGSQL.<pg_port>.
+func SocketPath(n *Node) string {
+	return path.Join(n.SocketDir, ".s.PGSQL."+strconv.Itoa(n.PGPort))
+}
+
+// ConnectAdmin connects as postgres.user to postgres.database on the node's
+// Unix socket, dialled through a (so over SSH for remote nodes). PostgreSQL
+// sees a local connection from the SSH user and applies peer authentication.
+func ConnectAdmin(ctx context.Context, cfg *Config, a Access) (*pgx.Conn, error) {
+	n := a.Node()
+	sock := SocketPath(n)
+	cc, err := pgx.ParseConfig("sslmode=disable host=" + dsnQuote(n.SocketDir) + " port=" + strconv.Itoa(n.PGPort))
+	if err != nil {
+		return nil, fmt.Errorf("on %s: building connection config: %w", n.Name, err)
+	}
+	cc.User = cfg.Postgres.User
+	cc.Database = cfg.Postgres.Database
+	cc.Password = ""
+	cc.RuntimeParams = map[string]string{"application_name": "sdr"}
+	setDial(cc, cfg, a)
+
+	conn, err := connect(ctx, cfg, cc)
+	if err != nil {
+		return nil, fmt.Errorf("on %s: connecting to PostgreSQL at %s as %s: %w", n.Name, sock, cc.User, err)
+	}
+	return conn, nil
+}
+
+// ConnectReplUser connects over TCP to host:port as replication.user with
+// password, to database, dialling through via, so that the check sees what
+// via's node sees (network path, pg_hba.conf rules for its address). A
+// wrong password is reported wrapping ErrPasswordAuth.
+func ConnectReplUser(ctx context.Context, cfg *Config, via Access, host string, port int, password, database string) (*pgx.Conn, error) {
+	hostport := net.JoinHostPort(host, strconv.Itoa(port))
+	where := fmt.Sprintf("connecting from %s to PostgreSQL at %s as %s", via.Node().Name, hostport, cfg.Replication.User)
+	cc, err := pgx.ParseConfig("sslmode=prefer host=" + dsnQuote(host) + " port=" + strconv.Itoa(port))
+	if err != nil {
+		return nil, fmt.Errorf("%s: building connection config: %w", where, err)
+	}
+	cc.User = cfg.Replication.User
+	cc.Database = database
+	cc.Password = password // only ever in this struct, never in a DSN or log
+	cc.RuntimeParams = map[string]string{"application_name": "sdr_check"}
+	setDial(cc, cfg, via)
+
+	conn, err := connect(ctx, cfg, cc)
+	if err != nil {
+		if IsPasswordAuthError(err) {
+			return nil, fmt.Errorf("%s: %w: %w", where, ErrPasswordAuth, err)
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	return conn, nil
+}
+
+// IsPasswordAuthError reports whether err is PostgreSQL refusing a password
+// (SQLSTATE 28P01, invalid_password).
+func IsPasswordAuthError(err error) bool {
+	if errors.Is(err, ErrPasswordAuth) {
+		return true
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "28P01"
+}
+
+// setDial makes pgx dial through a and never resolve names itself: the node
+// at the other end of a resolves them.
+func setDial(cc *pgx.ConnConfig, cfg *Config, a Access) {
+	cc.ConnectTimeout = cfg.Timeouts.Connect.Duration
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return a.Dial(ctx, network, addr)
+	}
+	lookup := func(ctx context.Context, host string) ([]string, error) { return []string{host}, nil }
+	cc.DialFunc = dial
+	cc.LookupFunc = lookup
+}
+
+func connect(ctx context.Context, cfg *Config, cc *pgx.ConnConfig) (*pgx.Conn, error) {
+	if t := cfg.Timeouts.Connect.Duration; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	return pgx.ConnectConfig(ctx, cc)
+}
+
+// dsnQuote quotes a value for a key=value connection string.
+func dsnQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	return "'" + r.Replace(s) + "'"
+}

@@ -1,0 +1,272 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// SSH reaches a node over one SSH connection: commands run in sessions,
+// files move through sessions' stdin/stdout, and Dial tunnels TCP and Unix
+// socket connections (direct-tcpip, direct-streamlocal) from the node.
+type SSH struct {
+	node   Node
+	addr   string
+	client *ssh.Client
+	dead   chan struct{} // closed when the connection ends
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Access = (*SSH)(nil)
+
+// DialSSH connects to node n as n.SSHUser with the key in ssh.identity_file,
+// checking the host key against ssh.known_hosts unless
+// ssh.insecure_ignore_host_key is set. The connect (TCP and handshake) is
+// bounded by timeouts.connect and ctx.
+func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
+	addr := net.JoinHostPort(n.Host, strconv.Itoa(n.SSHPort))
+	where := fmt.Sprintf("ssh %s (%s)", n.Name, addr)
+
+	signer, err := loadIdentity(cfg.SSH.IdentityFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	conf := &ssh.ClientConfig{
+		User:    n.SSHUser,
+		Auth:    []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		Timeout: cfg.Timeouts.Connect.Duration,
+	}
+	if cfg.SSH.InsecureIgnoreHostKey {
+		conf.HostKeyCallback = ssh.InsecureIgnoreHostKey() //nolint:gosec // asked for explicitly; the caller warns
+	} else {
+		cb, err := knownhosts.New(cfg.SSH.KnownHosts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading ssh.known_hosts: %w", where, err)
+		}
+		conf.HostKeyAlgorithms = hostKeyAlgorithms(cb, addr)
+		conf.HostKeyCallback = func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+			if err := cb(hostname, remote, key); err != nil {
+				return &hostKeyError{file: cfg.SSH.KnownHosts, err: err}
+			}
+			return nil
+		}
+	}
+
+	timeout := cfg.Timeouts.Connect.Duration
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	// Bound the handshake by the same deadline and by ctx.
+	if dl, ok := dctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(dctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, conf)
+	stop()
+	if err != nil {
+		conn.Close()
+		var hk *hostKeyError
+		switch {
+		case errors.As(err, &hk):
+			return nil, fmt.Errorf("%s: host key not in %s (or changed): %w", where, hk.file, errors.Join(ErrHostKey, hk.err))
+		case strings.Contains(err.Error(), "unable to authenticate"):
+			return nil, fmt.Errorf("%s: authentication as %s failed (is the public key of %s in ~%s/.ssh/authorized_keys?): %w",
+				where, n.SSHUser, cfg.SSH.IdentityFile, n.SSHUser, ErrSSHAuth)
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("%s: %w", where, context.Cause(ctx))
+		case dctx.Err() != nil:
+			return nil, fmt.Errorf("%s: handshake did not finish within %s: %w", where, timeout, dctx.Err())
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	s := &SSH{node: *n, addr: addr, client: ssh.NewClient(cc, chans, reqs), dead: make(chan struct{})}
+	go func() {
+		_ = s.client.Wait()
+		close(s.dead)
+	}()
+	return s, nil
+}
+
+type hostKeyError struct {
+	file string
+	err  error
+}
+
+func (e *hostKeyError) Error() string { return e.err.Error() }
+func (e *hostKeyError) Unwrap() error { return e.err }
+
+// hostKeyAlgorithms returns the key types known_hosts holds for addr, so the
+// server is asked for a key we can check (otherwise a server offering, say,
+// RSA first fails against an ed25519 entry).
+func hostKeyAlgorithms(cb ssh.HostKeyCallback, addr string) []string {
+	var ke *knownhosts.KeyError
+	if err := cb(knownhosts.Normalize(addr), &net.TCPAddr{}, probeKey{}); !errors.As(err, &ke) {
+		return nil
+	}
+	var algos []string
+	seen := map[string]bool{}
+	add := func(a string) {
+		if !seen[a] {
+			seen[a] = true
+			algos = append(algos, a)
+		}
+	}
+	for _, k := range ke.Want {
+		t := k.Key.Type()
+		if t == ssh.KeyAlgoRSA {
+			add(ssh.KeyAlgoRSASHA512)
+			add(ssh.KeyAlgoRSASHA256)
+		}
+		add(t)
+	}
+	return algos
+}
+
+// probeKey is a key no known_hosts entry matches.
+type probeKey struct{}
+
+func (probeKey) Type() string                        { return "sdr-probe" }
+func (probeKey) Marshal() []byte                     { return []byte("sdr-probe") }
+func (probeKey) Verify([]byte, *ssh.Signature) error { return errors.New("probe key") }
+
+func loadIdentity(file string) (ssh.Signer, error) {
+	if file == "" {
+		return nil, errors.New("ssh.identity_file is not set")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading ssh.identity_file %s: %w", file, unwrapPathError(err))
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		var pe *ssh.PassphraseMissingError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("ssh.identity_file %s is protected by a passphrase; sdr needs a key without one", file)
+		}
+		return nil, fmt.Errorf("ssh.identity_file %s: %w", file, err)
+	}
+	return signer, nil
+}
+
+// Node is the node this Access reaches.
+func (s *SSH) Node() *Node { return &s.node }
+
+// Close closes the SSH connection.
+func (s *SSH) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.client.Close() })
+	return s.closeErr
+}
+
+// Dead reports whether the connection has ended (closed, or lost).
+func (s *SSH) Dead() bool {
+	select {
+	case <-s.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run runs cmd in a new session. When ctx is done the session is sent
+// SIGKILL and closed.
+func (s *SSH) Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, error) {
+	line, err := commandLine(cmd, opts.Env)
+	if err != nil {
+		return nil, fmt.Errorf("on %s: %w", s.node.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("on %s: %q not started: %w", s.node.Name, shorten(cmd, 200), context.Cause(ctx))
+	}
+	sess, err := s.client.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("on %s: opening an ssh session: %w", s.node.Name, err)
+	}
+	defer sess.Close()
+	out := &commandOutput{}
+	sess.Stdin = opts.Stdin
+	sess.Stdout = &out.stdout
+	sess.Stderr = out.stderrWriter(opts.Stderr)
+	if err := sess.Start(line); err != nil {
+		return nil, fmt.Errorf("on %s: starting %q: %w", s.node.Name, shorten(cmd, 200), err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case <-ctx.Done():
+		_ = sess.Signal(ssh.SIGKILL)
+		_ = sess.Close()
+		// Give the session a moment to end so that its output goroutines
+		// stop; do not wait for a peer that is gone.
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+		return nil, fmt.Errorf("on %s: %q stopped: %w", s.node.Name, shorten(cmd, 200), context.Cause(ctx))
+	case err = <-done:
+	}
+	if err != nil {
+		var ee *ssh.ExitError
+		var me *ssh.ExitMissingError
+		switch {
+		case errors.As(err, &ee):
+			return out.stdout.Bytes(), &CommandError{Node: s.node.Name, Cmd: cmd, ExitCode: ee.ExitStatus(), Stderr: out.stderr.String()}
+		case errors.As(err, &me):
+			return out.stdout.Bytes(), &CommandError{Node: s.node.Name, Cmd: cmd, ExitCode: -1, Stderr: out.stderr.String()}
+		}
+		return nil, fmt.Errorf("on %s: running %q: %w", s.node.Name, shorten(cmd, 200), err)
+	}
+	return out.stdout.Bytes(), nil
+}
+
+// ReadFile cats the file over a session.
+func (s *SSH) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	b, err := s.Run(ctx, readFileCmd(path), RunOpts{})
+	var ce *CommandError
+	if errors.As(err, &ce) && ce.ExitCode == exitNotExist {
+		return nil, fmt.Errorf("on %s: reading %s: %w", s.node.Name, path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// WriteFile sends data on a session's stdin to a temporary file beside path
+// and renames it over path.
+func (s *SSH) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error {
+	if _, err := s.Run(ctx, writeFileCmd(path, mode), RunOpts{Stdin: bytes.NewReader(data)}); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// Dial opens a TCP (direct-tcpip) or Unix socket (direct-streamlocal)
+// connection from the node.
+func (s *SSH) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := s.client.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("on %s: dialing %s %s through ssh: %w", s.node.Name, network, addr, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,283 @@
+package cluster
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// testSSHServer is an in-process SSH server for tests. It accepts one
+// client key, runs "exec" requests with /bin/sh -c on this machine, and
+// serves direct-tcpip and direct-streamlocal@openssh.com channels.
+type testSSHServer struct {
+	Addr         string // 127.0.0.1:port
+	Host         string
+	Port         int
+	HostKey      ssh.PublicKey
+	IdentityFile string // the accepted client key (OpenSSH PEM)
+	KnownHosts   string // a known_hosts file trusting HostKey
+
+	ln net.Listener
+	wg sync.WaitGroup
+}
+
+func newTestKey(t *testing.T) (ssh.Signer, ed25519.PrivateKey) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, priv
+}
+
+func writeIdentity(t *testing.T, priv ed25519.PrivateKey, file string) {
+	t.Helper()
+	blk, err := ssh.MarshalPrivateKey(priv, "sdr test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, pem.EncodeToMemory(blk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startTestSSHServer(t *testing.T) *testSSHServer {
+	t.Helper()
+	dir := t.TempDir()
+	hostSigner, _ := newTestKey(t)
+	clientSigner, clientPriv := newTestKey(t)
+	s := &testSSHServer{
+		HostKey:      hostSigner.PublicKey(),
+		IdentityFile: filepath.Join(dir, "id_ed25519"),
+		KnownHosts:   filepath.Join(dir, "known_hosts"),
+	}
+	writeIdentity(t, clientPriv, s.IdentityFile)
+
+	allowed := string(clientSigner.PublicKey().Marshal())
+	conf := &ssh.ServerConfig{
+		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if string(key.Marshal()) == allowed {
+				return nil, nil
+			}
+			return nil, errors.New("key not allowed")
+		},
+	}
+	conf.AddHostKey(hostSigner)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ln = ln
+	s.Addr = ln.Addr().String()
+	host, port, _ := net.SplitHostPort(s.Addr)
+	s.Host = host
+	s.Port, _ = strconv.Atoi(port)
+	line := knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.HostKey)
+	if err := os.WriteFile(s.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var conns []net.Conn
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.serveConn(c, conf)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *testSSHServer) serveConn(c net.Conn, conf *ssh.ServerConfig) {
+	sc, chans, reqs, err := ssh.NewServerConn(c, conf)
+	if err != nil {
+		c.Close()
+		return
+	}
+	defer sc.Close()
+	go ssh.DiscardRequests(reqs)
+	for nc := range chans {
+		switch nc.ChannelType() {
+		case "session":
+			ch, creqs, err := nc.Accept()
+			if err != nil {
+				continue
+			}
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); serveSession(ch, creqs) }()
+		case "direct-tcpip":
+			var p struct {
+				Host       string
+				Port       uint32
+				OriginHost string
+				OriginPort uint32
+			}
+			if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+				nc.Reject(ssh.ConnectionFailed, err.Error())
+				continue
+			}
+			forward(nc, "tcp", net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))))
+		case "direct-streamlocal@openssh.com":
+			var p struct {
+				Path      string
+				Reserved0 string
+				Reserved1 uint32
+			}
+			if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+				nc.Reject(ssh.ConnectionFailed, err.Error())
+				continue
+			}
+			forward(nc, "unix", p.Path)
+		default:
+			nc.Reject(ssh.UnknownChannelType, "not supported")
+		}
+	}
+}
+
+func forward(nc ssh.NewChannel, network, addr string) {
+	c, err := net.Dial(network, addr)
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		c.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		io.Copy(ch, c)
+		ch.CloseWrite()
+	}()
+	go func() {
+		defer wg.Done()
+		io.Copy(c, ch)
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+	}()
+	go func() {
+		wg.Wait()
+		ch.Close()
+		c.Close()
+	}()
+}
+
+// serveSession handles one session: env is ignored, exec runs the command,
+// signal and a closed channel kill its process group.
+func serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
+	defer ch.Close()
+	var cmd *exec.Cmd
+	done := make(chan struct{})
+	kill := func() {
+		if cmd != nil && cmd.Process != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	for {
+		select {
+		case req, ok := <-reqs:
+			if !ok {
+				kill()
+				if cmd != nil {
+					<-done
+				}
+				return
+			}
+			switch req.Type {
+			case "exec":
+				if cmd != nil {
+					req.Reply(false, nil)
+					continue
+				}
+				var p struct{ Command string }
+				if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+					req.Reply(false, nil)
+					continue
+				}
+				cmd = exec.Command("/bin/sh", "-c", p.Command)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+				cmd.Stdout = ch
+				cmd.Stderr = ch.Stderr()
+				stdin, err := cmd.StdinPipe()
+				if err != nil {
+					req.Reply(false, nil)
+					return
+				}
+				if err := cmd.Start(); err != nil {
+					req.Reply(false, nil)
+					return
+				}
+				req.Reply(true, nil)
+				go func() {
+					io.Copy(stdin, ch)
+					stdin.Close()
+				}()
+				go func() {
+					err := cmd.Wait()
+					status := 0
+					var ee *exec.ExitError
+					if errors.As(err, &ee) {
+						status = ee.ExitCode()
+						if status < 0 {
+							status = 128 + 9
+						}
+					}
+					ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(status)}))
+					close(done)
+					ch.Close()
+				}()
+			case "signal":
+				kill()
+				req.Reply(true, nil)
+			default:
+				req.Reply(req.Type == "env", nil)
+			}
+		case <-done:
+			return
+		}
+	}
+}

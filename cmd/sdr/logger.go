@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// newLogger builds the console logger (short human lines on w) and, when
+// logFile is set, a JSON-lines logger into that file.
+func newLogger(w io.Writer, logFile string, verbose bool) (*zap.Logger, func(), error) {
+	level := zapcore.InfoLevel
+	if verbose {
+		level = zapcore.DebugLevel
+	}
+	encCfg := zapcore.EncoderConfig{
+		TimeKey: "t", LevelKey: "level", MessageKey: "msg",
+		EncodeTime:       zapcore.TimeEncoderOfLayout("15:04:05"),
+		EncodeLevel:      zapcore.CapitalLevelEncoder,
+		EncodeDuration:   zapcore.StringDurationEncoder,
+		ConsoleSeparator: " ",
+	}
+	cores := []zapcore.Core{&consoleCore{Core: zapcore.NewCore(zapcore.NewConsoleEncoder(encCfg), zapcore.AddSync(w), level)}}
+	closeFn := func() {}
+	if logFile != "" {
+		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, nil, usagef("--log-file %s: %w", logFile, err)
+		}
+		jcfg := zap.NewProductionEncoderConfig()
+		jcfg.TimeKey, jcfg.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
+		jcfg.EncodeDuration = zapcore.StringDurationEncoder
+		cores = append(cores, zapcore.NewCore(zapcore.NewJSONEncoder(jcfg), zapcore.AddSync(f), zapcore.DebugLevel))
+		closeFn = func() { _ = f.Sync(); _ = f.Close() }
+	}
+	return zap.New(zapcore.NewTee(cores...)), closeFn, nil
+}
+
+// consoleCore keeps console lines short: run_id is dropped (it is in the
+// log file and in `sdr status`), and step becomes a prefix of the message.
+type consoleCore struct {
+	zapcore.Core
+	step string
+}
+
+func (c *consoleCore) With(fields []zapcore.Field) zapcore.Core {
+	step := c.step
+	var keep []zapcore.Field
+	for _, f := range fields {
+		switch f.Key {
+		case "run_id":
+		case "step":
+			step = f.String
+		default:
+			keep = append(keep, f)
+		}
+	}
+	return &consoleCore{Core: c.Core.With(keep), step: step}
+}
+
+func (c *consoleCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *consoleCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	step := c.step
+	var keep []zapcore.Field
+	for _, f := range fields {
+		switch f.Key {
+		case "run_id":
+		case "step":
+			step = f.String
+		default:
+			keep = append(keep, f)
+		}
+	}
+	if step != "" && step != "-" {
+		e.Message = fmt.Sprintf("%-22s %s", step, e.Message)
+	}
+	return c.Core.Write(e, keep)
+}

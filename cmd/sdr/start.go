@@ -1,0 +1,157 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/steps"
+	"github.com/pgsdr/sdr/store"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+func startCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "start",
+		Usage:     "turn this side into its half of the DR pair (resumable: rerun to continue)",
+		UsageText: "sdr --config FILE --state FILE start --role primary|standby [--timeout D] [--restart]",
+		Description: "Steps (the same numbers on both sides; a step with nothing to do for a role is recorded as skipped):\n" +
+			steps.StartHelp() + `
+A rerun with the same config starts at the first step that is not done, after
+re-checking the live cluster. A rerun whose config changed is refused and the
+changes are named; --restart starts again from step 1 (values saved by earlier
+runs, such as the original wal_keep_size, are kept).`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "role", Required: true, Usage: "`primary` (run on the primary side) or standby (run on the DR side)"},
+			&cli.DurationFlag{Name: "timeout", Usage: "bound for waits (primary: for the main standby to stream; standby: for the primary to accept the replication user, for streaming); default timeouts.wait from the config"},
+			&cli.BoolFlag{Name: "restart", Usage: "forget recorded step progress and start again from step 1"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("start takes no arguments, got %q", c.Args().Slice())
+			}
+			role, err := workflow.ParseRole(c.String("role"))
+			if err != nil {
+				return usagef("--role: %w", err)
+			}
+			return runStart(c, readGlobals(c), role, c.Duration("timeout"), c.Bool("restart"))
+		},
+	}
+}
+
+func newRunID(now time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+func loadConfig(g globals) (*cluster.Config, error) {
+	if g.config == "" {
+		return nil, usageErr(errNoConfig)
+	}
+	cfg, err := cluster.Load(g.config)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return cfg, nil
+}
+
+func openStore(g globals, pair string) (*store.DB, error) {
+	db, err := store.Open(g.state, store.Options{Pair: pair})
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return db, nil
+}
+
+func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Duration, restart bool) error {
+	ctx := c.Context
+	if timeout < 0 {
+		return usagef("--timeout must be positive, got %s", timeout)
+	}
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return err
+	}
+	password, err := cfg.Password()
+	if err != nil {
+		return usageErr(err)
+	}
+	if timeout == 0 {
+		timeout = cfg.Timeouts.Wait.Duration
+	}
+	log, closeLog, err := newLogger(c.App.ErrWriter, g.logFile, g.verbose)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	db, err := openStore(g, cfg.Name)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	runID := newRunID(now)
+	log = log.With(zap.String("run_id", runID))
+	host, _ := os.Hostname()
+	lock, err := store.Acquire(db.Path(), store.Holder{PID: os.Getpid(), Host: host, Started: now.UTC(), RunID: runID,
+		Command: "start --role " + string(role)}, 2*time.Second)
+	if err != nil {
+		return usageErr(err)
+	}
+	defer lock.Release()
+	if h := lock.TookOver; h != nil {
+		log.Warn("took over the lock of a run that is gone", zap.String("step", "-"), zap.Int("old_pid", h.PID),
+			zap.String("old_host", h.Host), zap.Time("old_started", h.Started), zap.String("old_run_id", h.RunID))
+	}
+	if cfg.SSH.InsecureIgnoreHostKey {
+		log.Warn("ssh.insecure_ignore_host_key is set: SSH host keys are NOT verified", zap.String("step", "-"))
+	}
+	pool := cluster.Open(ctx, cfg, log)
+	defer pool.Close()
+	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout, Log: log}
+	wf := steps.Start(role, env)
+	inputs := cfg.Inputs()
+	inputs["action"], inputs["role"] = wf.Action, string(role)
+	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
+	log.Info(fmt.Sprintf("sdr start --role %s for DR pair %s (state file %s)", role, cfg.Name, db.Path()), zap.String("step", "-"))
+	res, err := runner.Run(ctx, wf, inputs, workflow.Options{Restart: restart})
+	return reportRun(c, wf, cfg.Name, res, err)
+}
+
+// reportRun prints the outcome of a run and classifies its error.
+func reportRun(c *cli.Context, wf workflow.Workflow, pair string, res workflow.Result, err error) error {
+	out := c.App.Writer
+	var ic *workflow.InputsChangedError
+	switch {
+	case errors.As(err, &ic):
+		return usageErr(err)
+	case err != nil:
+		var se *workflow.StepError
+		if errors.As(err, &se) {
+			fmt.Fprintf(out, "%s for DR pair %s failed at %s; state %s. Fix the cause and run the same command again to resume (see docs/runbook.md).\n",
+				wf.Key(), pair, se.Step, orDash(string(res.State)))
+			return err
+		}
+		return failErr(err)
+	case res.AlreadyComplete:
+		fmt.Fprintf(out, "%s for DR pair %s is already complete; state %s. Nothing to do.\n", wf.Key(), pair, orDash(string(res.State)))
+	default:
+		fmt.Fprintf(out, "%s for DR pair %s complete; state %s (ran %s).\n", wf.Key(), pair, orDash(string(res.State)), strings.Join(res.Ran, ", "))
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

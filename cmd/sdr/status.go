@@ -1,0 +1,169 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/steps"
+	"github.com/pgsdr/sdr/store"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// StatusJSONVersion is the version of the `status --json` document.
+// Fields are only ever added within a version. See docs/status.md.
+const StatusJSONVersion = 1
+
+// StatusDoc is the `sdr status --json` document.
+type StatusDoc struct {
+	Version   int                  `json:"version"`
+	Pair      string               `json:"pair"`
+	StateFile string               `json:"state_file"`
+	Schema    int                  `json:"schema"`
+	Sides     []workflow.Side      `json:"sides"`
+	Workflows []workflow.Record    `json:"workflows"`
+	History   []store.HistoryEntry `json:"history"`
+	Lock      *store.Holder        `json:"lock"`
+	Nodes     []steps.NodeStatus   `json:"nodes"`
+	Live      string               `json:"live"` // "ok", "no config", or why live facts are missing
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show this side's DR state, the recorded steps and, with --config, live replication facts",
+		UsageText: "sdr --state FILE [--config FILE] status [--json] [--history N]",
+		Description: `Reads the state file only (it works with no PostgreSQL reachable, and while a run
+holds the lock). With --config it also asks every node for its role, its upstream,
+pg_stat_replication / pg_stat_wal_receiver and lag; an unreachable node is shown as such.
+The --json document is described in docs/status.md.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the status as one JSON document"},
+			&cli.IntFlag{Name: "history", Value: 20, Usage: "show the last `N` state transitions (0: all)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("status takes no arguments, got %q", c.Args().Slice())
+			}
+			return runStatus(c, readGlobals(c), c.Bool("json"), c.Int("history"))
+		},
+	}
+}
+
+func runStatus(c *cli.Context, g globals, asJSON bool, history int) error {
+	var cfg *cluster.Config
+	if g.config != "" {
+		var err error
+		if cfg, err = loadConfig(g); err != nil {
+			return err
+		}
+	}
+	pair := ""
+	if cfg != nil {
+		pair = cfg.Name
+	}
+	db, err := store.Open(g.state, store.Options{ReadOnly: true, Pair: pair})
+	if err != nil {
+		return usageErr(err)
+	}
+	snap, err := db.Snapshot(history)
+	if err != nil {
+		return usageErr(err)
+	}
+	doc := StatusDoc{Version: StatusJSONVersion, Pair: snap.Pair, StateFile: snap.Path, Schema: snap.Schema, Sides: snap.Sides,
+		Workflows: snap.Workflows, History: snap.History, Lock: snap.Lock, Nodes: []steps.NodeStatus{}, Live: "no config"}
+	if cfg != nil {
+		pool := cluster.Open(c.Context, cfg, zap.NewNop())
+		defer pool.Close()
+		doc.Nodes = steps.Probe(c.Context, &steps.Env{Config: cfg, Pool: pool, Log: zap.NewNop()})
+		doc.Live = "ok"
+	}
+	if asJSON {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	printStatus(c.App.Writer, doc)
+	return nil
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func printStatus(w io.Writer, d StatusDoc) {
+	fmt.Fprintf(w, "DR pair %s (state file %s)\n", orDash(d.Pair), d.StateFile)
+	if d.Lock != nil {
+		fmt.Fprintf(w, "running now: %s (pid %d on %s, started %s, run %s)\n", d.Lock.Command, d.Lock.PID, d.Lock.Host, fmtTime(&d.Lock.Started), d.Lock.RunID)
+	}
+	if len(d.Sides) == 0 {
+		fmt.Fprintln(w, "no DR state recorded yet: this side has not run sdr start")
+	}
+	for _, s := range d.Sides {
+		fmt.Fprintf(w, "side %s: state %s since %s", s.Role, strings.ToUpper(string(s.State)), fmtTime(&s.Since))
+		if s.Step != "" {
+			fmt.Fprintf(w, " (set by %s, run %s)", s.Step, s.RunID)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, r := range d.Workflows {
+		status := "in progress"
+		if r.Complete {
+			status = "complete, finished " + fmtTime(r.Finished)
+		}
+		fmt.Fprintf(w, "\nworkflow %s: %s (last run %s, %d runs)\n", r.Workflow, status, r.RunID, r.Runs)
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  STEP\tSTATUS\tATTEMPTS\tSTARTED\tENDED\tERROR")
+		for _, s := range r.Steps {
+			errText := ""
+			if s.Error != nil {
+				errText = s.Error.Message
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Status, s.Attempts, fmtTime(s.Started), fmtTime(s.Ended), errText)
+		}
+		tw.Flush()
+	}
+	if len(d.Nodes) > 0 {
+		fmt.Fprintln(w, "\nnodes (live):")
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  NODE\tSIDE\tROLE\tUPSTREAM\tRECEIVER\tLAG BYTES\tLAG S\tDOWNSTREAM")
+		for _, n := range d.Nodes {
+			if !n.Reachable {
+				fmt.Fprintf(tw, "  %s\t%s\tUNREACHABLE\t-\t-\t-\t-\t%s\n", n.Name, n.Cluster, oneLineStr(n.Error))
+				continue
+			}
+			recv, lagB, lagS := "-", "-", "-"
+			if n.WalReceiver != nil {
+				recv = n.WalReceiver.Status
+				lagB, lagS = fmt.Sprint(n.WalReceiver.LagBytes), fmt.Sprintf("%.1f", n.WalReceiver.LagSeconds)
+			}
+			var down []string
+			for _, r := range n.Replication {
+				down = append(down, fmt.Sprintf("%s %s lag %dB/%.1fs", r.ApplicationName, r.State, r.LagBytes, r.LagSeconds))
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Cluster, n.Role, orDash(n.Upstream), recv, lagB, lagS, orDash(strings.Join(down, "; ")))
+		}
+		tw.Flush()
+	} else if d.Live != "ok" {
+		fmt.Fprintln(w, "\n(no live facts: give --config to ask the nodes)")
+	}
+	if len(d.History) > 0 {
+		fmt.Fprintln(w, "\nstate history:")
+		for _, h := range d.History {
+			t := h.Time
+			fmt.Fprintf(w, "  %s  %s: %s -> %s  (%s, run %s)\n", fmtTime(&t), h.Role, orDash(string(h.From)), h.To, orDash(h.Step), h.RunID)
+		}
+	}
+}
+
+func oneLineStr(s string) string { return strings.Join(strings.Fields(s), " ") }

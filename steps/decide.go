@@ -1,0 +1,251 @@
+package steps
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/pgsdr/sdr/cluster"
+)
+
+// Decisions made from observed state, without I/O. Each is table-tested.
+
+// choosePrimary returns the index of the one node not in recovery, and
+// checks that all nodes belong to one cluster.
+func choosePrimary(facts []pgFacts) (int, error) {
+	idx := -1
+	var primaries []string
+	for i, f := range facts {
+		if !f.InRecovery {
+			idx = i
+			primaries = append(primaries, f.Node)
+		}
+	}
+	switch len(primaries) {
+	case 0:
+		return -1, permanent(fmt.Errorf("no primary in the primary cluster: every node is in recovery"))
+	case 1:
+	default:
+		return -1, permanent(fmt.Errorf("%d primaries in the primary cluster (%s): exactly one node may be out of recovery",
+			len(primaries), strings.Join(primaries, ", ")))
+	}
+	for _, f := range facts {
+		if f.SystemID != facts[idx].SystemID {
+			return -1, permanent(fmt.Errorf("%s has system identifier %s but the primary %s has %s: it is not a member of the primary cluster",
+				f.Node, f.SystemID, facts[idx].Node, facts[idx].SystemID))
+		}
+	}
+	return idx, nil
+}
+
+// Minimum free capacity on the primary for one DR standby: its
+// basebackup with -X stream takes two walsenders and a temporary slot;
+// streaming then takes one walsender and the permanent slot.
+const (
+	minFreeWalSenders = 2
+	minFreeSlots      = 2
+	minVersionNum     = 130000 // wal_keep_size exists since 13
+)
+
+// checkPrimarySettings checks the primary's settings for streaming to DR.
+// slotExists is true when sdr's slot already exists (a rerun), which
+// then counts as capacity already reserved.
+func checkPrimarySettings(f pgFacts, slotExists bool) error {
+	var problems []string
+	if f.VersionNum < minVersionNum {
+		problems = append(problems, fmt.Sprintf("server_version_num %d is older than PostgreSQL 13", f.VersionNum))
+	}
+	if f.WalLevel != "replica" && f.WalLevel != "logical" {
+		problems = append(problems, fmt.Sprintf("wal_level is %s, needs replica or logical", f.WalLevel))
+	}
+	if free := f.MaxWalSenders - f.UsedWalSenders; free < minFreeWalSenders {
+		problems = append(problems, fmt.Sprintf("max_wal_senders %d with %d in use leaves %d free, needs %d",
+			f.MaxWalSenders, f.UsedWalSenders, free, minFreeWalSenders))
+	}
+	need := minFreeSlots
+	if slotExists {
+		need--
+	}
+	if free := f.MaxSlots - f.UsedSlots; free < need {
+		problems = append(problems, fmt.Sprintf("max_replication_slots %d with %d in use leaves %d free, needs %d",
+			f.MaxSlots, f.UsedSlots, free, need))
+	}
+	if len(problems) > 0 {
+		return permanent(fmt.Errorf("primary %s: %s", f.Node, strings.Join(problems, "; ")))
+	}
+	return nil
+}
+
+// standbyNodeObs is what 2_check_cluster and 5_stop_cluster see of a standby node.
+type standbyNodeObs struct {
+	Node       string
+	Running    bool
+	InRecovery bool
+	SystemID   string
+}
+
+// checkStandbyNodeSafe refuses a standby node that is in fact a running
+// primary of the primary cluster (same system identifier, not in
+// recovery): stopping or rebuilding it would take the primary down.
+func checkStandbyNodeSafe(o standbyNodeObs, primarySysID string) error {
+	if o.Running && !o.InRecovery && o.SystemID != "" && o.SystemID == primarySysID {
+		return permanent(fmt.Errorf("standby node %s runs a primary with the primary cluster's system identifier %s: "+
+			"its data directory belongs to the primary cluster; sdr refuses to stop or replace it (check standby.nodes in the config)",
+			o.Node, o.SystemID))
+	}
+	return nil
+}
+
+// buildObs is what 7_build_standby sees of a standby node before acting.
+type buildObs struct {
+	Running       bool
+	InRecovery    bool   // when running
+	SystemID      string // of the data directory ("" when it does not exist)
+	StandbySignal bool
+	BuiltMarker   string // system identifier recorded by the last completed build, "" if none
+}
+
+type buildAction int
+
+const (
+	buildRebuild buildAction = iota // make a new copy and swap it in
+	buildDone                       // the data directory already is a standby of this primary
+	buildStart                      // a finished copy, not running: just start it
+)
+
+// decideBuild decides what to do with a standby node's data directory.
+// A running PostgreSQL that is not already a standby of this primary is
+// never replaced.
+func decideBuild(node string, o buildObs, primarySysID string) (buildAction, error) {
+	ours := o.SystemID != "" && o.SystemID == primarySysID && o.StandbySignal && o.BuiltMarker == primarySysID
+	if o.Running {
+		if o.InRecovery && o.SystemID == primarySysID {
+			return buildDone, nil
+		}
+		return 0, permanent(fmt.Errorf("PostgreSQL is running in the data directory of %s and it is not a standby of the primary (system identifier %q, want %s); "+
+			"sdr never replaces a data directory in use: stop it, then rerun", node, o.SystemID, primarySysID))
+	}
+	if ours {
+		return buildStart, nil
+	}
+	return buildRebuild, nil
+}
+
+// swapObs is what the swap of a finished copy sees.
+type swapObs struct {
+	DataDirExists bool
+	DataDirSysID  string // system identifier in the current data directory
+	NewComplete   bool   // the new copy finished (marker written after pg_basebackup)
+	OldExists     bool   // a previous data directory is already kept aside
+}
+
+type swapOp string
+
+const (
+	opKeepOld     swapOp = "move data directory aside to old"
+	opDropSdrCopy swapOp = "remove data directory (an earlier sdr-built copy)"
+	opMoveNewIn   swapOp = "move new copy into place"
+)
+
+// planSwap plans the swap of a finished copy into place. The original
+// data directory is kept as old until 9_finish; a second copy made by an
+// earlier attempt (same system identifier as the primary) is dropped only
+// when the original is already kept aside.
+func planSwap(node string, o swapObs, primarySysID string) ([]swapOp, error) {
+	if !o.NewComplete {
+		return nil, fmt.Errorf("the new copy of %s is not complete", node)
+	}
+	var ops []swapOp
+	if o.DataDirExists {
+		switch {
+		case !o.OldExists:
+			ops = append(ops, opKeepOld)
+		case o.DataDirSysID == primarySysID:
+			ops = append(ops, opDropSdrCopy)
+		default:
+			return nil, permanent(fmt.Errorf("%s: both the data directory (system identifier %q) and a kept old data directory exist, "+
+				"and the data directory is not an sdr-built copy of the primary; sdr will not remove either: move one away, then rerun",
+				node, o.DataDirSysID))
+		}
+	}
+	return append(ops, opMoveNewIn), nil
+}
+
+// hbaAddress is a pg_hba.conf address for host.
+func hbaAddress(host string) string {
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.To4() != nil {
+			return ip.String() + "/32"
+		}
+		return ip.String() + "/128"
+	}
+	return host
+}
+
+// hbaLines is sdr's pg_hba.conf block: replication (and the database used
+// by the standby side's checks) for the replication user from each of
+// the given nodes' hosts.
+func hbaLines(cfg *cluster.Config, from []cluster.Node) []string {
+	seen := map[string]bool{}
+	var addrs []string
+	for _, n := range from {
+		a := hbaAddress(n.Host)
+		if !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, a)
+		}
+	}
+	sort.Strings(addrs)
+	var lines []string
+	for _, a := range addrs {
+		lines = append(lines,
+			fmt.Sprintf("host    replication     %s    %s    scram-sha-256", cfg.Replication.User, a),
+			fmt.Sprintf("host    %s    %s    %s    scram-sha-256", cfg.Postgres.Database, cfg.Replication.User, a))
+	}
+	return lines
+}
+
+// upstream is where a standby node streams from.
+type upstream struct {
+	Node string
+	Host string
+	Port int
+	Slot string // "" for none
+}
+
+// standbySettings are the lines sdr writes into a standby node's
+// postgresql.auto.conf. The node keeps its own port, socket directory
+// and cluster_name, which pg_basebackup copied from its source.
+func standbySettings(cfg *cluster.Config, n *cluster.Node, up upstream, passfile string) []string {
+	conninfo := strings.Join([]string{
+		"host=" + conninfoQuote(up.Host),
+		fmt.Sprintf("port=%d", up.Port),
+		"user=" + conninfoQuote(cfg.Replication.User),
+		"passfile=" + conninfoQuote(passfile),
+		"application_name=" + conninfoQuote(cluster.AppName(cfg.Name, n.Name)),
+		"connect_timeout=10",
+	}, " ")
+	lines := []string{
+		"port = " + fmt.Sprint(n.PGPort),
+		"unix_socket_directories = " + confQuote(n.SocketDir),
+		"cluster_name = " + confQuote(n.Name),
+		"hot_standby = on",
+		"primary_conninfo = " + confQuote(conninfo),
+	}
+	if up.Slot != "" {
+		lines = append(lines, "primary_slot_name = "+confQuote(up.Slot))
+	} else {
+		lines = append(lines, "primary_slot_name = ''")
+	}
+	return append(lines, "recovery_target_timeline = 'latest'")
+}
+
+// checkDisk checks that a standby node has room for the primary's data.
+func checkDisk(node string, freeBytes, needBytes int64) error {
+	if freeBytes < needBytes {
+		return permanent(fmt.Errorf("%s has %d MiB free beside its data directory, the primary's databases take %d MiB",
+			node, freeBytes>>20, needBytes>>20))
+	}
+	return nil
+}

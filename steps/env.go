@@ -1,0 +1,190 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// Env is what the DR steps work with.
+type Env struct {
+	Config *cluster.Config
+	Pool   *cluster.Pool
+	// Password is the replication password. It lives in memory only: it is
+	// sent to PostgreSQL inside the protocol and written to the 0600 pgpass
+	// file on standby nodes over stdin, never on a command line or in a log.
+	Password string
+	// Timeout bounds the waits (for the remote primary, for streaming,
+	// for a basebackup).
+	Timeout time.Duration
+	Log     *zap.Logger
+}
+
+// Values saved by steps (write-once, never secrets).
+const (
+	valWalKeepSize     = "primary.wal_keep_size.original"     // e.g. "0" (MB)
+	valWalKeepSizeAuto = "primary.wal_keep_size.in_auto_conf" // "true" when postgresql.auto.conf set it
+)
+
+// raisedWalKeepSizeMB is what 4_retain_wal raises wal_keep_size to (when
+// it is lower) while the main standby is being built.
+const raisedWalKeepSizeMB = 1024
+
+func (e *Env) cfg() *cluster.Config { return e.Config }
+
+// cmdCtx bounds one remote command or SQL call.
+func (e *Env) cmdCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.Config.Timeouts.Command.Duration)
+}
+
+func (e *Env) access(ctx context.Context, n *cluster.Node) (cluster.Access, error) {
+	return e.Pool.Get(ctx, n.Name)
+}
+
+// run runs a command on node n, bounded by the command timeout.
+func (e *Env) run(ctx context.Context, n *cluster.Node, cmd string, opts cluster.RunOpts) (string, error) {
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	out, err := a.Run(cctx, cmd, opts)
+	return string(out), err
+}
+
+// admin connects to node n's PostgreSQL as the admin user.
+func (e *Env) admin(ctx context.Context, n *cluster.Node) (*pgx.Conn, error) {
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return cluster.ConnectAdmin(ctx, e.Config, a)
+}
+
+// withAdmin runs fn with an admin connection to n, bounded by the command timeout.
+func (e *Env) withAdmin(ctx context.Context, n *cluster.Node, fn func(ctx context.Context, c *pgx.Conn) error) error {
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	c, err := e.admin(cctx, n)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	return fn(cctx, c)
+}
+
+func bin(n *cluster.Node, prog string) string {
+	return cluster.ShellQuote(filepath.Join(n.BinDir, prog))
+}
+
+func q(s string) string { return cluster.ShellQuote(s) }
+
+// workDir is sdr's directory beside a standby node's data directory: the
+// pgpass file, the saved pg_hba.conf/pg_ident.conf, the new copy being
+// built and the old data directory until 9_finish.
+func workDir(n *cluster.Node) string { return n.DataDir + ".sdr" }
+
+func (e *Env) primaryNodes() []*cluster.Node {
+	out := make([]*cluster.Node, len(e.Config.Primary.Nodes))
+	for i := range e.Config.Primary.Nodes {
+		out[i] = &e.Config.Primary.Nodes[i]
+	}
+	return out
+}
+
+func (e *Env) standbyNodes() []*cluster.Node {
+	out := make([]*cluster.Node, len(e.Config.Standby.Nodes))
+	for i := range e.Config.Standby.Nodes {
+		out[i] = &e.Config.Standby.Nodes[i]
+	}
+	return out
+}
+
+// mainStandby returns the main standby and the cascade standbys.
+func (e *Env) mainStandby() (*cluster.Node, []*cluster.Node) {
+	var main *cluster.Node
+	var cascades []*cluster.Node
+	for _, n := range e.standbyNodes() {
+		if n.Name == e.Config.Standby.Main {
+			main = n
+		} else {
+			cascades = append(cascades, n)
+		}
+	}
+	return main, cascades
+}
+
+// forEach runs fn for every node in parallel and joins the errors.
+func forEach(ctx context.Context, nodes []*cluster.Node, fn func(ctx context.Context, n *cluster.Node) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(ctx, n)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// poll calls check every interval until it reports done, ctx ends or
+// timeout passes. The last error check returned is part of the timeout error.
+func poll(ctx context.Context, timeout, interval time.Duration, what string, check func(ctx context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last error
+	for {
+		done, err := check(ctx)
+		if done && err == nil {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("while waiting %s for %s: %w (last: %w)", timeout, what, ctx.Err(), last)
+			}
+			return fmt.Errorf("while waiting %s for %s: %w", timeout, what, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// permanent marks err as one a plain rerun cannot fix.
+func permanent(err error) error { return &workflow.Permanent{Err: err} }
+
+// pgIdent quotes a PostgreSQL identifier.
+func pgIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// confQuote quotes a value for postgresql.conf.
+func confQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// conninfoQuote quotes a value for a libpq connection string.
+func conninfoQuote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " '\\") {
+		return s
+	}
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// Poll intervals and short bounds.
+const (
+	pollFast         = 100 * time.Millisecond
+	pollSlow         = time.Second
+	configReloadWait = 10 * time.Second
+)

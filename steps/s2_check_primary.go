@@ -1,0 +1,41 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// checkPrimaryCluster checks every primary-cluster node over SSH and SQL.
+func (e *Env) checkPrimaryCluster(ctx context.Context, rc *workflow.RunContext) error {
+	if err := forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {
+		_, err := e.run(ctx, n, "true", cluster.RunOpts{})
+		return err
+	}); err != nil {
+		return err
+	}
+	p, f, err := e.findPrimary(ctx)
+	if err != nil {
+		return err
+	}
+	var slotExists bool
+	if err := e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
+			e.slotName()).Scan(&slotExists)
+	}); err != nil {
+		return fmt.Errorf("while looking for slot %s on %s: %w", e.slotName(), p.Name, err)
+	}
+	if err := checkPrimarySettings(f, slotExists); err != nil {
+		return err
+	}
+	rc.Log.Info("primary cluster is ready", zap.String("node", p.Name), zap.Int("version", f.VersionNum),
+		zap.String("system_identifier", f.SystemID))
+	return nil
+}
+
+func (e *Env) slotName() string { return cluster.SlotName(e.Config.Name, e.Config.Standby.Main) }

@@ -1,0 +1,82 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// checkStandbyCluster checks every standby node and waits (bounded by
+// --timeout) until the primary accepts the replication user: the primary
+// side's run creates the role and opens pg_hba.conf at the same time.
+func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) error {
+	nodes := e.standbyNodes()
+	majors := make([]int, len(nodes))
+	obs := make([]standbyNodeObs, len(nodes))
+	free := make([]int64, len(nodes))
+	err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
+		i := indexOf(nodes, n)
+		var err error
+		if majors[i], err = e.binMajor(ctx, n); err != nil {
+			return err
+		}
+		if obs[i], err = e.observeStandbyNode(ctx, n); err != nil {
+			return err
+		}
+		free[i], err = e.freeBytes(ctx, n)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var p remoteFacts
+	var lastLog time.Time
+	err = poll(ctx, e.Timeout, 2*time.Second, "the primary to accept replication user "+e.Config.Replication.User, func(ctx context.Context) (bool, error) {
+		var err error
+		p, err = e.remotePrimary(ctx)
+		if err != nil && workflow.IsPermanent(err) {
+			return false, err
+		}
+		if err != nil && time.Since(lastLog) > 10*time.Second {
+			lastLog = time.Now()
+			rc.Log.Info("primary not reachable yet, retrying", zap.Error(err))
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		if errors.Is(err, cluster.ErrPasswordAuth) {
+			return fmt.Errorf("%w (check replication.password_* against the primary side)", err)
+		}
+		return err
+	}
+	for i, n := range nodes {
+		if majors[i] != p.VersionNum/10000 {
+			return permanent(fmt.Errorf("%s has PostgreSQL %d binaries in %s, the primary %s runs %d",
+				n.Name, majors[i], n.BinDir, p.Node.Name, p.VersionNum/10000))
+		}
+		if err := checkStandbyNodeSafe(obs[i], p.SystemID); err != nil {
+			return err
+		}
+		if err := checkDisk(n.Name, free[i], p.DBSize); err != nil {
+			return err
+		}
+	}
+	rc.Log.Info("standby nodes and the remote primary are ready", zap.String("primary", p.Node.Name),
+		zap.String("system_identifier", p.SystemID), zap.Int64("primary_db_bytes", p.DBSize))
+	return nil
+}
+
+func indexOf(nodes []*cluster.Node, n *cluster.Node) int {
+	for i := range nodes {
+		if nodes[i] == n {
+			return i
+		}
+	}
+	return -1
+}

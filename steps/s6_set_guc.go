@@ -1,0 +1,61 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+func standbyConfPath(n *cluster.Node) string { return path.Join(workDir(n), "standby.conf") }
+
+// upstreams returns where each standby node streams from: the main
+// standby from the primary through sdr's slot, the cascades from the
+// main standby.
+func (e *Env) upstreams(p *cluster.Node) map[string]upstream {
+	main, cascades := e.mainStandby()
+	out := map[string]upstream{main.Name: {Node: p.Name, Host: p.Host, Port: p.PGPort, Slot: e.slotName()}}
+	for _, c := range cascades {
+		out[c.Name] = upstream{Node: main.Name, Host: main.Host, Port: main.PGPort}
+	}
+	return out
+}
+
+// setGUC writes each standby node's settings into sdr's work directory
+// beside its data directory; 7_build_standby puts them into the new copy.
+func (e *Env) setGUC(ctx context.Context, rc *workflow.RunContext) error {
+	p, err := e.remotePrimary(ctx)
+	if err != nil {
+		return err
+	}
+	ups := e.upstreams(p.Node)
+	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
+		lines := standbySettings(e.Config, n, ups[n.Name], pgpassPath(n))
+		content := strings.Join(lines, "\n") + "\n"
+		a, err := e.access(ctx, n)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := e.cmdCtx(ctx)
+		defer cancel()
+		old, err := a.ReadFile(cctx, standbyConfPath(n))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("while reading %s on %s: %w", standbyConfPath(n), n.Name, err)
+		}
+		if string(old) != content {
+			if err := a.WriteFile(cctx, standbyConfPath(n), []byte(content), 0o600); err != nil {
+				return fmt.Errorf("while writing %s on %s: %w", standbyConfPath(n), n.Name, err)
+			}
+		}
+		rc.Log.Info("standby settings prepared", zap.String("node", n.Name), zap.String("upstream", ups[n.Name].Node),
+			zap.String("application_name", cluster.AppName(e.Config.Name, n.Name)))
+		return nil
+	})
+}

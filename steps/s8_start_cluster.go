@@ -1,0 +1,90 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// startStandbyCluster starts every standby node and waits, bounded by
+// --timeout, until each is in recovery and streams from its upstream.
+func (e *Env) startStandbyCluster(ctx context.Context, rc *workflow.RunContext) error {
+	p, err := e.remotePrimary(ctx)
+	if err != nil {
+		return err
+	}
+	ups := e.upstreams(p.Node)
+	main, cascades := e.mainStandby()
+	if err := e.startNode(ctx, rc, main); err != nil {
+		return err
+	}
+	if err := forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error { return e.startNode(ctx, rc, n) }); err != nil {
+		return err
+	}
+	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
+		up := ups[n.Name]
+		return poll(ctx, e.Timeout, pollSlow, fmt.Sprintf("%s to stream from %s", n.Name, up.Node), func(ctx context.Context) (bool, error) {
+			w, err := e.walReceiver(ctx, n)
+			if err != nil {
+				return false, err
+			}
+			if err := checkStreaming(n.Name, w, up); err != nil {
+				return false, err
+			}
+			rc.Log.Info("streaming", zap.String("node", n.Name), zap.String("upstream", up.Node), zap.String("received_lsn", w.ReceivedLSN))
+			return true, nil
+		})
+	})
+}
+
+// walReceiverFacts is a standby node's pg_stat_wal_receiver row.
+type walReceiverFacts struct {
+	InRecovery  bool
+	Status      string
+	SenderHost  string
+	SenderPort  int
+	ReceivedLSN string
+	ReplayLSN   string
+	LagBytes    int64
+	LagSeconds  float64
+	SlotName    string
+}
+
+func (e *Env) walReceiver(ctx context.Context, n *cluster.Node) (walReceiverFacts, error) {
+	var w walReceiverFacts
+	err := e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, walReceiverSQL).Scan(&w.InRecovery, &w.Status, &w.SenderHost, &w.SenderPort, &w.ReceivedLSN,
+			&w.ReplayLSN, &w.LagBytes, &w.LagSeconds, &w.SlotName)
+	})
+	return w, err
+}
+
+const walReceiverSQL = `SELECT pg_is_in_recovery(),
+	coalesce(w.status, 'none'), coalesce(w.sender_host, ''), coalesce(w.sender_port, 0),
+	coalesce(pg_last_wal_receive_lsn()::text, ''), coalesce(pg_last_wal_replay_lsn()::text, ''),
+	coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint,
+	coalesce(CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+		ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END, 0)::float8,
+	coalesce(w.slot_name, '')
+	FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`
+
+// checkStreaming checks that a standby streams from the expected upstream.
+func checkStreaming(node string, w walReceiverFacts, up upstream) error {
+	switch {
+	case !w.InRecovery:
+		return permanent(fmt.Errorf("%s is not in recovery: it runs as a primary", node))
+	case w.Status != "streaming":
+		return fmt.Errorf("%s: wal receiver is %s, not streaming", node, w.Status)
+	case w.SenderHost != up.Host || w.SenderPort != up.Port:
+		return fmt.Errorf("%s streams from %s:%d, expected %s (%s:%d)", node, w.SenderHost, w.SenderPort, up.Node, up.Host, up.Port)
+	}
+	return nil
+}
+
+var _ = errors.New

@@ -1,0 +1,23 @@
+package store
+
+import "errors"
+
+// Errors from opening a state file.
+var (
+	// ErrCorrupt: the file is not a readable bbolt database (truncated, garbage).
+	ErrCorrupt = errors.New("state file is corrupt or not a bbolt database")
+	// ErrForeign: a bbolt database that sdr did not write.
+	ErrForeign = errors.New("not an sdr state file")
+	// ErrSchema: an sdr state file of a schema this sdr does not know.
+	ErrSchema = errors.New("unsupported state file schema")
+	// ErrOtherPair: the state file belongs to a different DR pair.
+	ErrOtherPair = errors.New("state file belongs to another DR pair")
+	// ErrBusy: the bbolt file stayed locked by another process past the timeout.
+	ErrBusy = errors.New("state file is busy")
+)
+
+// Errors from taking the run lock.
+var (
+	// ErrLocked is wrapped by *LockedError.
+	ErrLocked = errors.New("another sdr run holds the state file")
+)

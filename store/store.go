@@ -1,0 +1,364 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// SchemaVersion is written in every state file.
+const SchemaVersion = 1
+
+var (
+	bucketMeta      = []byte("sdr")
+	bucketWorkflows = []byte("workflows")
+	bucketSides     = []byte("sides")
+	bucketHistory   = []byte("history")
+	keySchema       = []byte("schema")
+	keyPair         = []byte("pair")
+	keyCreated      = []byte("created")
+)
+
+// Options for Open.
+type Options struct {
+	// Pair is the DR pair name from the config. When set, a file written
+	// for another pair is refused, and a new file is stamped with it.
+	Pair string
+	// ReadOnly opens without creating or writing anything.
+	ReadOnly bool
+	// Timeout bounds the wait for the bbolt file lock; default 5s.
+	Timeout time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// DB is an sdr state file. It implements workflow.Store.
+type DB struct {
+	path string
+	opts Options
+}
+
+var _ workflow.Store = (*DB)(nil)
+
+// HistoryEntry is one state transition.
+type HistoryEntry struct {
+	Seq      uint64         `json:"seq"`
+	Time     time.Time      `json:"time"`
+	RunID    string         `json:"run_id"`
+	Role     workflow.Role  `json:"role"`
+	Workflow string         `json:"workflow"`
+	Step     string         `json:"step,omitempty"`
+	From     workflow.State `json:"from"`
+	To       workflow.State `json:"to"`
+}
+
+// Path returns the state file's path.
+func (d *DB) Path() string { return d.path }
+
+// Open checks the state file at path (creating it unless opts.ReadOnly)
+// and returns a handle. A missing file with ReadOnly gives an error
+// wrapping os.ErrNotExist.
+func Open(path string, opts Options) (*DB, error) {
+	if opts.Timeout == 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	d := &DB{path: path, opts: opts}
+	if opts.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("while opening state file %s: %w", path, err)
+		}
+		return d, d.view(func(tx *bolt.Tx) error { return d.checkMeta(tx) })
+	}
+	return d, d.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			if err := tx.ForEach(func([]byte, *bolt.Bucket) error { return ErrForeign }); err != nil {
+				return fmt.Errorf("state file %s: %w (it holds other data)", path, ErrForeign)
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
+				return err
+			}
+			if err := meta.Put(keyCreated, []byte(opts.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+				return err
+			}
+		}
+		if err := d.checkMeta(tx); err != nil {
+			return err
+		}
+		if opts.Pair != "" && meta.Get(keyPair) == nil {
+			if err := meta.Put(keyPair, []byte(opts.Pair)); err != nil {
+				return err
+			}
+		}
+		for _, b := range [][]byte{bucketWorkflows, bucketSides, bucketHistory} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (d *DB) checkMeta(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return fmt.Errorf("state file %s: %w", d.path, ErrForeign)
+	}
+	v := string(meta.Get(keySchema))
+	if v != strconv.Itoa(SchemaVersion) {
+		return fmt.Errorf("state file %s: %w %q (this sdr reads schema %d)", d.path, ErrSchema, v, SchemaVersion)
+	}
+	if p := meta.Get(keyPair); d.opts.Pair != "" && p != nil && string(p) != d.opts.Pair {
+		return fmt.Errorf("state file %s: %w %q, the config names %q", d.path, ErrOtherPair, p, d.opts.Pair)
+	}
+	return nil
+}
+
+// open opens the bbolt file, turning its errors and panics on a damaged
+// file into ErrCorrupt.
+func (d *DB) open(ro bool) (db *bolt.DB, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			db, err = nil, fmt.Errorf("state file %s: %w (%v)", d.path, ErrCorrupt, v)
+		}
+	}()
+	db, err = bolt.Open(d.path, 0o600, &bolt.Options{Timeout: d.opts.Timeout, ReadOnly: ro})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("state file %s: %w: locked by another process for more than %s", d.path, ErrBusy, d.opts.Timeout)
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):
+		return nil, fmt.Errorf("while opening state file %s: %w", d.path, err)
+	default:
+		return nil, fmt.Errorf("state file %s: %w: %v", d.path, ErrCorrupt, err)
+	}
+}
+
+func (d *DB) run(ro bool, fn func(tx *bolt.Tx) error) (err error) {
+	db, err := d.open(ro)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("while closing state file %s: %w", d.path, cerr)
+		}
+	}()
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("state file %s: %w (%v)", d.path, ErrCorrupt, v)
+		}
+	}()
+	if ro {
+		return db.View(fn)
+	}
+	return db.Update(fn)
+}
+
+func (d *DB) view(fn func(tx *bolt.Tx) error) error   { return d.run(true, fn) }
+func (d *DB) update(fn func(tx *bolt.Tx) error) error { return d.run(false, fn) }
+
+// Pair returns the DR pair name the file is stamped with ("" if none yet).
+func (d *DB) Pair() (string, error) {
+	var p string
+	err := d.view(func(tx *bolt.Tx) error {
+		if err := d.checkMeta(tx); err != nil {
+			return err
+		}
+		p = string(tx.Bucket(bucketMeta).Get(keyPair))
+		return nil
+	})
+	return p, err
+}
+
+func getJSON(b *bolt.Bucket, key string, v any) (bool, error) {
+	if b == nil {
+		return false, nil
+	}
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("%w: record %q: %v", ErrCorrupt, key, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), raw)
+}
+
+// Load implements workflow.Store.
+func (d *DB) Load(_ context.Context, key string) (*workflow.Record, error) {
+	var rec *workflow.Record
+	err := d.view(func(tx *bolt.Tx) error {
+		var r workflow.Record
+		ok, err := getJSON(tx.Bucket(bucketWorkflows), key, &r)
+		if ok {
+			rec = &r
+		}
+		return err
+	})
+	return rec, err
+}
+
+// LoadSide implements workflow.Store. A side never written is in state normal.
+func (d *DB) LoadSide(_ context.Context, role workflow.Role) (workflow.Side, error) {
+	side := workflow.Side{Role: role, State: workflow.StateNormal}
+	err := d.view(func(tx *bolt.Tx) error {
+		_, err := getJSON(tx.Bucket(bucketSides), string(role), &side)
+		return err
+	})
+	return side, err
+}
+
+// Update implements workflow.Store: the record, the side and, when the
+// side's state changed, a history entry are written in one transaction.
+func (d *DB) Update(ctx context.Context, key string, role workflow.Role, fn func(rec **workflow.Record, side *workflow.Side) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return d.update(func(tx *bolt.Tx) error {
+		if err := d.checkMeta(tx); err != nil {
+			return err
+		}
+		wfs, sides, hist := tx.Bucket(bucketWorkflows), tx.Bucket(bucketSides), tx.Bucket(bucketHistory)
+		if wfs == nil || sides == nil || hist == nil {
+			return fmt.Errorf("state file %s: %w: missing buckets", d.path, ErrCorrupt)
+		}
+		var rec *workflow.Record
+		var r workflow.Record
+		if ok, err := getJSON(wfs, key, &r); err != nil {
+			return err
+		} else if ok {
+			rec = &r
+		}
+		side := workflow.Side{Role: role}
+		if _, err := getJSON(sides, string(role), &side); err != nil {
+			return err
+		}
+		before := side
+		if err := fn(&rec, &side); err != nil {
+			return err
+		}
+		if rec != nil {
+			if err := putJSON(wfs, key, rec); err != nil {
+				return err
+			}
+		}
+		if side != before {
+			if err := putJSON(sides, string(role), side); err != nil {
+				return err
+			}
+		}
+		if side.State != before.State {
+			seq, err := hist.NextSequence()
+			if err != nil {
+				return err
+			}
+			e := HistoryEntry{Seq: seq, Time: side.Since, RunID: side.RunID, Role: role, Workflow: key,
+				Step: side.Step, From: before.State, To: side.State}
+			if e.Time.IsZero() {
+				e.Time = d.opts.Now().UTC()
+			}
+			raw, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			k := make([]byte, 8)
+			binary.BigEndian.PutUint64(k, seq)
+			return hist.Put(k, raw)
+		}
+		return nil
+	})
+}
+
+// Snapshot is everything the file holds, for `sdr status`.
+type Snapshot struct {
+	Path      string                      `json:"path"`
+	Schema    int                         `json:"schema"`
+	Pair      string                      `json:"pair"`
+	Created   string                      `json:"created"`
+	Workflows []workflow.Record           `json:"workflows"`
+	Sides     []workflow.Side             `json:"sides"`
+	History   []HistoryEntry              `json:"history"`
+	Lock      *Holder                     `json:"lock,omitempty"`
+}
+
+// Snapshot reads the whole file in one read transaction. It keeps the
+// last maxHistory transitions (all when maxHistory <= 0).
+func (d *DB) Snapshot(maxHistory int) (*Snapshot, error) {
+	s := &Snapshot{Path: d.path, Schema: SchemaVersion, Workflows: []workflow.Record{}, Sides: []workflow.Side{}, History: []HistoryEntry{}}
+	err := d.view(func(tx *bolt.Tx) error {
+		if err := d.checkMeta(tx); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		s.Pair, s.Created = string(meta.Get(keyPair)), string(meta.Get(keyCreated))
+		if b := tx.Bucket(bucketWorkflows); b != nil {
+			if err := b.ForEach(func(k, v []byte) error {
+				var r workflow.Record
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("%w: workflow %q: %v", ErrCorrupt, k, err)
+				}
+				s.Workflows = append(s.Workflows, r)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if b := tx.Bucket(bucketSides); b != nil {
+			if err := b.ForEach(func(k, v []byte) error {
+				var sd workflow.Side
+				if err := json.Unmarshal(v, &sd); err != nil {
+					return fmt.Errorf("%w: side %q: %v", ErrCorrupt, k, err)
+				}
+				s.Sides = append(s.Sides, sd)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if b := tx.Bucket(bucketHistory); b != nil {
+			c := b.Cursor()
+			for k, v := c.Last(); k != nil && (maxHistory <= 0 || len(s.History) < maxHistory); k, v = c.Prev() {
+				var e HistoryEntry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return fmt.Errorf("%w: history %x: %v", ErrCorrupt, k, err)
+				}
+				s.History = append([]HistoryEntry{e}, s.History...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if h, err := ReadHolder(d.path); err == nil && h != nil && h.Alive() {
+		s.Lock = h
+	}
+	return s, nil
+}

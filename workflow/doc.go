@@ -1,0 +1,13 @@
+// Package workflow is sdr's generic resumable step engine.
+//
+// A Workflow is an ordered list of numbered Steps for one action and role
+// (for example start/standby). The Runner executes the steps in order and
+// checkpoints every transition through the small Store interface declared
+// here: a step is recorded as started before its first side effect and as
+// done after its last, so a rerun resumes at the first step that is not done.
+// A DR state change that a step causes is written in the same store
+// transaction as the step record.
+//
+// The package knows nothing about PostgreSQL, SSH or bbolt: the store
+// package implements Store, and the steps package builds the workflows.
+package workflow

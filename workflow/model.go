@@ -1,0 +1,210 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+)
+
+// Role is the side of the DR pair a workflow runs on.
+type Role string
+
+// The two roles.
+const (
+	RolePrimary Role = "primary"
+	RoleStandby Role = "standby"
+)
+
+// ParseRole checks a role given by the operator.
+func ParseRole(s string) (Role, error) {
+	switch Role(s) {
+	case RolePrimary, RoleStandby:
+		return Role(s), nil
+	}
+	return "", fmt.Errorf("unknown role %q: use primary or standby", s)
+}
+
+// State is the DR state of one side.
+type State string
+
+// DR states. See docs/runbook.md for what each means and what to do.
+const (
+	StateNormal       State = "normal"
+	StateFullBackup   State = "full_backup"
+	StateArchive      State = "archive"
+	StateBackupFail   State = "backup_fail"
+	StateRestore      State = "restore"
+	StateRecovery     State = "recovery"
+	StateRestoreFail  State = "restore_fail"
+	StateRecoveryFail State = "recovery_fail"
+)
+
+// StepStatus is the recorded status of one step.
+type StepStatus string
+
+// Step statuses.
+const (
+	StatusPending StepStatus = "pending"
+	StatusStarted StepStatus = "started"
+	StatusDone    StepStatus = "done"
+	StatusSkipped StepStatus = "skipped"
+	StatusFailed  StepStatus = "failed"
+)
+
+// Finished reports whether a step in this status is not run again.
+func (s StepStatus) Finished() bool { return s == StatusDone || s == StatusSkipped }
+
+// Step is one numbered, idempotent unit of a workflow.
+type Step struct {
+	Num   int
+	Name  string // "N_name", e.g. "7_build_standby"
+	Short string // one line for help, status and plans
+	Roles []Role // roles the step does something for; others record it as skipped
+
+	// States written in the same transaction as the step record.
+	// An empty value leaves the side's state unchanged.
+	OnStart State
+	OnDone  State
+	OnFail  State
+
+	Run func(ctx context.Context, rc *RunContext) error
+}
+
+// AppliesTo reports whether the step does something for role.
+func (s Step) AppliesTo(r Role) bool {
+	for _, x := range s.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// Workflow is an ordered list of steps for one action and role.
+type Workflow struct {
+	Action string
+	Role   Role
+	Steps  []Step
+}
+
+// Key names the workflow in the store, e.g. "start/primary".
+func (w Workflow) Key() string { return w.Action + "/" + string(w.Role) }
+
+// Validate checks that step numbers are increasing and names are "N_name".
+func (w Workflow) Validate() error {
+	if len(w.Steps) == 0 {
+		return ErrNoSteps
+	}
+	seen := map[string]bool{}
+	prev := 0
+	for _, s := range w.Steps {
+		if s.Num <= prev {
+			return fmt.Errorf("workflow %s: step %s: number %d is not after %d", w.Key(), s.Name, s.Num, prev)
+		}
+		prefix := fmt.Sprintf("%d_", s.Num)
+		if len(s.Name) <= len(prefix) || s.Name[:len(prefix)] != prefix {
+			return fmt.Errorf("workflow %s: step %q must be named %s<name>", w.Key(), s.Name, prefix)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("workflow %s: duplicate step %s", w.Key(), s.Name)
+		}
+		seen[s.Name] = true
+		prev = s.Num
+	}
+	return nil
+}
+
+// ErrorRecord is the serialisable form of a step's error, kept in the store
+// so that a later `sdr status` can still explain what went wrong.
+type ErrorRecord struct {
+	Type      string   `json:"type"`
+	Message   string   `json:"message"`
+	Permanent bool     `json:"permanent"`
+	Chain     []string `json:"chain,omitempty"`
+}
+
+// NewErrorRecord flattens err and its cause chain.
+func NewErrorRecord(err error) *ErrorRecord {
+	if err == nil {
+		return nil
+	}
+	rec := &ErrorRecord{Message: err.Error(), Permanent: IsPermanent(err)}
+	switch {
+	case errors.Is(err, ErrPanic):
+		rec.Type = "panic"
+	case errors.Is(err, ErrInterrupted), errors.Is(err, context.Canceled):
+		rec.Type = "interrupted"
+	case errors.Is(err, context.DeadlineExceeded):
+		rec.Type = "timeout"
+	default:
+		rec.Type = reflect.TypeOf(err).String()
+	}
+	for cur := errors.Unwrap(err); cur != nil; cur = errors.Unwrap(cur) {
+		rec.Chain = append(rec.Chain, cur.Error())
+		if len(rec.Chain) >= 16 {
+			break
+		}
+	}
+	return rec
+}
+
+// StepRecord is the checkpoint of one step.
+type StepRecord struct {
+	Num      int          `json:"num"`
+	Name     string       `json:"name"`
+	Status   StepStatus   `json:"status"`
+	Attempts int          `json:"attempts"`
+	Started  *time.Time   `json:"started,omitempty"`
+	Ended    *time.Time   `json:"ended,omitempty"`
+	Error    *ErrorRecord `json:"error,omitempty"`
+}
+
+// Record is the checkpoint of one workflow on one side.
+type Record struct {
+	Workflow    string            `json:"workflow"`
+	Action      string            `json:"action"`
+	Role        Role              `json:"role"`
+	RunID       string            `json:"run_id"`
+	Fingerprint string            `json:"fingerprint"`
+	Inputs      map[string]string `json:"inputs"`
+	Created     time.Time         `json:"created"`
+	Updated     time.Time         `json:"updated"`
+	Complete    bool              `json:"complete"`
+	Finished    *time.Time        `json:"finished,omitempty"`
+	Runs        int               `json:"runs"`
+	Steps       []StepRecord      `json:"steps"`
+	// Values are saved by steps for later steps and later runs. They are
+	// write-once and survive --restart. They never hold secrets.
+	Values map[string]string `json:"values,omitempty"`
+}
+
+// Step returns the record of the named step, or nil.
+func (r *Record) Step(name string) *StepRecord {
+	for i := range r.Steps {
+		if r.Steps[i].Name == name {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
+
+// Side is the DR state of one side of the pair.
+type Side struct {
+	Role  Role      `json:"role"`
+	State State     `json:"state"`
+	Since time.Time `json:"since"`
+	RunID string    `json:"run_id,omitempty"`
+	Step  string    `json:"step,omitempty"` // the step whose record caused the state
+}
+
+// Store persists workflow records and side states. Each Update is one
+// atomic transaction: fn receives the current record (nil when there is
+// none yet) and side, and both are written together when it returns nil.
+// A store records a history entry when side.State changes.
+type Store interface {
+	Load(ctx context.Context, key string) (*Record, error)
+	LoadSide(ctx context.Context, role Role) (Side, error)
+	Update(ctx context.Context, key string, role Role, fn func(rec **Record, side *Side) error) error
+}

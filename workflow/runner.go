@@ -1,0 +1,319 @@
+package workflow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// RunContext is what a running step sees of the engine.
+type RunContext struct {
+	RunID string
+	Role  Role
+	Step  string
+	Log   *zap.Logger // carries run_id and step
+	Now   func() time.Time
+
+	store Store
+	key   string
+}
+
+// Value returns a value saved by an earlier step or run.
+func (rc *RunContext) Value(ctx context.Context, name string) (string, bool, error) {
+	rec, err := rc.store.Load(ctx, rc.key)
+	if err != nil {
+		return "", false, err
+	}
+	if rec == nil {
+		return "", false, nil
+	}
+	v, ok := rec.Values[name]
+	return v, ok, nil
+}
+
+// SaveOnce records value under name unless a value is already recorded,
+// and returns the recorded value. Values are write-once: a rerun never
+// overwrites the original (for example a setting's value before sdr
+// changed it).
+func (rc *RunContext) SaveOnce(ctx context.Context, name, value string) (string, error) {
+	var out string
+	err := rc.store.Update(ctx, rc.key, rc.Role, func(rec **Record, _ *Side) error {
+		if *rec == nil {
+			return fmt.Errorf("while saving %s: workflow %s has no record", name, rc.key)
+		}
+		r := *rec
+		if old, ok := r.Values[name]; ok {
+			out = old
+			return nil
+		}
+		if r.Values == nil {
+			r.Values = map[string]string{}
+		}
+		r.Values[name] = value
+		out = value
+		return nil
+	})
+	return out, err
+}
+
+// Options changes how a run starts.
+type Options struct {
+	// Restart discards the recorded step progress (not the saved values)
+	// and starts again from step 1, also when the inputs changed.
+	Restart bool
+}
+
+// Result tells what a run did.
+type Result struct {
+	RunID           string
+	AlreadyComplete bool
+	Ran             []string // steps run in this invocation
+	Skipped         []string // steps recorded as skipped in this invocation
+	State           State
+}
+
+// Runner executes workflows against a Store.
+type Runner struct {
+	Store Store
+	Log   *zap.Logger
+	Now   func() time.Time
+	// NewRunID returns a fresh run id; injected so tests are repeatable.
+	NewRunID func() string
+	// Failpoint is called at the named points of each step; see failpoint.go.
+	Failpoint func(step string, point FailpointName) error
+}
+
+// Fingerprint returns a stable hash of the inputs.
+func Fingerprint(inputs map[string]string) string {
+	keys := make([]string, 0, len(inputs))
+	for k := range inputs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%q=%q\n", k, inputs[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (r *Runner) log() *zap.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return zap.NewNop()
+}
+
+func (r *Runner) failpoint(step string, p FailpointName) error {
+	if r.Failpoint != nil {
+		return r.Failpoint(step, p)
+	}
+	return hitFailpoint(step, p)
+}
+
+// Run executes wf from its first unfinished step. It returns a *StepError
+// when a step fails, an *InputsChangedError when the inputs differ from the
+// recorded run and opts.Restart is false.
+func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string, opts Options) (Result, error) {
+	if err := wf.Validate(); err != nil {
+		return Result{}, err
+	}
+	key := wf.Key()
+	fp := Fingerprint(inputs)
+	runID := ""
+	if r.NewRunID != nil {
+		runID = r.NewRunID()
+	}
+	res := Result{RunID: runID}
+	var complete bool
+	err := r.Store.Update(ctx, key, wf.Role, func(recp **Record, side *Side) error {
+		now := r.now()
+		rec := *recp
+		if rec != nil && rec.Fingerprint != fp && !opts.Restart {
+			return &InputsChangedError{Workflow: key, Changes: DiffInputs(rec.Inputs, inputs)}
+		}
+		if rec == nil || opts.Restart {
+			fresh := &Record{Workflow: key, Action: wf.Action, Role: wf.Role, Created: now}
+			if rec != nil {
+				fresh.Values = rec.Values
+				fresh.Runs = rec.Runs
+				fresh.Created = rec.Created
+			}
+			for _, s := range wf.Steps {
+				fresh.Steps = append(fresh.Steps, StepRecord{Num: s.Num, Name: s.Name, Status: StatusPending})
+			}
+			rec = fresh
+		}
+		rec.Fingerprint, rec.Inputs = fp, inputs
+		if rec.Complete {
+			complete = true
+			res.State = side.State
+			return nil
+		}
+		// A workflow definition may gain steps; keep records in step order.
+		for _, s := range wf.Steps {
+			if rec.Step(s.Name) == nil {
+				rec.Steps = append(rec.Steps, StepRecord{Num: s.Num, Name: s.Name, Status: StatusPending})
+			}
+		}
+		sort.SliceStable(rec.Steps, func(i, j int) bool { return rec.Steps[i].Num < rec.Steps[j].Num })
+		rec.RunID = runID
+		rec.Runs++
+		rec.Updated = now
+		if side.State == "" {
+			side.State, side.Since, side.RunID = StateNormal, now, runID
+		}
+		*recp = rec
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	if complete {
+		res.AlreadyComplete = true
+		return res, nil
+	}
+	log := r.log().With(zap.String("run_id", runID))
+	for _, s := range wf.Steps {
+		ran, err := r.runStep(ctx, wf, s, runID, log)
+		if ran {
+			res.Ran = append(res.Ran, s.Name)
+		}
+		if err != nil {
+			res.State = r.sideState(ctx, wf.Role)
+			return res, err
+		}
+	}
+	err = r.Store.Update(ctx, key, wf.Role, func(recp **Record, side *Side) error {
+		now := r.now()
+		(*recp).Complete, (*recp).Finished, (*recp).Updated = true, &now, now
+		res.State = side.State
+		return nil
+	})
+	return res, err
+}
+
+func (r *Runner) sideState(ctx context.Context, role Role) State {
+	side, err := r.Store.LoadSide(context.WithoutCancel(ctx), role)
+	if err != nil {
+		return ""
+	}
+	return side.State
+}
+
+// setStep writes one step transition, and the state it causes, in one transaction.
+func (r *Runner) setStep(ctx context.Context, wf Workflow, s Step, runID string, fn func(sr *StepRecord, now time.Time) State) error {
+	return r.Store.Update(ctx, wf.Key(), wf.Role, func(recp **Record, side *Side) error {
+		rec := *recp
+		if rec == nil {
+			return fmt.Errorf("workflow %s has no record", wf.Key())
+		}
+		sr := rec.Step(s.Name)
+		if sr == nil {
+			return fmt.Errorf("workflow %s has no record of step %s", wf.Key(), s.Name)
+		}
+		now := r.now()
+		rec.Updated = now
+		if st := fn(sr, now); st != "" && st != side.State {
+			side.State, side.Since, side.RunID, side.Step = st, now, runID, s.Name
+		}
+		return nil
+	})
+}
+
+func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string, log *zap.Logger) (bool, error) {
+	rec, err := r.Store.Load(ctx, wf.Key())
+	if err != nil {
+		return false, err
+	}
+	if sr := rec.Step(s.Name); sr != nil && sr.Status.Finished() {
+		return false, nil
+	}
+	log = log.With(zap.String("step", s.Name))
+	// Checkpoints are written even after cancellation, so that an
+	// interrupted run is recorded as such.
+	wctx := context.WithoutCancel(ctx)
+	if !s.AppliesTo(wf.Role) {
+		log.Debug("skipped: nothing to do for this role", zap.String("role", string(wf.Role)))
+		return false, r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
+			sr.Status, sr.Ended, sr.Error = StatusSkipped, &now, nil
+			return ""
+		})
+	}
+	if err := ctx.Err(); err != nil {
+		return false, &StepError{Step: s.Name, Err: fmt.Errorf("%w before %s started: %w", ErrInterrupted, s.Name, err)}
+	}
+	if err := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
+		sr.Status, sr.Started, sr.Ended, sr.Error = StatusStarted, &now, nil, nil
+		sr.Attempts++
+		return s.OnStart
+	}); err != nil {
+		return false, err
+	}
+	log.Info(s.Short)
+	rc := &RunContext{RunID: runID, Role: wf.Role, Step: s.Name, Log: log, Now: r.now, store: r.Store, key: wf.Key()}
+	err = r.safeRun(ctx, s, rc)
+	if err == nil {
+		err = r.failpoint(s.Name, FailAfterEffects)
+	}
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, ErrInterrupted) {
+			err = fmt.Errorf("%w: %w", ErrInterrupted, err)
+		}
+		rec := NewErrorRecord(err)
+		if werr := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
+			sr.Status, sr.Ended, sr.Error = StatusFailed, &now, rec
+			return s.OnFail
+		}); werr != nil {
+			return true, errors.Join(&StepError{Step: s.Name, Err: err}, fmt.Errorf("while recording the failure: %w", werr))
+		}
+		fields := []zap.Field{zap.Error(err)}
+		var pe *PanicError
+		if errors.As(err, &pe) {
+			fields = append(fields, zap.String("stack", pe.Stack))
+		}
+		log.Error("step failed", fields...)
+		return true, &StepError{Step: s.Name, Err: err}
+	}
+	if err := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
+		sr.Status, sr.Ended, sr.Error = StatusDone, &now, nil
+		return s.OnDone
+	}); err != nil {
+		return true, err
+	}
+	log.Debug("step done")
+	if err := r.failpoint(s.Name, FailAfterCheckpoint); err != nil {
+		return true, &StepError{Step: s.Name, Err: err}
+	}
+	return true, nil
+}
+
+// safeRun runs the step, turning a panic into a *PanicError.
+func (r *Runner) safeRun(ctx context.Context, s Step, rc *RunContext) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: string(debug.Stack())}
+		}
+	}()
+	if err := r.failpoint(s.Name, FailBefore); err != nil {
+		return err
+	}
+	if s.Run == nil {
+		return nil
+	}
+	return s.Run(ctx, rc)
+}
