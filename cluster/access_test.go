@@ -246,12 +246,10 @@ func TestAccessConformance(t *testing.T) {
 			}
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
-					// A short dir: Unix socket paths are limited to ~100 bytes.
-					dir, err := os.MkdirTemp("", "sdr")
+					dir, err := shortTempDir(t)
 					if err != nil {
 						t.Fatal(err)
 					}
-					t.Cleanup(func() { os.RemoveAll(dir) })
 					tc.run(t, a, dir)
 				})
 			}
@@ -328,4 +326,14 @@ func splitAddr(t *testing.T, addr string) (string, int) {
 		t.Fatal(err)
 	}
 	return h, n
+}
+
+// shortTempDir is a temporary directory with a short path (Unix socket
+// paths are limited to about 100 bytes).
+func shortTempDir(t *testing.T) (string, error) {
+	dir, err := os.MkdirTemp("", "sdr")
+	if err == nil {
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	return dir, err
 }

@@ -110,8 +110,8 @@ func mapLines(n *yaml.Node, prefix string, out map[int]string) {
 			if prefix != "" {
 				p = prefix + "." + k.Value
 			}
-			out[k.Line] = p
 			mapLines(v, p, out)
+			out[k.Line] = p // the key names a flow value on its line best
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {

@@ -94,8 +94,8 @@ func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
 				where, n.SSHUser, cfg.SSH.IdentityFile, n.SSHUser, ErrSSHAuth)
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("%s: %w", where, context.Cause(ctx))
-		case dctx.Err() != nil:
-			return nil, fmt.Errorf("%s: handshake did not finish within %s: %w", where, timeout, dctx.Err())
+		case dctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, fmt.Errorf("%s: ssh handshake did not finish within %s: %w", where, timeout, context.DeadlineExceeded)
 		}
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -153,6 +154,11 @@ func (d *DB) open(ro bool) (db *bolt.DB, err error) {
 }
 
 func (d *DB) run(ro bool, fn func(tx *bolt.Tx) error) (err error) {
+	// bbolt reads the file through mmap: a page that a truncated file no
+	// longer has faults with SIGBUS, which kills the process unless the
+	// goroutine asked for a panic instead. The recovers in open and below
+	// turn that panic into ErrCorrupt.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	db, err := d.open(ro)
 	if err != nil {
 		return err
@@ -298,14 +304,14 @@ func (d *DB) Update(ctx context.Context, key string, role workflow.Role, fn func
 
 // Snapshot is everything the file holds, for `sdr status`.
 type Snapshot struct {
-	Path      string                      `json:"path"`
-	Schema    int                         `json:"schema"`
-	Pair      string                      `json:"pair"`
-	Created   string                      `json:"created"`
-	Workflows []workflow.Record           `json:"workflows"`
-	Sides     []workflow.Side             `json:"sides"`
-	History   []HistoryEntry              `json:"history"`
-	Lock      *Holder                     `json:"lock,omitempty"`
+	Path      string            `json:"path"`
+	Schema    int               `json:"schema"`
+	Pair      string            `json:"pair"`
+	Created   string            `json:"created"`
+	Workflows []workflow.Record `json:"workflows"`
+	Sides     []workflow.Side   `json:"sides"`
+	History   []HistoryEntry    `json:"history"`
+	Lock      *Holder           `json:"lock,omitempty"`
 }
 
 // Snapshot reads the whole file in one read transaction. It keeps the

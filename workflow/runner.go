@@ -189,9 +189,12 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 	}
 	log := r.log().With(zap.String("run_id", runID))
 	for _, s := range wf.Steps {
-		ran, err := r.runStep(ctx, wf, s, runID, log)
+		ran, skipped, err := r.runStep(ctx, wf, s, runID, log)
 		if ran {
 			res.Ran = append(res.Ran, s.Name)
+		}
+		if skipped {
+			res.Skipped = append(res.Skipped, s.Name)
 		}
 		if err != nil {
 			res.State = r.sideState(ctx, wf.Role)
@@ -235,13 +238,15 @@ func (r *Runner) setStep(ctx context.Context, wf Workflow, s Step, runID string,
 	})
 }
 
-func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string, log *zap.Logger) (bool, error) {
+// runStep runs one step unless it is already finished. ran tells whether
+// the step's Run was called, skipped whether it was recorded as skipped now.
+func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string, log *zap.Logger) (ran, skipped bool, err error) {
 	rec, err := r.Store.Load(ctx, wf.Key())
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if sr := rec.Step(s.Name); sr != nil && sr.Status.Finished() {
-		return false, nil
+		return false, false, nil
 	}
 	log = log.With(zap.String("step", s.Name))
 	// Checkpoints are written even after cancellation, so that an
@@ -249,20 +254,21 @@ func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string,
 	wctx := context.WithoutCancel(ctx)
 	if !s.AppliesTo(wf.Role) {
 		log.Debug("skipped: nothing to do for this role", zap.String("role", string(wf.Role)))
-		return false, r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
+		err := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
 			sr.Status, sr.Ended, sr.Error = StatusSkipped, &now, nil
 			return ""
 		})
+		return false, err == nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return false, &StepError{Step: s.Name, Err: fmt.Errorf("%w before %s started: %w", ErrInterrupted, s.Name, err)}
+		return false, false, &StepError{Step: s.Name, Err: fmt.Errorf("%w before %s started: %w", ErrInterrupted, s.Name, err)}
 	}
 	if err := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
 		sr.Status, sr.Started, sr.Ended, sr.Error = StatusStarted, &now, nil, nil
 		sr.Attempts++
 		return s.OnStart
 	}); err != nil {
-		return false, err
+		return false, false, err
 	}
 	log.Info(s.Short)
 	rc := &RunContext{RunID: runID, Role: wf.Role, Step: s.Name, Log: log, Now: r.now, store: r.Store, key: wf.Key()}
@@ -279,7 +285,7 @@ func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string,
 			sr.Status, sr.Ended, sr.Error = StatusFailed, &now, rec
 			return s.OnFail
 		}); werr != nil {
-			return true, errors.Join(&StepError{Step: s.Name, Err: err}, fmt.Errorf("while recording the failure: %w", werr))
+			return true, false, errors.Join(&StepError{Step: s.Name, Err: err}, fmt.Errorf("while recording the failure: %w", werr))
 		}
 		fields := []zap.Field{zap.Error(err)}
 		var pe *PanicError
@@ -287,19 +293,19 @@ func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string,
 			fields = append(fields, zap.String("stack", pe.Stack))
 		}
 		log.Error("step failed", fields...)
-		return true, &StepError{Step: s.Name, Err: err}
+		return true, false, &StepError{Step: s.Name, Err: err}
 	}
 	if err := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
 		sr.Status, sr.Ended, sr.Error = StatusDone, &now, nil
 		return s.OnDone
 	}); err != nil {
-		return true, err
+		return true, false, err
 	}
 	log.Debug("step done")
 	if err := r.failpoint(s.Name, FailAfterCheckpoint); err != nil {
-		return true, &StepError{Step: s.Name, Err: err}
+		return true, false, &StepError{Step: s.Name, Err: err}
 	}
-	return true, nil
+	return true, false, nil
 }
 
 // safeRun runs the step, turning a panic into a *PanicError.

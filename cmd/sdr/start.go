@@ -99,7 +99,9 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	}
 	now := time.Now()
 	runID := newRunID(now)
-	log = log.With(zap.String("run_id", runID))
+	// The runner adds run_id and step to its own lines; lines of the
+	// command itself carry the run id and step "-".
+	cmdLog := log.With(zap.String("run_id", runID), zap.String("step", "-"))
 	host, _ := os.Hostname()
 	lock, err := store.Acquire(db.Path(), store.Holder{PID: os.Getpid(), Host: host, Started: now.UTC(), RunID: runID,
 		Command: "start --role " + string(role)}, 2*time.Second)
@@ -108,20 +110,20 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	}
 	defer lock.Release()
 	if h := lock.TookOver; h != nil {
-		log.Warn("took over the lock of a run that is gone", zap.String("step", "-"), zap.Int("old_pid", h.PID),
+		cmdLog.Warn("took over the lock of a run that is gone", zap.Int("old_pid", h.PID),
 			zap.String("old_host", h.Host), zap.Time("old_started", h.Started), zap.String("old_run_id", h.RunID))
 	}
 	if cfg.SSH.InsecureIgnoreHostKey {
-		log.Warn("ssh.insecure_ignore_host_key is set: SSH host keys are NOT verified", zap.String("step", "-"))
+		cmdLog.Warn("ssh.insecure_ignore_host_key is set: SSH host keys are NOT verified")
 	}
-	pool := cluster.Open(ctx, cfg, log)
+	pool := cluster.Open(ctx, cfg, cmdLog)
 	defer pool.Close()
-	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout, Log: log}
+	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout, Log: cmdLog}
 	wf := steps.Start(role, env)
 	inputs := cfg.Inputs()
 	inputs["action"], inputs["role"] = wf.Action, string(role)
 	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
-	log.Info(fmt.Sprintf("sdr start --role %s for DR pair %s (state file %s)", role, cfg.Name, db.Path()), zap.String("step", "-"))
+	cmdLog.Info(fmt.Sprintf("sdr start --role %s for DR pair %s (state file %s)", role, cfg.Name, db.Path()))
 	res, err := runner.Run(ctx, wf, inputs, workflow.Options{Restart: restart})
 	return reportRun(c, wf, cfg.Name, res, err)
 }

@@ -1,0 +1,321 @@
+package cluster
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validYAML = `
+name: pair1
+replication:
+  user: repl
+  password_file: /etc/sdr/repl.password
+ssh:
+  identity_file: /etc/sdr/id_ed25519
+  known_hosts: /etc/sdr/known_hosts
+timeouts:
+  connect: 5s
+primary:
+  nodes:
+    - name: dc1-a
+      host: 10.0.1.10
+      data_dir: /var/lib/postgresql/15/main
+    - name: dc1-b
+      host: 10.0.1.11
+      data_dir: /var/lib/postgresql/15/main
+standby:
+  main: dc2-a
+  nodes:
+    - name: dc2-a
+      host: 10.0.2.10
+      data_dir: /var/lib/postgresql/15/main
+    - name: dc2-b
+      host: 10.0.2.11
+      ssh_port: 2222
+      ssh_user: pg
+      pg_port: 5433
+      data_dir: /srv/pg
+      bin_dir: /opt/pg/bin
+      socket_dir: /tmp
+      log_file: /var/log/pg.log
+`
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "sdr.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustLoad(t *testing.T) *Config {
+	t.Helper()
+	c, err := Load(writeConfig(t, validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestLoadValidWithDefaults(t *testing.T) {
+	c := mustLoad(t)
+	if c.Postgres.User != "postgres" || c.Postgres.Database != "postgres" {
+		t.Errorf("postgres defaults: %+v", c.Postgres)
+	}
+	if c.Timeouts.Connect.Duration != 5*time.Second || c.Timeouts.Command.Duration != 2*time.Minute || c.Timeouts.Wait.Duration != 30*time.Minute {
+		t.Errorf("timeouts: %+v", c.Timeouts)
+	}
+	want := Node{Name: "dc2-a", Host: "10.0.2.10", SSHPort: 22, SSHUser: "postgres", PGPort: 5432,
+		DataDir: "/var/lib/postgresql/15/main", BinDir: "/usr/lib/postgresql/15/bin", SocketDir: "/var/run/postgresql",
+		LogFile: "/var/lib/postgresql/15/main.sdr/postgresql.log"}
+	if got := *c.MainStandby(); got != want {
+		t.Errorf("main standby:\n got %+v\nwant %+v", got, want)
+	}
+	explicit := Node{Name: "dc2-b", Host: "10.0.2.11", SSHPort: 2222, SSHUser: "pg", PGPort: 5433, DataDir: "/srv/pg",
+		BinDir: "/opt/pg/bin", SocketDir: "/tmp", LogFile: "/var/log/pg.log"}
+	if got := c.StandbyCascades(); !reflect.DeepEqual(got, []Node{explicit}) {
+		t.Errorf("cascades: %+v", got)
+	}
+	if n, ok := c.Node("dc1-b"); !ok || n.Host != "10.0.1.11" {
+		t.Errorf("Node(dc1-b) = %+v, %v", n, ok)
+	}
+	if _, ok := c.Node("dc9"); ok {
+		t.Error("Node(dc9) found")
+	}
+	if !c.IsPrimaryNode("dc1-a") || c.IsPrimaryNode("dc2-a") {
+		t.Error("IsPrimaryNode")
+	}
+}
+
+func TestValidateProblems(t *testing.T) {
+	cases := []struct {
+		name  string
+		edit  func(c *Config)
+		field string
+	}{
+		{"name missing", func(c *Config) { c.Name = "" }, "name"},
+		{"name bad", func(c *Config) { c.Name = "Pair-1" }, "name"},
+		{"name too long", func(c *Config) { c.Name = "a" + strings.Repeat("b", 31) }, "name"},
+		{"repl user missing", func(c *Config) { c.Replication.User = "" }, "replication.user"},
+		{"repl user not identifier", func(c *Config) { c.Replication.User = "repl user" }, "replication.user"},
+		{"no password source", func(c *Config) { c.Replication.PasswordFile = "" }, "replication.password_file"},
+		{"two password sources", func(c *Config) { c.Replication.PasswordEnv = "PW" }, "replication.password_env"},
+		{"bad env name", func(c *Config) { c.Replication.PasswordFile, c.Replication.PasswordEnv = "", "PW-1" }, "replication.password_env"},
+		{"known_hosts missing", func(c *Config) { c.SSH.KnownHosts = "" }, "ssh.known_hosts"},
+		{"identity missing", func(c *Config) { c.SSH.IdentityFile = "" }, "ssh.identity_file"},
+		{"no primary nodes", func(c *Config) { c.Primary.Nodes = nil }, "primary.nodes"},
+		{"no standby nodes", func(c *Config) { c.Standby.Nodes = nil }, "standby.nodes"},
+		{"node name missing", func(c *Config) { c.Standby.Nodes[1].Name = "" }, "standby.nodes[1].name"},
+		{"node name bad", func(c *Config) { c.Primary.Nodes[0].Name = "DC1" }, "primary.nodes[0].name"},
+		{"node name duplicate across clusters", func(c *Config) { c.Standby.Nodes[1].Name = "dc1-a" }, "standby.nodes[1].name"},
+		{"host missing", func(c *Config) { c.Primary.Nodes[1].Host = "" }, "primary.nodes[1].host"},
+		{"host bad", func(c *Config) { c.Primary.Nodes[1].Host = "a b" }, "primary.nodes[1].host"},
+		{"ssh port zero", func(c *Config) { c.Standby.Nodes[0].SSHPort = -1 }, "standby.nodes[0].ssh_port"},
+		{"pg port too big", func(c *Config) { c.Standby.Nodes[0].PGPort = 70000 }, "standby.nodes[0].pg_port"},
+		{"data dir relative", func(c *Config) { c.Standby.Nodes[1].DataDir = "srv/pg" }, "standby.nodes[1].data_dir"},
+		{"data dir unclean", func(c *Config) { c.Standby.Nodes[1].DataDir = "/srv/pg/" }, "standby.nodes[1].data_dir"},
+		{"data dir root", func(c *Config) { c.Standby.Nodes[1].DataDir = "/" }, "standby.nodes[1].data_dir"},
+		{"data dir missing", func(c *Config) { c.Standby.Nodes[1].DataDir = "" }, "standby.nodes[1].data_dir"},
+		{"bin dir relative", func(c *Config) { c.Standby.Nodes[1].BinDir = "bin" }, "standby.nodes[1].bin_dir"},
+		{"socket dir relative", func(c *Config) { c.Standby.Nodes[1].SocketDir = "tmp" }, "standby.nodes[1].socket_dir"},
+		{"log file inside data dir", func(c *Config) { c.Standby.Nodes[1].LogFile = "/srv/pg/log" }, "standby.nodes[1].log_file"},
+		{"same host and data dir on both sides", func(c *Config) { c.Standby.Nodes[0].Host = "10.0.1.10" }, "standby.nodes[0].data_dir"},
+		{"same host and pg port", func(c *Config) {
+			c.Primary.Nodes[1].Host = "10.0.1.10"
+			c.Primary.Nodes[1].DataDir = "/srv/other"
+		}, "primary.nodes[1].pg_port"},
+		{"standby main missing", func(c *Config) { c.Standby.Main = "" }, "standby.main"},
+		{"standby main unknown", func(c *Config) { c.Standby.Main = "dc9" }, "standby.main"},
+		{"standby main is a primary node", func(c *Config) { c.Standby.Main = "dc1-a" }, "standby.main"},
+		{"primary main set", func(c *Config) { c.Primary.Main = "dc1-a" }, "primary.main"},
+		{"timeout negative", func(c *Config) { c.Timeouts.Wait.Duration = -time.Second }, "timeouts.wait"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustLoad(t)
+			tc.edit(c)
+			err := c.Validate()
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *ConfigError, got %v", err)
+			}
+			if ce.Field != tc.field {
+				t.Fatalf("Field = %q, want %q (%v)", ce.Field, tc.field, err)
+			}
+			if !errors.Is(err, ErrBadConfig) {
+				t.Fatal("does not wrap ErrBadConfig")
+			}
+		})
+	}
+}
+
+func TestConfigErrorMessage(t *testing.T) {
+	c := mustLoad(t)
+	c.Path = "/etc/sdr.yaml"
+	c.Standby.Main = "dc9"
+	want := `config /etc/sdr.yaml: standby.main: "dc9" is not a node of the standby cluster`
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}
+
+func TestLoadYAMLProblems(t *testing.T) {
+	cases := []struct {
+		name    string
+		replace [2]string // old, new in validYAML
+		field   string
+	}{
+		{"type error", [2]string{"pg_port: 5433", "pg_port: abc"}, "standby.nodes[1].pg_port"},
+		{"unknown field", [2]string{"ssh_user: pg", "ssh_usr: pg"}, "standby.nodes[1].ssh_usr"},
+		{"unknown top-level field", [2]string{"name: pair1", "name: pair1\nnmae: x"}, "nmae"},
+		{"bad duration", [2]string{"connect: 5s", "connect: five"}, "timeouts.connect"},
+		{"duration not scalar", [2]string{"connect: 5s", "connect: [1]"}, "timeouts.connect"},
+		{"validation after load", [2]string{"main: dc2-a", "main: dc9"}, "standby.main"},
+		{"syntax error", [2]string{"name: pair1", "name: [pair1"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, strings.Replace(validYAML, tc.replace[0], tc.replace[1], 1))
+			_, err := Load(p)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *ConfigError, got %v", err)
+			}
+			if ce.Field != tc.field {
+				t.Fatalf("Field = %q, want %q (%v)", ce.Field, tc.field, err)
+			}
+			if ce.File != p || !strings.Contains(err.Error(), p) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+		if !errors.Is(err, os.ErrNotExist) || !errors.Is(err, ErrBadConfig) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("empty file", func(t *testing.T) {
+		if _, err := Load(writeConfig(t, "")); !errors.Is(err, ErrBadConfig) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("two documents", func(t *testing.T) {
+		if _, err := Load(writeConfig(t, validYAML+"---\nname: x\n")); !errors.Is(err, ErrBadConfig) {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestPassword(t *testing.T) {
+	dir := t.TempDir()
+	n := 0
+	file := func(content string) string {
+		n++
+		p := filepath.Join(dir, "pw"+strconv.Itoa(n))
+		os.WriteFile(p, []byte(content), 0o600)
+		return p
+	}
+	cases := []struct {
+		name    string
+		rep     Replication
+		env     map[string]string
+		want    string
+		wantErr string // substring naming the source
+	}{
+		{"file with newline", Replication{PasswordFile: file("s3cr:et\n")}, nil, "s3cr:et", ""},
+		{"file with crlf", Replication{PasswordFile: file("abc\r\n")}, nil, "abc", ""},
+		{"file keeps inner newlines", Replication{PasswordFile: file("a\nb\n\n")}, nil, "a\nb\n", ""},
+		{"file missing", Replication{PasswordFile: filepath.Join(dir, "none")}, nil, "", "replication.password_file " + filepath.Join(dir, "none") + ": no such file"},
+		{"file empty", Replication{PasswordFile: file("\n")}, nil, "", "is empty"},
+		{"env", Replication{PasswordEnv: "SDR_PW_T"}, map[string]string{"SDR_PW_T": "pw"}, "pw", ""},
+		{"env unset", Replication{PasswordEnv: "SDR_PW_UNSET_T"}, nil, "", "replication.password_env SDR_PW_UNSET_T"},
+		{"env empty", Replication{PasswordEnv: "SDR_PW_T"}, map[string]string{"SDR_PW_T": ""}, "", "SDR_PW_T: the variable is empty"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c := &Config{Replication: tc.rep}
+			got, err := c.Password()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrNoPassword) {
+					t.Fatalf("got %q, %v; want error containing %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestInputs(t *testing.T) {
+	c := mustLoad(t)
+	in := c.Inputs()
+	want := map[string]string{
+		"name":                          "pair1",
+		"replication.user":              "repl",
+		"replication.password_file":     "/etc/sdr/repl.password",
+		"standby.main":                  "dc2-a",
+		"primary.nodes":                 "dc1-a,dc1-b",
+		"primary.nodes[dc1-a].data_dir": "/var/lib/postgresql/15/main",
+		"standby.nodes[dc2-b].pg_port":  "5433",
+		"standby.nodes[dc2-a].log_file": "/var/lib/postgresql/15/main.sdr/postgresql.log",
+		"standby.nodes[dc2-b].local":    "false",
+	}
+	for k, v := range want {
+		if in[k] != v {
+			t.Errorf("%s = %q, want %q", k, in[k], v)
+		}
+	}
+	if _, ok := in["replication.password_env"]; ok {
+		t.Error("password_env present though unset")
+	}
+	// Deterministic, and changes when a node setting changes.
+	if !reflect.DeepEqual(in, mustLoad(t).Inputs()) {
+		t.Error("not deterministic")
+	}
+	c.Standby.Nodes[1].DataDir = "/srv/pg2"
+	if c.Inputs()["standby.nodes[dc2-b].data_dir"] != "/srv/pg2" {
+		t.Error("change not seen")
+	}
+	// Never the password itself.
+	t.Setenv("SDR_SECRET_T", "hunter2")
+	c.Replication = Replication{User: "repl", PasswordEnv: "SDR_SECRET_T"}
+	for k, v := range c.Inputs() {
+		if strings.Contains(v, "hunter2") {
+			t.Errorf("%s holds the password", k)
+		}
+	}
+}
+
+func TestSlotName(t *testing.T) {
+	cases := []struct{ pair, node, want string }{
+		{"pair1", "dc2-a", "sdr_pair1_dc2_a"},
+		{"pair1", "DC2.B", "sdr_pair1_dc2_b"},
+		{"p", "n_1", "sdr_p_n_1"},
+	}
+	for _, tc := range cases {
+		if got := SlotName(tc.pair, tc.node); got != tc.want {
+			t.Errorf("SlotName(%q, %q) = %q, want %q", tc.pair, tc.node, got, tc.want)
+		}
+		if got := AppName(tc.pair, tc.node); got != tc.want {
+			t.Errorf("AppName(%q, %q) = %q, want %q", tc.pair, tc.node, got, tc.want)
+		}
+	}
+	long1 := SlotName("pair1", strings.Repeat("n", 70)+"a")
+	long2 := SlotName("pair1", strings.Repeat("n", 70)+"b")
+	if len(long1) != 63 || len(long2) != 63 || long1 == long2 {
+		t.Errorf("long names: %q %q", long1, long2)
+	}
+}
