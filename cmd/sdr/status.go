@@ -121,7 +121,7 @@ func printStatus(w io.Writer, d StatusDoc) {
 		if r.Complete {
 			status = "complete, finished " + fmtTime(r.Finished)
 		}
-		fmt.Fprintf(w, "\nworkflow %s: %s (last run %s, %d runs)\n", r.Workflow, status, r.RunID, r.Runs)
+		fmt.Fprintf(w, "\nworkflow %s: %s (last run %s, runs: %d)\n", r.Workflow, status, r.RunID, r.Runs)
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  STEP\tSTATUS\tATTEMPTS\tSTARTED\tENDED\tERROR")
 		for _, s := range r.Steps {
