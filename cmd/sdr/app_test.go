@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/pgsdr/sdr/store"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// clearEnv keeps the caller's SDR_* settings out of a test.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{"SDR_CONFIG", "SDR_STATE", "SDR_LOG_FILE", workflow.FailpointEnv} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+}
+
+// run drives the real app and returns its exit code and output.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := Run(context.Background(), append([]string{"sdr"}, args...), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestRunUsageErrors(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state.db")
+	badYAML := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badYAML, []byte("name: [unclosed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unknownField := filepath.Join(dir, "unknown.yaml")
+	if err := os.WriteFile(unknownField, []byte("name: p\nno_such_setting: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.yaml")
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr string // a fragment the operator must see
+	}{
+		{"unknown role", []string{"--state", state, "start", "--role", "witness"}, "witness"},
+		{"missing role", []string{"--state", state, "start"}, "role"},
+		{"missing config", []string{"--state", state, "start", "--role", "primary"}, "--config"},
+		{"missing config file", []string{"--state", state, "--config", missing, "start", "--role", "primary"}, missing},
+		{"invalid YAML", []string{"--state", state, "--config", badYAML, "start", "--role", "standby"}, badYAML},
+		{"unknown config field", []string{"--state", state, "--config", unknownField, "start", "--role", "primary"}, unknownField},
+		{"config error in status", []string{"--state", state, "--config", badYAML, "status"}, badYAML},
+		{"start with arguments", []string{"--state", state, "start", "--role", "primary", "extra"}, "extra"},
+		{"status on a missing state file", []string{"--state", state, "status"}, state},
+		{"status --json on a missing state file", []string{"--state", state, "status", "--json"}, state},
+		{"unknown flag", []string{"--state", state, "status", "--bogus"}, "bogus"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := run(t, tc.args...)
+			if code != ExitUsage {
+				t.Errorf("exit %d, want %d; stderr %s", code, ExitUsage, stderr)
+			}
+			if !strings.Contains(stderr, tc.wantStderr) {
+				t.Errorf("stderr does not name %q:\n%s", tc.wantStderr, stderr)
+			}
+			if _, err := os.Stat(state); err == nil {
+				t.Errorf("a refused command created the state file")
+			}
+		})
+	}
+}
+
+// writeState runs a small workflow through the real store: one complete
+// workflow, one failed at its second step.
+func writeState(t *testing.T, path string) {
+	t.Helper()
+	db, err := store.Open(path, store.Options{Pair: "dc1-dc2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(role workflow.Role, fail bool) workflow.Workflow {
+		return workflow.Workflow{Action: "start", Role: role, Steps: []workflow.Step{
+			{Num: 1, Name: "1_prepare", Roles: []workflow.Role{role}, OnDone: workflow.StateFullBackup},
+			{Num: 2, Name: "2_check_cluster", Roles: []workflow.Role{role}, OnFail: workflow.StateBackupFail,
+				Run: func(context.Context, *workflow.RunContext) error {
+					if fail {
+						return &workflow.Permanent{Err: os.ErrPermission}
+					}
+					return nil
+				}},
+		}}
+	}
+	r := &workflow.Runner{Store: db, NewRunID: func() string { return "run-1" }}
+	if _, err := r.Run(context.Background(), mk(workflow.RolePrimary, false), map[string]string{"a": "1"}, workflow.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Run(context.Background(), mk(workflow.RoleStandby, true), map[string]string{"a": "1"}, workflow.Options{}); err == nil {
+		t.Fatal("standby workflow should fail")
+	}
+}
+
+// statusJSONKeys is the documented top level of `status --json` (docs/status.md).
+// Changing it breaks scripts: add fields only, and bump StatusJSONVersion otherwise.
+var statusJSONKeys = []string{"version", "pair", "state_file", "schema", "sides", "workflows", "history", "lock", "nodes", "live"}
+
+func TestStatusJSONGoldenKeys(t *testing.T) {
+	clearEnv(t)
+	state := filepath.Join(t.TempDir(), "state.db")
+	writeState(t, state)
+	code, stdout, stderr := run(t, "--state", state, "status", "--json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(stdout), &top); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	var got []string
+	for k := range top {
+		got = append(got, k)
+	}
+	want := append([]string(nil), statusJSONKeys...)
+	sort.Strings(got)
+	sort.Strings(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("top-level keys\n got %v\nwant %v", got, want)
+	}
+	var doc StatusDoc
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Version != StatusJSONVersion || doc.Pair != "dc1-dc2" || doc.StateFile != state || doc.Schema != store.SchemaVersion || doc.Live != "no config" {
+		t.Errorf("header %+v", doc)
+	}
+	if string(top["nodes"]) != "[]" || string(top["lock"]) != "null" {
+		t.Errorf("nodes %s lock %s, want [] and null", top["nodes"], top["lock"])
+	}
+	if len(doc.Workflows) != 2 || len(doc.Sides) != 2 || len(doc.History) == 0 {
+		t.Fatalf("workflows %d sides %d history %d", len(doc.Workflows), len(doc.Sides), len(doc.History))
+	}
+	for _, w := range doc.Workflows {
+		switch w.Workflow {
+		case "start/primary":
+			if !w.Complete {
+				t.Errorf("start/primary not complete: %+v", w)
+			}
+		case "start/standby":
+			sr := w.Step("2_check_cluster")
+			if w.Complete || sr == nil || sr.Status != workflow.StatusFailed || sr.Error == nil || !sr.Error.Permanent {
+				t.Errorf("start/standby: %+v", w)
+			}
+		default:
+			t.Errorf("unexpected workflow %s", w.Workflow)
+		}
+	}
+}
+
+func TestStatusJSONDocKeysMatchGolden(t *testing.T) {
+	// The struct and the golden list must agree, so a new field is a conscious change.
+	typ := reflect.TypeOf(StatusDoc{})
+	var got []string
+	for i := 0; i < typ.NumField(); i++ {
+		got = append(got, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
+	}
+	if !reflect.DeepEqual(got, statusJSONKeys) {
+		t.Errorf("StatusDoc json keys %v, want %v", got, statusJSONKeys)
+	}
+}
+
+func TestStatusText(t *testing.T) {
+	clearEnv(t)
+	state := filepath.Join(t.TempDir(), "state.db")
+	writeState(t, state)
+	code, stdout, stderr := run(t, "--state", state, "status", "--history", "0")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"DR pair dc1-dc2", "side standby: state BACKUP_FAIL", "workflow start/standby: in progress", "2_check_cluster", "state history:"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("status does not show %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestStartHelpListsSteps(t *testing.T) {
+	clearEnv(t)
+	code, stdout, stderr := run(t, "start", "--help")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, step := range []string{"1_prepare", "2_check_cluster", "3_prepare_replication", "4_retain_wal", "5_open_access",
+		"5_stop_cluster", "6_set_guc", "7_build_standby", "8_wait_standby", "8_start_cluster", "9_finish", "--restart", "role primary:", "role standby:"} {
+		if !strings.Contains(stdout, step) {
+			t.Errorf("start --help does not list %s", step)
+		}
+	}
+	if i, j := strings.Index(stdout, "1_prepare"), strings.Index(stdout, "9_finish"); i < 0 || j < i {
+		t.Errorf("steps are not in order 1_prepare … 9_finish")
+	}
+}
+
+func TestHelpAndExitCodes(t *testing.T) {
+	clearEnv(t)
+	code, stdout, _ := run(t, "--help")
+	if code != ExitOK || !strings.Contains(stdout, "Exit codes") || !strings.Contains(stdout, "start") || !strings.Contains(stdout, "status") {
+		t.Errorf("--help: exit %d\n%s", code, stdout)
+	}
+	if !workflow.FailpointsEnabled && strings.Contains(stdout, "selftest") {
+		t.Error("selftest is visible in a normal build")
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"nil", nil, ExitOK},
+		{"step error", &workflow.StepError{Step: "1_x", Err: os.ErrClosed}, ExitStepFailed},
+		{"wrapped step error", failErr(&workflow.StepError{Step: "1_x", Err: os.ErrClosed}), ExitStepFailed},
+		{"usage", usageErr(os.ErrNotExist), ExitUsage},
+		{"store failure", failErr(os.ErrClosed), ExitStepFailed},
+		{"unclassified", os.ErrInvalid, ExitUsage},
+		{"inputs changed", usageErr(&workflow.InputsChangedError{}), ExitUsage},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exitCode(tc.err); got != tc.want {
+				t.Errorf("exitCode = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
