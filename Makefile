@@ -19,9 +19,11 @@ build-failpoints:
 # Everything CI runs: lint, unit tests, end-to-end tests.
 test: lint unit e2e
 
-# Fast tests that need no server.
+# Fast tests that need no server (the robustness test of cmd/sdr builds
+# the binary with the failpoints tag and kills it at every failpoint).
+UNIT_PKGS := ./workflow/... ./store/... ./cluster/... ./steps/... ./cmd/...
 unit:
-	$(GO) test -count=1 -v ./workflow/... ./store/... ./cluster/... ./steps/... ./cmd/... 2>&1 | tee unit-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; test $${PIPESTATUS[0]} -eq 0
+	{ $(GO) test -count=1 -v $(UNIT_PKGS) && $(GO) test -count=1 -v -tags failpoints ./cmd/... ; } 2>&1 | tee unit-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; test $${PIPESTATUS[0]} -eq 0
 
 # End-to-end tests: real PostgreSQL 15 and a real sshd on loopback, driven
 # through the built binary. Installs postgresql-15 and openssh-server with

@@ -261,7 +261,18 @@ func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string,
 		return false, err == nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return false, false, &StepError{Step: s.Name, Err: fmt.Errorf("%w before %s started: %w", ErrInterrupted, s.Name, err)}
+		// Interrupted between steps: record it on the step that was next,
+		// without running it or changing the side's state.
+		err = fmt.Errorf("%w before %s started: %w", ErrInterrupted, s.Name, err)
+		rec := NewErrorRecord(err)
+		if werr := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
+			sr.Status, sr.Ended, sr.Error = StatusFailed, &now, rec
+			return ""
+		}); werr != nil {
+			return false, false, errors.Join(&StepError{Step: s.Name, Err: err}, fmt.Errorf("while recording the interruption: %w", werr))
+		}
+		log.Error("interrupted before the step started", zap.Error(err))
+		return false, false, &StepError{Step: s.Name, Err: err}
 	}
 	if err := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
 		sr.Status, sr.Started, sr.Ended, sr.Error = StatusStarted, &now, nil, nil

@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgsdr/sdr/e2e/bed"
+)
+
+// TestKillDuringBasebackup kills sdr with SIGKILL while pg_basebackup
+// copies the main standby, then reruns the same command.
+func TestKillDuringBasebackup(t *testing.T) {
+	b := newBed(t)
+	seedData(t, b, 15) // a copy that takes long enough to be killed in the middle
+	origSysID := sql(t, b, bed.DC2A, "SELECT system_identifier FROM pg_control_system()")
+	dc2a := b.Node(bed.DC2A)
+	newDir := dc2a.DataDir + ".sdr/new"
+
+	// The primary side runs in the background and waits for the standby.
+	primaryDone := make(chan result, 1)
+	go func() { primaryDone <- start(t, b, primarySide(b), "--timeout", "3m") }()
+
+	sd := standbySide(b)
+	cmd := exec.Command(sdrBin, "--config", b.ConfigPath, "--state", sd.state, "--log-file", sd.log, "start", "--role", "standby", "--timeout", "3m")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("pg_basebackup never started:\n%s", out.String())
+		}
+		if fi, err := os.Stat(filepath.Join(newDir, "base")); err == nil && fi.IsDir() {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if cmd.ProcessState.Success() {
+		t.Fatalf("sdr was not killed:\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(newDir, "backup_label")); err == nil {
+		t.Logf("note: the copy was already complete when sdr was killed")
+	}
+
+	// The previous data directory is intact and in place.
+	sysid, err := b.AsPostgres(context.Background(), filepath.Join(bed.BinDir, "pg_controldata"), "-D", dc2a.DataDir)
+	if err != nil || !strings.Contains(sysid, origSysID) {
+		t.Fatalf("dc2-a's previous data directory is not intact after the kill: %v\n%s", err, sysid)
+	}
+	d := status(t, "", sd)
+	if rec := findStep(d, "7_build_standby"); rec == nil || rec.Status != "started" {
+		t.Fatalf("7_build_standby after the kill: %+v", rec)
+	}
+	if got := d.state("standby"); got != "restore" {
+		t.Errorf("standby state after the kill %q, want restore", got)
+	}
+
+	r := start(t, b, sd, "--timeout", "3m")
+	if r.Code != 0 {
+		t.Fatalf("rerun after the kill: %s", r)
+	}
+	d = status(t, "", sd)
+	for _, s := range stepNames["standby"] {
+		rec := findStep(d, s)
+		want := 1
+		if s == "7_build_standby" {
+			want = 2
+		}
+		if rec == nil || rec.Status != "done" || rec.Attempts != want {
+			t.Errorf("step %s after the rerun: %+v, want done with %d attempts (resume at step 7)", s, rec, want)
+		}
+	}
+	if _, err := os.Stat(newDir); !os.IsNotExist(err) {
+		t.Errorf("half-built copy %s still there (%v)", newDir, err)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "pg_basebackup -D "+newDir).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("pg_basebackup still running: %s", out)
+	}
+	if p := <-primaryDone; p.Code != 0 {
+		t.Fatalf("primary side: %s", p)
+	}
+	checkConverged(t, b)
+}
+
+// TestPrimaryUnreachableDuringBuild freezes the primary while the standby
+// builds: the standby ends in restore_fail, and a rerun once the primary
+// is back reaches recovery. The primary side, started alone first, times
+// out in backup_fail and reaches archive on a rerun after the standby is fixed.
+func TestPrimaryUnreachableDuringBuild(t *testing.T) {
+	b := newBed(t)
+	seedData(t, b, 1)
+
+	p := start(t, b, primarySide(b), "--timeout", "5s")
+	if p.Code != 1 {
+		t.Fatalf("primary without a standby: want exit 1, got %s", p)
+	}
+	if got := status(t, "", primarySide(b)).state("primary"); got != "backup_fail" {
+		t.Fatalf("primary state %q, want backup_fail", got)
+	}
+
+	// Bring the standby side up to its build, then stop it there.
+	r := startWith(t, sdrBinFP, []string{"SDR_FAILPOINT=7_build_standby:before:kill"}, b.ConfigPath, standbySide(b), "--timeout", "1m")
+	if r.Code == 0 || r.Code == 1 {
+		t.Fatalf("standby with a kill failpoint at 7: %s", r)
+	}
+
+	pids := postgresPIDs(t, b.Node(bed.DC1A).DataDir)
+	signalAll(pids, syscall.SIGSTOP)
+	frozen := true
+	defer func() {
+		if frozen {
+			signalAll(pids, syscall.SIGCONT)
+		}
+	}()
+	r = start(t, b, standbySide(b), "--timeout", "30s")
+	if r.Code != 1 {
+		t.Fatalf("standby with the primary frozen: want exit 1, got %s", r)
+	}
+	if got := status(t, "", standbySide(b)).state("standby"); got != "restore_fail" {
+		t.Fatalf("standby state %q, want restore_fail\n%s", got, r)
+	}
+	if !strings.Contains(r.Stderr, "dc1-a") {
+		t.Errorf("the error does not name the primary dc1-a:\n%s", r.Stderr)
+	}
+	signalAll(pids, syscall.SIGCONT)
+	frozen = false
+
+	if r := start(t, b, standbySide(b), "--timeout", "2m"); r.Code != 0 {
+		t.Fatalf("standby rerun after the primary is back: %s", r)
+	}
+	if p := start(t, b, primarySide(b), "--timeout", "2m"); p.Code != 0 {
+		t.Fatalf("primary rerun after the standby is fixed: %s", p)
+	}
+	checkConverged(t, b)
+}
+
+// TestConcurrentRuns: a second run on the same state file fails fast and
+// names the holder; after kill -9 of the holder, the next run takes over.
+func TestConcurrentRuns(t *testing.T) {
+	b := newBed(t)
+	seedData(t, b, 1)
+	ps := primarySide(b)
+	first := exec.Command(sdrBin, "--config", b.ConfigPath, "--state", ps.state, "start", "--role", "primary", "--timeout", "5m")
+	var out bytes.Buffer
+	first.Stdout, first.Stderr = &out, &out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Process.Kill()
+	// The first run holds the lock while it waits for the (absent) standby.
+	eventually(t, time.Minute, "the first run reaches 8_wait_standby", func() (bool, string) {
+		r := sdr(t, sdrBin, nil, "--state", ps.state, "status", "--json")
+		return strings.Contains(r.Stdout, `"full_backup"`), r.Stdout
+	})
+	second := start(t, b, ps)
+	if second.Code != 2 {
+		t.Errorf("second run: want exit 2, got %s", second)
+	}
+	want := fmt.Sprintf("another sdr run (pid %d on host", first.Process.Pid)
+	if !strings.Contains(second.Stderr, want) {
+		t.Errorf("second run does not name the holder (%q):\n%s", want, second.Stderr)
+	}
+	if second.Took > 10*time.Second {
+		t.Errorf("second run took %s to give up", second.Took)
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+
+	p, s := startBoth(t, b, "--timeout", "2m")
+	if p.Code != 0 || s.Code != 0 {
+		t.Fatalf("runs after kill -9:\nprimary: %s\nstandby: %s", p, s)
+	}
+	if !strings.Contains(p.Stderr, "took over the lock") || !strings.Contains(p.Stderr, strconv.Itoa(first.Process.Pid)) {
+		t.Errorf("the run after kill -9 does not report taking the lock over:\n%s", p.Stderr)
+	}
+	checkConverged(t, b)
+}

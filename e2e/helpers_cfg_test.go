@@ -1,0 +1,55 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+type cfgMap = map[string]any
+
+func sub(m cfgMap, key string) cfgMap { return m[key].(cfgMap) }
+
+func nodeMap(m cfgMap, cluster string, i int) cfgMap {
+	return sub(m, cluster)["nodes"].([]any)[i].(cfgMap)
+}
+
+// postgresPIDs returns the postmaster of a data directory and its children.
+func postgresPIDs(t *testing.T, dataDir string) []int {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("reading postmaster.pid: %v", err)
+	}
+	pm, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(raw), "\n", 2)[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{pm}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, s := range stats {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		rest := string(b)
+		if i := strings.LastIndex(rest, ")"); i >= 0 {
+			f := strings.Fields(rest[i+1:])
+			if len(f) > 1 && f[1] == strconv.Itoa(pm) {
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(s)))
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+func signalAll(pids []int, sig syscall.Signal) {
+	for _, p := range pids {
+		_ = syscall.Kill(p, sig)
+	}
+}
