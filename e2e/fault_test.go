@@ -27,21 +27,11 @@ var failState = map[string]string{
 	"standby/8_start_cluster": "recovery_fail",
 }
 
-func stepOf(role string, num int) string {
-	for _, s := range stepNames[role] {
-		if strings.HasPrefix(s, fmt.Sprintf("%d_", num)) {
-			return s
-		}
-	}
-	return ""
-}
-
 // TestFaultMatrix fails every step of each role three ways — a failpoint
 // before the step, a failpoint after its side effects but before its
 // checkpoint, and a panic — then reruns the same commands and checks that
-// the pair converges with intact data and no doubled side effects. Both
-// roles fail at the same step number in one bed, so the matrix needs one
-// bed per (number, way).
+// the pair converges with intact data and no doubled side effects. Each
+// case has its own bed; two cases run at a time.
 func TestFaultMatrix(t *testing.T) {
 	needE2E(t)
 	ways := []struct{ name, spec string }{
@@ -49,64 +39,70 @@ func TestFaultMatrix(t *testing.T) {
 		{"after-effects", "%s:after-effects"},
 		{"panic", "%s:before:panic"},
 	}
-	for num := 1; num <= 9; num++ {
-		for _, way := range ways {
-			t.Run(fmt.Sprintf("step%d/%s", num, way.name), func(t *testing.T) {
-				b := newBed(t)
-				seedData(t, b, 1)
-				targets := map[string]string{}
-				for _, role := range []string{"primary", "standby"} {
-					if s := stepOf(role, num); s != "" {
-						targets[role] = s
-					}
-				}
-				var wg sync.WaitGroup
-				first := map[string]result{}
-				var mu sync.Mutex
-				for _, sd := range []side{primarySide(b), standbySide(b)} {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						var env []string
-						if s, ok := targets[sd.role]; ok {
-							env = []string{"SDR_FAILPOINT=" + fmt.Sprintf(way.spec, s)}
-						}
-						r := startWith(t, sdrBinFP, env, b.ConfigPath, sd, "--timeout", "10s")
-						mu.Lock()
-						first[sd.role] = r
-						mu.Unlock()
-					}()
-				}
-				wg.Wait()
-				for role, step := range targets {
-					r := first[role]
-					if r.Code != 1 {
-						t.Fatalf("%s with failpoint at %s: want exit 1, got %s", role, step, r)
-					}
-					d := status(t, "", sideOf(b, role))
-					rec := findStep(d, step)
-					if rec == nil || rec.Status != "failed" || rec.Error == nil {
-						t.Fatalf("%s: step %s not recorded as failed: %+v", role, step, rec)
-					}
-					if way.name == "panic" && rec.Error.Type != "panic" {
-						t.Errorf("%s: step %s error type %q, want panic", role, step, rec.Error.Type)
-					}
-					want := failState[role+"/"+step]
-					if want == "" {
-						want = "normal"
-					}
-					if got := d.state(role); got != want {
-						t.Errorf("%s: state after failing %s = %q, want %q", role, step, got, want)
-					}
-				}
-				p, s := startBoth(t, b, "--timeout", "2m")
-				if p.Code != 0 || s.Code != 0 {
-					t.Fatalf("rerun did not converge:\nprimary: %s\nstandby: %s", p, s)
-				}
-				checkConverged(t, b)
-			})
+	for _, role := range []string{"primary", "standby"} {
+		for _, step := range stepNames[role] {
+			for _, way := range ways {
+				t.Run(fmt.Sprintf("%s/%s/%s", role, step, way.name), func(t *testing.T) {
+					t.Parallel()
+					faultCase(t, role, step, fmt.Sprintf(way.spec, step), way.name == "panic")
+				})
+			}
 		}
 	}
+}
+
+func faultCase(t *testing.T, role, step, failpoint string, isPanic bool) {
+	b := newBed(t)
+	seedData(t, b, 1)
+	// The other side runs normally. It waits only briefly when the failing
+	// side blocks it, but long enough to finish when the failing side needs
+	// it to (the primary's steps 8 and 9 need a streaming standby).
+	otherTimeout := "5s"
+	if role == "primary" && (strings.HasPrefix(step, "8_") || strings.HasPrefix(step, "9_")) {
+		otherTimeout = "2m"
+	}
+	var wg sync.WaitGroup
+	var target result
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		target = startWith(t, sdrBinFP, []string{"SDR_FAILPOINT=" + failpoint}, b.ConfigPath, sideOf(b, role), "--timeout", "2m")
+	}()
+	go func() {
+		defer wg.Done()
+		other := "standby"
+		if role == "standby" {
+			other = "primary"
+		}
+		startWith(t, sdrBinFP, nil, b.ConfigPath, sideOf(b, other), "--timeout", otherTimeout)
+	}()
+	wg.Wait()
+	if target.Code != 1 {
+		t.Fatalf("%s with failpoint %s: want exit 1, got %s", role, failpoint, target)
+	}
+	d := status(t, "", sideOf(b, role))
+	rec := findStep(d, step)
+	if rec == nil || rec.Status != "failed" || rec.Error == nil {
+		t.Fatalf("%s: step %s not recorded as failed: %+v", role, step, rec)
+	}
+	if isPanic && rec.Error.Type != "panic" {
+		t.Errorf("%s: step %s error type %q, want panic", role, step, rec.Error.Type)
+	}
+	want := failState[role+"/"+step]
+	if want == "" {
+		want = "normal"
+	}
+	if got := d.state(role); got != want {
+		t.Errorf("%s: state after failing %s = %q, want %q", role, step, got, want)
+	}
+	p, s := startBoth(t, b, "--timeout", "2m")
+	if p.Code != 0 || s.Code != 0 {
+		t.Fatalf("rerun did not converge:\nprimary: %s\nstandby: %s", p, s)
+	}
+	if rec := findStep(status(t, "", sideOf(b, role)), step); rec == nil || rec.Attempts != 2 {
+		t.Errorf("%s: step %s after the rerun: %+v, want 2 attempts", role, step, rec)
+	}
+	checkConverged(t, b)
 }
 
 func sideOf(b *bed.Bed, role string) side {

@@ -146,11 +146,12 @@ func (e *Env) binMajor(ctx context.Context, n *cluster.Node) (int, error) {
 
 // freeBytes returns the free space in the directory that holds n's data directory.
 func (e *Env) freeBytes(ctx context.Context, n *cluster.Node) (int64, error) {
-	out, err := e.run(ctx, n, "df -Pk "+q(path.Dir(n.DataDir))+" | tail -n 1", cluster.RunOpts{})
+	out, err := e.run(ctx, n, "df -Pk "+q(path.Dir(n.DataDir)), cluster.RunOpts{})
 	if err != nil {
 		return 0, fmt.Errorf("while checking free disk space beside %s: %w", n.DataDir, err)
 	}
-	f := strings.Fields(out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	f := strings.Fields(lines[len(lines)-1])
 	if len(f) < 4 {
 		return 0, fmt.Errorf("on %s: cannot read df output %q", n.Name, strings.TrimSpace(out))
 	}

@@ -14,8 +14,20 @@ import (
 // checkPrimaryCluster checks every primary-cluster node over SSH and SQL.
 func (e *Env) checkPrimaryCluster(ctx context.Context, rc *workflow.RunContext) error {
 	if err := forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {
-		_, err := e.run(ctx, n, "true", cluster.RunOpts{})
-		return err
+		running, err := e.pgRunning(ctx, n, n.DataDir)
+		if err != nil {
+			return err
+		}
+		if !running {
+			return permanent(fmt.Errorf("PostgreSQL is not running in %s on %s: start it, then rerun", n.DataDir, n.Name))
+		}
+		if ok, err := e.fileExists(ctx, n, cluster.SocketPath(n)); err != nil {
+			return err
+		} else if !ok {
+			return permanent(fmt.Errorf("PostgreSQL runs in %s on %s but nothing listens on %s: check pg_port (%d) and socket_dir in the config",
+				n.DataDir, n.Name, cluster.SocketPath(n), n.PGPort))
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
