@@ -193,3 +193,47 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 	checkConverged(t, b)
 }
+
+// TestSigterm: SIGTERM during a step stops it at its next safe point; the
+// failure is recorded (type interrupted, with its *_fail state) and the
+// process exits 1; the same command then resumes.
+func TestSigterm(t *testing.T) {
+	b := newBed(t)
+	seedData(t, b, 1)
+	ps := primarySide(b)
+	cmd := exec.Command(sdrBin, "--config", b.ConfigPath, "--state", ps.state, "--log-file", ps.log, "start", "--role", "primary", "--timeout", "5m")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	eventually(t, time.Minute, "the run reaches 8_wait_standby", func() (bool, string) {
+		r := sdr(t, sdrBin, nil, "--state", ps.state, "status", "--json")
+		return strings.Contains(r.Stdout, `"full_backup"`), r.Stdout
+	})
+	sent := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("exit %d after SIGTERM, want 1:\n%s", code, out.String())
+	}
+	if took := time.Since(sent); took > 15*time.Second {
+		t.Errorf("took %s to stop after SIGTERM", took)
+	}
+	d := status(t, "", ps)
+	rec := findStep(d, "8_wait_standby")
+	if rec == nil || rec.Status != "failed" || rec.Error == nil || rec.Error.Type != "interrupted" {
+		t.Fatalf("8_wait_standby after SIGTERM: %+v", rec)
+	}
+	if got := d.state("primary"); got != "backup_fail" {
+		t.Errorf("state after SIGTERM %q, want backup_fail", got)
+	}
+	p, s := startBoth(t, b, "--timeout", "2m")
+	if p.Code != 0 || s.Code != 0 {
+		t.Fatalf("reruns after SIGTERM:\nprimary: %s\nstandby: %s", p, s)
+	}
+	checkConverged(t, b)
+}

@@ -20,11 +20,14 @@ var stepNames = map[string][]string{
 	"standby": {"1_prepare", "2_check_cluster", "3_prepare_replication", "5_stop_cluster", "6_set_guc", "7_build_standby", "8_start_cluster", "9_finish"},
 }
 
-// failState is the state a failure of the step leaves its side in ("" = unchanged).
+// failState is the state a failure of the step leaves its side in ("": normal).
 var failState = map[string]string{
 	"primary/8_wait_standby":  "backup_fail",
 	"standby/7_build_standby": "restore_fail",
 	"standby/8_start_cluster": "recovery_fail",
+	// A failure of 9_finish leaves the state its step 8 reached.
+	"primary/9_finish": "archive",
+	"standby/9_finish": "recovery",
 }
 
 // TestFaultMatrix fails every step of each role three ways — a failpoint

@@ -217,6 +217,30 @@ func TestStartPair(t *testing.T) {
 		}
 	})
 
+	t.Run("status names an unreachable node", func(t *testing.T) {
+		if err := b.PGCtl(ctx, bed.DC2B, "stop", "-m", "fast", "-w"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := b.PGCtl(ctx, bed.DC2B, "start"); err != nil {
+				t.Errorf("restarting dc2-b: %v", err)
+			}
+		}()
+		d := status(t, b.ConfigPath, standbySide(b))
+		for _, n := range d.Nodes {
+			if n.Name == bed.DC2B && (n.Reachable || !strings.Contains(n.Error, "dc2-b")) {
+				t.Errorf("stopped dc2-b shown as %+v", n)
+			}
+			if n.Name != bed.DC2B && !n.Reachable {
+				t.Errorf("%s unreachable: %s", n.Name, n.Error)
+			}
+		}
+		r := sdr(t, sdrBin, nil, "--config", b.ConfigPath, "--state", b.StateFileStandby, "status")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "UNREACHABLE") {
+			t.Errorf("text status does not show dc2-b as unreachable: %s", r)
+		}
+	})
+
 	t.Run("password never exposed", func(t *testing.T) {
 		if len(hits) > 0 {
 			t.Errorf("password seen on command lines: %v", hits)

@@ -172,11 +172,13 @@ func permanent(err error) error { return &workflow.Permanent{Err: err} }
 func pgIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 // confQuote quotes a value for postgresql.conf.
-func confQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+func confQuote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
 
 // conninfoQuote quotes a value for a libpq connection string.
 func conninfoQuote(s string) string {
-	if s != "" && !strings.ContainsAny(s, " '\\") {
+	if s != "" && !strings.ContainsAny(s, " \t'\\") {
 		return s
 	}
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"

@@ -62,14 +62,9 @@ func (e *Env) findPrimary(ctx context.Context) (*cluster.Node, pgFacts, error) {
 	nodes := e.primaryNodes()
 	facts := make([]pgFacts, len(nodes))
 	err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
-		for i := range nodes {
-			if nodes[i] == n {
-				f, err := e.nodeFacts(ctx, n)
-				facts[i] = f
-				return err
-			}
-		}
-		return nil
+		var err error
+		facts[indexOf(nodes, n)], err = e.nodeFacts(ctx, n)
+		return err
 	})
 	if err != nil {
 		return nil, pgFacts{}, err

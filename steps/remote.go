@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pgsdr/sdr/cluster"
 )
 
@@ -161,6 +159,3 @@ func (e *Env) freeBytes(ctx context.Context, n *cluster.Node) (int64, error) {
 	}
 	return kb * 1024, nil
 }
-
-// silence unused import in builds where pgx is only used here.
-var _ = pgx.ErrNoRows

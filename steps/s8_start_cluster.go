@@ -2,7 +2,6 @@ package steps
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -86,5 +85,3 @@ func checkStreaming(node string, w walReceiverFacts, up upstream) error {
 	}
 	return nil
 }
-
-var _ = errors.New

@@ -1,0 +1,152 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestPoll(t *testing.T) {
+	errNotYet := errors.New("not yet")
+	tests := []struct {
+		name     string
+		doneAt   int   // call on which check reports done; 0 for never
+		checkErr error // returned by check while not done
+		wantErr  []error
+	}{
+		{name: "done at once", doneAt: 1},
+		{name: "done after a few tries", doneAt: 3, checkErr: errNotYet},
+		{name: "times out without error", wantErr: []error{context.DeadlineExceeded}},
+		{name: "times out with the last check error", checkErr: errNotYet, wantErr: []error{context.DeadlineExceeded, errNotYet}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			start := time.Now()
+			err := poll(context.Background(), 50*time.Millisecond, time.Millisecond, "the test", func(ctx context.Context) (bool, error) {
+				calls++
+				if tt.doneAt > 0 && calls >= tt.doneAt {
+					return true, nil
+				}
+				return false, tt.checkErr
+			})
+			if elapsed := time.Since(start); elapsed > 5*time.Second {
+				t.Errorf("poll took %s with a 50ms timeout", elapsed)
+			}
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if calls != tt.doneAt {
+					t.Errorf("check called %d times, want %d", calls, tt.doneAt)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("expected an error, got nil")
+			}
+			for _, want := range tt.wantErr {
+				if !errors.Is(err, want) {
+					t.Errorf("error %v does not wrap %v", err, want)
+				}
+			}
+		})
+	}
+
+	t.Run("done with an error is not done", func(t *testing.T) {
+		err := poll(context.Background(), 50*time.Millisecond, time.Millisecond, "the test", func(ctx context.Context) (bool, error) {
+			return true, errNotYet
+		})
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errNotYet) {
+			t.Errorf("poll = %v, want a timeout wrapping %v", err, errNotYet)
+		}
+	})
+
+	t.Run("cancelled parent", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		start := time.Now()
+		err := poll(ctx, time.Hour, time.Hour, "the test", func(ctx context.Context) (bool, error) {
+			return false, nil
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("poll = %v, want context.Canceled", err)
+		}
+		if elapsed := time.Since(start); elapsed > 5*time.Second {
+			t.Errorf("poll took %s after its context was cancelled", elapsed)
+		}
+	})
+
+	t.Run("check gets the bounded context", func(t *testing.T) {
+		err := poll(context.Background(), time.Hour, time.Millisecond, "the test", func(ctx context.Context) (bool, error) {
+			if _, ok := ctx.Deadline(); !ok {
+				t.Error("check's context has no deadline")
+			}
+			return true, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestConninfoQuote(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", "db1.example.com", "db1.example.com"},
+		{"path", "/srv/pg/data.sdr/pgpass", "/srv/pg/data.sdr/pgpass"},
+		{"empty", "", "''"},
+		{"space", "my host", "'my host'"},
+		{"quote", "o'brien", `'o\'brien'`},
+		{"backslash", `a\b`, `'a\\b'`},
+		{"quote and backslash", `a\'b`, `'a\\\'b'`},
+		{"equals sign stays plain", "a=b", "a=b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := conninfoQuote(tt.in); got != tt.want {
+				t.Errorf("conninfoQuote(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfQuote(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", "replica", "'replica'"},
+		{"empty", "", "''"},
+		{"quote", "it's", "'it''s'"},
+		{"two quotes", "''", "''''''"},
+		{"space", "a b", "'a b'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := confQuote(tt.in); got != tt.want {
+				t.Errorf("confQuote(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPgIdent(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", "sdr_repl", `"sdr_repl"`},
+		{"upper case kept", "Repl", `"Repl"`},
+		{"double quote", `a"b`, `"a""b"`},
+		{"single quote", "o'brien", `"o'brien"`},
+		{"space", "a b", `"a b"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pgIdent(tt.in); got != tt.want {
+				t.Errorf("pgIdent(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
