@@ -104,6 +104,8 @@ type buildObs struct {
 	SystemID      string // of the data directory ("" when it does not exist)
 	StandbySignal bool
 	BuiltMarker   string // system identifier recorded by the last completed build, "" if none
+	CopyFrom      string // for a cascade: the main standby's copy its own copy was made from
+	WantFrom      string // for a cascade: the main standby's current copy ("" for the main standby)
 }
 
 type buildAction int
@@ -118,7 +120,11 @@ const (
 // A running PostgreSQL that is not already a standby of this primary is
 // never replaced.
 func decideBuild(node string, o buildObs, primarySysID string) (buildAction, error) {
-	ours := o.SystemID != "" && o.SystemID == primarySysID && o.StandbySignal && o.BuiltMarker == primarySysID
+	// A finished copy is reused only when it is of this primary and, for
+	// a cascade, was made from the main standby's current copy: after the
+	// main standby is rebuilt, an older cascade copy may need WAL that is gone.
+	ours := o.SystemID != "" && o.SystemID == primarySysID && o.StandbySignal && o.BuiltMarker == primarySysID &&
+		o.CopyFrom == o.WantFrom
 	if o.Running {
 		if o.InRecovery && o.SystemID == primarySysID {
 			return buildDone, nil

@@ -176,6 +176,12 @@ func TestDecideBuild(t *testing.T) {
 		{name: "copy without standby.signal", obs: buildObs{SystemID: testSysID, BuiltMarker: testSysID}, want: buildRebuild},
 		{name: "marker left in another cluster's directory", obs: buildObs{SystemID: otherSysID, StandbySignal: true, BuiltMarker: testSysID}, want: buildRebuild},
 		{name: "empty data directory", obs: buildObs{}, want: buildRebuild},
+		{name: "cascade copy made from the main standby's current copy",
+			obs: buildObs{SystemID: testSysID, StandbySignal: true, BuiltMarker: testSysID, CopyFrom: "r2/dc2-a", WantFrom: "r2/dc2-a"}, want: buildStart},
+		{name: "cascade copy made from an older copy of the main standby",
+			obs: buildObs{SystemID: testSysID, StandbySignal: true, BuiltMarker: testSysID, CopyFrom: "r1/dc2-a", WantFrom: "r2/dc2-a"}, want: buildRebuild},
+		{name: "cascade copy from before copies were recorded",
+			obs: buildObs{SystemID: testSysID, StandbySignal: true, BuiltMarker: testSysID, WantFrom: "r2/dc2-a"}, want: buildRebuild},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

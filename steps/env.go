@@ -153,6 +153,9 @@ func poll(ctx context.Context, timeout, interval time.Duration, what string, che
 		if done && err == nil {
 			return nil
 		}
+		if workflow.IsPermanent(err) {
+			return err // waiting does not fix it
+		}
 		last = err
 		select {
 		case <-ctx.Done():

@@ -34,12 +34,43 @@ func (e *Env) buildStandby(ctx context.Context, rc *workflow.RunContext) error {
 	}
 	ups := e.upstreams(p.Node)
 	main, cascades := e.mainStandby()
-	if err := e.buildNode(ctx, rc, main, ups[main.Name], p.SystemID); err != nil {
+	if err := e.buildNode(ctx, rc, main, ups[main.Name], p.SystemID, ""); err != nil {
+		return err
+	}
+	mainCopy, err := e.readMarker(ctx, main)
+	if err != nil {
 		return err
 	}
 	return forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error {
-		return e.buildNode(ctx, rc, n, ups[n.Name], p.SystemID)
+		return e.buildNode(ctx, rc, n, ups[n.Name], p.SystemID, mainCopy.copyID)
 	})
+}
+
+// marker is the content of the built marker: the primary's system
+// identifier, an id of this copy, and for a cascade the id of the main
+// standby's copy it was made from.
+type marker struct{ sysID, copyID, from string }
+
+func (m marker) String() string {
+	return strings.TrimSpace(strings.Join([]string{m.sysID, m.copyID, m.from}, " ")) + "\n"
+}
+
+func (e *Env) readMarker(ctx context.Context, n *cluster.Node) (marker, error) {
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return marker{}, err
+	}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	raw, err := a.ReadFile(cctx, builtMarker(n))
+	if errors.Is(err, fs.ErrNotExist) {
+		return marker{}, nil
+	}
+	if err != nil {
+		return marker{}, err
+	}
+	f := append(strings.Fields(string(raw)), "", "", "")
+	return marker{sysID: f[0], copyID: f[1], from: f[2]}, nil
 }
 
 func (e *Env) fileExists(ctx context.Context, n *cluster.Node, p string) (bool, error) {
@@ -71,21 +102,17 @@ func (e *Env) observeBuild(ctx context.Context, n *cluster.Node) (buildObs, erro
 	if o.StandbySignal, err = e.fileExists(ctx, n, path.Join(n.DataDir, "standby.signal")); err != nil {
 		return o, err
 	}
-	a, err := e.access(ctx, n)
+	m, err := e.readMarker(ctx, n)
 	if err != nil {
 		return o, err
 	}
-	cctx, cancel := e.cmdCtx(ctx)
-	defer cancel()
-	m, err := a.ReadFile(cctx, builtMarker(n))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return o, err
-	}
-	o.BuiltMarker = strings.TrimSpace(string(m))
+	o.BuiltMarker, o.CopyFrom = m.sysID, m.from
 	return o, nil
 }
 
-func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, sysID string) error {
+// buildNode makes n a standby of up. wantFrom is, for a cascade, the id of
+// the main standby's current copy.
+func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, sysID, wantFrom string) error {
 	log := rc.Log.With(zap.String("node", n.Name))
 	if err := checkNotPrimaryDir(e.Config, n); err != nil {
 		return err
@@ -94,6 +121,7 @@ func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster
 	if err != nil {
 		return err
 	}
+	o.WantFrom = wantFrom
 	action, err := decideBuild(n.Name, o, sysID)
 	if err != nil {
 		return err
@@ -119,7 +147,7 @@ func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster
 	if err := e.configureCopy(ctx, n); err != nil {
 		return err
 	}
-	if err := e.writeFile(ctx, n, builtMarker(n), sysID+"\n"); err != nil {
+	if err := e.writeFile(ctx, n, builtMarker(n), marker{sysID: sysID, copyID: rc.RunID + "/" + n.Name, from: wantFrom}.String()); err != nil {
 		return err
 	}
 	return e.startNode(ctx, rc, n)

@@ -67,9 +67,9 @@ func (e *Env) walReceiver(ctx context.Context, n *cluster.Node) (walReceiverFact
 const walReceiverSQL = `SELECT pg_is_in_recovery(),
 	coalesce(w.status, 'none'), coalesce(w.sender_host, ''), coalesce(w.sender_port, 0),
 	coalesce(pg_last_wal_receive_lsn()::text, ''), coalesce(pg_last_wal_replay_lsn()::text, ''),
-	coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint,
-	coalesce(CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-		ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END, 0)::float8,
+	greatest(coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0), 0)::bigint,
+	coalesce(CASE WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
+		ELSE greatest(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END, 0)::float8,
 	coalesce(w.slot_name, '')
 	FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`
 

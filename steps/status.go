@@ -50,7 +50,7 @@ type ReplicationRow struct {
 
 const replicationSQL = `SELECT coalesce(application_name, ''), coalesce(client_addr::text, 'local'), coalesce(state, ''), coalesce(sync_state, ''),
 	coalesce(sent_lsn::text, ''), coalesce(replay_lsn::text, ''),
-	coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, replay_lsn), 0)::bigint,
+	greatest(coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, replay_lsn), 0), 0)::bigint,
 	coalesce(extract(epoch FROM replay_lag), 0)::float8
 	FROM pg_stat_replication ORDER BY application_name`
 
