@@ -19,7 +19,8 @@ import (
 // Access imposes no deadline of its own: callers bound every call with ctx
 // (see Timeouts.Command). All methods are safe for concurrent use.
 type Access interface {
-	// Run runs a shell command line with /bin/sh -c on the node. Stdin
+	// Run runs a POSIX shell command line on the node (/bin/sh -c locally, the
+	// SSH user's login shell over SSH). Stdin
 	// (optional) is fed to it; stdout is returned; stderr is returned in the
 	// error on failure, and if opts.Stderr != nil it is also streamed there
 	// as it arrives (used to show pg_basebackup progress). A non-zero exit is

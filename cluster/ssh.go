@@ -268,5 +268,5 @@ func (s *SSH) Dial(ctx context.Context, network, addr string) (net.Conn, error) 
 	if err != nil {
 		return nil, fmt.Errorf("on %s: dialing %s %s through ssh: %w", s.node.Name, network, addr, err)
 	}
-	return c, nil
+	return withDeadlines(c), nil
 }

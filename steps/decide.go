@@ -221,8 +221,8 @@ type upstream struct {
 }
 
 // standbySettings are the lines sdr writes into a standby node's
-// postgresql.auto.conf. The node keeps its own port, socket directory
-// and cluster_name, which pg_basebackup copied from its source.
+// postgresql.auto.conf. pg_basebackup copied the upstream's port, socket
+// directory and cluster_name, so they are set back to the node's own.
 func standbySettings(cfg *cluster.Config, n *cluster.Node, up upstream, passfile string) []string {
 	conninfo := strings.Join([]string{
 		"host=" + conninfoQuote(up.Host),

@@ -15,8 +15,8 @@ import (
 func (e *Env) hbaMarker() string { return e.Config.Name }
 
 // openAccess writes sdr's pg_hba.conf block (replication from every
-// standby node) on every primary-cluster node and reloads. A node whose
-// block is already right is not touched.
+// standby node) on every primary-cluster node and reloads. The file of a
+// node whose block is already right is not rewritten.
 func (e *Env) openAccess(ctx context.Context, rc *workflow.RunContext) error {
 	lines := hbaLines(e.Config, e.Config.Standby.Nodes)
 	return forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {

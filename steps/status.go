@@ -18,7 +18,8 @@ type NodeStatus struct {
 	Error     string `json:"error,omitempty"`
 	// Role is primary or standby (in recovery), as PostgreSQL says.
 	Role string `json:"role,omitempty"`
-	// Upstream is the host:port the node streams from (standbys).
+	// Upstream is the configured node a standby streams from, or the
+	// sender's host:port when it is not a configured node.
 	Upstream    string             `json:"upstream,omitempty"`
 	WalReceiver *WalReceiverStatus `json:"wal_receiver,omitempty"`
 	Replication []ReplicationRow   `json:"replication"`

@@ -47,7 +47,12 @@ type consoleCore struct {
 }
 
 func (c *consoleCore) With(fields []zapcore.Field) zapcore.Core {
-	step := c.step
+	step, keep := splitStep(c.step, fields)
+	return &consoleCore{Core: c.Core.With(keep), step: step}
+}
+
+// splitStep drops run_id and takes step out of fields.
+func splitStep(step string, fields []zapcore.Field) (string, []zapcore.Field) {
 	var keep []zapcore.Field
 	for _, f := range fields {
 		switch f.Key {
@@ -58,7 +63,7 @@ func (c *consoleCore) With(fields []zapcore.Field) zapcore.Core {
 			keep = append(keep, f)
 		}
 	}
-	return &consoleCore{Core: c.Core.With(keep), step: step}
+	return step, keep
 }
 
 func (c *consoleCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -69,17 +74,7 @@ func (c *consoleCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.
 }
 
 func (c *consoleCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	step := c.step
-	var keep []zapcore.Field
-	for _, f := range fields {
-		switch f.Key {
-		case "run_id":
-		case "step":
-			step = f.String
-		default:
-			keep = append(keep, f)
-		}
-	}
+	step, keep := splitStep(c.step, fields)
 	if step != "" && step != "-" {
 		e.Message = fmt.Sprintf("%-22s %s", step, e.Message)
 	}

@@ -32,7 +32,7 @@ type StatusDoc struct {
 	History   []store.HistoryEntry `json:"history"`
 	Lock      *store.Holder        `json:"lock"`
 	Nodes     []steps.NodeStatus   `json:"nodes"`
-	Live      string               `json:"live"` // "ok", "no config", or why live facts are missing
+	Live      string               `json:"live"` // "ok" (nodes were asked) or "no config"
 }
 
 func statusCommand() *cli.Command {
