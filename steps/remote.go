@@ -65,7 +65,7 @@ func (e *Env) remoteNodeFacts(ctx context.Context, via cluster.Access, n *cluste
 	defer cancel()
 	c, err := cluster.ConnectReplUser(cctx, e.Config, via, n.Host, n.PGPort, e.Password, e.Config.Postgres.Database)
 	if err != nil {
-		return remoteFacts{}, false, err
+		return remoteFacts{}, false, fmt.Errorf("primary-cluster node %s: %w", n.Name, err)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
 	f := remoteFacts{Node: n}

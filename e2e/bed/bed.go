@@ -1031,14 +1031,23 @@ type portPicker struct {
 
 // pick returns a free loopback port in [20000, 32000) (below Linux's
 // ephemeral range, so outgoing connections do not take it meanwhile).
+// portsTaken are the ports handed out in this process, so that beds built
+// at the same time never pick the same port.
+var portsTaken = struct {
+	sync.Mutex
+	m map[int]bool
+}{m: map[int]bool{}}
+
 func (pp *portPicker) pick() (int, error) {
+	portsTaken.Lock()
+	defer portsTaken.Unlock()
 	for i := 0; i < 500; i++ {
 		k, err := rand.Int(rand.Reader, big.NewInt(12000))
 		if err != nil {
 			return 0, err
 		}
 		p := 20000 + int(k.Int64())
-		if pp.used[p] {
+		if pp.used[p] || portsTaken.m[p] {
 			continue
 		}
 		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
@@ -1047,6 +1056,7 @@ func (pp *portPicker) pick() (int, error) {
 		}
 		l.Close()
 		pp.used[p] = true
+		portsTaken.m[p] = true
 		return p, nil
 	}
 	return 0, errors.New("bed: no free port")
