@@ -31,7 +31,7 @@ changes are named; --restart starts again from step 1 (values saved by earlier
 runs, such as the original wal_keep_size, are kept).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "role", Required: true, Usage: "`primary` (run on the primary side) or standby (run on the DR side)"},
-			&cli.DurationFlag{Name: "timeout", Usage: "bound for waits (primary: for the main standby to stream; standby: for the primary to accept the replication user, for streaming); default timeouts.wait from the config"},
+			&cli.DurationFlag{Name: "timeout", Usage: "bound for waits (primary: for the main standby to stream; standby: for the primary to accept the replication user, for each pg_basebackup, for streaming); default timeouts.wait from the config"},
 			&cli.BoolFlag{Name: "restart", Usage: "forget recorded step progress and start again from step 1"},
 		},
 		Action: func(c *cli.Context) error {
