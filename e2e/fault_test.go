@@ -115,22 +115,11 @@ func sideOf(b *bed.Bed, role string) side {
 	return standbySide(b)
 }
 
-type stepRec = struct {
-	Name     string `json:"name"`
-	Status   string `json:"status"`
-	Attempts int    `json:"attempts"`
-	Error    *struct {
-		Type    string `json:"type"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 func findStep(d statusDoc, name string) *stepRec {
 	for _, w := range d.Workflows {
 		for i := range w.Steps {
 			if w.Steps[i].Name == name {
-				s := stepRec(w.Steps[i])
-				return &s
+				return &w.Steps[i]
 			}
 		}
 	}

@@ -161,6 +161,17 @@ func startBoth(t *testing.T, b *bed.Bed, extra ...string) (p, s result) {
 	return p, s
 }
 
+// stepRec is one step record in `sdr status --json`.
+type stepRec struct {
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	Attempts int    `json:"attempts"`
+	Error    *struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
 // statusDoc is the part of `sdr status --json` the tests read.
 type statusDoc struct {
 	Version int    `json:"version"`
@@ -170,18 +181,10 @@ type statusDoc struct {
 		State string `json:"state"`
 	} `json:"sides"`
 	Workflows []struct {
-		Workflow string `json:"workflow"`
-		Complete bool   `json:"complete"`
-		Runs     int    `json:"runs"`
-		Steps    []struct {
-			Name     string `json:"name"`
-			Status   string `json:"status"`
-			Attempts int    `json:"attempts"`
-			Error    *struct {
-				Type    string `json:"type"`
-				Message string `json:"message"`
-			} `json:"error"`
-		} `json:"steps"`
+		Workflow string    `json:"workflow"`
+		Complete bool      `json:"complete"`
+		Runs     int       `json:"runs"`
+		Steps    []stepRec `json:"steps"`
 	} `json:"workflows"`
 	History []struct {
 		From, To string

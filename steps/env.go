@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.uber.org/zap"
 
 	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/workflow"
@@ -27,7 +27,6 @@ type Env struct {
 	// Timeout bounds the waits (for the remote primary, for streaming,
 	// for a basebackup).
 	Timeout time.Duration
-	Log     *zap.Logger
 }
 
 // Values saved by steps (write-once, never secrets).
@@ -39,8 +38,6 @@ const (
 // raisedWalKeepSizeMB is what 4_retain_wal raises wal_keep_size to (when
 // it is lower) while the main standby is being built.
 const raisedWalKeepSizeMB = 1024
-
-func (e *Env) cfg() *cluster.Config { return e.Config }
 
 // cmdCtx bounds one remote command or SQL call.
 func (e *Env) cmdCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -125,6 +122,28 @@ func (e *Env) mainStandby() (*cluster.Node, []*cluster.Node) {
 	return main, cascades
 }
 
+// ensureFile makes the file at p on n hold content (mode 0600), writing it
+// only when it differs, and reports whether it wrote.
+func (e *Env) ensureFile(ctx context.Context, n *cluster.Node, p, content string) (bool, error) {
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return false, err
+	}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	old, err := a.ReadFile(cctx, p)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("while reading %s on %s: %w", p, n.Name, err)
+	}
+	if err == nil && string(old) == content {
+		return false, nil
+	}
+	if err := a.WriteFile(cctx, p, []byte(content), 0o600); err != nil {
+		return false, fmt.Errorf("while writing %s on %s: %w", p, n.Name, err)
+	}
+	return true, nil
+}
+
 // forEach runs fn for every node in parallel and joins the errors.
 func forEach(ctx context.Context, nodes []*cluster.Node, fn func(ctx context.Context, n *cluster.Node) error) error {
 	var wg sync.WaitGroup
@@ -156,7 +175,11 @@ func poll(ctx context.Context, timeout, interval time.Duration, what string, che
 		if workflow.IsPermanent(err) {
 			return err // waiting does not fix it
 		}
-		last = err
+		// A check cut short by the end of the wait says less than the
+		// one before it (say, "password authentication failed"): keep that.
+		if last == nil || ctx.Err() == nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
 			if last != nil {
@@ -190,6 +213,7 @@ func conninfoQuote(s string) string {
 // Poll intervals and short bounds.
 const (
 	pollFast         = 100 * time.Millisecond
+	pollStream       = 250 * time.Millisecond // waits for streaming: a started standby streams in ~0.1 s
 	pollSlow         = time.Second
 	configReloadWait = 10 * time.Second
 )

@@ -150,3 +150,19 @@ func TestPgIdent(t *testing.T) {
 		})
 	}
 }
+
+func TestPollKeepsTheCauseWhenTheLastCheckIsCutShort(t *testing.T) {
+	cause := errors.New("password authentication failed")
+	calls := 0
+	err := poll(context.Background(), 60*time.Millisecond, 10*time.Millisecond, "x", func(ctx context.Context) (bool, error) {
+		calls++
+		if calls == 1 {
+			return false, cause
+		}
+		<-ctx.Done() // this check runs into the end of the wait
+		return false, ctx.Err()
+	})
+	if !errors.Is(err, cause) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("poll error %v, want it to wrap the earlier cause and the deadline", err)
+	}
+}

@@ -20,8 +20,6 @@ type pgFacts struct {
 	MaxSlots       int
 	UsedSlots      int
 	SystemID       string
-	DataDir        string
-	HbaFile        string
 }
 
 const factsSQL = `SELECT pg_is_in_recovery(),
@@ -31,14 +29,12 @@ const factsSQL = `SELECT pg_is_in_recovery(),
 	(SELECT count(*) FROM pg_stat_replication)::int,
 	current_setting('max_replication_slots')::int,
 	(SELECT count(*) FROM pg_replication_slots)::int,
-	(SELECT system_identifier::text FROM pg_control_system()),
-	current_setting('data_directory'),
-	current_setting('hba_file')`
+	(SELECT system_identifier::text FROM pg_control_system())`
 
 func queryFacts(ctx context.Context, c *pgx.Conn, node string) (pgFacts, error) {
 	f := pgFacts{Node: node}
 	err := c.QueryRow(ctx, factsSQL).Scan(&f.InRecovery, &f.VersionNum, &f.WalLevel, &f.MaxWalSenders, &f.UsedWalSenders,
-		&f.MaxSlots, &f.UsedSlots, &f.SystemID, &f.DataDir, &f.HbaFile)
+		&f.MaxSlots, &f.UsedSlots, &f.SystemID)
 	if err != nil {
 		return f, fmt.Errorf("while reading settings of %s: %w", node, err)
 	}

@@ -14,9 +14,6 @@ func (e *Env) prepare(_ context.Context, rc *workflow.RunContext) error {
 	if err := e.Config.Validate(); err != nil {
 		return permanent(err)
 	}
-	if e.Timeout <= 0 {
-		e.Timeout = e.Config.Timeouts.Wait.Duration
-	}
 	rc.Log.Info("inputs recorded", zap.String("pair", e.Config.Name), zap.Int("primary_nodes", len(e.Config.Primary.Nodes)),
 		zap.Int("standby_nodes", len(e.Config.Standby.Nodes)), zap.String("main_standby", e.Config.Standby.Main),
 		zap.Duration("timeout", e.Timeout))

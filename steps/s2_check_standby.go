@@ -37,7 +37,7 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	}
 	var p remoteFacts
 	var lastLog time.Time
-	err = poll(ctx, e.Timeout, 2*time.Second, "the primary to accept replication user "+e.Config.Replication.User, func(ctx context.Context) (bool, error) {
+	err = poll(ctx, e.Timeout, pollSlow, "the primary to accept replication user "+e.Config.Replication.User, func(ctx context.Context) (bool, error) {
 		var err error
 		p, err = e.remotePrimary(ctx)
 		if err != nil && workflow.IsPermanent(err) {

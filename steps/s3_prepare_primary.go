@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -53,8 +54,7 @@ func (e *Env) prepareReplicationPrimary(ctx context.Context, rc *workflow.RunCon
 			Scan(&setting, &source, &sourcefile); err != nil {
 			return fmt.Errorf("while reading wal_keep_size on %s: %w", p.Name, err)
 		}
-		inAuto := sourcefile != nil && len(*sourcefile) >= len("postgresql.auto.conf") &&
-			(*sourcefile)[len(*sourcefile)-len("postgresql.auto.conf"):] == "postgresql.auto.conf"
+		inAuto := sourcefile != nil && strings.HasSuffix(*sourcefile, "postgresql.auto.conf")
 		if _, err := rc.SaveOnce(ctx, valWalKeepSizeAuto, strconv.FormatBool(inAuto)); err != nil {
 			return err
 		}

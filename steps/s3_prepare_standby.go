@@ -2,9 +2,7 @@ package steps
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"path"
 	"strconv"
 	"strings"
@@ -21,7 +19,7 @@ func pgpassPath(n *cluster.Node) string { return path.Join(workDir(n), "pgpass")
 // pgpassContent is the password file installed on every standby node: one
 // line per host a standby node streams from (the primary-cluster nodes and
 // the main standby).
-func (e *Env) pgpassContent() []byte {
+func (e *Env) pgpassContent() string {
 	var b strings.Builder
 	add := func(n cluster.Node) {
 		b.WriteString(cluster.PgpassLine(n.Host, strconv.Itoa(n.PGPort), "*", e.Config.Replication.User, e.Password))
@@ -33,7 +31,7 @@ func (e *Env) pgpassContent() []byte {
 	if m := e.Config.MainStandby(); m != nil {
 		add(*m)
 	}
-	return []byte(b.String())
+	return b.String()
 }
 
 // prepareReplicationStandby drops inactive sdr slots left on running
@@ -50,27 +48,18 @@ func (e *Env) prepareReplicationStandby(ctx context.Context, rc *workflow.RunCon
 				return err
 			}
 		}
-		a, err := e.access(ctx, n)
-		if err != nil {
-			return err
-		}
 		if _, err := e.run(ctx, n, "mkdir -p "+q(workDir(n))+" && chmod 700 "+q(workDir(n)), cluster.RunOpts{}); err != nil {
 			return err
 		}
-		cctx, cancel := e.cmdCtx(ctx)
-		defer cancel()
-		old, err := a.ReadFile(cctx, pgpassPath(n))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("while reading %s on %s: %w", pgpassPath(n), n.Name, err)
+		wrote, err := e.ensureFile(ctx, n, pgpassPath(n), content)
+		if err != nil {
+			return fmt.Errorf("while installing the replication password file: %w", err)
 		}
-		if string(old) == string(content) {
-			rc.Log.Info("replication password file already installed", zap.String("node", n.Name), zap.String("file", pgpassPath(n)))
-			return nil
+		msg := "replication password file already installed"
+		if wrote {
+			msg = "replication password file installed"
 		}
-		if err := a.WriteFile(cctx, pgpassPath(n), content, 0o600); err != nil {
-			return fmt.Errorf("while installing %s on %s: %w", pgpassPath(n), n.Name, err)
-		}
-		rc.Log.Info("replication password file installed", zap.String("node", n.Name), zap.String("file", pgpassPath(n)))
+		rc.Log.Info(msg, zap.String("node", n.Name), zap.String("file", pgpassPath(n)))
 		return nil
 	})
 }

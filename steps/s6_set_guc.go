@@ -2,9 +2,6 @@ package steps
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io/fs"
 	"path"
 	"strings"
 
@@ -38,21 +35,8 @@ func (e *Env) setGUC(ctx context.Context, rc *workflow.RunContext) error {
 	ups := e.upstreams(p.Node)
 	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
 		lines := standbySettings(e.Config, n, ups[n.Name], pgpassPath(n))
-		content := strings.Join(lines, "\n") + "\n"
-		a, err := e.access(ctx, n)
-		if err != nil {
+		if _, err := e.ensureFile(ctx, n, standbyConfPath(n), strings.Join(lines, "\n")+"\n"); err != nil {
 			return err
-		}
-		cctx, cancel := e.cmdCtx(ctx)
-		defer cancel()
-		old, err := a.ReadFile(cctx, standbyConfPath(n))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("while reading %s on %s: %w", standbyConfPath(n), n.Name, err)
-		}
-		if string(old) != content {
-			if err := a.WriteFile(cctx, standbyConfPath(n), []byte(content), 0o600); err != nil {
-				return fmt.Errorf("while writing %s on %s: %w", standbyConfPath(n), n.Name, err)
-			}
 		}
 		rc.Log.Info("standby settings prepared", zap.String("node", n.Name), zap.String("upstream", ups[n.Name].Node),
 			zap.String("application_name", cluster.AppName(e.Config.Name, n.Name)))

@@ -147,7 +147,7 @@ func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster
 	if err := e.configureCopy(ctx, n); err != nil {
 		return err
 	}
-	if err := e.writeFile(ctx, n, builtMarker(n), marker{sysID: sysID, copyID: rc.RunID + "/" + n.Name, from: wantFrom}.String()); err != nil {
+	if _, err := e.ensureFile(ctx, n, builtMarker(n), marker{sysID: sysID, copyID: rc.RunID + "/" + n.Name, from: wantFrom}.String()); err != nil {
 		return err
 	}
 	return e.startNode(ctx, rc, n)
@@ -161,19 +161,6 @@ func checkNotPrimaryDir(cfg *cluster.Config, n *cluster.Node) error {
 			return permanent(fmt.Errorf("standby node %s has the data directory of primary-cluster node %s (%s on %s); sdr never replaces it",
 				n.Name, p.Name, n.DataDir, n.Host))
 		}
-	}
-	return nil
-}
-
-func (e *Env) writeFile(ctx context.Context, n *cluster.Node, p, content string) error {
-	a, err := e.access(ctx, n)
-	if err != nil {
-		return err
-	}
-	cctx, cancel := e.cmdCtx(ctx)
-	defer cancel()
-	if err := a.WriteFile(cctx, p, []byte(content), 0o600); err != nil {
-		return fmt.Errorf("while writing %s on %s: %w", p, n.Name, err)
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ func (e *Env) startStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	}
 	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
 		up := ups[n.Name]
-		return poll(ctx, e.Timeout, pollSlow, fmt.Sprintf("%s to stream from %s", n.Name, up.Node), func(ctx context.Context) (bool, error) {
+		return poll(ctx, e.Timeout, pollStream, fmt.Sprintf("%s to stream from %s", n.Name, up.Node), func(ctx context.Context) (bool, error) {
 			w, err := e.walReceiver(ctx, n)
 			if err != nil {
 				return false, err

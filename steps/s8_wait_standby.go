@@ -23,7 +23,7 @@ func (e *Env) waitStandby(ctx context.Context, rc *workflow.RunContext) error {
 	rc.Log.Info("waiting for the main standby to stream", zap.String("node", p.Name), zap.String("application_name", app),
 		zap.Duration("timeout", e.Timeout))
 	var state, lsn string
-	err = poll(ctx, e.Timeout, pollSlow, fmt.Sprintf("%s to stream from %s", app, p.Name), func(ctx context.Context) (bool, error) {
+	err = poll(ctx, e.Timeout, pollStream, fmt.Sprintf("%s to stream from %s", app, p.Name), func(ctx context.Context) (bool, error) {
 		err := e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
 			return c.QueryRow(ctx, `SELECT state, coalesce(replay_lsn::text, '') FROM pg_stat_replication WHERE application_name = $1
 				ORDER BY (state = 'streaming') DESC LIMIT 1`, app).Scan(&state, &lsn)

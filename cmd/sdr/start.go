@@ -118,7 +118,7 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	}
 	pool := cluster.Open(ctx, cfg, cmdLog)
 	defer pool.Close()
-	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout, Log: cmdLog}
+	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout}
 	wf := steps.Start(role, env)
 	inputs := cfg.Inputs()
 	inputs["action"], inputs["role"] = wf.Action, string(role)

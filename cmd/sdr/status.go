@@ -82,7 +82,7 @@ func runStatus(c *cli.Context, g globals, asJSON bool, history int) error {
 	if cfg != nil {
 		pool := cluster.Open(c.Context, cfg, zap.NewNop())
 		defer pool.Close()
-		doc.Nodes = steps.Probe(c.Context, &steps.Env{Config: cfg, Pool: pool, Log: zap.NewNop()})
+		doc.Nodes = steps.Probe(c.Context, &steps.Env{Config: cfg, Pool: pool})
 		doc.Live = "ok"
 	}
 	if asJSON {
