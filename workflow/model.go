@@ -159,6 +159,11 @@ type StepRecord struct {
 	Started  *time.Time   `json:"started,omitempty"`
 	Ended    *time.Time   `json:"ended,omitempty"`
 	Error    *ErrorRecord `json:"error,omitempty"`
+	// Phases holds how far each part of a long step got (for example
+	// "dc2-a" -> "copied" in a rebuild). A step records them with
+	// RunContext.SetPhase; they survive reruns of the step, and are
+	// forgotten with the rest of the record by --restart.
+	Phases map[string]string `json:"phases,omitempty"`
 }
 
 // Record is the checkpoint of one workflow on one side.

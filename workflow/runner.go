@@ -23,6 +23,54 @@ type RunContext struct {
 
 	store Store
 	key   string
+	fp    func(step string, point FailpointName) error
+}
+
+// SetPhase records, in its own transaction, the phase that part of the
+// running step has reached (for example a node of a rebuild and
+// "copied"). A rerun of the step reads it back with Phase, and must still
+// check that reality agrees before it skips work.
+func (rc *RunContext) SetPhase(ctx context.Context, part, phase string) error {
+	return rc.store.Update(ctx, rc.key, rc.Role, func(rec **Record, _ *Side) error {
+		if *rec == nil {
+			return fmt.Errorf("while recording phase %s of %s: workflow %s has no record", phase, part, rc.key)
+		}
+		sr := (*rec).Step(rc.Step)
+		if sr == nil {
+			return fmt.Errorf("while recording phase %s of %s: workflow %s has no step %s", phase, part, rc.key, rc.Step)
+		}
+		if sr.Phases == nil {
+			sr.Phases = map[string]string{}
+		}
+		if phase == "" {
+			delete(sr.Phases, part)
+		} else {
+			sr.Phases[part] = phase
+		}
+		return nil
+	})
+}
+
+// Phase returns the phase recorded for part of the running step, or "".
+func (rc *RunContext) Phase(ctx context.Context, part string) (string, error) {
+	rec, err := rc.store.Load(ctx, rc.key)
+	if err != nil || rec == nil {
+		return "", err
+	}
+	if sr := rec.Step(rc.Step); sr != nil {
+		return sr.Phases[part], nil
+	}
+	return "", nil
+}
+
+// Failpoint fires the named failpoint of the running step, for the
+// recorded phases inside a long step (see docs/failpoints.md). It does
+// nothing in a normal build.
+func (rc *RunContext) Failpoint(point string) error {
+	if rc.fp == nil {
+		return hitFailpoint(rc.Step, FailpointName(point))
+	}
+	return rc.fp(rc.Step, FailpointName(point))
 }
 
 // Value returns a value saved by an earlier step or run.
@@ -282,7 +330,7 @@ func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string,
 		return false, false, err
 	}
 	log.Info(s.Short)
-	rc := &RunContext{RunID: runID, Role: wf.Role, Step: s.Name, Log: log, Now: r.now, store: r.Store, key: wf.Key()}
+	rc := &RunContext{RunID: runID, Role: wf.Role, Step: s.Name, Log: log, Now: r.now, store: r.Store, key: wf.Key(), fp: r.failpoint}
 	err = r.safeRun(ctx, s, rc)
 	if err == nil {
 		err = r.failpoint(s.Name, FailAfterEffects)

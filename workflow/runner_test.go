@@ -795,3 +795,56 @@ func TestParseRole(t *testing.T) {
 		})
 	}
 }
+
+// TestPhasesSurviveRerunsNotRestart: phases recorded by a step are seen by
+// its rerun, and forgotten by --restart.
+func TestPhasesSurviveRerunsNotRestart(t *testing.T) {
+	st := newFakeStore()
+	var seen []string
+	var fired []string
+	wf := fiveSteps(&effects{}, map[string]stepFn{
+		"3_three": func(ctx context.Context, rc *RunContext, call int) error {
+			got, err := rc.Phase(ctx, "node-a")
+			if err != nil {
+				return err
+			}
+			seen = append(seen, got)
+			if err := rc.Failpoint("copied@node-a"); err != nil {
+				fired = append(fired, err.Error())
+			}
+			if call == 1 {
+				if err := rc.SetPhase(ctx, "node-a", "copied"); err != nil {
+					return err
+				}
+				return errors.New("cut short after copying")
+			}
+			return rc.SetPhase(ctx, "node-a", "started")
+		},
+	})
+	r := newRunner(st)
+	r.Failpoint = func(step string, p FailpointName) error {
+		if step == "3_three" && p == "copied@node-a" {
+			return errors.New("fired")
+		}
+		return nil
+	}
+	if _, err := r.Run(context.Background(), wf, nil, Options{}); err == nil {
+		t.Fatal("first run: want the step to fail")
+	}
+	if _, err := r.Run(context.Background(), wf, nil, Options{}); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	rec, _ := st.Load(context.Background(), wf.Key())
+	if got := rec.Step("3_three").Phases["node-a"]; got != "started" {
+		t.Errorf("recorded phase = %q, want started", got)
+	}
+	if _, err := r.Run(context.Background(), wf, nil, Options{Restart: true}); err != nil {
+		t.Fatalf("restart run: %v", err)
+	}
+	if want := []string{"", "copied", ""}; !reflect.DeepEqual(seen, want) {
+		t.Errorf("phases seen by the step's runs = %q, want %q", seen, want)
+	}
+	if len(fired) != 3 {
+		t.Errorf("step failpoint fired %d times, want 3 (%v)", len(fired), fired)
+	}
+}

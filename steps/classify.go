@@ -1,0 +1,232 @@
+package steps
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The data-directory classifier. Every stop, move and delete of a DR
+// node's data directory is decided by ClassifyDataDir over what one probe
+// of the node saw (DirObs) and what is known of the primary (PrimaryView).
+// How the config spells a host or a path never decides safety on its own:
+// identity is the machine, the device and the inode; what a directory is
+// comes from pg_control, the postmaster and sdr's own marker.
+
+// DirKind is what a data directory is, as far as a rebuild is concerned.
+type DirKind string
+
+// The kinds a data directory can be.
+const (
+	// DirMissing: nothing there, or an empty directory. A copy is built.
+	DirMissing DirKind = "missing"
+	// DirSdrCopy: a standby copy that sdr built of this primary for this
+	// node of this pair. Replaceable.
+	DirSdrCopy DirKind = "sdr-copy"
+	// DirOtherCluster: a PostgreSQL cluster with another system identifier:
+	// what the DR node held before it became part of the pair. Replaced,
+	// and kept until 9_finish.
+	DirOtherCluster DirKind = "other-cluster"
+	// DirPrimaryNode: the data directory of a node of the primary cluster.
+	// Never stopped, moved or deleted.
+	DirPrimaryNode DirKind = "primary-cluster-node"
+	// DirDiverged: last ran as a primary with the primary's system
+	// identifier, or its timeline is ahead of the primary's: it may hold
+	// writes the primary does not have. Replaced only when the operator
+	// names the node, and then kept aside, never deleted.
+	DirDiverged DirKind = "diverged"
+	// DirUnknown: sdr cannot tell what it is (not a data directory, a
+	// standby of the primary that sdr did not build for this node, a
+	// state pg_control leaves open). Treated like DirDiverged.
+	DirUnknown DirKind = "unknown"
+)
+
+// CopyMarker is sdr's marker inside a copy it built (file markerName in
+// the data directory).
+type CopyMarker struct {
+	Pair     string
+	Node     string
+	SystemID string
+	CopyID   string // unique per copy
+	From     string // for a cascade: the copy id of the main standby it was made from
+}
+
+// markerName is the marker file sdr writes into every copy it builds.
+const markerName = "sdr_copy"
+
+// String is the marker file's content.
+func (m CopyMarker) String() string {
+	return fmt.Sprintf("pair=%s\nnode=%s\nsystem_identifier=%s\ncopy=%s\nfrom=%s\n", m.Pair, m.Node, m.SystemID, m.CopyID, m.From)
+}
+
+// ParseCopyMarker reads a marker file's content; ok is false when it is
+// not one.
+func ParseCopyMarker(s string) (CopyMarker, bool) {
+	var m CopyMarker
+	for _, line := range strings.Split(s, "\n") {
+		k, v, found := strings.Cut(strings.TrimSpace(line), "=")
+		if !found {
+			continue
+		}
+		switch k {
+		case "pair":
+			m.Pair = v
+		case "node":
+			m.Node = v
+		case "system_identifier":
+			m.SystemID = v
+		case "copy":
+			m.CopyID = v
+		case "from":
+			m.From = v
+		}
+	}
+	return m, m.Pair != "" && m.Node != "" && m.SystemID != "" && m.CopyID != ""
+}
+
+// DirIdentity is where a data directory really is.
+type DirIdentity struct {
+	Node     string // the config's name for the node it was probed as
+	Machine  string // machine id ("" when unknown)
+	RealPath string
+	Dev, Ino uint64
+}
+
+// same reports whether a and b are provably the same directory: the same
+// machine, and the same device and inode (or, when the inode is unknown,
+// the same real path).
+func (a DirIdentity) same(b DirIdentity) bool {
+	if a.Machine == "" || a.Machine != b.Machine {
+		return false
+	}
+	if a.Ino != 0 && b.Ino != 0 {
+		return a.Dev == b.Dev && a.Ino == b.Ino
+	}
+	return a.RealPath != "" && a.RealPath == b.RealPath
+}
+
+// DirObs is what one probe saw of a DR node's data directory.
+type DirObs struct {
+	Node     string
+	Path     string // as configured
+	Identity DirIdentity
+	Exists   bool
+	Empty    bool
+
+	HasControl   bool   // global/pg_control exists
+	ControlErr   string // pg_controldata failed on it
+	SystemID     string // pg_controldata
+	ClusterState string // "Database cluster state"
+	TimeLineID   int    // "Latest checkpoint's TimeLineID"
+
+	Running    bool // a live postmaster runs in this directory
+	InRecovery bool // when Running: pg_is_in_recovery()
+
+	Marker       *CopyMarker // sdr's marker inside the directory, nil when none
+	LegacyMarker string      // system identifier in <work>/built, written by older sdr versions
+}
+
+// PrimaryView is what is known of the primary when a DR node is classified.
+type PrimaryView struct {
+	Pair       string
+	SystemID   string
+	TimeLineID int           // 0 when unknown
+	Nodes      []DirIdentity // the primary-cluster nodes' data directories that could be probed
+}
+
+// Verdict is the classifier's decision for one data directory.
+type Verdict struct {
+	Kind DirKind
+	// Replace: the directory may be stopped, moved aside and replaced.
+	Replace bool
+	// KeepAside: when replaced, it is moved to a kept place and never
+	// deleted by sdr (diverged or unknown directories named by the operator).
+	KeepAside bool
+	// Reason is one line for the operator, naming the node and directory.
+	Reason string
+}
+
+// States pg_controldata reports, and what they say about the last run.
+var (
+	standbyStates = map[string]bool{"shut down in recovery": true, "in archive recovery": true}
+	primaryStates = map[string]bool{"shut down": true, "in production": true, "shutting down": true, "in crash recovery": true}
+)
+
+// ClassifyDataDir decides what o is and whether a rebuild may replace it.
+// named is true when the operator named this node on the command line
+// (--replace-diverged): a diverged or unknown directory is then replaced,
+// but kept aside.
+func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
+	where := fmt.Sprintf("DR node %s: data directory %s", o.Node, o.Path)
+	if o.Identity.RealPath != "" && o.Identity.RealPath != o.Path {
+		where += " (really " + o.Identity.RealPath + ")"
+	}
+	for _, pn := range p.Nodes {
+		if o.Exists && o.Identity.same(pn) {
+			return Verdict{Kind: DirPrimaryNode, Reason: fmt.Sprintf("%s is the data directory of primary-cluster node %s (same machine, same directory): "+
+				"sdr never stops, moves or deletes it; check the host and data_dir of %s in the config", where, pn.Node, o.Node)}
+		}
+	}
+	if !o.Exists || o.Empty {
+		return Verdict{Kind: DirMissing, Replace: true, Reason: where + " is missing or empty: a copy is built there"}
+	}
+	refuse := func(kind DirKind, why string) Verdict {
+		v := Verdict{Kind: kind, Reason: where + " " + why}
+		if named && (!o.Running || o.InRecovery) {
+			v.Replace, v.KeepAside = true, true
+			v.Reason += "; named with --replace-diverged: it is moved aside and kept, never deleted"
+		} else if o.Running && !o.InRecovery {
+			v.Reason += "; it runs as a primary: sdr does not stop it"
+		} else {
+			v.Reason += "; sdr leaves it alone. If it must be replaced, rerun with --replace-diverged " + o.Node +
+				" (it is then moved aside and kept, never deleted)"
+		}
+		return v
+	}
+	if !o.HasControl {
+		if o.ControlErr != "" {
+			return refuse(DirUnknown, "has a pg_control that pg_controldata cannot read ("+o.ControlErr+")")
+		}
+		return refuse(DirUnknown, "is not empty and is not a PostgreSQL data directory (no global/pg_control)")
+	}
+	if o.SystemID != p.SystemID {
+		return Verdict{Kind: DirOtherCluster, Replace: true,
+			Reason: fmt.Sprintf("%s holds another cluster (system identifier %s, the primary's is %s): it is replaced and kept until 9_finish",
+				where, o.SystemID, p.SystemID)}
+	}
+	// The primary's system identifier from here on.
+	mine := o.Marker != nil && o.Marker.Pair == p.Pair && o.Marker.Node == o.Node && o.Marker.SystemID == p.SystemID
+	if o.Running && !o.InRecovery {
+		if mine {
+			return refuse(DirDiverged, "runs as a primary with the primary's system identifier: it was promoted and may have taken writes")
+		}
+		return Verdict{Kind: DirPrimaryNode, Reason: where + " runs as a primary with the primary's system identifier: " +
+			"it is a primary of the primary cluster, reached under another host name; sdr never stops, moves or deletes it"}
+	}
+	if p.TimeLineID > 0 && o.TimeLineID > p.TimeLineID {
+		return refuse(DirDiverged, fmt.Sprintf("is on timeline %d, ahead of the primary's timeline %d: it was promoted and may hold writes the primary does not have",
+			o.TimeLineID, p.TimeLineID))
+	}
+	switch {
+	case primaryStates[o.ClusterState]:
+		if mine {
+			return refuse(DirDiverged, fmt.Sprintf("was last a primary (pg_control: %q) with the primary's system identifier: it was promoted and may hold writes the primary does not have", o.ClusterState))
+		}
+		return refuse(DirDiverged, fmt.Sprintf("was last a primary (pg_control: %q) with the primary's system identifier and sdr did not build it: it may be a stopped node of the primary cluster", o.ClusterState))
+	case !standbyStates[o.ClusterState]:
+		return refuse(DirUnknown, fmt.Sprintf("has the primary's system identifier and pg_control state %q, which does not tell whether it ran as a standby", o.ClusterState))
+	}
+	// A standby of the primary.
+	switch {
+	case mine:
+		return Verdict{Kind: DirSdrCopy, Replace: true, Reason: where + " is a standby copy sdr built of this primary: it can be replaced"}
+	case o.Marker == nil && o.LegacyMarker == p.SystemID:
+		return Verdict{Kind: DirSdrCopy, Replace: true, Reason: where + " is a standby copy sdr built of this primary (marker in its work directory): it can be replaced"}
+	case o.Marker != nil && o.Marker.Pair != p.Pair:
+		return refuse(DirUnknown, fmt.Sprintf("is a standby copy sdr built for DR pair %s, not %s", o.Marker.Pair, p.Pair))
+	case o.Marker != nil && o.Marker.Node != o.Node:
+		return refuse(DirUnknown, fmt.Sprintf("is a standby copy sdr built for node %s, not %s: do two config entries name the same directory?", o.Marker.Node, o.Node))
+	case o.Marker != nil:
+		return refuse(DirUnknown, fmt.Sprintf("carries an sdr marker for system identifier %s, but pg_control says %s", o.Marker.SystemID, o.SystemID))
+	}
+	return refuse(DirUnknown, "is a standby of the primary that sdr did not build (no sdr marker): it may be an in-cluster standby of the primary cluster, reached under another host name")
+}

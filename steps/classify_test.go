@@ -1,0 +1,107 @@
+package steps
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestClassifyDataDir(t *testing.T) {
+	const sys, other = "7300000000000000001", "7300000000000000999"
+	primaryDir := DirIdentity{Node: "dc1-b", Machine: "m1", RealPath: "/pg/dc1-b", Dev: 10, Ino: 500}
+	view := PrimaryView{Pair: "pair1", SystemID: sys, TimeLineID: 1, Nodes: []DirIdentity{
+		{Node: "dc1-a", Machine: "m1", RealPath: "/pg/dc1-a", Dev: 10, Ino: 400}, primaryDir,
+	}}
+	mark := func(node, pair, sysid string) *CopyMarker {
+		return &CopyMarker{Pair: pair, Node: node, SystemID: sysid, CopyID: "run1/" + node}
+	}
+	base := func(mut func(o *DirObs)) DirObs {
+		o := DirObs{Node: "dc2-a", Path: "/pg/dc2-a", Identity: DirIdentity{Machine: "m2", RealPath: "/pg/dc2-a", Dev: 20, Ino: 7},
+			Exists: true, HasControl: true, SystemID: sys, ClusterState: "shut down in recovery", TimeLineID: 1,
+			Marker: mark("dc2-a", "pair1", sys)}
+		if mut != nil {
+			mut(&o)
+		}
+		return o
+	}
+	cases := []struct {
+		name    string
+		obs     DirObs
+		named   bool
+		kind    DirKind
+		replace bool
+		aside   bool
+		reason  string // a part the reason must contain
+	}{
+		{"missing directory", base(func(o *DirObs) { o.Exists, o.HasControl = false, false }), false, DirMissing, true, false, "missing"},
+		{"empty directory", base(func(o *DirObs) { o.Empty, o.HasControl = true, false }), false, DirMissing, true, false, "empty"},
+		{"sdr copy, stopped standby", base(nil), false, DirSdrCopy, true, false, "sdr built"},
+		{"sdr copy, running standby", base(func(o *DirObs) { o.Running, o.InRecovery, o.ClusterState = true, true, "in archive recovery" }), false, DirSdrCopy, true, false, ""},
+		{"sdr copy, crashed standby (in archive recovery)", base(func(o *DirObs) { o.ClusterState = "in archive recovery" }), false, DirSdrCopy, true, false, ""},
+		{"sdr copy by older sdr (work-dir marker)", base(func(o *DirObs) { o.Marker, o.LegacyMarker = nil, sys }), false, DirSdrCopy, true, false, "work directory"},
+		{"other cluster, running primary (first start)", base(func(o *DirObs) {
+			o.SystemID, o.Marker, o.Running, o.ClusterState = other, nil, true, "in production"
+		}), false, DirOtherCluster, true, false, other},
+		{"other cluster, stopped standby", base(func(o *DirObs) { o.SystemID, o.Marker = other, nil }), false, DirOtherCluster, true, false, "kept until 9_finish"},
+		{"in-cluster standby of the primary under another host name (same inode)", base(func(o *DirObs) {
+			o.Identity = DirIdentity{Machine: "m1", RealPath: "/pg/dc1-b", Dev: 10, Ino: 500}
+			o.Marker, o.Running, o.InRecovery = nil, true, true
+		}), true, DirPrimaryNode, false, false, "primary-cluster node dc1-b"},
+		{"stopped primary-cluster node under another path spelling (same inode)", base(func(o *DirObs) {
+			o.Path = "/pg/./dc1-b"
+			o.Identity = DirIdentity{Machine: "m1", RealPath: "/pg/dc1-b", Dev: 10, Ino: 500}
+			o.ClusterState, o.Marker = "shut down", nil
+		}), true, DirPrimaryNode, false, false, "never stops, moves or deletes"},
+		{"same path on another machine is not the same directory", base(func(o *DirObs) {
+			o.Identity = DirIdentity{Machine: "m2", RealPath: "/pg/dc1-b", Dev: 10, Ino: 500}
+		}), false, DirSdrCopy, true, false, ""},
+		{"unknown machine never proves identity", base(func(o *DirObs) {
+			o.Identity = DirIdentity{RealPath: "/pg/dc1-b", Dev: 10, Ino: 500}
+		}), false, DirSdrCopy, true, false, ""},
+		{"running primary with the primary's system identifier, no marker", base(func(o *DirObs) {
+			o.Marker, o.Running, o.InRecovery, o.ClusterState = nil, true, false, "in production"
+		}), true, DirPrimaryNode, false, false, "another host name"},
+		{"running promoted sdr copy", base(func(o *DirObs) { o.Running, o.InRecovery, o.ClusterState = true, false, "in production" }), true, DirDiverged, false, false, "runs as a primary"},
+		{"promoted by hand, written to, stopped (shut down, timeline 2)", base(func(o *DirObs) { o.ClusterState, o.TimeLineID = "shut down", 2 }), false, DirDiverged, false, false, "--replace-diverged dc2-a"},
+		{"promoted by hand, named on the command line", base(func(o *DirObs) { o.ClusterState, o.TimeLineID = "shut down", 2 }), true, DirDiverged, true, true, "kept, never deleted"},
+		{"promoted, timeline ahead, stopped as a standby", base(func(o *DirObs) { o.TimeLineID = 3 }), false, DirDiverged, false, false, "timeline 3"},
+		{"promoted on the primary's timeline, shut down", base(func(o *DirObs) { o.ClusterState = "shut down" }), false, DirDiverged, false, false, "last a primary"},
+		{"crashed as a primary (in production, not running)", base(func(o *DirObs) { o.ClusterState = "in production" }), false, DirDiverged, false, false, "in production"},
+		{"killed during shutdown as a primary (shutting down)", base(func(o *DirObs) { o.ClusterState = "shutting down" }), false, DirDiverged, false, false, "shutting down"},
+		{"crash recovery as a primary (in crash recovery)", base(func(o *DirObs) { o.ClusterState = "in crash recovery" }), false, DirDiverged, false, false, "in crash recovery"},
+		{"starting up: cannot tell", base(func(o *DirObs) { o.ClusterState = "starting up" }), false, DirUnknown, false, false, "starting up"},
+		{"starting up, named", base(func(o *DirObs) { o.ClusterState = "starting up" }), true, DirUnknown, true, true, ""},
+		{"stopped primary-cluster-like dir without marker", base(func(o *DirObs) { o.ClusterState, o.Marker = "shut down", nil }), false, DirDiverged, false, false, "sdr did not build it"},
+		{"standby of the primary that sdr did not build", base(func(o *DirObs) { o.Marker = nil }), false, DirUnknown, false, false, "no sdr marker"},
+		{"running standby of the primary that sdr did not build, named", base(func(o *DirObs) {
+			o.Marker, o.Running, o.InRecovery = nil, true, true
+		}), true, DirUnknown, true, true, ""},
+		{"copy of another pair", base(func(o *DirObs) { o.Marker = mark("dc2-a", "pair2", sys) }), false, DirUnknown, false, false, "DR pair pair2"},
+		{"copy built for another node", base(func(o *DirObs) { o.Marker = mark("dc2-b", "pair1", sys) }), false, DirUnknown, false, false, "built for node dc2-b"},
+		{"marker of another system identifier", base(func(o *DirObs) { o.Marker = mark("dc2-a", "pair1", other) }), false, DirUnknown, false, false, "pg_control says"},
+		{"not a data directory", base(func(o *DirObs) { o.HasControl, o.Marker = false, nil }), false, DirUnknown, false, false, "not a PostgreSQL data directory"},
+		{"unreadable pg_control", base(func(o *DirObs) { o.HasControl, o.ControlErr = false, "invalid CRC" }), false, DirUnknown, false, false, "invalid CRC"},
+		{"symlinked data_dir is named with its real path", base(func(o *DirObs) { o.Path = "/srv/link" }), false, DirSdrCopy, true, false, "really /pg/dc2-a"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := ClassifyDataDir(c.obs, view, c.named)
+			if v.Kind != c.kind || v.Replace != c.replace || v.KeepAside != c.aside {
+				t.Fatalf("got kind %s replace %v aside %v (%s), want %s %v %v", v.Kind, v.Replace, v.KeepAside, v.Reason, c.kind, c.replace, c.aside)
+			}
+			if !strings.Contains(v.Reason, c.obs.Node) || !strings.Contains(v.Reason, c.reason) {
+				t.Errorf("reason %q should name the node and contain %q", v.Reason, c.reason)
+			}
+		})
+	}
+}
+
+func TestCopyMarkerRoundTrip(t *testing.T) {
+	m := CopyMarker{Pair: "p", Node: "dc2-b", SystemID: "123", CopyID: "r/dc2-b", From: "r/dc2-a"}
+	got, ok := ParseCopyMarker(m.String())
+	if !ok || got != m {
+		t.Fatalf("got %+v %v, want %+v", got, ok, m)
+	}
+	if _, ok := ParseCopyMarker("pair=p\nnode=x\n"); ok {
+		t.Error("a marker without system identifier and copy id must not parse")
+	}
+}
