@@ -123,11 +123,40 @@ type DirObs struct {
 
 	Marker       *CopyMarker // sdr's marker inside the directory, nil when none
 	LegacyMarker string      // system identifier in <work>/built, written by older sdr versions
+
+	// Upstream is, for a running standby, where its walreceiver streams from.
+	Upstream *UpstreamObs
+}
+
+// UpstreamObs is a running standby's pg_stat_wal_receiver.
+type UpstreamObs struct {
+	Host    string
+	Port    int
+	Slot    string
+	AppName string // application_name in its conninfo
+}
+
+func (u *UpstreamObs) String() string {
+	if u == nil {
+		return "nothing (its walreceiver is not running)"
+	}
+	s := fmt.Sprintf("%s:%d", u.Host, u.Port)
+	if u.AppName != "" {
+		s += " as " + u.AppName
+	}
+	if u.Slot != "" {
+		s += " through slot " + u.Slot
+	}
+	return s
 }
 
 // PrimaryView is what is known of the primary when a DR node is classified.
 type PrimaryView struct {
-	Pair       string
+	Pair string
+	// AppName and SlotName give the application_name and slot sdr uses
+	// for a node's stream (nil: none is sdr's).
+	AppName    func(node string) string
+	SlotName   func(node string) string
 	SystemID   string
 	TimeLineID int           // 0 when unknown
 	Nodes      []DirIdentity // the primary-cluster nodes' data directories that could be probed
@@ -228,5 +257,12 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 	case o.Marker != nil:
 		return refuse(DirUnknown, fmt.Sprintf("carries an sdr marker for system identifier %s, but pg_control says %s", o.Marker.SystemID, o.SystemID))
 	}
-	return refuse(DirUnknown, "is a standby of the primary that sdr did not build (no sdr marker): it may be an in-cluster standby of the primary cluster, reached under another host name")
+	if o.Running && o.Upstream != nil && p.AppName != nil && p.SlotName != nil && o.Upstream.AppName == p.AppName(o.Node) && o.Upstream.Slot != "" && o.Upstream.Slot == p.SlotName(o.Node) {
+		return Verdict{Kind: DirSdrCopy, Replace: true, Reason: fmt.Sprintf("%s is a standby that streams from %s, sdr's own stream for this node: it can be replaced", where, o.Upstream)}
+	}
+	why := "is a standby of the primary that sdr did not build (no sdr marker)"
+	if o.Running {
+		why += "; it streams from " + o.Upstream.String()
+	}
+	return refuse(DirUnknown, why+": it may be an in-cluster standby of the primary cluster, reached under another host name")
 }

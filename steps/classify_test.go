@@ -8,9 +8,11 @@ import (
 func TestClassifyDataDir(t *testing.T) {
 	const sys, other = "7300000000000000001", "7300000000000000999"
 	primaryDir := DirIdentity{Node: "dc1-b", Machine: "m1", RealPath: "/pg/dc1-b", Dev: 10, Ino: 500}
-	view := PrimaryView{Pair: "pair1", SystemID: sys, TimeLineID: 1, Nodes: []DirIdentity{
-		{Node: "dc1-a", Machine: "m1", RealPath: "/pg/dc1-a", Dev: 10, Ino: 400}, primaryDir,
-	}}
+	view := PrimaryView{Pair: "pair1", SystemID: sys, TimeLineID: 1,
+		AppName: func(n string) string { return "sdr_pair1_" + n }, SlotName: func(n string) string { return "sdr_pair1_" + n },
+		Nodes: []DirIdentity{
+			{Node: "dc1-a", Machine: "m1", RealPath: "/pg/dc1-a", Dev: 10, Ino: 400}, primaryDir,
+		}}
 	mark := func(node, pair, sysid string) *CopyMarker {
 		return &CopyMarker{Pair: pair, Node: node, SystemID: sysid, CopyID: "run1/" + node}
 	}
@@ -75,6 +77,14 @@ func TestClassifyDataDir(t *testing.T) {
 		{"running standby of the primary that sdr did not build, named", base(func(o *DirObs) {
 			o.Marker, o.Running, o.InRecovery = nil, true, true
 		}), true, DirUnknown, true, true, ""},
+		{"running standby on sdr's own stream, no marker", base(func(o *DirObs) {
+			o.Marker, o.Running, o.InRecovery = nil, true, true
+			o.Upstream = &UpstreamObs{Host: "10.0.1.1", Port: 5432, Slot: "sdr_pair1_dc2-a", AppName: "sdr_pair1_dc2-a"}
+		}), false, DirSdrCopy, true, false, "sdr's own stream"},
+		{"running standby on another stream, no marker", base(func(o *DirObs) {
+			o.Marker, o.Running, o.InRecovery = nil, true, true
+			o.Upstream = &UpstreamObs{Host: "/run/pg", Port: 5432, AppName: "dc1-b"}
+		}), false, DirUnknown, false, false, "streams from /run/pg:5432 as dc1-b"},
 		{"copy of another pair", base(func(o *DirObs) { o.Marker = mark("dc2-a", "pair2", sys) }), false, DirUnknown, false, false, "DR pair pair2"},
 		{"copy built for another node", base(func(o *DirObs) { o.Marker = mark("dc2-b", "pair1", sys) }), false, DirUnknown, false, false, "built for node dc2-b"},
 		{"marker of another system identifier", base(func(o *DirObs) { o.Marker = mark("dc2-a", "pair1", other) }), false, DirUnknown, false, false, "pg_control says"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -25,8 +26,37 @@ type Env struct {
 	// file on standby nodes over stdin, never on a command line or in a log.
 	Password string
 	// Timeout bounds the waits (for the remote primary, for streaming,
-	// for a basebackup).
+	// for a basebackup) and the long operations on nodes (starting
+	// PostgreSQL, deleting a data directory).
 	Timeout time.Duration
+	// ReplaceDiverged names the DR nodes whose diverged or unrecognised
+	// data directory the operator allows to be replaced
+	// (--replace-diverged); it is moved aside and kept, never deleted.
+	ReplaceDiverged []string
+
+	mu      sync.Mutex
+	layouts map[string]nodeLayout
+}
+
+// named reports whether the operator named node with --replace-diverged.
+func (e *Env) named(node string) bool {
+	for _, n := range e.ReplaceDiverged {
+		if n == node {
+			return true
+		}
+	}
+	return false
+}
+
+// longCtx bounds a long operation on a node (pg_basebackup, starting
+// PostgreSQL, deleting a directory) by the run's --timeout, not by the
+// command timeout.
+func (e *Env) longCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	t := e.Timeout
+	if t <= 0 {
+		t = cluster.DefaultWaitTimeout
+	}
+	return context.WithTimeout(ctx, t)
 }
 
 // Values saved by steps (write-once, never secrets).
@@ -87,11 +117,6 @@ func bin(n *cluster.Node, prog string) string {
 
 func q(s string) string { return cluster.ShellQuote(s) }
 
-// workDir is sdr's directory beside a standby node's data directory: the
-// pgpass file, the saved pg_hba.conf/pg_ident.conf, the new copy being
-// built and the old data directory until 9_finish.
-func workDir(n *cluster.Node) string { return n.DataDir + ".sdr" }
-
 func (e *Env) primaryNodes() []*cluster.Node {
 	out := make([]*cluster.Node, len(e.Config.Primary.Nodes))
 	for i := range e.Config.Primary.Nodes {
@@ -144,7 +169,9 @@ func (e *Env) ensureFile(ctx context.Context, n *cluster.Node, p, content string
 	return true, nil
 }
 
-// forEach runs fn for every node in parallel and joins the errors.
+// forEach runs fn for every node in parallel and joins the errors. A
+// panic in fn is turned into that node's error, so that the runner records
+// it as the step's failure instead of the process dying without a record.
 func forEach(ctx context.Context, nodes []*cluster.Node, fn func(ctx context.Context, n *cluster.Node) error) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))
@@ -152,6 +179,11 @@ func forEach(ctx context.Context, nodes []*cluster.Node, fn func(ctx context.Con
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if v := recover(); v != nil {
+					errs[i] = fmt.Errorf("on %s: %w", n.Name, &workflow.PanicError{Value: v, Stack: string(debug.Stack())})
+				}
+			}()
 			errs[i] = fn(ctx, n)
 		}()
 	}

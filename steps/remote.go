@@ -15,16 +15,35 @@ import (
 // remoteFacts is what the standby side learns of the primary with the
 // replication user's credentials.
 type remoteFacts struct {
-	Node       *cluster.Node
-	VersionNum int
-	SystemID   string
-	DBSize     int64
+	Node        *cluster.Node
+	VersionNum  int
+	SystemID    string
+	DBSize      int64
+	TimeLineID  int          // the primary's current timeline
+	Tablespaces []tablespace // besides pg_default and pg_global
 }
 
+// The current timeline is the first 8 hex digits of the current WAL file's
+// name (a function any role may call, unlike IDENTIFY_SYSTEM over SQL).
 const remoteFactsSQL = `SELECT pg_is_in_recovery(),
 	current_setting('server_version_num')::int,
 	(SELECT system_identifier::text FROM pg_control_system()),
-	(SELECT coalesce(sum(pg_database_size(oid)), 0) FROM pg_database WHERE has_database_privilege(oid, 'CONNECT'))::bigint`
+	(SELECT coalesce(sum(pg_database_size(oid)), 0) FROM pg_database WHERE has_database_privilege(oid, 'CONNECT'))::bigint,
+	CASE WHEN pg_is_in_recovery() THEN 0 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+	coalesce((SELECT string_agg(oid::text || E'\t' || spcname || E'\t' || pg_tablespace_location(oid), E'\n' ORDER BY oid)
+		FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')), '')`
+
+// parseTablespaces reads the tablespace list of remoteFactsSQL.
+func parseTablespaces(s string) []tablespace {
+	var out []tablespace
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.SplitN(line, "\t", 3)
+		if len(f) == 3 {
+			out = append(out, tablespace{OID: f[0], Name: f[1], Location: f[2]})
+		}
+	}
+	return out
+}
 
 // remotePrimary connects to each primary-cluster node as the replication
 // user, from the main standby's point of view (through its SSH
@@ -70,61 +89,12 @@ func (e *Env) remoteNodeFacts(ctx context.Context, via cluster.Access, n *cluste
 	defer c.Close(context.WithoutCancel(ctx))
 	f := remoteFacts{Node: n}
 	var inRecovery bool
-	if err := c.QueryRow(cctx, remoteFactsSQL).Scan(&inRecovery, &f.VersionNum, &f.SystemID, &f.DBSize); err != nil {
+	var tss string
+	if err := c.QueryRow(cctx, remoteFactsSQL).Scan(&inRecovery, &f.VersionNum, &f.SystemID, &f.DBSize, &f.TimeLineID, &tss); err != nil {
 		return f, false, fmt.Errorf("while reading facts of %s as %s: %w", n.Name, e.Config.Replication.User, err)
 	}
+	f.Tablespaces = parseTablespaces(tss)
 	return f, inRecovery, nil
-}
-
-// pgRunning reports whether PostgreSQL runs in dir on n (pg_ctl status:
-// 0 running, 3 not running, 4 no data directory).
-func (e *Env) pgRunning(ctx context.Context, n *cluster.Node, dir string) (bool, error) {
-	_, err := e.run(ctx, n, bin(n, "pg_ctl")+" status -D "+q(dir), cluster.RunOpts{})
-	var ce *cluster.CommandError
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.As(err, &ce) && (ce.ExitCode == 3 || ce.ExitCode == 4):
-		return false, nil
-	}
-	return false, fmt.Errorf("while checking whether PostgreSQL runs in %s: %w", dir, err)
-}
-
-var sysIDRE = regexp.MustCompile(`(?m)^Database system identifier:\s+(\d+)`)
-
-// dirSystemID reads the system identifier of data directory dir on n
-// with pg_controldata ("" when dir holds no cluster).
-func (e *Env) dirSystemID(ctx context.Context, n *cluster.Node, dir string) (string, error) {
-	cmd := fmt.Sprintf("if [ -f %s ]; then LC_ALL=C %s -D %s; fi", q(path.Join(dir, "global", "pg_control")), bin(n, "pg_controldata"), q(dir))
-	out, err := e.run(ctx, n, cmd, cluster.RunOpts{})
-	if err != nil {
-		return "", fmt.Errorf("while reading the system identifier of %s: %w", dir, err)
-	}
-	if m := sysIDRE.FindStringSubmatch(out); m != nil {
-		return m[1], nil
-	}
-	return "", nil
-}
-
-// observeStandbyNode tells whether PostgreSQL runs on n, and if so whether
-// it is in recovery, and the data directory's system identifier.
-func (e *Env) observeStandbyNode(ctx context.Context, n *cluster.Node) (standbyNodeObs, error) {
-	o := standbyNodeObs{Node: n.Name}
-	running, err := e.pgRunning(ctx, n, n.DataDir)
-	if err != nil {
-		return o, err
-	}
-	o.Running = running
-	if running {
-		f, err := e.nodeFacts(ctx, n)
-		if err != nil {
-			return o, err
-		}
-		o.InRecovery, o.SystemID = f.InRecovery, f.SystemID
-		return o, nil
-	}
-	o.SystemID, err = e.dirSystemID(ctx, n, n.DataDir)
-	return o, err
 }
 
 var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+)`)
@@ -158,4 +128,27 @@ func (e *Env) freeBytes(ctx context.Context, n *cluster.Node) (int64, error) {
 		return 0, fmt.Errorf("on %s: cannot read df output %q: %w", n.Name, strings.TrimSpace(out), err)
 	}
 	return kb * 1024, nil
+}
+
+// pgRunning reports whether PostgreSQL runs in dir on n (pg_ctl status:
+// 0 running, 3 not running, 4 no data directory).
+func (e *Env) pgRunning(ctx context.Context, n *cluster.Node, dir string) (bool, error) {
+	_, err := e.run(ctx, n, bin(n, "pg_ctl")+" status -D "+q(dir), cluster.RunOpts{})
+	var ce *cluster.CommandError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ce) && (ce.ExitCode == 3 || ce.ExitCode == 4):
+		return false, nil
+	}
+	return false, fmt.Errorf("while checking whether PostgreSQL runs in %s: %w", dir, err)
+}
+
+func (e *Env) fileExists(ctx context.Context, n *cluster.Node, p string) (bool, error) {
+	_, err := e.run(ctx, n, "test -e "+q(p), cluster.RunOpts{})
+	var ce *cluster.CommandError
+	if errors.As(err, &ce) && ce.ExitCode == 1 {
+		return false, nil
+	}
+	return err == nil, err
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,15 +20,11 @@ import (
 func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) error {
 	nodes := e.standbyNodes()
 	majors := make([]int, len(nodes))
-	obs := make([]standbyNodeObs, len(nodes))
 	free := make([]int64, len(nodes))
 	err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
 		i := indexOf(nodes, n)
 		var err error
 		if majors[i], err = e.binMajor(ctx, n); err != nil {
-			return err
-		}
-		if obs[i], err = e.observeStandbyNode(ctx, n); err != nil {
 			return err
 		}
 		free[i], err = e.freeBytes(ctx, n)
@@ -60,12 +58,12 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 			return permanent(fmt.Errorf("%s has PostgreSQL %d binaries in %s, the primary %s runs %d",
 				n.Name, majors[i], n.BinDir, p.Node.Name, p.VersionNum/10000))
 		}
-		if err := checkStandbyNodeSafe(obs[i], p.SystemID); err != nil {
-			return err
-		}
 		if err := checkDisk(n.Name, free[i], p.DBSize); err != nil {
 			return err
 		}
+	}
+	if err := e.checkDataDirs(ctx, rc, p); err != nil {
+		return err
 	}
 	rc.Log.Info("standby nodes and the remote primary are ready", zap.String("primary", p.Node.Name),
 		zap.String("system_identifier", p.SystemID), zap.Int64("primary_db_bytes", p.DBSize))
@@ -79,4 +77,50 @@ func indexOf(nodes []*cluster.Node, n *cluster.Node) int {
 		}
 	}
 	return -1
+}
+
+// checkDataDirs classifies every DR node's data directory, and checks its
+// layout, before anything is stopped: a directory that sdr must not
+// replace, or a layout a rebuild by renames cannot handle, is refused
+// here, naming the node, the directory and why.
+func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remoteFacts) error {
+	view := e.primaryView(ctx, rc.Log, p)
+	nodes := e.standbyNodes()
+	problems := make([][]string, len(nodes))
+	err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
+		i := indexOf(nodes, n)
+		lay, err := e.layoutOf(ctx, n)
+		if err != nil {
+			return err
+		}
+		main, _ := e.mainStandby()
+		tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
+		extra := []string{path.Dir(lay.DataDir), lay.Work}
+		for _, t := range tss {
+			extra = append(extra, t.Live, path.Dir(t.Live))
+		}
+		o, pr, err := e.observeDir(ctx, n, lay, nil, extra)
+		if err != nil {
+			return err
+		}
+		v := ClassifyDataDir(o, view, e.named(n.Name))
+		rc.Log.Info("data directory classified", zap.String("node", n.Name), zap.String("kind", string(v.Kind)),
+			zap.Bool("replace", v.Replace), zap.String("why", v.Reason))
+		if !v.Replace {
+			problems[i] = append(problems[i], v.Reason)
+		}
+		problems[i] = append(problems[i], layoutProblems(n.Name, lay, pr.Dir, pr.Extra[path.Dir(lay.DataDir)], pr.Extra[lay.Work], tss, pr.Extra)...)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var all []string
+	for _, p := range problems {
+		all = append(all, p...)
+	}
+	if len(all) > 0 {
+		return permanent(fmt.Errorf("nothing was stopped: %s", strings.Join(all, "; ")))
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"fmt"
-	"path"
 	"strconv"
 	"strings"
 
@@ -13,8 +12,6 @@ import (
 	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/workflow"
 )
-
-func pgpassPath(n *cluster.Node) string { return path.Join(workDir(n), "pgpass") }
 
 // pgpassContent is the password file installed on every standby node: one
 // line per host a standby node streams from (the primary-cluster nodes and
@@ -48,10 +45,14 @@ func (e *Env) prepareReplicationStandby(ctx context.Context, rc *workflow.RunCon
 				return err
 			}
 		}
-		if _, err := e.run(ctx, n, "mkdir -p "+q(workDir(n))+" && chmod 700 "+q(workDir(n)), cluster.RunOpts{}); err != nil {
+		lay, err := e.layoutOf(ctx, n)
+		if err != nil {
 			return err
 		}
-		wrote, err := e.ensureFile(ctx, n, pgpassPath(n), content)
+		if _, err := e.run(ctx, n, "mkdir -p "+q(lay.Work)+" && chmod 700 "+q(lay.Work), cluster.RunOpts{}); err != nil {
+			return err
+		}
+		wrote, err := e.ensureFile(ctx, n, lay.Pgpass(), content)
 		if err != nil {
 			return fmt.Errorf("while installing the replication password file: %w", err)
 		}
@@ -59,7 +60,7 @@ func (e *Env) prepareReplicationStandby(ctx context.Context, rc *workflow.RunCon
 		if wrote {
 			msg = "replication password file installed"
 		}
-		rc.Log.Info(msg, zap.String("node", n.Name), zap.String("file", pgpassPath(n)))
+		rc.Log.Info(msg, zap.String("node", n.Name), zap.String("file", lay.Pgpass()))
 		return nil
 	})
 }

@@ -11,41 +11,68 @@ import (
 )
 
 // stopStandbyCluster stops every standby node cleanly: the cascades
-// first, then the main standby. A node that is in fact the primary is
-// refused before anything is stopped.
+// first, then the main standby. Each node's data directory is classified
+// again right before it is stopped; one that sdr must not replace is
+// never stopped (2_check_cluster refuses it first, with the reason).
 func (e *Env) stopStandbyCluster(ctx context.Context, rc *workflow.RunContext) error {
 	p, err := e.remotePrimary(ctx)
 	if err != nil {
 		return err
 	}
-	for _, n := range e.standbyNodes() {
-		o, err := e.observeStandbyNode(ctx, n)
+	view := e.primaryView(ctx, rc.Log, p)
+	nodes := e.standbyNodes()
+	running := make([]bool, len(nodes))
+	err = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
+		lay, err := e.layoutOf(ctx, n)
 		if err != nil {
 			return err
 		}
-		if err := checkStandbyNodeSafe(o, p.SystemID); err != nil {
+		o, _, err := e.observeDir(ctx, n, lay, nil, nil)
+		if err != nil {
 			return err
 		}
-	}
-	main, cascades := e.mainStandby()
-	if err := forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error { return e.stopNode(ctx, rc, n) }); err != nil {
-		return err
-	}
-	return e.stopNode(ctx, rc, main)
-}
-
-func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
-	running, err := e.pgRunning(ctx, n, n.DataDir)
+		if v := ClassifyDataDir(o, view, e.named(n.Name)); !v.Replace {
+			return permanent(fmt.Errorf("nothing was stopped: %s", v.Reason))
+		}
+		running[indexOf(nodes, n)] = o.Running
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if !running {
-		rc.Log.Info("already stopped", zap.String("node", n.Name))
-		return nil
+	main, cascades := e.mainStandby()
+	stop := func(ctx context.Context, n *cluster.Node) error {
+		if !running[indexOf(nodes, n)] {
+			rc.Log.Info("already stopped", zap.String("node", n.Name))
+			return nil
+		}
+		return e.stopNode(ctx, rc, n)
 	}
-	secs := int(e.Config.Timeouts.Command.Seconds())
-	cmd := fmt.Sprintf("%s stop -D %s -m fast -w -t %d", bin(n, "pg_ctl"), q(n.DataDir), secs)
-	if _, err := e.run(ctx, n, cmd, cluster.RunOpts{}); err != nil {
+	if err := forEach(ctx, cascades, stop); err != nil {
+		return err
+	}
+	return stop(ctx, main)
+}
+
+// stopNode stops PostgreSQL on n with a fast shutdown, waiting for it,
+// bounded by --timeout.
+func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return err
+	}
+	lctx, cancel := e.longCtx(ctx)
+	defer cancel()
+	a, err := e.access(lctx, n)
+	if err != nil {
+		return err
+	}
+	secs := int(e.Timeout.Seconds())
+	if secs <= 0 {
+		secs = int(cluster.DefaultWaitTimeout.Seconds())
+	}
+	cmd := fmt.Sprintf("%s stop -D %s -m fast -w -t %d", bin(n, "pg_ctl"), q(lay.DataDir), secs)
+	if _, err := a.Run(lctx, cmd, cluster.RunOpts{}); err != nil {
 		return fmt.Errorf("while stopping %s: %w", n.Name, err)
 	}
 	rc.Log.Info("stopped", zap.String("node", n.Name))

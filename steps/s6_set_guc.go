@@ -2,7 +2,6 @@ package steps
 
 import (
 	"context"
-	"path"
 	"strings"
 
 	"go.uber.org/zap"
@@ -11,8 +10,6 @@ import (
 	"github.com/pgsdr/sdr/workflow"
 )
 
-func standbyConfPath(n *cluster.Node) string { return path.Join(workDir(n), "standby.conf") }
-
 // upstreams returns where each standby node streams from: the main
 // standby from the primary through sdr's slot, the cascades from the
 // main standby.
@@ -20,7 +17,8 @@ func (e *Env) upstreams(p *cluster.Node) map[string]upstream {
 	main, cascades := e.mainStandby()
 	out := map[string]upstream{main.Name: {Node: p.Name, Host: p.Host, Port: p.PGPort, Slot: e.slotName()}}
 	for _, c := range cascades {
-		out[c.Name] = upstream{Node: main.Name, Host: main.Host, Port: main.PGPort}
+		// The main standby keeps the WAL a cascade needs in a slot of its own.
+		out[c.Name] = upstream{Node: main.Name, Host: main.Host, Port: main.PGPort, Slot: cluster.SlotName(e.Config.Name, c.Name)}
 	}
 	return out
 }
@@ -34,8 +32,12 @@ func (e *Env) setGUC(ctx context.Context, rc *workflow.RunContext) error {
 	}
 	ups := e.upstreams(p.Node)
 	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
-		lines := standbySettings(e.Config, n, ups[n.Name], pgpassPath(n))
-		if _, err := e.ensureFile(ctx, n, standbyConfPath(n), strings.Join(lines, "\n")+"\n"); err != nil {
+		lay, err := e.layoutOf(ctx, n)
+		if err != nil {
+			return err
+		}
+		lines := standbySettings(e.Config, n, ups[n.Name], lay.Pgpass())
+		if _, err := e.ensureFile(ctx, n, lay.StandbyConf(), strings.Join(lines, "\n")+"\n"); err != nil {
 			return err
 		}
 		rc.Log.Info("standby settings prepared", zap.String("node", n.Name), zap.String("upstream", ups[n.Name].Node),

@@ -4,311 +4,485 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"os"
 	"path"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/workflow"
 )
 
-// Paths in a standby node's work directory.
-func newDir(n *cluster.Node) string        { return path.Join(workDir(n), "new") }
-func newComplete(n *cluster.Node) string   { return path.Join(workDir(n), "new.complete") }
-func oldDir(n *cluster.Node) string        { return path.Join(workDir(n), "old") }
-func savedDir(n *cluster.Node) string      { return path.Join(workDir(n), "saved") }
-func builtMarker(n *cluster.Node) string   { return path.Join(workDir(n), "built") }
-func basebackupPID(n *cluster.Node) string { return path.Join(workDir(n), "basebackup.pid") }
-
 // savedFiles are the standby node's own files kept across the rebuild.
 var savedFiles = []string{"pg_hba.conf", "pg_ident.conf"}
 
+// leftoverGrace is how long a process left by a killed run gets to end
+// after SIGTERM before it is killed.
+const leftoverGrace = 5 * time.Second
+
 // buildStandby rebuilds the main standby from the primary, then every
-// cascade standby from the main standby, in parallel.
+// cascade standby from the main standby, in parallel. Each node goes
+// through the phases saved, copied, configured, swapped and started,
+// recorded in the store; a rerun resumes each node at its phase after
+// checking the node agrees, and never copies again once a copy is complete.
 func (e *Env) buildStandby(ctx context.Context, rc *workflow.RunContext) error {
 	p, err := e.remotePrimary(ctx)
 	if err != nil {
 		return err
 	}
+	view := e.primaryView(ctx, rc.Log, p)
 	ups := e.upstreams(p.Node)
 	main, cascades := e.mainStandby()
-	if err := e.buildNode(ctx, rc, main, ups[main.Name], p.SystemID, ""); err != nil {
+	if err := e.buildNode(ctx, rc, main, ups[main.Name], p, view, ""); err != nil {
 		return err
 	}
-	mainCopy, err := e.readMarker(ctx, main)
+	if len(cascades) == 0 {
+		return nil
+	}
+	mainCopy, err := e.currentCopy(ctx, main)
 	if err != nil {
+		return err
+	}
+	if err := e.ensureCascadeSlots(ctx, rc, main, cascades); err != nil {
 		return err
 	}
 	return forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error {
-		return e.buildNode(ctx, rc, n, ups[n.Name], p.SystemID, mainCopy.copyID)
+		return e.buildNode(ctx, rc, n, ups[n.Name], p, view, mainCopy)
 	})
 }
 
-// marker is the content of the built marker: the primary's system
-// identifier, an id of this copy, and for a cascade the id of the main
-// standby's copy it was made from.
-type marker struct{ sysID, copyID, from string }
-
-func (m marker) String() string {
-	return strings.TrimSpace(strings.Join([]string{m.sysID, m.copyID, m.from}, " ")) + "\n"
-}
-
-func (e *Env) readMarker(ctx context.Context, n *cluster.Node) (marker, error) {
+// currentCopy returns the copy id in the sdr marker of n's data directory.
+func (e *Env) currentCopy(ctx context.Context, n *cluster.Node) (string, error) {
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return "", err
+	}
 	a, err := e.access(ctx, n)
 	if err != nil {
-		return marker{}, err
+		return "", err
 	}
 	cctx, cancel := e.cmdCtx(ctx)
 	defer cancel()
-	raw, err := a.ReadFile(cctx, builtMarker(n))
-	if errors.Is(err, fs.ErrNotExist) {
-		return marker{}, nil
-	}
+	raw, err := a.ReadFile(cctx, path.Join(lay.DataDir, markerName))
 	if err != nil {
-		return marker{}, err
+		return "", fmt.Errorf("while reading the copy marker of %s: %w", n.Name, err)
 	}
-	f := append(strings.Fields(string(raw)), "", "", "")
-	return marker{sysID: f[0], copyID: f[1], from: f[2]}, nil
+	m, ok := ParseCopyMarker(string(raw))
+	if !ok {
+		return "", fmt.Errorf("%s: %s is not an sdr copy marker", n.Name, path.Join(lay.DataDir, markerName))
+	}
+	return m.CopyID, nil
 }
 
-func (e *Env) fileExists(ctx context.Context, n *cluster.Node, p string) (bool, error) {
-	_, err := e.run(ctx, n, "test -e "+q(p), cluster.RunOpts{})
-	var ce *cluster.CommandError
-	if errors.As(err, &ce) && ce.ExitCode == 1 {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (e *Env) observeBuild(ctx context.Context, n *cluster.Node) (buildObs, error) {
-	var o buildObs
-	var err error
-	if o.Running, err = e.pgRunning(ctx, n, n.DataDir); err != nil {
-		return o, err
-	}
-	if o.Running {
-		f, err := e.nodeFacts(ctx, n)
-		if err != nil {
-			return o, err
+// ensureCascadeSlots creates, on the main standby, one physical slot per
+// cascade, so that the main standby itself keeps the WAL each cascade
+// needs from its copy on. A freshly built main standby has no slots.
+func (e *Env) ensureCascadeSlots(ctx context.Context, rc *workflow.RunContext, main *cluster.Node, cascades []*cluster.Node) error {
+	return e.withAdmin(ctx, main, func(ctx context.Context, c *pgx.Conn) error {
+		for _, n := range cascades {
+			slot := cluster.SlotName(e.Config.Name, n.Name)
+			var created bool
+			err := c.QueryRow(ctx, `SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&created)
+			if err == nil && created {
+				_, err = c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot)
+			}
+			if err != nil {
+				return fmt.Errorf("while creating slot %s for cascade %s on the main standby %s: %w", slot, n.Name, main.Name, err)
+			}
+			if created {
+				rc.Log.Info("slot for the cascade created on the main standby", zap.String("node", main.Name), zap.String("slot", slot))
+			}
 		}
-		o.InRecovery, o.SystemID = f.InRecovery, f.SystemID
-		return o, nil
-	}
-	if o.SystemID, err = e.dirSystemID(ctx, n, n.DataDir); err != nil {
-		return o, err
-	}
-	if o.StandbySignal, err = e.fileExists(ctx, n, path.Join(n.DataDir, "standby.signal")); err != nil {
-		return o, err
-	}
-	m, err := e.readMarker(ctx, n)
-	if err != nil {
-		return o, err
-	}
-	o.BuiltMarker, o.CopyFrom = m.sysID, m.from
-	return o, nil
-}
-
-// buildNode makes n a standby of up. wantFrom is, for a cascade, the id of
-// the main standby's current copy.
-func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, sysID, wantFrom string) error {
-	log := rc.Log.With(zap.String("node", n.Name))
-	if err := checkNotPrimaryDir(e.Config, n); err != nil {
-		return err
-	}
-	o, err := e.observeBuild(ctx, n)
-	if err != nil {
-		return err
-	}
-	o.WantFrom = wantFrom
-	action, err := decideBuild(n.Name, o, sysID)
-	if err != nil {
-		return err
-	}
-	switch action {
-	case buildDone:
-		log.Info("already a running standby of the primary; not rebuilt")
 		return nil
-	case buildStart:
-		log.Info("already rebuilt; starting it")
-		return e.startNode(ctx, rc, n)
-	}
-	log.Info("rebuilding", zap.String("from", up.Node), zap.String("data_dir", n.DataDir))
-	if err := e.saveOwnFiles(ctx, log, n); err != nil {
-		return err
-	}
-	if err := e.basebackup(ctx, log, n, up); err != nil {
-		return err
-	}
-	if err := e.swapIn(ctx, log, n, sysID); err != nil {
-		return err
-	}
-	if err := e.configureCopy(ctx, n); err != nil {
-		return err
-	}
-	if _, err := e.ensureFile(ctx, n, builtMarker(n), marker{sysID: sysID, copyID: rc.RunID + "/" + n.Name, from: wantFrom}.String()); err != nil {
-		return err
-	}
-	return e.startNode(ctx, rc, n)
+	})
 }
 
-// checkNotPrimaryDir refuses a standby node whose data directory is a
-// primary-cluster node's on the same host.
-func checkNotPrimaryDir(cfg *cluster.Config, n *cluster.Node) error {
-	for _, p := range cfg.Primary.Nodes {
-		if p.Host == n.Host && path.Clean(p.DataDir) == path.Clean(n.DataDir) {
-			return permanent(fmt.Errorf("standby node %s has the data directory of primary-cluster node %s (%s on %s); sdr never replaces it",
-				n.Name, p.Name, n.DataDir, n.Host))
+// buildNode makes n a standby of up, resuming at its recorded phase.
+// wantFrom is, for a cascade, the main standby's current copy id.
+func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, p remoteFacts, view PrimaryView, wantFrom string) error {
+	log := rc.Log.With(zap.String("node", n.Name))
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return err
+	}
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return err
+	}
+	lock, err := e.lockNode(ctx, rc, a, lay)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	main, _ := e.mainStandby()
+	tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
+	if err := e.endLeftovers(ctx, log, a, lay, tss); err != nil {
+		return err
+	}
+
+	b := &nodeBuild{e: e, rc: rc, log: log, a: a, n: n, lay: lay, up: up, p: p, view: view, wantFrom: wantFrom, tss: tss}
+	if err := b.observe(ctx); err != nil {
+		return err
+	}
+	action, err := planNodeBuild(b.obs)
+	if err != nil {
+		return err
+	}
+	log.Info("rebuild of the node resumes", zap.String("action", string(action)), zap.String("phase", orNone(b.obs.Phase)),
+		zap.String("data_dir", string(b.verdict.Kind)))
+	stages := []struct {
+		from  buildAction
+		phase string
+		run   func(context.Context) error
+	}{
+		{actCopy, phaseCopied, b.copy},
+		{actConfigure, phaseConfigured, b.configure},
+		{actSwap, phaseSwapped, b.swap},
+		{actStart, phaseStarted, b.start},
+	}
+	if action == actDone {
+		log.Info("this run's copy already runs as a standby")
+		return b.setPhase(ctx, phaseStarted)
+	}
+	on := false
+	for _, s := range stages {
+		on = on || s.from == action
+		if !on {
+			continue
+		}
+		if err := s.run(ctx); err != nil {
+			return err
+		}
+		if err := b.setPhase(ctx, s.phase); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// lockNode takes the node-side lock on n's directories for as long as
+// this run works on them.
+func (e *Env) lockNode(ctx context.Context, rc *workflow.RunContext, a cluster.Access, lay nodeLayout) (*cluster.NodeLock, error) {
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	if _, err := a.Run(cctx, "mkdir -p "+q(lay.Work)+" && chmod 700 "+q(lay.Work), cluster.RunOpts{}); err != nil {
+		return nil, fmt.Errorf("while creating sdr's work directory %s on %s: %w", lay.Work, a.Node().Name, err)
+	}
+	host, _ := os.Hostname()
+	holder := fmt.Sprintf("sdr pid %d on %s, run %s, step %s", os.Getpid(), host, rc.RunID, rc.Step)
+	l, err := cluster.LockNode(cctx, a, lay.Lock(), holder, e.Config.Timeouts.Connect.Duration)
+	if err != nil {
+		return nil, fmt.Errorf("while locking the directories of %s: %w", a.Node().Name, err)
+	}
+	return l, nil
+}
+
+// endLeftovers ends whatever a killed run left running on n's directories
+// (a pg_basebackup and its WAL streaming child, a delete), then finishes
+// any delete that was cut short. This comes before anything touches them.
+func (e *Env) endLeftovers(ctx context.Context, log *zap.Logger, a cluster.Access, lay nodeLayout, tss []tsMap) error {
+	cctx, cancel := e.cmdCtx(ctx)
+	killed, err := cluster.KillTagged(cctx, a, lay.Work, leftoverGrace)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("while ending what an earlier run left running on %s: %w", a.Node().Name, err)
+	}
+	for _, k := range killed {
+		log.Warn("ended a process left by an earlier run", zap.Int("pid", k.PID), zap.String("command", k.Args))
+	}
+	lctx, cancel := e.longCtx(ctx)
+	defer cancel()
+	trashes := []string{lay.Trash()}
+	for _, t := range tss {
+		trashes = append(trashes, t.Live+".sdr/trash")
+	}
+	for _, tr := range trashes {
+		if err := cluster.EmptyTrash(lctx, a, tr); err != nil {
+			return fmt.Errorf("while finishing an earlier delete in %s on %s: %w", tr, a.Node().Name, err)
+		}
+	}
+	return nil
+}
+
+// nodeBuild is one node's rebuild in progress.
+type nodeBuild struct {
+	e        *Env
+	rc       *workflow.RunContext
+	log      *zap.Logger
+	a        cluster.Access
+	n        *cluster.Node
+	lay      nodeLayout
+	up       upstream
+	p        remoteFacts
+	view     PrimaryView
+	wantFrom string
+	tss      []tsMap
+
+	obs     buildObs
+	verdict Verdict
+	probe   cluster.DataDirProbe
+}
+
+// observe probes the node and reads the recorded phase and copy id.
+func (b *nodeBuild) observe(ctx context.Context) error {
+	files := []string{b.lay.NewComplete(), path.Join(b.lay.New(), markerName), path.Join(b.lay.New(), "standby.signal")}
+	extra := []string{b.lay.Old(), b.lay.New()}
+	for _, t := range b.tss {
+		extra = append(extra, t.Live, t.Live+".sdr/new", t.Live+".sdr/old")
+	}
+	o, pr, err := b.e.observeDir(ctx, b.n, b.lay, files, extra)
+	if err != nil {
+		return err
+	}
+	b.probe = pr
+	b.verdict = ClassifyDataDir(o, b.view, b.e.named(b.n.Name))
+	phase, err := b.rc.Phase(ctx, b.n.Name)
+	if err != nil {
+		return err
+	}
+	copyID, err := b.rc.Phase(ctx, copyPart(b.n.Name))
+	if err != nil {
+		return err
+	}
+	b.obs = buildObs{Node: b.n.Name, Phase: phase, CopyID: copyID, Verdict: b.verdict,
+		Running: o.Running, InRecovery: o.InRecovery, WantFrom: b.wantFrom}
+	if o.Marker != nil {
+		b.obs.DataCopy, b.obs.DataFrom = o.Marker.CopyID, o.Marker.From
+	}
+	b.obs.NewComplete = strings.TrimSpace(string(pr.Files[b.lay.NewComplete()]))
+	if m, ok := ParseCopyMarker(string(pr.Files[path.Join(b.lay.New(), markerName)])); ok && m.CopyID == b.obs.NewComplete {
+		_, signal := pr.Files[path.Join(b.lay.New(), "standby.signal")]
+		b.obs.NewReady = signal && m.Node == b.n.Name
+	}
+	return nil
+}
+
+func (b *nodeBuild) setPhase(ctx context.Context, phase string) error {
+	if err := b.rc.SetPhase(context.WithoutCancel(ctx), b.n.Name, phase); err != nil {
+		return err
+	}
+	b.log.Info("phase reached", zap.String("phase", phase))
+	return b.rc.Failpoint(phase + "@" + b.n.Name)
+}
+
+// copy saves the node's own files, then copies the upstream into <work>/new
+// with pg_basebackup (tablespaces into <location>.sdr/new beside each).
+func (b *nodeBuild) copy(ctx context.Context) error {
+	if err := b.saveOwnFiles(ctx); err != nil {
+		return err
+	}
+	if err := b.setPhase(ctx, phaseSaved); err != nil {
+		return err
+	}
+	copyID := b.rc.RunID + "/" + b.n.Name
+	if err := b.rc.SetPhase(context.WithoutCancel(ctx), copyPart(b.n.Name), copyID); err != nil {
+		return err
+	}
+	b.obs.CopyID = copyID
+	// A half-built copy of an earlier attempt goes to the trash first.
+	lctx, cancel := b.e.longCtx(ctx)
+	defer cancel()
+	stale := []struct{ dir, trash string }{{b.lay.New(), b.lay.Trash()}}
+	mk := []string{}
+	for _, t := range b.tss {
+		stale = append(stale, struct{ dir, trash string }{t.Live + ".sdr/new", t.Live + ".sdr/trash"})
+		mk = append(mk, q(t.Live+".sdr"))
+	}
+	for _, s := range stale {
+		if err := cluster.RemoveTree(lctx, b.a, s.dir, s.trash); err != nil {
+			return fmt.Errorf("while removing the half-built copy %s on %s: %w", s.dir, b.n.Name, err)
+		}
+	}
+	cmd := "rm -f " + q(b.lay.NewComplete())
+	if len(mk) > 0 {
+		cmd += " && mkdir -p " + strings.Join(mk, " ") + " && chmod 700 " + strings.Join(mk, " ")
+	}
+	if _, err := b.e.run(ctx, b.n, cmd, cluster.RunOpts{}); err != nil {
+		return err
+	}
+	conninfo := fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s",
+		conninfoQuote(b.up.Host), b.up.Port, conninfoQuote(b.e.Config.Replication.User), conninfoQuote(b.lay.Pgpass()),
+		conninfoQuote(cluster.AppName(b.e.Config.Name, b.n.Name)+"_basebackup"))
+	args := []string{"exec", bin(b.n, "pg_basebackup"), "-D", q(b.lay.New()), "-X", "stream", "-c", "fast", "-P", "-d", q(conninfo)}
+	if b.up.Slot != "" {
+		args = append(args, "-S", q(b.up.Slot))
+	}
+	for _, t := range b.tss {
+		args = append(args, q(tablespaceMappingArg(t.Upstream, t.Live+".sdr/new")))
+	}
+	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)))
+	pw := newProgressWriter(b.log)
+	start := time.Now()
+	if _, err := cluster.RunLong(lctx, b.a, b.lay.Work, strings.Join(args, " "), cluster.RunOpts{Stderr: pw}); err != nil {
+		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", b.n.Name, b.up.Node, err)
+	}
+	pw.flush()
+	if _, err := b.e.ensureFile(ctx, b.n, b.lay.NewComplete(), copyID+"\n"); err != nil {
+		return err
+	}
+	b.obs.NewComplete = copyID
+	b.log.Info("pg_basebackup finished", zap.String("dir", b.lay.New()), zap.Duration("took", time.Since(start)))
 	return nil
 }
 
 // saveOwnFiles copies the node's pg_hba.conf and pg_ident.conf aside,
 // once: a rerun after the swap must not save the copy's files instead.
-func (e *Env) saveOwnFiles(ctx context.Context, log *zap.Logger, n *cluster.Node) error {
-	saved, tmp := savedDir(n), savedDir(n)+".tmp"
+func (b *nodeBuild) saveOwnFiles(ctx context.Context) error {
+	saved, tmp := b.lay.Saved(), b.lay.Saved()+".tmp"
 	var cp []string
 	for _, f := range savedFiles {
-		cp = append(cp, fmt.Sprintf("if [ -f %[1]s ]; then cp -p %[1]s %[2]s/; fi", q(path.Join(n.DataDir, f)), q(tmp)))
+		cp = append(cp, fmt.Sprintf("if [ -f %[1]s ]; then cp -p %[1]s %[2]s/; fi", q(path.Join(b.lay.DataDir, f)), q(tmp)))
 	}
 	cmd := fmt.Sprintf("if [ -d %[1]s ]; then echo kept; exit 0; fi; rm -rf %[2]s && mkdir -p %[2]s && %[3]s && mv %[2]s %[1]s && ls %[1]s",
 		q(saved), q(tmp), strings.Join(cp, " && "))
-	out, err := e.run(ctx, n, cmd, cluster.RunOpts{})
+	out, err := b.e.run(ctx, b.n, cmd, cluster.RunOpts{})
 	if err != nil {
-		return fmt.Errorf("while saving pg_hba.conf and pg_ident.conf of %s: %w", n.Name, err)
+		return fmt.Errorf("while saving pg_hba.conf and pg_ident.conf of %s: %w", b.n.Name, err)
 	}
 	if strings.TrimSpace(out) == "kept" {
-		log.Info("own configuration files already saved", zap.String("dir", saved))
+		b.log.Info("own configuration files already saved", zap.String("dir", saved))
 	} else {
-		log.Info("own configuration files saved", zap.String("dir", saved), zap.String("files", strings.Join(strings.Fields(out), ",")))
+		b.log.Info("own configuration files saved", zap.String("dir", saved), zap.String("files", strings.Join(strings.Fields(out), ",")))
 	}
 	return nil
 }
 
-// basebackup copies the upstream into the node's work directory. A copy
-// left half-built by an earlier attempt, and its pg_basebackup if it still
-// runs, are removed first.
-func (e *Env) basebackup(ctx context.Context, log *zap.Logger, n *cluster.Node, up upstream) error {
-	pidf := basebackupPID(n)
-	clean := fmt.Sprintf(`if [ -f %[1]s ]; then p=$(cat %[1]s); if [ -n "$p" ] && grep -q pg_basebackup /proc/$p/cmdline 2>/dev/null; then kill $p; for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 $p 2>/dev/null || break; sleep 0.5; done; kill -9 $p 2>/dev/null; fi; rm -f %[1]s; fi; rm -rf %[2]s %[3]s`,
-		q(pidf), q(newDir(n)), q(newComplete(n)))
-	if _, err := e.run(ctx, n, clean, cluster.RunOpts{}); err != nil {
-		return fmt.Errorf("while removing the half-built copy of %s: %w", n.Name, err)
-	}
-	conninfo := fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s",
-		conninfoQuote(up.Host), up.Port, conninfoQuote(e.Config.Replication.User), conninfoQuote(pgpassPath(n)),
-		conninfoQuote(cluster.AppName(e.Config.Name, n.Name)+"_basebackup"))
-	args := []string{bin(n, "pg_basebackup"), "-D", q(newDir(n)), "-X", "stream", "-c", "fast", "-P", "-d", q(conninfo)}
-	if up.Slot != "" {
-		args = append(args, "-S", q(up.Slot))
-	}
-	cmd := fmt.Sprintf("echo $$ > %s && exec %s", q(pidf), strings.Join(args, " "))
-	a, err := e.access(ctx, n)
-	if err != nil {
-		return err
-	}
-	bctx, cancel := context.WithTimeout(ctx, e.Timeout)
-	defer cancel()
-	log.Info("pg_basebackup started", zap.String("from", up.Node), zap.String("slot", up.Slot))
-	pw := newProgressWriter(log)
-	if _, err := a.Run(bctx, cmd, cluster.RunOpts{Stderr: pw}); err != nil {
-		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", n.Name, up.Node, err)
-	}
-	pw.flush()
-	if _, err := e.run(ctx, n, fmt.Sprintf("rm -f %s && touch %s", q(pidf), q(newComplete(n))), cluster.RunOpts{}); err != nil {
-		return err
-	}
-	log.Info("pg_basebackup finished", zap.String("dir", newDir(n)))
-	return nil
-}
-
-// swapIn moves the finished copy into place, keeping the previous data
-// directory as old until 9_finish.
-func (e *Env) swapIn(ctx context.Context, log *zap.Logger, n *cluster.Node, sysID string) error {
-	var o swapObs
-	var err error
-	if o.DataDirExists, err = e.fileExists(ctx, n, n.DataDir); err != nil {
-		return err
-	}
-	if o.DataDirExists {
-		if running, err := e.pgRunning(ctx, n, n.DataDir); err != nil {
-			return err
-		} else if running {
-			return permanent(fmt.Errorf("PostgreSQL started in %s on %s during the rebuild; sdr never replaces a data directory in use", n.DataDir, n.Name))
-		}
-		if o.DataDirSysID, err = e.dirSystemID(ctx, n, n.DataDir); err != nil {
-			return err
-		}
-	}
-	if o.NewComplete, err = e.fileExists(ctx, n, newComplete(n)); err != nil {
-		return err
-	}
-	if o.OldExists, err = e.fileExists(ctx, n, oldDir(n)); err != nil {
-		return err
-	}
-	ops, err := planSwap(n.Name, o, sysID)
-	if err != nil {
-		return err
-	}
-	for _, op := range ops {
-		var cmd string
-		switch op {
-		case opKeepOld:
-			cmd = fmt.Sprintf("mv %s %s", q(n.DataDir), q(oldDir(n)))
-		case opDropSdrCopy:
-			cmd = fmt.Sprintf("rm -rf %s", q(n.DataDir))
-		case opMoveNewIn:
-			cmd = fmt.Sprintf("mv %s %s && rm -f %s", q(newDir(n)), q(n.DataDir), q(newComplete(n)))
-		}
-		if _, err := e.run(ctx, n, cmd, cluster.RunOpts{}); err != nil {
-			return fmt.Errorf("while swapping the new copy into %s on %s (%s): %w", n.DataDir, n.Name, op, err)
-		}
-		log.Info(string(op), zap.String("data_dir", n.DataDir))
-	}
-	return nil
-}
-
-// configureCopy puts the node's own pg_hba.conf and pg_ident.conf back,
-// adds sdr's replication block to pg_hba.conf, writes the standby settings
-// into postgresql.auto.conf and creates standby.signal.
-func (e *Env) configureCopy(ctx context.Context, n *cluster.Node) error {
-	var cp []string
+// configure makes the copy in <work>/new a fully configured standby before
+// it is swapped in: the node's own pg_hba.conf and pg_ident.conf, sdr's
+// replication block, the standby settings, standby.signal, sdr's marker,
+// and tablespace links that point at the node's own locations. Whatever
+// starts PostgreSQL in it from then on starts a standby.
+func (b *nodeBuild) configure(ctx context.Context) error {
+	dir := b.lay.New()
+	var cmds []string
 	for _, f := range savedFiles {
-		cp = append(cp, fmt.Sprintf("if [ -f %[1]s ]; then cp -p %[1]s %[2]s; fi", q(path.Join(savedDir(n), f)), q(path.Join(n.DataDir, f))))
+		cmds = append(cmds, fmt.Sprintf("if [ -f %[1]s ]; then cp -p %[1]s %[2]s; fi", q(path.Join(b.lay.Saved(), f)), q(path.Join(dir, f))))
 	}
-	if _, err := e.run(ctx, n, strings.Join(cp, " && "), cluster.RunOpts{}); err != nil {
-		return fmt.Errorf("while restoring pg_hba.conf and pg_ident.conf of %s: %w", n.Name, err)
+	for _, t := range b.tss {
+		cmds = append(cmds, fmt.Sprintf("ln -sfn %s %s", q(t.Live), q(path.Join(dir, "pg_tblspc", t.OID))))
 	}
-	a, err := e.access(ctx, n)
-	if err != nil {
-		return err
+	cmds = append(cmds, "touch "+q(path.Join(dir, "standby.signal")))
+	if _, err := b.e.run(ctx, b.n, strings.Join(cmds, " && "), cluster.RunOpts{}); err != nil {
+		return fmt.Errorf("while configuring the new copy of %s in %s: %w", b.n.Name, dir, err)
 	}
-	cctx, cancel := e.cmdCtx(ctx)
+	cctx, cancel := b.e.cmdCtx(ctx)
 	defer cancel()
-	from := append(append([]cluster.Node{}, e.Config.Standby.Nodes...), e.Config.Primary.Nodes...)
-	if err := editFile(cctx, a, path.Join(n.DataDir, "pg_hba.conf"), e.Config.Name, hbaLines(e.Config, from)); err != nil {
+	from := append(append([]cluster.Node{}, b.e.Config.Standby.Nodes...), b.e.Config.Primary.Nodes...)
+	if err := editFile(cctx, b.a, path.Join(dir, "pg_hba.conf"), b.e.Config.Name, hbaLines(b.e.Config, from)); err != nil {
 		return err
 	}
-	settings, err := a.ReadFile(cctx, standbyConfPath(n))
+	settings, err := b.a.ReadFile(cctx, b.lay.StandbyConf())
 	if err != nil {
-		return fmt.Errorf("while reading the settings prepared by 6_set_guc on %s: %w", n.Name, err)
+		return fmt.Errorf("while reading the settings prepared by 6_set_guc on %s: %w", b.n.Name, err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(settings)), "\n")
-	if err := editFile(cctx, a, path.Join(n.DataDir, "postgresql.auto.conf"), e.Config.Name, lines); err != nil {
+	if err := editFile(cctx, b.a, path.Join(dir, "postgresql.auto.conf"), b.e.Config.Name, lines); err != nil {
 		return err
 	}
-	if _, err := a.Run(cctx, "touch "+q(path.Join(n.DataDir, "standby.signal")), cluster.RunOpts{}); err != nil {
+	m := CopyMarker{Pair: b.e.Config.Name, Node: b.n.Name, SystemID: b.p.SystemID, CopyID: b.obs.CopyID, From: b.wantFrom}
+	if err := b.a.WriteFile(cctx, path.Join(dir, markerName), []byte(m.String()), 0o600); err != nil {
+		return fmt.Errorf("while writing sdr's marker into the new copy of %s: %w", b.n.Name, err)
+	}
+	b.log.Info("new copy configured as a standby", zap.String("dir", dir), zap.String("upstream", b.up.Node))
+	return nil
+}
+
+// swap moves the configured copy into place in one remote action, which
+// checks right before the renames that no PostgreSQL runs in the data
+// directory. Tablespaces are swapped first, the data directory last, so
+// that a data directory holding this copy means the whole copy is in place.
+func (b *nodeBuild) swap(ctx context.Context) error {
+	if err := b.observe(ctx); err != nil { // the swap may have been cut short
 		return err
+	}
+	var ops []renameOp
+	for _, t := range b.tss {
+		ops = append(ops, tablespaceSwap(t.Live, b.lay.TrashName("tablespace-"+t.OID, b.obs.CopyID),
+			b.probe.Extra[t.Live].Exists, b.probe.Extra[t.Live+".sdr/new"].Exists, b.probe.Extra[t.Live+".sdr/old"].Exists)...)
+	}
+	// A tablespace's trash must be on its own filesystem.
+	for i := range ops {
+		for _, t := range b.tss {
+			if ops[i].From == t.Live && strings.HasPrefix(ops[i].To, b.lay.Trash()) {
+				ops[i].To = path.Join(t.Live+".sdr/trash", path.Base(ops[i].To))
+			}
+		}
+	}
+	if b.obs.DataCopy != b.obs.CopyID || b.obs.CopyID == "" {
+		dataOps, err := planSwap(b.n.Name, swapObs{Verdict: b.verdict, DataDir: b.lay.DataDir, DataExist: b.probe.Dir.Exists,
+			OldExists: b.probe.Extra[b.lay.Old()].Exists, Keep: b.lay.Kept(b.obs.CopyID), Old: b.lay.Old(), New: b.lay.New(),
+			Trash: b.lay.TrashName("data", b.obs.CopyID)})
+		if err != nil {
+			return err
+		}
+		ops = append(ops, dataOps...)
+	}
+	renames := make([]cluster.Rename, len(ops))
+	mk := []string{q(b.lay.Trash())}
+	for i, op := range ops {
+		renames[i] = cluster.Rename{From: op.From, To: op.To}
+		mk = append(mk, q(path.Dir(op.To)))
+	}
+	if _, err := b.e.run(ctx, b.n, "mkdir -p "+strings.Join(mk, " "), cluster.RunOpts{}); err != nil {
+		return err
+	}
+	cctx, cancel := b.e.cmdCtx(ctx)
+	done, err := cluster.RenameAll(cctx, b.a, []string{b.lay.DataDir}, renames)
+	cancel()
+	for _, r := range renames[:done] {
+		b.log.Info("renamed", zap.String("from", r.From), zap.String("to", r.To))
+		if b.verdict.KeepAside && r.From == b.lay.DataDir {
+			b.log.Warn("the diverged data directory is kept; sdr never deletes it", zap.String("kept_in", r.To))
+		}
+	}
+	if err != nil {
+		if errors.Is(err, cluster.ErrInUse) {
+			return permanent(fmt.Errorf("PostgreSQL runs in %s on %s: sdr never replaces a data directory in use; stop it and keep it stopped, then rerun: %w",
+				b.lay.DataDir, b.n.Name, err))
+		}
+		return fmt.Errorf("while swapping the new copy into %s on %s: %w", b.lay.DataDir, b.n.Name, err)
+	}
+	lctx, lcancel := b.e.longCtx(ctx)
+	defer lcancel()
+	if err := b.emptyTrashes(lctx); err != nil {
+		return err
+	}
+	_, err = b.e.run(ctx, b.n, "rm -f "+q(b.lay.NewComplete()), cluster.RunOpts{})
+	return err
+}
+
+func (b *nodeBuild) emptyTrashes(ctx context.Context) error {
+	trashes := []string{b.lay.Trash()}
+	for _, t := range b.tss {
+		trashes = append(trashes, t.Live+".sdr/trash")
+	}
+	for _, tr := range trashes {
+		if err := cluster.EmptyTrash(ctx, b.a, tr); err != nil {
+			return fmt.Errorf("while deleting %s on %s: %w", tr, b.n.Name, err)
+		}
 	}
 	return nil
+}
+
+// start starts PostgreSQL on the node.
+func (b *nodeBuild) start(ctx context.Context) error {
+	return b.e.startNode(ctx, b.rc, b.n)
 }
 
 // editFile replaces sdr's marked block in a file, keeping every other line.
 func editFile(ctx context.Context, a cluster.Access, p, marker string, lines []string) error {
 	old, err := a.ReadFile(ctx, p)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("while reading %s on %s: %w", p, a.Node().Name, err)
 	}
 	updated := cluster.ReplaceBlock(string(old), marker, lines)
@@ -321,18 +495,34 @@ func editFile(ctx context.Context, a cluster.Access, p, marker string, lines []s
 	return nil
 }
 
-// startNode starts PostgreSQL on n unless it runs.
+// startNode starts PostgreSQL on n unless it runs, waiting until it
+// accepts connections, bounded by --timeout. It is never started under
+// the tag of sdr's long commands, so that no cleanup of a later run can
+// mistake it for a leftover.
 func (e *Env) startNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
-	running, err := e.pgRunning(ctx, n, n.DataDir)
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return err
+	}
+	running, err := e.pgRunning(ctx, n, lay.DataDir)
 	if err != nil {
 		return err
 	}
 	if running {
 		return nil
 	}
-	secs := int(e.Config.Timeouts.Command.Seconds())
-	cmd := fmt.Sprintf("mkdir -p %s && %s start -D %s -l %s -w -t %d", q(path.Dir(n.LogFile)), bin(n, "pg_ctl"), q(n.DataDir), q(n.LogFile), secs)
-	if _, err := e.run(ctx, n, cmd, cluster.RunOpts{}); err != nil {
+	lctx, cancel := e.longCtx(ctx)
+	defer cancel()
+	a, err := e.access(lctx, n)
+	if err != nil {
+		return err
+	}
+	secs := int(e.Timeout.Seconds())
+	if secs <= 0 {
+		secs = int(cluster.DefaultWaitTimeout.Seconds())
+	}
+	cmd := fmt.Sprintf("mkdir -p %s && %s start -D %s -l %s -w -t %d", q(path.Dir(n.LogFile)), bin(n, "pg_ctl"), q(lay.DataDir), q(n.LogFile), secs)
+	if _, err := a.Run(lctx, cmd, cluster.RunOpts{}); err != nil {
 		return fmt.Errorf("while starting %s (see %s on it): %w", n.Name, n.LogFile, err)
 	}
 	rc.Log.Info("started", zap.String("node", n.Name))

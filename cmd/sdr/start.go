@@ -32,7 +32,10 @@ runs, such as the original wal_keep_size, are kept).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "role", Required: true, Usage: "`primary` (run on the primary side) or standby (run on the DR side)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "bound for waits (primary: for the main standby to stream; standby: for the primary to accept the replication user, for each pg_basebackup, for streaming); default timeouts.wait from the config"},
-			&cli.BoolFlag{Name: "restart", Usage: "forget recorded step progress and start again from step 1"},
+			&cli.BoolFlag{Name: "restart", Usage: "forget recorded step progress and start again from step 1 (every DR node is copied again)"},
+			&cli.StringSliceFlag{Name: "replace-diverged", Usage: "standby role: allow the rebuild to replace `NODE`'s data directory although it is diverged " +
+				"(promoted, may hold writes the primary does not have) or not recognised as an sdr copy; it is moved aside into " +
+				"<data_dir>.sdr/diverged-* and kept, never deleted. Repeat for several nodes. Never applies to a primary-cluster node"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -42,7 +45,11 @@ runs, such as the original wal_keep_size, are kept).`,
 			if err != nil {
 				return usagef("--role: %w", err)
 			}
-			return runStart(c, readGlobals(c), role, c.Duration("timeout"), c.Bool("restart"))
+			named := c.StringSlice("replace-diverged")
+			if len(named) > 0 && role != workflow.RoleStandby {
+				return usagef("--replace-diverged applies to --role standby only")
+			}
+			return runStart(c, readGlobals(c), role, c.Duration("timeout"), c.Bool("restart"), named)
 		},
 	}
 }
@@ -72,7 +79,7 @@ func openStore(g globals, pair string) (*store.DB, error) {
 	return db, nil
 }
 
-func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Duration, restart bool) error {
+func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Duration, restart bool, replaceDiverged []string) error {
 	ctx := c.Context
 	if timeout < 0 {
 		return usagef("--timeout must be positive, got %s", timeout)
@@ -87,6 +94,11 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	}
 	if timeout == 0 {
 		timeout = cfg.Timeouts.Wait.Duration
+	}
+	for _, n := range replaceDiverged {
+		if _, ok := cfg.Node(n); !ok || cfg.IsPrimaryNode(n) {
+			return usagef("--replace-diverged %s: not a node of the standby cluster in %s", n, cfg.Path)
+		}
 	}
 	log, closeLog, err := newLogger(c.App.ErrWriter, g.logFile, g.verbose)
 	if err != nil {
@@ -118,7 +130,7 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	}
 	pool := cluster.Open(ctx, cfg, cmdLog)
 	defer pool.Close()
-	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout}
+	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout, ReplaceDiverged: replaceDiverged}
 	wf := steps.Start(role, env)
 	inputs := cfg.Inputs()
 	inputs["action"], inputs["role"] = wf.Action, string(role)

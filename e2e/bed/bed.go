@@ -422,7 +422,8 @@ func (b *Bed) setupSSH(ctx context.Context) error {
 	if len(f) < 2 {
 		return fmt.Errorf("bad host key %q", hostPub)
 	}
-	kh := fmt.Sprintf("[127.0.0.1]:%d %s %s\n", b.SSHPort, f[0], f[1])
+	// The same host key under the names tests use for this host.
+	kh := fmt.Sprintf("[127.0.0.1]:%d %s %s\n[localhost]:%d %s %s\n", b.SSHPort, f[0], f[1], b.SSHPort, f[0], f[1])
 	if err := os.WriteFile(b.KnownHosts, []byte(kh), 0o644); err != nil {
 		return err
 	}
@@ -590,6 +591,7 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '%s'
 cluster_name = '%s'
 wal_keep_size = '256MB'
+log_replication_commands = on
 # sdr-bed end
 `, n.Port, n.SocketDir, n.Name)
 	return os.WriteFile(path, []byte(s), 0o600) // existing file: owner kept

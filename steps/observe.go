@@ -1,0 +1,195 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+)
+
+// observeDir probes n's data directory in one round trip (plus one query
+// when PostgreSQL runs there) and returns what the classifier needs, with
+// the probe itself. files and extra are passed on to the probe.
+func (e *Env) observeDir(ctx context.Context, n *cluster.Node, lay nodeLayout, files, extra []string) (DirObs, cluster.DataDirProbe, error) {
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return DirObs{}, cluster.DataDirProbe{}, err
+	}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	files = append([]string{markerName, lay.LegacyBuilt()}, files...)
+	pr, err := cluster.ProbeDataDir(cctx, a, n.BinDir, lay.DataDir, files, extra)
+	if err != nil {
+		return DirObs{}, pr, fmt.Errorf("while probing data directory %s on %s: %w", lay.DataDir, n.Name, err)
+	}
+	o := dirObsFromProbe(n, pr, lay)
+	if o.Running {
+		if err := e.observeRunning(cctx, n, &o); err != nil {
+			return o, pr, err
+		}
+	}
+	return o, pr, nil
+}
+
+// dirObsFromProbe turns a probe into the classifier's input.
+func dirObsFromProbe(n *cluster.Node, pr cluster.DataDirProbe, lay nodeLayout) DirObs {
+	o := DirObs{
+		Node: n.Name, Path: n.DataDir,
+		Identity: DirIdentity{Node: n.Name, Machine: pr.Machine.MachineID, RealPath: pr.Dir.RealPath, Dev: pr.Dir.Dev, Ino: pr.Dir.Ino},
+		Exists:   pr.Dir.Exists, Empty: pr.Dir.Empty,
+		Running: pr.PostmasterAlive, ControlErr: pr.ControlErr,
+	}
+	if c := pr.Control; c != nil {
+		o.HasControl = true
+		o.SystemID, o.ClusterState, o.TimeLineID = c.SystemID, c.State, c.TimeLineID
+	}
+	if b, ok := pr.Files[markerName]; ok {
+		if m, ok := ParseCopyMarker(string(b)); ok {
+			o.Marker = &m
+		}
+	}
+	if b, ok := pr.Files[lay.LegacyBuilt()]; ok {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			o.LegacyMarker = f[0]
+		}
+	}
+	return o
+}
+
+const runningDirSQL = `SELECT pg_is_in_recovery(), coalesce(w.sender_host, ''), coalesce(w.sender_port, 0),
+	coalesce(w.slot_name, ''), coalesce(w.conninfo, '')
+	FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`
+
+// observeRunning asks the PostgreSQL running in n's data directory
+// whether it is in recovery and where it streams from.
+func (e *Env) observeRunning(ctx context.Context, n *cluster.Node, o *DirObs) error {
+	return e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
+		var host, slot, conninfo string
+		var port int
+		if err := c.QueryRow(ctx, runningDirSQL).Scan(&o.InRecovery, &host, &port, &slot, &conninfo); err != nil {
+			return fmt.Errorf("while asking the PostgreSQL running on %s what it is: %w", n.Name, err)
+		}
+		if host != "" {
+			o.Upstream = &UpstreamObs{Host: host, Port: port, Slot: slot, AppName: conninfoValue(conninfo, "application_name")}
+		}
+		return nil
+	})
+}
+
+// conninfoValue returns key's value in a libpq key=value connection
+// string ("" when it is not there).
+func conninfoValue(conninfo, key string) string {
+	s := conninfo
+	for {
+		s = strings.TrimLeft(s, " \t\n")
+		if s == "" {
+			return ""
+		}
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 {
+			return ""
+		}
+		k := strings.TrimSpace(s[:eq])
+		s = strings.TrimLeft(s[eq+1:], " \t")
+		var v strings.Builder
+		if strings.HasPrefix(s, "'") {
+			s = s[1:]
+			for len(s) > 0 && s[0] != '\'' {
+				if s[0] == '\\' && len(s) > 1 {
+					s = s[1:]
+				}
+				v.WriteByte(s[0])
+				s = s[1:]
+			}
+			if len(s) > 0 {
+				s = s[1:]
+			}
+		} else {
+			i := strings.IndexAny(s, " \t\n")
+			if i < 0 {
+				i = len(s)
+			}
+			v.WriteString(s[:i])
+			s = s[i:]
+		}
+		if k == key {
+			return v.String()
+		}
+	}
+}
+
+// primaryView is what the classifier knows of the primary: its system
+// identifier and timeline, and where the primary-cluster nodes' data
+// directories really are. Primary-cluster nodes that cannot be reached
+// over SSH from here are left out (logged): the checks on pg_control and
+// sdr's markers still apply to every DR node.
+func (e *Env) primaryView(ctx context.Context, log *zap.Logger, p remoteFacts) PrimaryView {
+	pair := e.Config.Name
+	v := PrimaryView{Pair: pair, SystemID: p.SystemID, TimeLineID: p.TimeLineID,
+		AppName:  func(node string) string { return cluster.AppName(pair, node) },
+		SlotName: func(node string) string { return cluster.SlotName(pair, node) },
+	}
+	nodes := e.primaryNodes()
+	ids := make([]*DirIdentity, len(nodes))
+	_ = forEach(ctx, nodes, func(ctx context.Context, pn *cluster.Node) error {
+		cctx, cancel := e.cmdCtx(ctx)
+		defer cancel()
+		a, err := e.access(cctx, pn)
+		if err == nil {
+			var m cluster.Machine
+			var infos map[string]cluster.PathInfo
+			m, infos, err = cluster.StatPaths(cctx, a, pn.DataDir)
+			if err == nil {
+				pi := infos[pn.DataDir]
+				ids[indexOf(nodes, pn)] = &DirIdentity{Node: pn.Name, Machine: m.MachineID, RealPath: pi.RealPath, Dev: pi.Dev, Ino: pi.Ino}
+				return nil
+			}
+		}
+		log.Info("primary-cluster node not probed; its data directory is recognised by pg_control and sdr's markers only",
+			zap.String("node", pn.Name), zap.Error(err))
+		return nil
+	})
+	for _, id := range ids {
+		if id != nil {
+			v.Nodes = append(v.Nodes, *id)
+		}
+	}
+	return v
+}
+
+// layoutProblems lists what makes a DR node's layout unusable for a
+// rebuild by renames: a data_dir that is a mount point, a work directory
+// on another filesystem, tablespace locations that cannot be made beside
+// the primary's. Each names the node, the path and what to change.
+func layoutProblems(node string, lay nodeLayout, data, parent, work cluster.PathInfo, tss []tsMap, paths map[string]cluster.PathInfo) []string {
+	var out []string
+	if data.MountPoint {
+		out = append(out, fmt.Sprintf("DR node %s: data_dir %s is a mount point: sdr builds the new copy beside the data directory and swaps it in "+
+			"with a rename, which cannot replace a mount point; set data_dir to a directory inside the mount (for example %s) and move the data there",
+			node, lay.DataDir, path.Join(lay.DataDir, "data")))
+	}
+	if work.Exists && (!work.IsDir || work.IsSymlink || work.MountPoint || work.Dev != parent.Dev || work.Mount != parent.Mount) {
+		out = append(out, fmt.Sprintf("DR node %s: sdr's work directory %s is not a plain directory on the filesystem of %s: "+
+			"renames between them would copy; remove it (sdr creates it again) or move it onto that filesystem", node, lay.Work, lay.DataDir))
+	}
+	for _, t := range tss {
+		parent := paths[path.Dir(t.Live)]
+		live := paths[t.Live]
+		switch {
+		case !parent.Exists || !parent.IsDir:
+			out = append(out, fmt.Sprintf("DR node %s: tablespace %s lives in %s on the primary; its copy on %s goes beside it, in %s, "+
+				"but %s does not exist there: create it (owned by the PostgreSQL OS user)", node, t.Name, t.Primary, node, t.Live, path.Dir(t.Live)))
+		case live.MountPoint:
+			out = append(out, fmt.Sprintf("DR node %s: tablespace %s's location %s is a mount point: it cannot be swapped by a rename; "+
+				"unmount it or move the mount to %s", node, t.Name, t.Live, path.Dir(t.Live)))
+		case strings.HasPrefix(t.Live+"/", lay.DataDir+"/") || strings.HasPrefix(lay.DataDir+"/", t.Live+"/"):
+			out = append(out, fmt.Sprintf("DR node %s: tablespace %s's location %s and the data directory %s overlap", node, t.Name, t.Live, lay.DataDir))
+		}
+	}
+	return out
+}
