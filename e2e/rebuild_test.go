@@ -68,7 +68,7 @@ func noLeftovers(t *testing.T, b *bed.Bed) {
 				continue
 			}
 			cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
-			if bytes.Contains(raw, []byte("SDR_TASK="+b.Dir)) || (bytes.Contains(cmd, []byte("pg_basebackup")) && bytes.Contains(cmd, []byte(b.Dir))) {
+			if bytes.Contains(raw, []byte("SDR_TASK="+strings.ReplaceAll(b.Dir, "/", ":"))) || (bytes.Contains(cmd, []byte("pg_basebackup")) && bytes.Contains(cmd, []byte(b.Dir))) {
 				left = append(left, filepath.Dir(p)+": "+string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})))
 			}
 		}

@@ -246,7 +246,7 @@ func TestStandbySettings(t *testing.T) {
 			},
 		},
 		{
-			name: "cascade streams from the main standby without a slot",
+			name: "cascade streams from the main standby through its own slot there",
 			cfg:  cfg, node: cascade, up: ups["dc2-b"], passfile: "/pg/data.sdr/pgpass",
 			want: []string{
 				"port = 5434",
@@ -254,7 +254,7 @@ func TestStandbySettings(t *testing.T) {
 				"cluster_name = 'dc2-b'",
 				"hot_standby = on",
 				"primary_conninfo = 'host=10.0.1.1 port=5433 user=repl passfile=/pg/data.sdr/pgpass application_name=sdr_pair1_dc2_b connect_timeout=10'",
-				"primary_slot_name = ''",
+				"primary_slot_name = 'sdr_pair1_dc2_b'",
 				"recovery_target_timeline = 'latest'",
 			},
 		},
@@ -316,7 +316,7 @@ func TestUpstreams(t *testing.T) {
 	ups := (&Env{Config: cfg}).upstreams(&cfg.Primary.Nodes[0])
 	want := map[string]upstream{
 		"dc2-a": {Node: "dc1-a", Host: "10.0.0.1", Port: 5432, Slot: cluster.SlotName("pair1", "dc2-a")},
-		"dc2-b": {Node: "dc2-a", Host: "10.0.1.1", Port: 5433},
+		"dc2-b": {Node: "dc2-a", Host: "10.0.1.1", Port: 5433, Slot: cluster.SlotName("pair1", "dc2-b")},
 	}
 	if len(ups) != len(want) {
 		t.Fatalf("upstreams = %v, want %v", ups, want)

@@ -2,6 +2,8 @@ package steps
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"path"
 	"strings"
@@ -26,6 +28,23 @@ func (l nodeLayout) Lock() string        { return path.Join(l.Work, "lock") }
 func (l nodeLayout) Pgpass() string      { return path.Join(l.Work, "pgpass") }
 func (l nodeLayout) StandbyConf() string { return path.Join(l.Work, "standby.conf") }
 func (l nodeLayout) LegacyBuilt() string { return path.Join(l.Work, "built") }
+
+// Tag is the tag of the long commands sdr runs on this node's directories
+// (cluster.RunLong): the work directory's path, readable ("/" as ":"),
+// with a short hash that keeps it unique.
+func (l nodeLayout) Tag() string {
+	readable := strings.Map(func(r rune) rune {
+		switch {
+		case r == '/':
+			return ':'
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune("_.@+,-", r):
+			return r
+		}
+		return '_'
+	}, l.Work)
+	sum := sha256.Sum256([]byte(l.Work))
+	return readable + "." + hex.EncodeToString(sum[:4])
+}
 
 // Kept is where a diverged data directory named by the operator is kept.
 // sdr never deletes it.

@@ -192,7 +192,7 @@ func (e *Env) lockNode(ctx context.Context, rc *workflow.RunContext, a cluster.A
 // any delete that was cut short. This comes before anything touches them.
 func (e *Env) endLeftovers(ctx context.Context, log *zap.Logger, a cluster.Access, lay nodeLayout, tss []tsMap) error {
 	cctx, cancel := e.cmdCtx(ctx)
-	killed, err := cluster.KillTagged(cctx, a, lay.Work, leftoverGrace)
+	killed, err := cluster.KillTagged(cctx, a, lay.Tag(), leftoverGrace)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("while ending what an earlier run left running on %s: %w", a.Node().Name, err)
@@ -323,7 +323,7 @@ func (b *nodeBuild) copy(ctx context.Context) error {
 	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)))
 	pw := newProgressWriter(b.log)
 	start := time.Now()
-	if _, err := cluster.RunLong(lctx, b.a, b.lay.Work, strings.Join(args, " "), cluster.RunOpts{Stderr: pw}); err != nil {
+	if _, err := cluster.RunLong(lctx, b.a, b.lay.Tag(), strings.Join(args, " "), cluster.RunOpts{Stderr: pw}); err != nil {
 		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", b.n.Name, b.up.Node, err)
 	}
 	pw.flush()
