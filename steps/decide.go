@@ -237,6 +237,11 @@ func standbySettings(cfg *cluster.Config, n *cluster.Node, up upstream, passfile
 		"unix_socket_directories = " + confQuote(n.SocketDir),
 		"cluster_name = " + confQuote(n.Name),
 		"hot_standby = on",
+		// Set here, not inherited: pg_basebackup copies whatever the
+		// upstream had. On: queries on the DR copy are not cancelled by
+		// vacuum on the upstream; the upstream keeps the rows they need
+		// (bounded by how long the longest query on the copy runs).
+		"hot_standby_feedback = on",
 		"primary_conninfo = " + confQuote(conninfo),
 	}
 	if up.Slot != "" {
