@@ -29,16 +29,6 @@ type Env struct {
 	Timeout time.Duration
 }
 
-// Values saved by steps (write-once, never secrets).
-const (
-	valWalKeepSize     = "primary.wal_keep_size.original"     // e.g. "0" (MB)
-	valWalKeepSizeAuto = "primary.wal_keep_size.in_auto_conf" // "true" when postgresql.auto.conf set it
-)
-
-// raisedWalKeepSizeMB is what 4_retain_wal raises wal_keep_size to (when
-// it is lower) while the main standby is being built.
-const raisedWalKeepSizeMB = 1024
-
 // cmdCtx bounds one remote command or SQL call.
 func (e *Env) cmdCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, e.Config.Timeouts.Command.Duration)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -14,7 +12,7 @@ import (
 )
 
 // prepareReplicationPrimary creates or refreshes the replication role on
-// the primary and saves the original wal_keep_size (write-once).
+// the primary.
 func (e *Env) prepareReplicationPrimary(ctx context.Context, rc *workflow.RunContext) error {
 	p, _, err := e.findPrimary(ctx)
 	if err != nil {
@@ -48,21 +46,6 @@ func (e *Env) prepareReplicationPrimary(ctx context.Context, rc *workflow.RunCon
 		} else {
 			rc.Log.Info("replication role already up to date", zap.String("node", p.Name), zap.String("role", user))
 		}
-		var setting, source string
-		var sourcefile *string
-		if err := c.QueryRow(ctx, `SELECT setting, source, sourcefile FROM pg_settings WHERE name = 'wal_keep_size'`).
-			Scan(&setting, &source, &sourcefile); err != nil {
-			return fmt.Errorf("while reading wal_keep_size on %s: %w", p.Name, err)
-		}
-		inAuto := sourcefile != nil && strings.HasSuffix(*sourcefile, "postgresql.auto.conf")
-		if _, err := rc.SaveOnce(ctx, valWalKeepSizeAuto, strconv.FormatBool(inAuto)); err != nil {
-			return err
-		}
-		orig, err := rc.SaveOnce(ctx, valWalKeepSize, setting)
-		if err != nil {
-			return err
-		}
-		rc.Log.Info("original wal_keep_size saved", zap.String("node", p.Name), zap.String("wal_keep_size_mb", orig))
 		return nil
 	})
 }

@@ -37,23 +37,64 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 		default:
 			rc.Log.Info("replication slot already exists", zap.String("node", p.Name), zap.String("slot", slot))
 		}
-		var cur int
-		if err := c.QueryRow(ctx, `SELECT setting::int FROM pg_settings WHERE name = 'wal_keep_size'`).Scan(&cur); err != nil {
-			return fmt.Errorf("while reading wal_keep_size on %s: %w", p.Name, err)
-		}
-		if cur >= raisedWalKeepSizeMB {
-			rc.Log.Info("wal_keep_size already high enough", zap.String("node", p.Name), zap.Int("wal_keep_size_mb", cur))
-			return nil
-		}
-		if _, err := c.Exec(ctx, "ALTER SYSTEM SET wal_keep_size = '"+strconv.Itoa(raisedWalKeepSizeMB)+"MB'"); err != nil {
-			return fmt.Errorf("while raising wal_keep_size on %s: %w", p.Name, err)
-		}
-		if err := reloadAndWait(ctx, c, "wal_keep_size", strconv.Itoa(raisedWalKeepSizeMB)); err != nil {
-			return fmt.Errorf("on %s: %w", p.Name, err)
-		}
-		rc.Log.Info("wal_keep_size raised", zap.String("node", p.Name), zap.Int("from_mb", cur), zap.Int("to_mb", raisedWalKeepSizeMB))
-		return nil
+		return e.raiseWalKeep(ctx, rc, p.Name, c)
 	})
+}
+
+// raiseWalKeep raises wal_keep_size when it is lower than
+// raisedWalKeepSizeMB and records the change for 9_finish (walkeep.go).
+// The record is written before the change, so that a crash in between
+// leaves a record whose value is not in effect, which 9_finish ignores.
+func (e *Env) raiseWalKeep(ctx context.Context, rc *workflow.RunContext, node string, c *pgx.Conn) error {
+	o, err := queryWalKeep(ctx, c)
+	if err != nil {
+		return fmt.Errorf("while reading wal_keep_size on %s: %w", node, err)
+	}
+	prev, err := savedWalKeepChange(ctx, rc)
+	if err != nil {
+		return err
+	}
+	d := decideWalKeepRaise(o, prev, raisedWalKeepSizeMB)
+	switch {
+	case d.Record == nil && prev != nil:
+		if err := rc.Forget(ctx, valWalKeepChange); err != nil {
+			return err
+		}
+	case d.Record != nil && (prev == nil || *d.Record != *prev):
+		if prev != nil {
+			if err := rc.Forget(ctx, valWalKeepChange); err != nil {
+				return err
+			}
+		}
+		if _, err := rc.SaveOnce(ctx, valWalKeepChange, d.Record.String()); err != nil {
+			return err
+		}
+	}
+	if !d.Raise {
+		rc.Log.Info("wal_keep_size left as it is: "+d.Why, zap.String("node", node), zap.Int("wal_keep_size_mb", o.MB))
+		return nil
+	}
+	if _, err := c.Exec(ctx, fmt.Sprintf("ALTER SYSTEM SET wal_keep_size = '%dMB'", d.Record.ToMB)); err != nil {
+		return fmt.Errorf("while raising wal_keep_size on %s: %w", node, err)
+	}
+	if err := reloadAndWait(ctx, c, "wal_keep_size", strconv.Itoa(d.Record.ToMB)); err != nil {
+		return fmt.Errorf("on %s: %w", node, err)
+	}
+	rc.Log.Info("wal_keep_size raised", zap.String("node", node), zap.String("from", o.String()), zap.Int("to_mb", d.Record.ToMB))
+	return nil
+}
+
+// savedWalKeepChange returns the change record of 4_retain_wal, or nil.
+func savedWalKeepChange(ctx context.Context, rc *workflow.RunContext) (*walKeepChange, error) {
+	v, ok, err := rc.Value(ctx, valWalKeepChange)
+	if err != nil || !ok {
+		return nil, err
+	}
+	c, err := parseWalKeepChange(v)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("%w: the state file was edited or written by another version; check wal_keep_size on the primary yourself, then rerun with --restart", err))
+	}
+	return &c, nil
 }
 
 // reloadAndWait reloads the configuration and waits (bounded by ctx) until

@@ -21,9 +21,9 @@ func startSteps(e *Env) []workflow.Step {
 		{Num: 1, Name: "1_prepare", Short: "validate the config and record this run's inputs", Roles: both, Run: e.prepare},
 		{Num: 2, Name: "2_check_cluster", Short: "check the primary cluster: SSH, PostgreSQL up, one primary, WAL settings, version", Roles: primaryOnly, Run: e.checkPrimaryCluster},
 		{Num: 2, Name: "2_check_cluster", Short: "check the standby nodes and reach the remote primary with the replication user", Roles: standbyOnly, Run: e.checkStandbyCluster},
-		{Num: 3, Name: "3_prepare_replication", Short: "create or refresh the replication role; save the original wal_keep_size once", Roles: primaryOnly, Run: e.prepareReplicationPrimary},
-		{Num: 3, Name: "3_prepare_replication", Short: "drop stale sdr slots and install the replication password file on the standby nodes", Roles: standbyOnly, Run: e.prepareReplicationStandby},
-		{Num: 4, Name: "4_retain_wal", Short: "create the main standby's replication slot and raise wal_keep_size", Roles: primaryOnly, Run: e.retainWAL},
+		{Num: 3, Name: "3_prepare_replication", Short: "create or refresh the replication role (LOGIN REPLICATION only)", Roles: primaryOnly, Run: e.prepareReplicationPrimary},
+		{Num: 3, Name: "3_prepare_replication", Short: "drop this pair's stale slots and install the replication password file on the standby nodes", Roles: standbyOnly, Run: e.prepareReplicationStandby},
+		{Num: 4, Name: "4_retain_wal", Short: "create the main standby's replication slot; raise wal_keep_size if lower, recording the change", Roles: primaryOnly, Run: e.retainWAL},
 		{Num: 5, Name: "5_open_access", Short: "add sdr's pg_hba.conf block for the standby nodes on every primary-cluster node", Roles: primaryOnly, Run: e.openAccess},
 		{Num: 5, Name: "5_stop_cluster", Short: "stop every standby node cleanly", Roles: standbyOnly, Run: e.stopStandbyCluster},
 		{Num: 6, Name: "6_set_guc", Short: "prepare each standby node's settings (primary_conninfo, slot, timeline)", Roles: standbyOnly, Run: e.setGUC},
@@ -33,7 +33,7 @@ func startSteps(e *Env) []workflow.Step {
 			OnStart: workflow.StateFullBackup, OnDone: workflow.StateArchive, OnFail: workflow.StateBackupFail, Run: e.waitStandby},
 		{Num: 8, Name: "8_start_cluster", Short: "start every standby node and check that each streams from its upstream", Roles: standbyOnly,
 			OnDone: workflow.StateRecovery, OnFail: workflow.StateRecoveryFail, Run: e.startStandbyCluster},
-		{Num: 9, Name: "9_finish", Short: "restore wal_keep_size to its saved original (the slot keeps WAL now)", Roles: primaryOnly, Run: e.finishPrimary},
+		{Num: 9, Name: "9_finish", Short: "put wal_keep_size back if sdr raised it and nobody changed it since (the slot keeps WAL now)", Roles: primaryOnly, Run: e.finishPrimary},
 		{Num: 9, Name: "9_finish", Short: "remove the saved copies and the old data directories", Roles: standbyOnly, Run: e.finishStandby},
 	}
 }

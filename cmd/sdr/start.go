@@ -28,7 +28,8 @@ func startCommand() *cli.Command {
 A rerun with the same config starts at the first step that is not done, after
 re-checking the live cluster. A rerun whose config changed is refused and the
 changes are named; --restart starts again from step 1 (values saved by earlier
-runs, such as the original wal_keep_size, are kept).`,
+runs are kept: on the primary side, the record that step 4 raised
+wal_keep_size, which step 9 consumes).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "role", Required: true, Usage: "`primary` (run on the primary side) or standby (run on the DR side)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "bound for waits (primary: for the main standby to stream; standby: for the primary to accept the replication user, for each pg_basebackup, for streaming); default timeouts.wait from the config"},
