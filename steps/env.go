@@ -27,6 +27,10 @@ type Env struct {
 	// Timeout bounds the waits (for the remote primary, for streaming,
 	// for a basebackup).
 	Timeout time.Duration
+	// ResetReplicationPassword lets 3_prepare_replication set the password
+	// of a replication role that sdr did not create for this pair
+	// (start --reset-replication-password).
+	ResetReplicationPassword bool
 }
 
 // cmdCtx bounds one remote command or SQL call.

@@ -37,10 +37,14 @@ func (e *Env) checkPrimaryCluster(ctx context.Context, rc *workflow.RunContext) 
 	}
 	var slotExists bool
 	if err := e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
-		return c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
-			e.slotName()).Scan(&slotExists)
+		if err := c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
+			e.slotName()).Scan(&slotExists); err != nil {
+			return fmt.Errorf("while looking for slot %s on %s: %w", e.slotName(), p.Name, err)
+		}
+		_, err := e.checkRole(ctx, c, p.Name)
+		return err
 	}); err != nil {
-		return fmt.Errorf("while looking for slot %s on %s: %w", e.slotName(), p.Name, err)
+		return err
 	}
 	if err := checkPrimarySettings(f, slotExists); err != nil {
 		return err
