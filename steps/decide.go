@@ -251,12 +251,3 @@ func standbySettings(cfg *cluster.Config, n *cluster.Node, up upstream, passfile
 	}
 	return append(lines, "recovery_target_timeline = 'latest'")
 }
-
-// checkDisk checks that a standby node has room for the primary's data.
-func checkDisk(node string, freeBytes, needBytes int64) error {
-	if freeBytes < needBytes {
-		return permanent(fmt.Errorf("%s has %d MiB free beside its data directory, the primary's databases take %d MiB",
-			node, freeBytes>>20, needBytes>>20))
-	}
-	return nil
-}

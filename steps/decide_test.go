@@ -472,26 +472,6 @@ func TestUpstreams(t *testing.T) {
 	}
 }
 
-func TestCheckDisk(t *testing.T) {
-	const mib = int64(1) << 20
-	tests := []struct {
-		name       string
-		free, need int64
-		wantErr    bool
-	}{
-		{name: "plenty", free: 100 * mib, need: 10 * mib},
-		{name: "exactly enough", free: 10 * mib, need: 10 * mib},
-		{name: "one byte short", free: 10*mib - 1, need: 10 * mib, wantErr: true},
-		{name: "nothing free", free: 0, need: 1, wantErr: true},
-		{name: "empty primary", free: 0, need: 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			assertErr(t, checkDisk("dc2-a", tt.free, tt.need), tt.wantErr, true, "dc2-a")
-		})
-	}
-}
-
 func TestCheckStreaming(t *testing.T) {
 	up := upstream{Node: "dc1-a", Host: "10.0.0.1", Port: 5432}
 	streaming := walReceiverFacts{InRecovery: true, Status: "streaming", SenderHost: "10.0.0.1", SenderPort: 5432}

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -11,8 +12,9 @@ import (
 	"github.com/pgsdr/sdr/workflow"
 )
 
-// retainWAL creates the permanent physical slot for the main standby and
-// raises wal_keep_size, each only when not already so.
+// retainWAL creates the permanent physical slot for the main standby (and
+// recreates it when it has lost WAL) and raises wal_keep_size, each only
+// when not already so.
 func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 	p, _, err := e.findPrimary(ctx)
 	if err != nil {
@@ -20,22 +22,43 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 	}
 	slot := e.slotName()
 	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
-		var slotType string
-		var temporary bool
-		err := c.QueryRow(ctx, `SELECT slot_type, temporary FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&slotType, &temporary)
+		var o slotObs
+		var active bool
+		err := c.QueryRow(ctx, `SELECT slot_type, temporary, coalesce(wal_status, ''), active FROM pg_replication_slots WHERE slot_name = $1`, slot).
+			Scan(&o.Type, &o.Temporary, &o.WalStatus, &active)
 		switch {
-		case err == pgx.ErrNoRows:
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("while looking for slot %s on %s: %w", slot, p.Name, err)
+		default:
+			o.Exists = true
+		}
+		switch decideSlot(o, active) {
+		case slotCreate:
 			if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
 				return fmt.Errorf("while creating slot %s on %s: %w", slot, p.Name, err)
 			}
 			rc.Log.Info("replication slot created", zap.String("node", p.Name), zap.String("slot", slot))
-		case err != nil:
-			return fmt.Errorf("while looking for slot %s on %s: %w", slot, p.Name, err)
-		case slotType != "physical" || temporary:
+		case slotRecreate:
+			// WAL the slot promised is gone: no copy can stream through
+			// it. A new slot reserves from the current position, and
+			// 7_build_standby makes a new copy through it.
+			if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot); err != nil {
+				return fmt.Errorf("while dropping lost slot %s on %s: %w", slot, p.Name, err)
+			}
+			if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
+				return fmt.Errorf("while creating slot %s again on %s: %w", slot, p.Name, err)
+			}
+			rc.Log.Warn("replication slot had lost WAL (wal_status lost); dropped and created again: the main standby needs a new copy",
+				zap.String("node", p.Name), zap.String("slot", slot))
+		case slotRefuseLostActive:
+			return fmt.Errorf("slot %s on %s has lost WAL (wal_status lost) but a walsender still holds it; "+
+				"sdr recreates it once it is free: stop the main standby's stream (or wait until it fails), then rerun", slot, p.Name)
+		case slotRefuseKind:
 			return permanent(fmt.Errorf("slot %s on %s is a %s slot (temporary %t), not sdr's permanent physical slot: drop it, then rerun",
-				slot, p.Name, slotType, temporary))
+				slot, p.Name, o.Type, o.Temporary))
 		default:
-			rc.Log.Info("replication slot already exists", zap.String("node", p.Name), zap.String("slot", slot))
+			rc.Log.Info("replication slot already exists", zap.String("node", p.Name), zap.String("slot", slot), zap.String("wal_status", o.WalStatus))
 		}
 		return e.raiseWalKeep(ctx, rc, p.Name, c)
 	})
@@ -113,4 +136,31 @@ func reloadAndWait(ctx context.Context, c *pgx.Conn, name, want string) error {
 		}
 		return true, nil
 	})
+}
+
+type slotAction int
+
+const (
+	slotKeep slotAction = iota
+	slotCreate
+	slotRecreate         // lost WAL, not in use: drop and create again
+	slotRefuseLostActive // lost WAL but held by a walsender
+	slotRefuseKind       // a slot of that name that is not sdr's kind
+)
+
+// decideSlot decides what 4_retain_wal does with the pair's slot. A slot
+// whose wal_status is "lost" is never accepted: a standby cannot stream
+// through it.
+func decideSlot(o slotObs, active bool) slotAction {
+	switch {
+	case !o.Exists:
+		return slotCreate
+	case o.Type != "physical" || o.Temporary:
+		return slotRefuseKind
+	case o.WalStatus == "lost" && active:
+		return slotRefuseLostActive
+	case o.WalStatus == "lost":
+		return slotRecreate
+	}
+	return slotKeep
 }
