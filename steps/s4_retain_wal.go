@@ -60,6 +60,11 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 		default:
 			rc.Log.Info("replication slot already exists", zap.String("node", p.Name), zap.String("slot", slot), zap.String("wal_status", o.WalStatus))
 		}
+		// A new pass through the workflow: 8_wait_standby waits for a
+		// stream that starts after it begins again.
+		if err := rc.Forget(ctx, valWaitSince); err != nil {
+			return err
+		}
 		return e.raiseWalKeep(ctx, rc, p.Name, c)
 	})
 }

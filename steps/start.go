@@ -29,7 +29,7 @@ func startSteps(e *Env) []workflow.Step {
 		{Num: 6, Name: "6_set_guc", Short: "prepare each standby node's settings (primary_conninfo, slot, timeline)", Roles: standbyOnly, Run: e.setGUC},
 		{Num: 7, Name: "7_build_standby", Short: "rebuild the main standby from the primary, then the cascade standbys from it", Roles: standbyOnly,
 			OnStart: workflow.StateRestore, OnFail: workflow.StateRestoreFail, Run: e.buildStandby},
-		{Num: 8, Name: "8_wait_standby", Short: "wait until the main standby streams from the primary", Roles: primaryOnly,
+		{Num: 8, Name: "8_wait_standby", Short: "wait until the main standby streams its new copy from the primary through sdr's slot", Roles: primaryOnly,
 			OnStart: workflow.StateFullBackup, OnDone: workflow.StateArchive, OnFail: workflow.StateBackupFail, Run: e.waitStandby},
 		{Num: 8, Name: "8_start_cluster", Short: "start every standby node and check that each streams from its upstream", Roles: standbyOnly,
 			OnDone: workflow.StateRecovery, OnFail: workflow.StateRecoveryFail, Run: e.startStandbyCluster},
