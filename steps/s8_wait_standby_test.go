@@ -24,8 +24,8 @@ func TestDecideStreamReady(t *testing.T) {
 	}{
 		{name: "new stream of the main standby", obs: streaming},
 		{name: "old stream from before the step (a --restart rebuild not done yet)", obs: with(func(o *walsenderObs) { o.BackendStart = &before }),
-			wantErr: true, mention: "before this step began"},
-		{name: "stream that started exactly when the step began does not count", obs: with(func(o *walsenderObs) { o.BackendStart = &since }),
+			wantErr: true, mention: "before this run reached 4_retain_wal"},
+		{name: "stream that started exactly at the mark does not count", obs: with(func(o *walsenderObs) { o.BackendStart = &since }),
 			wantErr: true},
 		{name: "start time unknown", obs: with(func(o *walsenderObs) { o.BackendStart = nil }), wantErr: true},
 		{name: "new stream still catching up", obs: with(func(o *walsenderObs) { o.State = "catchup" }), wantErr: true, mention: "catchup"},
