@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -13,8 +12,7 @@ import (
 	"github.com/pgsdr/sdr/workflow"
 )
 
-// retainWAL marks the start of this pass for 8_wait_standby, creates the
-// permanent physical slot for the main standby (and recreates it when it
+// retainWAL creates the permanent physical slot for the main standby (and recreates it when it
 // has lost WAL) and raises wal_keep_size, each only when not already so.
 func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 	p, _, err := e.findPrimary(ctx)
@@ -23,9 +21,6 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 	}
 	slot := e.slotName()
 	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
-		if err := e.markPass(ctx, rc, c, p.Name); err != nil {
-			return err
-		}
 		var o slotObs
 		var active bool
 		err := c.QueryRow(ctx, `SELECT slot_type, temporary, coalesce(wal_status, ''), active FROM pg_replication_slots WHERE slot_name = $1`, slot).
@@ -167,20 +162,4 @@ func decideSlot(o slotObs, active bool) slotAction {
 		return slotRecreate
 	}
 	return slotKeep
-}
-
-// markPass records the primary's clock as the start of this pass through
-// the workflow (valWaitSince), replacing an earlier record: 8_wait_standby
-// counts only streams that start later. It runs before the slot is made,
-// so on a first start no stream through the slot can be older.
-func (e *Env) markPass(ctx context.Context, rc *workflow.RunContext, c *pgx.Conn, node string) error {
-	var now time.Time
-	if err := c.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&now); err != nil {
-		return fmt.Errorf("while reading the clock of %s: %w", node, err)
-	}
-	if err := rc.Forget(ctx, valWaitSince); err != nil {
-		return err
-	}
-	_, err := rc.SaveOnce(ctx, valWaitSince, now.UTC().Format(time.RFC3339Nano))
-	return err
 }

@@ -13,21 +13,21 @@ import (
 	"github.com/pgsdr/sdr/workflow"
 )
 
-// valWaitSince is when this pass through the workflow reached
-// 4_retain_wal, on the primary's clock (RFC 3339). 4_retain_wal writes it
-// anew each time it runs (every --restart); a rerun that resumes at step 8
-// keeps it.
+// valWaitSince is when this pass through the workflow began
+// (2_check_cluster), on the primary's clock (RFC 3339). 2_check_cluster
+// writes it anew each time it runs (every --restart); a rerun that resumes
+// at a later step keeps it.
 //
 // Why not the start of 8_wait_standby itself: a run that failed or was
 // killed before its step 8 got going is rerun after the standby side has
 // finished, and the new copy's stream then rightly predates the rerun. A
-// stream older than step 4 of this pass, on the other hand, was running
-// before this pass began, so it is not the copy a --restart rebuild makes.
+// stream older than the start of this pass, on the other hand, was running
+// before it began, so it is not the copy a --restart rebuild makes.
 const valWaitSince = "primary.wait_standby.since"
 
 // waitStandby waits, bounded by --timeout, until the main standby streams
 // from the primary through sdr's slot, on a walsender that started after
-// this pass reached 4_retain_wal: the stream of the copy made in this
+// this pass began: the stream of the copy made in this
 // run, not one that was running before a --restart rebuild.
 func (e *Env) waitStandby(ctx context.Context, rc *workflow.RunContext) error {
 	p, _, err := e.findPrimary(ctx)
@@ -40,8 +40,8 @@ func (e *Env) waitStandby(ctx context.Context, rc *workflow.RunContext) error {
 	}); err != nil {
 		return fmt.Errorf("while reading the clock of %s: %w", p.Name, err)
 	}
-	// SaveOnce keeps step 4's record; it writes now only for a pass whose
-	// step 4 ran under an earlier version of sdr.
+	// SaveOnce keeps step 2's record; it writes now only for a pass whose
+	// step 2 ran under an earlier version of sdr.
 	saved, err := rc.SaveOnce(ctx, valWaitSince, now.UTC().Format(time.RFC3339Nano))
 	if err != nil {
 		return err
@@ -125,7 +125,7 @@ func decideStreamReady(o walsenderObs, app, slot string, since time.Time) error 
 		if o.BackendStart != nil {
 			start = "at " + o.BackendStart.UTC().Format(time.RFC3339)
 		}
-		return fmt.Errorf("the walsender of %s on slot %s (pid %d) started %s, before this run reached 4_retain_wal at %s: "+
+		return fmt.Errorf("the walsender of %s on slot %s (pid %d) started %s, before this run's pass began at %s (2_check_cluster): "+
 			"a stream from before this run's copy; waiting for the new copy's (run the standby side's start, with --restart if it had completed)",
 			app, slot, o.PID, start, since.UTC().Format(time.RFC3339))
 	case o.State != "streaming":

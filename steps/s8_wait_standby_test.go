@@ -24,7 +24,7 @@ func TestDecideStreamReady(t *testing.T) {
 	}{
 		{name: "new stream of the main standby", obs: streaming},
 		{name: "old stream from before the step (a --restart rebuild not done yet)", obs: with(func(o *walsenderObs) { o.BackendStart = &before }),
-			wantErr: true, mention: "before this run reached 4_retain_wal"},
+			wantErr: true, mention: "before this run's pass began"},
 		{name: "stream that started exactly at the mark does not count", obs: with(func(o *walsenderObs) { o.BackendStart = &since }),
 			wantErr: true},
 		{name: "start time unknown", obs: with(func(o *walsenderObs) { o.BackendStart = nil }), wantErr: true},
