@@ -27,17 +27,11 @@ type Env struct {
 	// Timeout bounds the waits (for the remote primary, for streaming,
 	// for a basebackup).
 	Timeout time.Duration
+	// ResetReplicationPassword lets 3_prepare_replication set the password
+	// of a replication role that sdr did not create for this pair
+	// (start --reset-replication-password).
+	ResetReplicationPassword bool
 }
-
-// Values saved by steps (write-once, never secrets).
-const (
-	valWalKeepSize     = "primary.wal_keep_size.original"     // e.g. "0" (MB)
-	valWalKeepSizeAuto = "primary.wal_keep_size.in_auto_conf" // "true" when postgresql.auto.conf set it
-)
-
-// raisedWalKeepSizeMB is what 4_retain_wal raises wal_keep_size to (when
-// it is lower) while the main standby is being built.
-const raisedWalKeepSizeMB = 1024
 
 // cmdCtx bounds one remote command or SQL call.
 func (e *Env) cmdCtx(ctx context.Context) (context.Context, context.CancelFunc) {

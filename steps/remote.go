@@ -18,13 +18,11 @@ type remoteFacts struct {
 	Node       *cluster.Node
 	VersionNum int
 	SystemID   string
-	DBSize     int64
 }
 
 const remoteFactsSQL = `SELECT pg_is_in_recovery(),
 	current_setting('server_version_num')::int,
-	(SELECT system_identifier::text FROM pg_control_system()),
-	(SELECT coalesce(sum(pg_database_size(oid)), 0) FROM pg_database WHERE has_database_privilege(oid, 'CONNECT'))::bigint`
+	(SELECT system_identifier::text FROM pg_control_system())`
 
 // remotePrimary connects to each primary-cluster node as the replication
 // user, from the main standby's point of view (through its SSH
@@ -70,7 +68,7 @@ func (e *Env) remoteNodeFacts(ctx context.Context, via cluster.Access, n *cluste
 	defer c.Close(context.WithoutCancel(ctx))
 	f := remoteFacts{Node: n}
 	var inRecovery bool
-	if err := c.QueryRow(cctx, remoteFactsSQL).Scan(&inRecovery, &f.VersionNum, &f.SystemID, &f.DBSize); err != nil {
+	if err := c.QueryRow(cctx, remoteFactsSQL).Scan(&inRecovery, &f.VersionNum, &f.SystemID); err != nil {
 		return f, false, fmt.Errorf("while reading facts of %s as %s: %w", n.Name, e.Config.Replication.User, err)
 	}
 	return f, inRecovery, nil
@@ -140,22 +138,4 @@ func (e *Env) binMajor(ctx context.Context, n *cluster.Node) (int, error) {
 		return 0, fmt.Errorf("on %s: cannot read a version from %q", n.Name, strings.TrimSpace(out))
 	}
 	return strconv.Atoi(m[1])
-}
-
-// freeBytes returns the free space in the directory that holds n's data directory.
-func (e *Env) freeBytes(ctx context.Context, n *cluster.Node) (int64, error) {
-	out, err := e.run(ctx, n, "df -Pk "+q(path.Dir(n.DataDir)), cluster.RunOpts{})
-	if err != nil {
-		return 0, fmt.Errorf("while checking free disk space beside %s: %w", n.DataDir, err)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	f := strings.Fields(lines[len(lines)-1])
-	if len(f) < 4 {
-		return 0, fmt.Errorf("on %s: cannot read df output %q", n.Name, strings.TrimSpace(out))
-	}
-	kb, err := strconv.ParseInt(f[3], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("on %s: cannot read df output %q: %w", n.Name, strings.TrimSpace(out), err)
-	}
-	return kb * 1024, nil
 }
