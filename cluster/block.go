@@ -100,6 +100,33 @@ func ReplaceBlock(content, marker string, lines []string) string {
 	return b.String()
 }
 
+// InsertBlockBefore returns content with the block for marker holding
+// lines. An existing block is replaced in place, as ReplaceBlock does.
+// Otherwise the block is inserted before the 1-based line before, or
+// appended at the end when before is 0 or past the last line. Every other
+// line is kept byte for byte.
+func InsertBlockBefore(content, marker string, lines []string, before int) string {
+	all := splitLines(content)
+	if lines == nil || len(findBlocks(all, marker)) > 0 || before < 1 || before > len(all) {
+		return ReplaceBlock(content, marker, lines)
+	}
+	var b strings.Builder
+	for i, l := range all {
+		if i == before-1 {
+			b.WriteString(blockBegin(marker) + "\n")
+			for _, bl := range lines {
+				b.WriteString(bl + "\n")
+			}
+			b.WriteString(blockEnd(marker) + "\n")
+		}
+		b.WriteString(l)
+	}
+	if strings.HasSuffix(content, "\n") {
+		b.WriteString("\n") // splitLines dropped the last newline
+	}
+	return b.String()
+}
+
 // HasBlock reports whether content holds a complete block for marker.
 func HasBlock(content, marker string) bool { return CountBlocks(content, marker) > 0 }
 

@@ -127,3 +127,34 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestInsertBlockBefore(t *testing.T) {
+	file := "a\nb\nc\n"
+	cases := []struct {
+		name    string
+		content string
+		lines   []string
+		before  int
+		want    string
+	}{
+		{"before the first line", file, []string{"n"}, 1, "# BEGIN sdr repl\nn\n# END sdr repl\na\nb\nc\n"},
+		{"before a middle line", file, []string{"n"}, 2, "a\n# BEGIN sdr repl\nn\n# END sdr repl\nb\nc\n"},
+		{"0 appends", file, []string{"n"}, 0, file + "# BEGIN sdr repl\nn\n# END sdr repl\n"},
+		{"past the end appends", file, []string{"n"}, 9, file + "# BEGIN sdr repl\nn\n# END sdr repl\n"},
+		{"existing block replaced in place", "a\n# BEGIN sdr repl\nold\n# END sdr repl\nb\n", []string{"n"}, 1,
+			"a\n# BEGIN sdr repl\nn\n# END sdr repl\nb\n"},
+		{"nil lines remove", "a\n# BEGIN sdr repl\nold\n# END sdr repl\nb\n", nil, 1, "a\nb\n"},
+		{"before the last line without newline", "a\nb", []string{"n"}, 2, "a\n# BEGIN sdr repl\nn\n# END sdr repl\nb"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := InsertBlockBefore(tc.content, "repl", tc.lines, tc.before)
+			if got != tc.want {
+				t.Fatalf("got\n%q\nwant\n%q", got, tc.want)
+			}
+			if again := InsertBlockBefore(got, "repl", tc.lines, tc.before); again != got {
+				t.Errorf("second call changed the content:\n%q\n%q", got, again)
+			}
+		})
+	}
+}

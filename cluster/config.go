@@ -1,9 +1,10 @@
 package cluster
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"os"
 	"strconv"
@@ -227,33 +228,54 @@ func (c *Config) Inputs() map[string]string {
 const maxIdentLen = 63
 
 // SlotName is the name of the physical replication slot sdr keeps for node
-// in DR pair pair: "sdr_<pair>_<node>", lower-cased, with every character
-// outside [a-z0-9_] replaced by "_". Names longer than 63 characters are
-// cut and end in a short hash so that they stay distinct.
-func SlotName(pair, node string) string {
-	return sanitizeIdent("sdr_" + pair + "_" + node)
-}
+// in DR pair pair. It is "sdr_<pair>_<node>" when that spelling can only
+// come from this pair and node: the pair and the node name hold no "_" and
+// the node name no "-". Otherwise (for example node dc2-a, node dc2_a, or
+// pair a_b) it is that name with "-" replaced by "_", cut to fit 63
+// characters, followed by "_" and 8 hex digits of a hash of the exact pair
+// and node names. So dc2-a and dc2_a, or pair a_b + node c and pair a +
+// node b_c, get different names. Config validation refuses two nodes of a
+// pair whose names would still collide.
+func SlotName(pair, node string) string { return pairIdent(pair, node) }
 
 // AppName is the application_name node uses in primary_conninfo, so that
-// pg_stat_replication on its upstream shows which node is streaming. It has
-// the same shape as SlotName.
-func AppName(pair, node string) string {
-	return sanitizeIdent("sdr_" + pair + "_" + node)
-}
+// pg_stat_replication on its upstream shows which node is streaming. It is
+// the same as SlotName.
+func AppName(pair, node string) string { return pairIdent(pair, node) }
 
-func sanitizeIdent(s string) string {
-	raw := s
-	b := []byte(strings.ToLower(s))
+// identHashLen is the length of the "_xxxxxxxx" suffix of a hashed name.
+const identHashLen = 9
+
+func pairIdent(pair, node string) string {
+	plain := "sdr_" + pair + "_" + node
+	if isPlainPart(pair) && isPlainPart(node) && len(plain) <= maxIdentLen {
+		return plain
+	}
+	b := []byte(strings.ToLower(plain))
 	for i, ch := range b {
 		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '_') {
 			b[i] = '_'
 		}
 	}
-	if len(b) <= maxIdentLen {
-		return string(b)
+	if len(b) > maxIdentLen-identHashLen {
+		b = b[:maxIdentLen-identHashLen]
 	}
-	h := fnv.New32a()
-	h.Write([]byte(raw))
-	suffix := fmt.Sprintf("_%08x", h.Sum32())
-	return string(b[:maxIdentLen-len(suffix)]) + suffix
+	// The exact names go into the hash, with a separator that neither
+	// may hold, so that every distinct (pair, node) hashes distinct input.
+	sum := sha256.Sum256([]byte(pair + "\x00" + node))
+	return string(b) + "_" + hex.EncodeToString(sum[:4])
+}
+
+// isPlainPart reports whether s needs no sanitising and holds no "_", so
+// that "sdr_<pair>_<node>" can be split back into pair and node.
+func isPlainPart(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, ch := range []byte(s) {
+		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path"
 	"regexp"
@@ -215,6 +216,9 @@ func (c *Config) Validate() error {
 		return bad("postgres.user", "%q must be a plain lower-case identifier", c.Postgres.User)
 	case !dbNameRE.MatchString(c.Postgres.Database):
 		return bad("postgres.database", "%q must be a plain lower-case identifier", c.Postgres.Database)
+	case r.User == c.Postgres.User:
+		return bad("replication.user", "%q is also postgres.user, the role sdr administers PostgreSQL as: "+
+			"the standby cluster must stream as a role of its own with LOGIN REPLICATION only (for example sdr_repl)", r.User)
 	}
 
 	for _, t := range []struct {
@@ -266,6 +270,10 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if err := c.checkNameCollisions(bad); err != nil {
+		return err
+	}
+
 	if c.Primary.Main != "" {
 		return bad("primary.main", "must be empty: the primary cluster has no main standby (sdr finds its primary itself)")
 	}
@@ -288,6 +296,8 @@ func (c *Config) validateNode(p string, n Node, bad func(field, format string, a
 		return bad(p+".host", "is required")
 	case !hostRE.MatchString(n.Host):
 		return bad(p+".host", "%q is not a host name or IP address", n.Host)
+	case HostProblem(n.Host) != "":
+		return bad(p+".host", "%q %s", n.Host, HostProblem(n.Host))
 	case n.SSHPort < 1 || n.SSHPort > 65535:
 		return bad(p+".ssh_port", "%d is not a port (1-65535)", n.SSHPort)
 	case n.PGPort < 1 || n.PGPort > 65535:
@@ -314,6 +324,55 @@ func (c *Config) validateNode(p string, n Node, bad func(field, format string, a
 	}
 	if strings.HasPrefix(n.LogFile, n.DataDir+"/") {
 		return bad(p+".log_file", "%q must be outside the data directory (it is replaced when the standby is rebuilt)", n.LogFile)
+	}
+	return nil
+}
+
+// HostProblem says what is wrong with host as a node address that sdr
+// writes into pg_hba.conf and primary_conninfo, or "" when nothing is.
+// pg_hba.conf gives all, samehost and samenet, a leading "." (a domain
+// suffix), "+" and "@" special meanings, so such a host would open access
+// far wider than one node. Digits and dots that are not an IPv4 address
+// ("10.0.1") are refused too: pg_hba.conf would not read them as a host name.
+func HostProblem(host string) string {
+	switch strings.ToLower(host) {
+	case "all", "samehost", "samenet":
+		return "is a pg_hba.conf keyword, not a host: write the node's address or host name"
+	}
+	if host == "" {
+		return "is empty"
+	}
+	switch host[0] {
+	case '.':
+		return "starts with \".\", which pg_hba.conf reads as every host of a domain: write the node's own name"
+	case '+', '@':
+		return "starts with " + strconv.Quote(host[:1]) + ", which pg_hba.conf gives a special meaning"
+	case '-':
+		return "starts with \"-\": not a host name"
+	}
+	if strings.Trim(host, "0123456789.") == "" && net.ParseIP(host) == nil {
+		return "is not a valid IPv4 address"
+	}
+	return ""
+}
+
+// checkNameCollisions refuses two nodes of the pair whose slot or
+// application_name would be the same: one node's standby would then
+// stream through, or be reported as, the other.
+func (c *Config) checkNameCollisions(bad func(field, format string, args ...any) error) error {
+	seen := map[string]string{} // SlotName -> node
+	for _, side := range []struct {
+		name string
+		cs   *ClusterSpec
+	}{{"primary", &c.Primary}, {"standby", &c.Standby}} {
+		for i, n := range side.cs.Nodes {
+			id := SlotName(c.Name, n.Name)
+			if prev, ok := seen[id]; ok {
+				return bad(fmt.Sprintf("%s.nodes[%d].name", side.name, i),
+					"%q and %q would both use the slot and application_name %s: rename one of them", n.Name, prev, id)
+			}
+			seen[id] = n.Name
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,6 +137,24 @@ func TestValidateProblems(t *testing.T) {
 		{"standby main is a primary node", func(c *Config) { c.Standby.Main = "dc1-a" }, "standby.main"},
 		{"primary main set", func(c *Config) { c.Primary.Main = "dc1-a" }, "primary.main"},
 		{"timeout negative", func(c *Config) { c.Timeouts.Wait.Duration = -time.Second }, "timeouts.wait"},
+		{"repl user is postgres.user", func(c *Config) { c.Replication.User = "postgres" }, "replication.user"},
+		{"repl user is a custom postgres.user", func(c *Config) { c.Postgres.User, c.Replication.User = "dba", "dba" }, "replication.user"},
+		{"host all", func(c *Config) { c.Standby.Nodes[1].Host = "all" }, "standby.nodes[1].host"},
+		{"host ALL", func(c *Config) { c.Standby.Nodes[1].Host = "ALL" }, "standby.nodes[1].host"},
+		{"host samehost", func(c *Config) { c.Standby.Nodes[0].Host = "samehost" }, "standby.nodes[0].host"},
+		{"host samenet", func(c *Config) { c.Primary.Nodes[0].Host = "samenet" }, "primary.nodes[0].host"},
+		{"host domain suffix", func(c *Config) { c.Standby.Nodes[1].Host = ".example.com" }, "standby.nodes[1].host"},
+		{"host group", func(c *Config) { c.Standby.Nodes[1].Host = "+admins" }, "standby.nodes[1].host"},
+		{"host file", func(c *Config) { c.Standby.Nodes[1].Host = "@hosts" }, "standby.nodes[1].host"},
+		{"host short IPv4", func(c *Config) { c.Standby.Nodes[1].Host = "10.0.2" }, "standby.nodes[1].host"},
+		{"host IPv4 out of range", func(c *Config) { c.Standby.Nodes[1].Host = "10.0.2.300" }, "standby.nodes[1].host"},
+		// Two long names cut to the same prefix whose hashes share their
+		// first 4 bytes: sha256("pair1\x00" + n50 + "-4397") and ... "-66406".
+		{"slot names collide", func(c *Config) {
+			n50 := strings.Repeat("n", 50)
+			c.Standby.Nodes[0].Name, c.Standby.Nodes[1].Name, c.Standby.Main = n50+"-4397", n50+"-66406", n50+"-4397"
+		},
+			"standby.nodes[1].name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -299,23 +318,86 @@ func TestInputs(t *testing.T) {
 	}
 }
 
+func TestValidateAcceptsHosts(t *testing.T) {
+	for _, tc := range []struct{ name, host string }{
+		{"IPv4", "10.0.2.11"},
+		{"IPv6", "fd00::2:11"},
+		{"IPv6 loopback", "::1"},
+		{"host name", "dc2-b.example.com"},
+		{"short host name", "dc2b"},
+		{"host name with a keyword inside", "all-db1"},
+		{"host name ending in a dot", "dc2-b.example.com."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustLoad(t)
+			c.Standby.Nodes[1].Host = tc.host
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+		})
+	}
+}
+
 func TestSlotName(t *testing.T) {
-	cases := []struct{ pair, node, want string }{
-		{"pair1", "dc2-a", "sdr_pair1_dc2_a"},
-		{"pair1", "DC2.B", "sdr_pair1_dc2_b"},
-		{"p", "n_1", "sdr_p_n_1"},
+	cases := []struct {
+		name, pair, node string
+		want             string // "" when only the shape is checked
+		hashed           bool
+	}{
+		{name: "plain", pair: "pair1", node: "dc2a", want: "sdr_pair1_dc2a"},
+		{name: "digits", pair: "p2", node: "7", want: "sdr_p2_7"},
+		{name: "hyphen in node", pair: "pair1", node: "dc2-a", hashed: true},
+		{name: "underscore in node", pair: "pair1", node: "dc2_a", hashed: true},
+		{name: "underscore in pair", pair: "a_b", node: "c", hashed: true},
+		{name: "upper case", pair: "pair1", node: "DC2.B", hashed: true},
+		{name: "long", pair: "pair1", node: strings.Repeat("n", 70), hashed: true},
 	}
+	hashedRE := regexp.MustCompile(`^sdr_[a-z0-9_]+_[0-9a-f]{8}$`)
 	for _, tc := range cases {
-		if got := SlotName(tc.pair, tc.node); got != tc.want {
-			t.Errorf("SlotName(%q, %q) = %q, want %q", tc.pair, tc.node, got, tc.want)
-		}
-		if got := AppName(tc.pair, tc.node); got != tc.want {
-			t.Errorf("AppName(%q, %q) = %q, want %q", tc.pair, tc.node, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			got := SlotName(tc.pair, tc.node)
+			if tc.want != "" && got != tc.want {
+				t.Errorf("SlotName(%q, %q) = %q, want %q", tc.pair, tc.node, got, tc.want)
+			}
+			if tc.hashed && !hashedRE.MatchString(got) {
+				t.Errorf("SlotName(%q, %q) = %q, want a sanitised name ending in _<8 hex digits>", tc.pair, tc.node, got)
+			}
+			if len(got) > 63 {
+				t.Errorf("SlotName(%q, %q) = %q is longer than 63", tc.pair, tc.node, got)
+			}
+			if app := AppName(tc.pair, tc.node); app != got {
+				t.Errorf("AppName = %q, SlotName = %q", app, got)
+			}
+			if again := SlotName(tc.pair, tc.node); again != got {
+				t.Errorf("SlotName is not stable: %q then %q", got, again)
+			}
+		})
 	}
-	long1 := SlotName("pair1", strings.Repeat("n", 70)+"a")
-	long2 := SlotName("pair1", strings.Repeat("n", 70)+"b")
-	if len(long1) != 63 || len(long2) != 63 || long1 == long2 {
-		t.Errorf("long names: %q %q", long1, long2)
+}
+
+// TestSlotNameInjective checks the collisions the plain replace-by-"_"
+// scheme had: each group must give distinct names.
+func TestSlotNameInjective(t *testing.T) {
+	groups := []struct {
+		name  string
+		pairs [][2]string // pair, node
+	}{
+		{"hyphen and underscore", [][2]string{{"pair1", "dc2-a"}, {"pair1", "dc2_a"}, {"pair1", "dc2a"}}},
+		{"pair and node split", [][2]string{{"a_b", "c"}, {"a", "b_c"}, {"a", "b-c"}}},
+		{"plain vs sanitised", [][2]string{{"a", "b"}, {"a", "B"}}},
+		{"long names differing at the end", [][2]string{{"pair1", strings.Repeat("n", 70) + "a"}, {"pair1", strings.Repeat("n", 70) + "b"}}},
+		{"hash suffix lookalike", [][2]string{{"a", "b_0123abcd"}, {"a", "b"}}},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			seen := map[string][2]string{}
+			for _, pn := range g.pairs {
+				got := SlotName(pn[0], pn[1])
+				if prev, ok := seen[got]; ok {
+					t.Errorf("%v and %v both give %q", prev, pn, got)
+				}
+				seen[got] = pn
+			}
+		})
 	}
 }

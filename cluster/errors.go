@@ -29,6 +29,10 @@ var (
 
 	// ErrPasswordAuth means PostgreSQL rejected the replication password (SQLSTATE 28P01).
 	ErrPasswordAuth = errors.New("password authentication failed")
+	// ErrLoginRefused means PostgreSQL refused the login before any
+	// password: pg_hba.conf has no line for the connection or rejects it,
+	// or the role does not exist (SQLSTATE 28000).
+	ErrLoginRefused = errors.New("login refused by the server")
 )
 
 // ConfigError is one problem in the config file. Field is the path of the

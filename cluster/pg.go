@@ -68,6 +68,55 @@ func ConnectReplUser(ctx context.Context, cfg *Config, via Access, host string, 
 	return conn, nil
 }
 
+// ConnectReplication opens a physical replication connection
+// (replication=true in the startup packet) to host:port as
+// replication.user with password, dialling through via, the way a
+// standby's walreceiver and pg_basebackup connect: the pg_hba.conf line
+// for "replication" applies. The connection accepts replication commands
+// such as IDENTIFY_SYSTEM, not SQL. A wrong password wraps ErrPasswordAuth;
+// a login refused by pg_hba.conf (or of a missing role) wraps ErrLoginRefused.
+func ConnectReplication(ctx context.Context, cfg *Config, via Access, host string, port int, password string) (*pgconn.PgConn, error) {
+	hostport := net.JoinHostPort(host, strconv.Itoa(port))
+	where := fmt.Sprintf("opening a replication connection from %s to %s as %s", via.Node().Name, hostport, cfg.Replication.User)
+	pc, err := pgconn.ParseConfig("sslmode=prefer host=" + dsnQuote(host) + " port=" + strconv.Itoa(port))
+	if err != nil {
+		return nil, fmt.Errorf("%s: building connection config: %w", where, err)
+	}
+	pc.User = cfg.Replication.User
+	pc.Password = password // only ever in this struct, never in a DSN or log
+	pc.RuntimeParams = map[string]string{"application_name": "sdr_check", "replication": "true"}
+	pc.ConnectTimeout = cfg.Timeouts.Connect.Duration
+	pc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) { return via.Dial(ctx, network, addr) }
+	pc.LookupFunc = func(ctx context.Context, host string) ([]string, error) { return []string{host}, nil }
+	if t := cfg.Timeouts.Connect.Duration; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	conn, err := pgconn.ConnectConfig(ctx, pc)
+	if err != nil {
+		switch {
+		case IsPasswordAuthError(err):
+			return nil, fmt.Errorf("%s: %w: %w", where, ErrPasswordAuth, err)
+		case IsLoginRefusedError(err):
+			return nil, fmt.Errorf("%s: %w: %w", where, ErrLoginRefused, err)
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	return conn, nil
+}
+
+// IsLoginRefusedError reports whether err is PostgreSQL refusing a login
+// before any password: no pg_hba.conf line, a reject line, or a missing
+// role (SQLSTATE 28000, invalid_authorization_specification).
+func IsLoginRefusedError(err error) bool {
+	if errors.Is(err, ErrLoginRefused) {
+		return true
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "28000"
+}
+
 // IsPasswordAuthError reports whether err is PostgreSQL refusing a password
 // (SQLSTATE 28P01, invalid_password).
 func IsPasswordAuthError(err error) bool {

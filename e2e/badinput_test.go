@@ -70,6 +70,8 @@ func TestBadInput(t *testing.T) {
 		{name: "port out of range", mutate: func(m cfgMap) { nodeMap(m, "standby", 1)["pg_port"] = 70000 }, code: 2, want: []string{"standby.nodes[1].pg_port"}},
 		{name: "missing name", mutate: func(m cfgMap) { delete(m, "name") }, code: 2, want: []string{"name"}},
 		{name: "missing replication user", mutate: func(m cfgMap) { delete(sub(m, "replication"), "user") }, code: 2, want: []string{"replication.user"}},
+		{name: "replication user is the admin user", mutate: func(m cfgMap) { sub(m, "replication")["user"] = "postgres" }, code: 2, want: []string{"replication.user", "postgres.user"}},
+		{name: "pg_hba keyword as a host", mutate: func(m cfgMap) { nodeMap(m, "standby", 1)["host"] = "samenet" }, code: 2, want: []string{"standby.nodes[1].host", "samenet"}},
 		{name: "two password sources", mutate: func(m cfgMap) { sub(m, "replication")["password_env"] = "SDR_PW" }, code: 2, want: []string{"password"}},
 		{name: "no password source", mutate: func(m cfgMap) { delete(sub(m, "replication"), "password_file") }, code: 2, want: []string{"password"}},
 		{name: "duplicate node names", mutate: func(m cfgMap) { nodeMap(m, "standby", 1)["name"] = bed.DC1A }, code: 2, want: []string{"dc1-a"}},

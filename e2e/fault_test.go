@@ -173,7 +173,7 @@ func checkConverged(t *testing.T, b *bed.Bed) {
 	if got := sql(t, b, bed.DC1A, "SELECT setting FROM pg_settings WHERE name = 'wal_keep_size'"); got != "256" {
 		t.Errorf("dc1-a wal_keep_size = %s MB, want the original 256", got)
 	}
-	if got := sql(t, b, bed.DC1A, "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'sdr_drpair_dc2_a' AND state = 'streaming'"); got != "1" {
+	if got := sql(t, b, bed.DC1A, "SELECT count(*) FROM pg_stat_replication WHERE application_name = '"+mainApp(b)+"' AND state = 'streaming'"); got != "1" {
 		t.Errorf("dc1-a: %s streaming walsenders for dc2-a, want 1", got)
 	}
 	for _, n := range []string{bed.DC2A, bed.DC2B} {

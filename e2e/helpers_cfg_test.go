@@ -7,7 +7,15 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/e2e/bed"
 )
+
+// mainSlot and mainApp are the slot and application_name of the bed's
+// main standby, as sdr names them.
+func mainSlot(b *bed.Bed) string { return cluster.SlotName(b.Name, bed.DC2A) }
+func mainApp(b *bed.Bed) string  { return cluster.AppName(b.Name, bed.DC2A) }
 
 type cfgMap = map[string]any
 

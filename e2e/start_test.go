@@ -96,10 +96,10 @@ func TestStartPair(t *testing.T) {
 		dc1a, dc2a := b.Node(bed.DC1A), b.Node(bed.DC2A)
 		// The main standby streams from the primary under its own application_name, through sdr's slot.
 		eventually(t, 30*time.Second, "dc2-a streams from dc1-a", func() (bool, string) {
-			got := sql(t, b, bed.DC1A, "SELECT state FROM pg_stat_replication WHERE application_name = 'sdr_drpair_dc2_a'")
+			got := sql(t, b, bed.DC1A, "SELECT state FROM pg_stat_replication WHERE application_name = '"+mainApp(b)+"'")
 			return got == "streaming", got
 		})
-		if got := sql(t, b, bed.DC1A, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'sdr_drpair_dc2_a' AND active"); got != "1" {
+		if got := sql(t, b, bed.DC1A, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+mainSlot(b)+"' AND active"); got != "1" {
 			t.Errorf("active sdr slots on dc1-a = %s, want 1", got)
 		}
 		if got := sql(t, b, bed.DC2A, "SELECT status || ' ' || sender_port FROM pg_stat_wal_receiver"); got != "streaming "+strconv.Itoa(dc1a.Port) {

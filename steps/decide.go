@@ -136,6 +136,11 @@ func standbySettings(cfg *cluster.Config, n *cluster.Node, up upstream, passfile
 		"unix_socket_directories = " + confQuote(n.SocketDir),
 		"cluster_name = " + confQuote(n.Name),
 		"hot_standby = on",
+		// Set here, not inherited: pg_basebackup copies whatever the
+		// upstream had. On: queries on the DR copy are not cancelled by
+		// vacuum on the upstream; the upstream keeps the rows they need
+		// (bounded by how long the longest query on the copy runs).
+		"hot_standby_feedback = on",
 		"primary_conninfo = " + confQuote(conninfo),
 	}
 	if up.Slot != "" {
@@ -144,13 +149,4 @@ func standbySettings(cfg *cluster.Config, n *cluster.Node, up upstream, passfile
 		lines = append(lines, "primary_slot_name = ''")
 	}
 	return append(lines, "recovery_target_timeline = 'latest'")
-}
-
-// checkDisk checks that a standby node has room for the primary's data.
-func checkDisk(node string, freeBytes, needBytes int64) error {
-	if freeBytes < needBytes {
-		return permanent(fmt.Errorf("%s has %d MiB free beside its data directory, the primary's databases take %d MiB",
-			node, freeBytes>>20, needBytes>>20))
-	}
-	return nil
 }

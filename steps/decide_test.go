@@ -240,8 +240,9 @@ func TestStandbySettings(t *testing.T) {
 				"unix_socket_directories = '/run/pg'",
 				"cluster_name = 'dc2-a'",
 				"hot_standby = on",
-				"primary_conninfo = 'host=10.0.0.1 port=5432 user=repl passfile=/pg/data.sdr/pgpass application_name=sdr_pair1_dc2_a connect_timeout=10'",
-				"primary_slot_name = 'sdr_pair1_dc2_a'",
+				"hot_standby_feedback = on",
+				"primary_conninfo = 'host=10.0.0.1 port=5432 user=repl passfile=/pg/data.sdr/pgpass application_name=" + cluster.AppName("pair1", "dc2-a") + " connect_timeout=10'",
+				"primary_slot_name = '" + cluster.SlotName("pair1", "dc2-a") + "'",
 				"recovery_target_timeline = 'latest'",
 			},
 		},
@@ -253,8 +254,9 @@ func TestStandbySettings(t *testing.T) {
 				"unix_socket_directories = '/run/pg'",
 				"cluster_name = 'dc2-b'",
 				"hot_standby = on",
-				"primary_conninfo = 'host=10.0.1.1 port=5433 user=repl passfile=/pg/data.sdr/pgpass application_name=sdr_pair1_dc2_b connect_timeout=10'",
-				"primary_slot_name = 'sdr_pair1_dc2_b'",
+				"hot_standby_feedback = on",
+				"primary_conninfo = 'host=10.0.1.1 port=5433 user=repl passfile=/pg/data.sdr/pgpass application_name=" + cluster.AppName("pair1", "dc2-b") + " connect_timeout=10'",
+				"primary_slot_name = '" + cluster.SlotName("pair1", "dc2-b") + "'",
 				"recovery_target_timeline = 'latest'",
 			},
 		},
@@ -270,7 +272,8 @@ func TestStandbySettings(t *testing.T) {
 				"unix_socket_directories = '/run/it''s'",
 				"cluster_name = 'dc2-a'",
 				"hot_standby = on",
-				"primary_conninfo = 'host=10.0.0.1 port=5432 user=repl passfile=''/my dir/pgpass'' application_name=sdr_pair1_dc2_a connect_timeout=10'",
+				"hot_standby_feedback = on",
+				"primary_conninfo = 'host=10.0.0.1 port=5432 user=repl passfile=''/my dir/pgpass'' application_name=" + cluster.AppName("pair1", "dc2-a") + " connect_timeout=10'",
 				"primary_slot_name = ''",
 				"recovery_target_timeline = 'latest'",
 			},
@@ -302,7 +305,8 @@ func TestStandbySettingsBackslashes(t *testing.T) {
 		`unix_socket_directories = '/run/a\\b'`,
 		"cluster_name = 'dc2-a'",
 		"hot_standby = on",
-		`primary_conninfo = 'host=10.0.0.1 port=5432 user=repl passfile=''/srv/o\\''neil/pg.sdr/pgpass'' application_name=sdr_pair1_dc2_a connect_timeout=10'`,
+		"hot_standby_feedback = on",
+		`primary_conninfo = 'host=10.0.0.1 port=5432 user=repl passfile=''/srv/o\\''neil/pg.sdr/pgpass'' application_name=` + cluster.AppName("pair1", "dc2-a") + ` connect_timeout=10'`,
 		"primary_slot_name = ''",
 		"recovery_target_timeline = 'latest'",
 	}
@@ -325,26 +329,6 @@ func TestUpstreams(t *testing.T) {
 		if ups[node] != w {
 			t.Errorf("upstream of %s = %+v, want %+v", node, ups[node], w)
 		}
-	}
-}
-
-func TestCheckDisk(t *testing.T) {
-	const mib = int64(1) << 20
-	tests := []struct {
-		name       string
-		free, need int64
-		wantErr    bool
-	}{
-		{name: "plenty", free: 100 * mib, need: 10 * mib},
-		{name: "exactly enough", free: 10 * mib, need: 10 * mib},
-		{name: "one byte short", free: 10*mib - 1, need: 10 * mib, wantErr: true},
-		{name: "nothing free", free: 0, need: 1, wantErr: true},
-		{name: "empty primary", free: 0, need: 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			assertErr(t, checkDisk("dc2-a", tt.free, tt.need), tt.wantErr, true, "dc2-a")
-		})
 	}
 }
 
@@ -376,3 +360,28 @@ func TestCheckStreaming(t *testing.T) {
 	}
 }
 
+func TestPairSlotNames(t *testing.T) {
+	cfg := testPair()
+	got := pairSlotNames(cfg)
+	for _, n := range []string{"dc1-a", "dc2-a", "dc2-b"} {
+		if !slices.Contains(got, cluster.SlotName("pair1", n)) {
+			t.Errorf("pairSlotNames = %v, misses the slot of %s", got, n)
+		}
+	}
+	tests := []struct{ name, slot string }{
+		{"another pair's slot for a node of the same name", cluster.SlotName("pair2", "dc2-a")},
+		{"another pair whose name extends this one", cluster.SlotName("pair1_x", "dc2-a")},
+		{"the old spelling of the slot name", "sdr_pair1_dc2_a"},
+		{"an operator's slot", "sdr_manual"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if slices.Contains(got, tt.slot) {
+				t.Errorf("pairSlotNames = %v holds %s", got, tt.slot)
+			}
+		})
+	}
+	if len(got) != 3 {
+		t.Errorf("pairSlotNames = %v, want one per node", got)
+	}
+}

@@ -33,6 +33,10 @@ type Env struct {
 	// data directory the operator allows to be replaced
 	// (--replace-diverged); it is moved aside and kept, never deleted.
 	ReplaceDiverged []string
+	// ResetReplicationPassword lets 3_prepare_replication set the password
+	// of a replication role that sdr did not create for this pair
+	// (start --reset-replication-password).
+	ResetReplicationPassword bool
 
 	mu      sync.Mutex
 	layouts map[string]nodeLayout
@@ -58,16 +62,6 @@ func (e *Env) longCtx(ctx context.Context) (context.Context, context.CancelFunc)
 	}
 	return context.WithTimeout(ctx, t)
 }
-
-// Values saved by steps (write-once, never secrets).
-const (
-	valWalKeepSize     = "primary.wal_keep_size.original"     // e.g. "0" (MB)
-	valWalKeepSizeAuto = "primary.wal_keep_size.in_auto_conf" // "true" when postgresql.auto.conf set it
-)
-
-// raisedWalKeepSizeMB is what 4_retain_wal raises wal_keep_size to (when
-// it is lower) while the main standby is being built.
-const raisedWalKeepSizeMB = 1024
 
 // cmdCtx bounds one remote command or SQL call.
 func (e *Env) cmdCtx(ctx context.Context) (context.Context, context.CancelFunc) {

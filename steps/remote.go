@@ -18,7 +18,6 @@ type remoteFacts struct {
 	Node        *cluster.Node
 	VersionNum  int
 	SystemID    string
-	DBSize      int64
 	TimeLineID  int          // the primary's current timeline
 	Tablespaces []tablespace // besides pg_default and pg_global
 }
@@ -28,7 +27,6 @@ type remoteFacts struct {
 const remoteFactsSQL = `SELECT pg_is_in_recovery(),
 	current_setting('server_version_num')::int,
 	(SELECT system_identifier::text FROM pg_control_system()),
-	(SELECT coalesce(sum(pg_database_size(oid)), 0) FROM pg_database WHERE has_database_privilege(oid, 'CONNECT'))::bigint,
 	CASE WHEN pg_is_in_recovery() THEN 0 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
 	coalesce((SELECT string_agg(oid::text || E'\t' || spcname || E'\t' || pg_tablespace_location(oid), E'\n' ORDER BY oid)
 		FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')), '')`
@@ -90,7 +88,7 @@ func (e *Env) remoteNodeFacts(ctx context.Context, via cluster.Access, n *cluste
 	f := remoteFacts{Node: n}
 	var inRecovery bool
 	var tss string
-	if err := c.QueryRow(cctx, remoteFactsSQL).Scan(&inRecovery, &f.VersionNum, &f.SystemID, &f.DBSize, &f.TimeLineID, &tss); err != nil {
+	if err := c.QueryRow(cctx, remoteFactsSQL).Scan(&inRecovery, &f.VersionNum, &f.SystemID, &f.TimeLineID, &tss); err != nil {
 		return f, false, fmt.Errorf("while reading facts of %s as %s: %w", n.Name, e.Config.Replication.User, err)
 	}
 	f.Tablespaces = parseTablespaces(tss)
@@ -110,45 +108,4 @@ func (e *Env) binMajor(ctx context.Context, n *cluster.Node) (int, error) {
 		return 0, fmt.Errorf("on %s: cannot read a version from %q", n.Name, strings.TrimSpace(out))
 	}
 	return strconv.Atoi(m[1])
-}
-
-// freeBytes returns the free space in the directory that holds n's data directory.
-func (e *Env) freeBytes(ctx context.Context, n *cluster.Node) (int64, error) {
-	out, err := e.run(ctx, n, "df -Pk "+q(path.Dir(n.DataDir)), cluster.RunOpts{})
-	if err != nil {
-		return 0, fmt.Errorf("while checking free disk space beside %s: %w", n.DataDir, err)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	f := strings.Fields(lines[len(lines)-1])
-	if len(f) < 4 {
-		return 0, fmt.Errorf("on %s: cannot read df output %q", n.Name, strings.TrimSpace(out))
-	}
-	kb, err := strconv.ParseInt(f[3], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("on %s: cannot read df output %q: %w", n.Name, strings.TrimSpace(out), err)
-	}
-	return kb * 1024, nil
-}
-
-// pgRunning reports whether PostgreSQL runs in dir on n (pg_ctl status:
-// 0 running, 3 not running, 4 no data directory).
-func (e *Env) pgRunning(ctx context.Context, n *cluster.Node, dir string) (bool, error) {
-	_, err := e.run(ctx, n, bin(n, "pg_ctl")+" status -D "+q(dir), cluster.RunOpts{})
-	var ce *cluster.CommandError
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.As(err, &ce) && (ce.ExitCode == 3 || ce.ExitCode == 4):
-		return false, nil
-	}
-	return false, fmt.Errorf("while checking whether PostgreSQL runs in %s: %w", dir, err)
-}
-
-func (e *Env) fileExists(ctx context.Context, n *cluster.Node, p string) (bool, error) {
-	_, err := e.run(ctx, n, "test -e "+q(p), cluster.RunOpts{})
-	var ce *cluster.CommandError
-	if errors.As(err, &ce) && ce.ExitCode == 1 {
-		return false, nil
-	}
-	return err == nil, err
 }

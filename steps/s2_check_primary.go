@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -37,10 +38,17 @@ func (e *Env) checkPrimaryCluster(ctx context.Context, rc *workflow.RunContext) 
 	}
 	var slotExists bool
 	if err := e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
-		return c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
-			e.slotName()).Scan(&slotExists)
+		if err := e.markPass(ctx, rc, c, p.Name); err != nil {
+			return err
+		}
+		if err := c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
+			e.slotName()).Scan(&slotExists); err != nil {
+			return fmt.Errorf("while looking for slot %s on %s: %w", e.slotName(), p.Name, err)
+		}
+		_, err := e.checkRole(ctx, c, p.Name)
+		return err
 	}); err != nil {
-		return fmt.Errorf("while looking for slot %s on %s: %w", e.slotName(), p.Name, err)
+		return err
 	}
 	if err := checkPrimarySettings(f, slotExists); err != nil {
 		return err
@@ -51,3 +59,20 @@ func (e *Env) checkPrimaryCluster(ctx context.Context, rc *workflow.RunContext) 
 }
 
 func (e *Env) slotName() string { return cluster.SlotName(e.Config.Name, e.Config.Standby.Main) }
+
+// markPass records the primary's clock as the start of this pass through
+// the workflow (valWaitSince), replacing an earlier record: 8_wait_standby
+// counts only streams that start later. 2_check_cluster calls it first
+// thing, every time it runs (every --restart); on a first start it comes
+// before the slot exists, so no stream through the slot can be older.
+func (e *Env) markPass(ctx context.Context, rc *workflow.RunContext, c *pgx.Conn, node string) error {
+	var now time.Time
+	if err := c.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&now); err != nil {
+		return fmt.Errorf("while reading the clock of %s: %w", node, err)
+	}
+	if err := rc.Forget(ctx, valWaitSince); err != nil {
+		return err
+	}
+	_, err := rc.SaveOnce(ctx, valWaitSince, now.UTC().Format(time.RFC3339Nano))
+	return err
+}

@@ -2,7 +2,6 @@ package steps
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -20,24 +19,28 @@ import (
 func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) error {
 	nodes := e.standbyNodes()
 	majors := make([]int, len(nodes))
-	free := make([]int64, len(nodes))
+	disks := make([]diskObs, len(nodes))
 	err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
 		i := indexOf(nodes, n)
 		var err error
 		if majors[i], err = e.binMajor(ctx, n); err != nil {
 			return err
 		}
-		free[i], err = e.freeBytes(ctx, n)
+		disks[i], err = e.observeDisk(ctx, n)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	var p remoteFacts
+	var ready primaryReadiness
 	var lastLog time.Time
 	err = poll(ctx, e.Timeout, pollSlow, "the primary to accept replication user "+e.Config.Replication.User, func(ctx context.Context) (bool, error) {
 		var err error
 		p, err = e.remotePrimary(ctx)
+		if err == nil {
+			ready, err = e.checkPrimaryReady(ctx, p)
+		}
 		if err != nil && workflow.IsPermanent(err) {
 			return false, err
 		}
@@ -48,25 +51,23 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 		return err == nil, err
 	})
 	if err != nil {
-		if errors.Is(err, cluster.ErrPasswordAuth) {
-			return fmt.Errorf("%w (check replication.password_* against the primary side)", err)
-		}
-		return err
+		return explainPrimaryNotReady(err, e.Config.Replication.User, e.Config.Standby.Main)
 	}
 	for i, n := range nodes {
 		if majors[i] != p.VersionNum/10000 {
 			return permanent(fmt.Errorf("%s has PostgreSQL %d binaries in %s, the primary %s runs %d",
 				n.Name, majors[i], n.BinDir, p.Node.Name, p.VersionNum/10000))
 		}
-		if err := checkDisk(n.Name, free[i], p.DBSize); err != nil {
-			return err
-		}
+	}
+	if err := checkDiskRoom(disks, ready.DataBytes+ready.WalBytes); err != nil {
+		return err
 	}
 	if err := e.checkDataDirs(ctx, rc, p); err != nil {
 		return err
 	}
 	rc.Log.Info("standby nodes and the remote primary are ready", zap.String("primary", p.Node.Name),
-		zap.String("system_identifier", p.SystemID), zap.Int64("primary_db_bytes", p.DBSize))
+		zap.String("system_identifier", p.SystemID), zap.Int64("primary_data_bytes", ready.DataBytes),
+		zap.Int64("wal_room_bytes", ready.WalBytes), zap.String("slot_wal_status", ready.Slot.WalStatus))
 	return nil
 }
 

@@ -2,10 +2,6 @@ package steps
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -14,7 +10,9 @@ import (
 )
 
 // prepareReplicationPrimary creates or refreshes the replication role on
-// the primary and saves the original wal_keep_size (write-once).
+// the primary: LOGIN REPLICATION and nothing more, marked as sdr's
+// (role.go). It checks the role again, as 2_check_cluster did, before it
+// changes anything.
 func (e *Env) prepareReplicationPrimary(ctx context.Context, rc *workflow.RunContext) error {
 	p, _, err := e.findPrimary(ctx)
 	if err != nil {
@@ -22,47 +20,19 @@ func (e *Env) prepareReplicationPrimary(ctx context.Context, rc *workflow.RunCon
 	}
 	user := e.Config.Replication.User
 	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
-		var exists, canRepl, canLogin bool
-		var stored *string
-		err := c.QueryRow(ctx, `SELECT true, rolreplication, rolcanlogin, rolpassword FROM pg_authid WHERE rolname = $1`, user).
-			Scan(&exists, &canRepl, &canLogin, &stored)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("while looking up role %s on %s: %w", user, p.Name, err)
-		}
-		pwOK := stored != nil && scramMatches(*stored, e.Password)
-		if !exists || !canRepl || !canLogin || !pwOK {
-			verifier, err := newScramVerifier(e.Password)
-			if err != nil {
-				return err
-			}
-			verb := "ALTER"
-			if !exists {
-				verb = "CREATE"
-			}
-			// The verifier, not the password, is sent; it is not logged.
-			sql := fmt.Sprintf("%s ROLE %s WITH LOGIN REPLICATION PASSWORD '%s'", verb, pgIdent(user), verifier)
-			if _, err := c.Exec(ctx, sql); err != nil {
-				return fmt.Errorf("while running %s ROLE %s on %s: %w", verb, user, p.Name, err)
-			}
-			rc.Log.Info("replication role ready", zap.String("node", p.Name), zap.String("role", user), zap.String("action", verb))
-		} else {
-			rc.Log.Info("replication role already up to date", zap.String("node", p.Name), zap.String("role", user))
-		}
-		var setting, source string
-		var sourcefile *string
-		if err := c.QueryRow(ctx, `SELECT setting, source, sourcefile FROM pg_settings WHERE name = 'wal_keep_size'`).
-			Scan(&setting, &source, &sourcefile); err != nil {
-			return fmt.Errorf("while reading wal_keep_size on %s: %w", p.Name, err)
-		}
-		inAuto := sourcefile != nil && strings.HasSuffix(*sourcefile, "postgresql.auto.conf")
-		if _, err := rc.SaveOnce(ctx, valWalKeepSizeAuto, strconv.FormatBool(inAuto)); err != nil {
-			return err
-		}
-		orig, err := rc.SaveOnce(ctx, valWalKeepSize, setting)
+		a, err := e.checkRole(ctx, c, p.Name)
 		if err != nil {
 			return err
 		}
-		rc.Log.Info("original wal_keep_size saved", zap.String("node", p.Name), zap.String("wal_keep_size_mb", orig))
+		if a.none() {
+			rc.Log.Info("replication role already up to date", zap.String("node", p.Name), zap.String("role", user))
+			return nil
+		}
+		if err := e.applyRole(ctx, c, p.Name, a); err != nil {
+			return err
+		}
+		rc.Log.Info("replication role ready", zap.String("node", p.Name), zap.String("role", user),
+			zap.Bool("created", a.Create), zap.Bool("privileges_set", a.SetAttrs), zap.Bool("password_set", a.SetPassword))
 		return nil
 	})
 }

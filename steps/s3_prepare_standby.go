@@ -31,7 +31,7 @@ func (e *Env) pgpassContent() string {
 	return b.String()
 }
 
-// prepareReplicationStandby drops inactive sdr slots left on running
+// prepareReplicationStandby drops this pair's inactive slots left on running
 // standby nodes and installs the replication password file (0600).
 func (e *Env) prepareReplicationStandby(ctx context.Context, rc *workflow.RunContext) error {
 	content := e.pgpassContent()
@@ -65,9 +65,27 @@ func (e *Env) prepareReplicationStandby(ctx context.Context, rc *workflow.RunCon
 	})
 }
 
+// pairSlotNames are the names of every slot sdr may have made for this
+// DR pair: one per node of either cluster (the main standby's on the
+// primary, and the slots of nodes that were once on the other side). A
+// slot of another pair, or one an operator made, is never among them.
+func pairSlotNames(cfg *cluster.Config) []string {
+	var out []string
+	for _, cs := range []*cluster.ClusterSpec{&cfg.Primary, &cfg.Standby} {
+		for _, n := range cs.Nodes {
+			out = append(out, cluster.SlotName(cfg.Name, n.Name))
+		}
+	}
+	return out
+}
+
+// dropStaleSlots drops this pair's inactive slots on a running standby
+// node (left, for example, from when the node was a primary): they would
+// keep WAL there for nobody.
 func (e *Env) dropStaleSlots(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
 	return e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
-		rows, err := c.Query(ctx, `SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE 'sdr\_%' AND NOT active`)
+		rows, err := c.Query(ctx, `SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = ANY($1) AND NOT active`,
+			pairSlotNames(e.Config))
 		if err != nil {
 			return fmt.Errorf("while listing slots on %s: %w", n.Name, err)
 		}
@@ -79,7 +97,7 @@ func (e *Env) dropStaleSlots(ctx context.Context, rc *workflow.RunContext, n *cl
 			if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, s); err != nil {
 				return fmt.Errorf("while dropping stale slot %s on %s: %w", s, n.Name, err)
 			}
-			rc.Log.Info("stale sdr slot dropped", zap.String("node", n.Name), zap.String("slot", s))
+			rc.Log.Info("stale slot of this pair dropped", zap.String("node", n.Name), zap.String("slot", s))
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -11,8 +12,8 @@ import (
 	"github.com/pgsdr/sdr/workflow"
 )
 
-// retainWAL creates the permanent physical slot for the main standby and
-// raises wal_keep_size, each only when not already so.
+// retainWAL creates the permanent physical slot for the main standby (and recreates it when it
+// has lost WAL) and raises wal_keep_size, each only when not already so.
 func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 	p, _, err := e.findPrimary(ctx)
 	if err != nil {
@@ -20,40 +21,102 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 	}
 	slot := e.slotName()
 	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
-		var slotType string
-		var temporary bool
-		err := c.QueryRow(ctx, `SELECT slot_type, temporary FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&slotType, &temporary)
+		var o slotObs
+		var active bool
+		err := c.QueryRow(ctx, `SELECT slot_type, temporary, coalesce(wal_status, ''), active FROM pg_replication_slots WHERE slot_name = $1`, slot).
+			Scan(&o.Type, &o.Temporary, &o.WalStatus, &active)
 		switch {
-		case err == pgx.ErrNoRows:
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("while looking for slot %s on %s: %w", slot, p.Name, err)
+		default:
+			o.Exists = true
+		}
+		switch decideSlot(o, active) {
+		case slotCreate:
 			if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
 				return fmt.Errorf("while creating slot %s on %s: %w", slot, p.Name, err)
 			}
 			rc.Log.Info("replication slot created", zap.String("node", p.Name), zap.String("slot", slot))
-		case err != nil:
-			return fmt.Errorf("while looking for slot %s on %s: %w", slot, p.Name, err)
-		case slotType != "physical" || temporary:
+		case slotRecreate:
+			// WAL the slot promised is gone: no copy can stream through
+			// it. A new slot reserves from the current position, and
+			// 7_build_standby makes a new copy through it.
+			if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot); err != nil {
+				return fmt.Errorf("while dropping lost slot %s on %s: %w", slot, p.Name, err)
+			}
+			if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
+				return fmt.Errorf("while creating slot %s again on %s: %w", slot, p.Name, err)
+			}
+			rc.Log.Warn("replication slot had lost WAL (wal_status lost); dropped and created again: the main standby needs a new copy",
+				zap.String("node", p.Name), zap.String("slot", slot))
+		case slotRefuseLostActive:
+			return fmt.Errorf("slot %s on %s has lost WAL (wal_status lost) but a walsender still holds it; "+
+				"sdr recreates it once it is free: stop the main standby's stream (or wait until it fails), then rerun", slot, p.Name)
+		case slotRefuseKind:
 			return permanent(fmt.Errorf("slot %s on %s is a %s slot (temporary %t), not sdr's permanent physical slot: drop it, then rerun",
-				slot, p.Name, slotType, temporary))
+				slot, p.Name, o.Type, o.Temporary))
 		default:
-			rc.Log.Info("replication slot already exists", zap.String("node", p.Name), zap.String("slot", slot))
+			rc.Log.Info("replication slot already exists", zap.String("node", p.Name), zap.String("slot", slot), zap.String("wal_status", o.WalStatus))
 		}
-		var cur int
-		if err := c.QueryRow(ctx, `SELECT setting::int FROM pg_settings WHERE name = 'wal_keep_size'`).Scan(&cur); err != nil {
-			return fmt.Errorf("while reading wal_keep_size on %s: %w", p.Name, err)
-		}
-		if cur >= raisedWalKeepSizeMB {
-			rc.Log.Info("wal_keep_size already high enough", zap.String("node", p.Name), zap.Int("wal_keep_size_mb", cur))
-			return nil
-		}
-		if _, err := c.Exec(ctx, "ALTER SYSTEM SET wal_keep_size = '"+strconv.Itoa(raisedWalKeepSizeMB)+"MB'"); err != nil {
-			return fmt.Errorf("while raising wal_keep_size on %s: %w", p.Name, err)
-		}
-		if err := reloadAndWait(ctx, c, "wal_keep_size", strconv.Itoa(raisedWalKeepSizeMB)); err != nil {
-			return fmt.Errorf("on %s: %w", p.Name, err)
-		}
-		rc.Log.Info("wal_keep_size raised", zap.String("node", p.Name), zap.Int("from_mb", cur), zap.Int("to_mb", raisedWalKeepSizeMB))
-		return nil
+		return e.raiseWalKeep(ctx, rc, p.Name, c)
 	})
+}
+
+// raiseWalKeep raises wal_keep_size when it is lower than
+// raisedWalKeepSizeMB and records the change for 9_finish (walkeep.go).
+// The record is written before the change, so that a crash in between
+// leaves a record whose value is not in effect, which 9_finish ignores.
+func (e *Env) raiseWalKeep(ctx context.Context, rc *workflow.RunContext, node string, c *pgx.Conn) error {
+	o, err := queryWalKeep(ctx, c)
+	if err != nil {
+		return fmt.Errorf("while reading wal_keep_size on %s: %w", node, err)
+	}
+	prev, err := savedWalKeepChange(ctx, rc)
+	if err != nil {
+		return err
+	}
+	d := decideWalKeepRaise(o, prev, raisedWalKeepSizeMB)
+	switch {
+	case d.Record == nil && prev != nil:
+		if err := rc.Forget(ctx, valWalKeepChange); err != nil {
+			return err
+		}
+	case d.Record != nil && (prev == nil || *d.Record != *prev):
+		if prev != nil {
+			if err := rc.Forget(ctx, valWalKeepChange); err != nil {
+				return err
+			}
+		}
+		if _, err := rc.SaveOnce(ctx, valWalKeepChange, d.Record.String()); err != nil {
+			return err
+		}
+	}
+	if !d.Raise {
+		rc.Log.Info("wal_keep_size left as it is: "+d.Why, zap.String("node", node), zap.Int("wal_keep_size_mb", o.MB))
+		return nil
+	}
+	if _, err := c.Exec(ctx, fmt.Sprintf("ALTER SYSTEM SET wal_keep_size = '%dMB'", d.Record.ToMB)); err != nil {
+		return fmt.Errorf("while raising wal_keep_size on %s: %w", node, err)
+	}
+	if err := reloadAndWait(ctx, c, "wal_keep_size", strconv.Itoa(d.Record.ToMB)); err != nil {
+		return fmt.Errorf("on %s: %w", node, err)
+	}
+	rc.Log.Info("wal_keep_size raised", zap.String("node", node), zap.String("from", o.String()), zap.Int("to_mb", d.Record.ToMB))
+	return nil
+}
+
+// savedWalKeepChange returns the change record of 4_retain_wal, or nil.
+func savedWalKeepChange(ctx context.Context, rc *workflow.RunContext) (*walKeepChange, error) {
+	v, ok, err := rc.Value(ctx, valWalKeepChange)
+	if err != nil || !ok {
+		return nil, err
+	}
+	c, err := parseWalKeepChange(v)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("%w: the state file was edited or written by another version; check wal_keep_size on the primary yourself, then rerun with --restart", err))
+	}
+	return &c, nil
 }
 
 // reloadAndWait reloads the configuration and waits (bounded by ctx) until
@@ -72,4 +135,31 @@ func reloadAndWait(ctx context.Context, c *pgx.Conn, name, want string) error {
 		}
 		return true, nil
 	})
+}
+
+type slotAction int
+
+const (
+	slotKeep slotAction = iota
+	slotCreate
+	slotRecreate         // lost WAL, not in use: drop and create again
+	slotRefuseLostActive // lost WAL but held by a walsender
+	slotRefuseKind       // a slot of that name that is not sdr's kind
+)
+
+// decideSlot decides what 4_retain_wal does with the pair's slot. A slot
+// whose wal_status is "lost" is never accepted: a standby cannot stream
+// through it.
+func decideSlot(o slotObs, active bool) slotAction {
+	switch {
+	case !o.Exists:
+		return slotCreate
+	case o.Type != "physical" || o.Temporary:
+		return slotRefuseKind
+	case o.WalStatus == "lost" && active:
+		return slotRefuseLostActive
+	case o.WalStatus == "lost":
+		return slotRecreate
+	}
+	return slotKeep
 }

@@ -19,8 +19,13 @@ func (e *Env) hbaMarker() string { return e.Config.Name }
 // node whose block is already right is not rewritten.
 func (e *Env) openAccess(ctx context.Context, rc *workflow.RunContext) error {
 	lines := hbaLines(e.Config, e.Config.Standby.Nodes)
+	var hosts []string
+	for _, n := range e.Config.Standby.Nodes {
+		hosts = append(hosts, n.Host)
+	}
+	conns := hbaConns(e.Config.Replication.User, e.Config.Postgres.Database, hosts)
 	return forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {
-		changed, err := e.ensureHBABlock(ctx, n, lines)
+		changed, err := e.ensureHBABlock(ctx, n, lines, conns)
 		if err != nil {
 			return err
 		}
@@ -34,8 +39,10 @@ func (e *Env) openAccess(ctx context.Context, rc *workflow.RunContext) error {
 }
 
 // ensureHBABlock makes n's live pg_hba.conf contain exactly sdr's block
-// with lines, keeping every other line, and reloads when it changed.
-func (e *Env) ensureHBABlock(ctx context.Context, n *cluster.Node, lines []string) (bool, error) {
+// with lines, keeping every other line, and reloads when it changed. A new
+// block goes where it takes effect for conns; a line that would shadow it
+// is refused (hba.go).
+func (e *Env) ensureHBABlock(ctx context.Context, n *cluster.Node, lines []string, conns []hbaConn) (bool, error) {
 	a, err := e.access(ctx, n)
 	if err != nil {
 		return false, err
@@ -50,7 +57,11 @@ func (e *Env) ensureHBABlock(ctx context.Context, n *cluster.Node, lines []strin
 		if err != nil {
 			return fmt.Errorf("while reading %s on %s: %w", hbaFile, n.Name, err)
 		}
-		updated := cluster.ReplaceBlock(string(old), e.hbaMarker(), lines)
+		place, err := placeHBABlock(hbaFile+" on "+n.Name, string(old), e.hbaMarker(), conns)
+		if err != nil {
+			return err
+		}
+		updated := cluster.InsertBlockBefore(string(old), e.hbaMarker(), lines, place.Before)
 		if updated != string(old) {
 			if err := a.WriteFile(ctx, hbaFile, []byte(updated), 0o600); err != nil {
 				return fmt.Errorf("while writing %s on %s: %w", hbaFile, n.Name, err)

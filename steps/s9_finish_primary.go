@@ -10,44 +10,83 @@ import (
 	"github.com/pgsdr/sdr/workflow"
 )
 
-// finishPrimary restores wal_keep_size to the value saved by
-// 3_prepare_replication: the slot keeps the WAL the main standby needs.
+// finishPrimary puts wal_keep_size back if 4_retain_wal raised it and the
+// raised value is still in effect (walkeep.go), then deletes the record of
+// the change: the slot keeps the WAL the main standby needs.
 func (e *Env) finishPrimary(ctx context.Context, rc *workflow.RunContext) error {
-	orig, ok, err := rc.Value(ctx, valWalKeepSize)
+	rec, err := savedWalKeepChange(ctx, rc)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return permanent(fmt.Errorf("no original wal_keep_size recorded by 3_prepare_replication; rerun with --restart"))
-	}
-	inAuto, _, err := rc.Value(ctx, valWalKeepSizeAuto)
-	if err != nil {
-		return err
+	legacy := false
+	if rec == nil {
+		orig, origSet, err := rc.Value(ctx, valLegacyWalKeepSize)
+		if err != nil {
+			return err
+		}
+		auto, _, err := rc.Value(ctx, valLegacyWalKeepSizeAuto)
+		if err != nil {
+			return err
+		}
+		c, ok, err := legacyWalKeepChange(orig, origSet, auto)
+		if err != nil {
+			return permanent(fmt.Errorf("%w: check wal_keep_size on the primary yourself", err))
+		}
+		if ok {
+			rec, legacy = &c, true
+		}
 	}
 	p, _, err := e.findPrimary(ctx)
 	if err != nil {
 		return err
 	}
-	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
-		var cur string
-		if err := c.QueryRow(ctx, `SELECT setting FROM pg_settings WHERE name = 'wal_keep_size'`).Scan(&cur); err != nil {
+	err = e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
+		o, err := queryWalKeep(ctx, c)
+		if err != nil {
 			return fmt.Errorf("while reading wal_keep_size on %s: %w", p.Name, err)
 		}
-		if cur == orig {
-			rc.Log.Info("wal_keep_size already at its original value", zap.String("node", p.Name), zap.String("wal_keep_size_mb", orig))
+		d := decideWalKeepRestore(o, rec)
+		if d.SQL == "" {
+			rc.Log.Info("wal_keep_size left as it is: "+d.Why, zap.String("node", p.Name), zap.Int("wal_keep_size_mb", o.MB))
 			return nil
 		}
-		sql := "ALTER SYSTEM RESET wal_keep_size"
-		if inAuto == "true" {
-			sql = "ALTER SYSTEM SET wal_keep_size = '" + orig + "MB'"
-		}
-		if _, err := c.Exec(ctx, sql); err != nil {
+		if _, err := c.Exec(ctx, d.SQL); err != nil {
 			return fmt.Errorf("while restoring wal_keep_size on %s: %w", p.Name, err)
 		}
-		if err := reloadAndWait(ctx, c, "wal_keep_size", orig); err != nil {
+		if err := reloadAndWaitWalKeep(ctx, c, *rec); err != nil {
 			return fmt.Errorf("on %s: %w", p.Name, err)
 		}
-		rc.Log.Info("wal_keep_size restored", zap.String("node", p.Name), zap.String("from_mb", cur), zap.String("to_mb", orig))
+		rc.Log.Info("wal_keep_size restored: "+d.Why, zap.String("node", p.Name), zap.String("from", o.String()))
 		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range []string{valWalKeepChange, valLegacyWalKeepSize, valLegacyWalKeepSizeAuto} {
+		if err := rc.Forget(ctx, k); err != nil {
+			return err
+		}
+	}
+	if legacy {
+		rc.Log.Debug("values saved by an earlier sdr version consumed", zap.String("value", valLegacyWalKeepSize))
+	}
+	return nil
+}
+
+// reloadAndWaitWalKeep reloads the configuration and waits (bounded) until
+// wal_keep_size shows that the restore of rec took effect.
+func reloadAndWaitWalKeep(ctx context.Context, c *pgx.Conn, rec walKeepChange) error {
+	if _, err := c.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
+		return fmt.Errorf("while reloading the configuration: %w", err)
+	}
+	return poll(ctx, configReloadWait, pollFast, "the reload of wal_keep_size", func(ctx context.Context) (bool, error) {
+		o, err := queryWalKeep(ctx, c)
+		if err != nil {
+			return false, err
+		}
+		if !walKeepRestored(o, rec) {
+			return false, fmt.Errorf("wal_keep_size is %s", o)
+		}
+		return true, nil
 	})
 }

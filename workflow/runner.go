@@ -111,6 +111,19 @@ func (rc *RunContext) SaveOnce(ctx context.Context, name, value string) (string,
 	return out, err
 }
 
+// Forget removes the value saved under name, if any. A step uses it for a
+// record that a later step consumes (for example "sdr changed setting X
+// from A to B", deleted once X is put back), so that the next run does not
+// act on it again. Forgetting a missing value is not an error.
+func (rc *RunContext) Forget(ctx context.Context, name string) error {
+	return rc.store.Update(ctx, rc.key, rc.Role, func(rec **Record, _ *Side) error {
+		if *rec != nil {
+			delete((*rec).Values, name)
+		}
+		return nil
+	})
+}
+
 // Options changes how a run starts.
 type Options struct {
 	// Restart discards the recorded step progress (not the saved values)

@@ -563,6 +563,59 @@ func TestSaveOnceIsWriteOnce(t *testing.T) {
 	}
 }
 
+func TestForget(t *testing.T) {
+	tests := []struct {
+		name string
+		save bool // step 2 saves k before forgetting it
+		// step 3 saves k again after the forget: the write-once rule then
+		// applies to the new value.
+		resave string
+		want   string // value of k seen by step 4, "" for none
+	}{
+		{name: "saved then forgotten", save: true},
+		{name: "forgetting a missing value", save: false},
+		{name: "saved, forgotten, saved anew", save: true, resave: "new", want: "new"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newFakeStore()
+			var read string
+			var found bool
+			wf := fiveSteps(&effects{}, map[string]stepFn{
+				"2_two": func(ctx context.Context, rc *RunContext, _ int) error {
+					if tc.save {
+						if _, err := rc.SaveOnce(ctx, "k", "old"); err != nil {
+							return err
+						}
+					}
+					return rc.Forget(ctx, "k")
+				},
+				"3_three": func(ctx context.Context, rc *RunContext, _ int) error {
+					if tc.resave == "" {
+						return nil
+					}
+					_, err := rc.SaveOnce(ctx, "k", tc.resave)
+					return err
+				},
+				"4_four": func(ctx context.Context, rc *RunContext, _ int) error {
+					var err error
+					read, found, err = rc.Value(ctx, "k")
+					return err
+				},
+			})
+			if _, err := newRunner(st).Run(context.Background(), wf, inputsA, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			if found != (tc.want != "") || read != tc.want {
+				t.Errorf("step 4 read %q (found %v), want %q", read, found, tc.want)
+			}
+			if v, ok := st.record(wf.Key()).Values["k"]; ok != (tc.want != "") || v != tc.want {
+				t.Errorf("record holds %q (present %v), want %q", v, ok, tc.want)
+			}
+		})
+	}
+}
+
 func TestRunnerInterrupted(t *testing.T) {
 	tests := []struct {
 		name       string

@@ -22,13 +22,14 @@ func startCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "start",
 		Usage:     "turn this side into its half of the DR pair (resumable: rerun to continue)",
-		UsageText: "sdr --config FILE --state FILE start --role primary|standby [--timeout D] [--restart]",
+		UsageText: "sdr --config FILE --state FILE start --role primary|standby [--timeout D] [--restart] [--reset-replication-password]",
 		Description: "Steps (the same numbers on both sides; a step with nothing to do for a role is recorded as skipped):\n" +
 			steps.StartHelp() + `
 A rerun with the same config starts at the first step that is not done, after
 re-checking the live cluster. A rerun whose config changed is refused and the
 changes are named; --restart starts again from step 1 (values saved by earlier
-runs, such as the original wal_keep_size, are kept).`,
+runs are kept: on the primary side, the record that step 4 raised
+wal_keep_size, which step 9 consumes).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "role", Required: true, Usage: "`primary` (run on the primary side) or standby (run on the DR side)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "bound for waits (primary: for the main standby to stream; standby: for the primary to accept the replication user, for each pg_basebackup, for streaming); default timeouts.wait from the config"},
@@ -36,6 +37,7 @@ runs, such as the original wal_keep_size, are kept).`,
 			&cli.StringSliceFlag{Name: "replace-diverged", Usage: "standby role: allow the rebuild to replace `NODE`'s data directory although it is diverged " +
 				"(promoted, may hold writes the primary does not have) or not recognised as an sdr copy; it is moved aside into " +
 				"<data_dir>.sdr/diverged-* and kept, never deleted. Repeat for several nodes. Never applies to a primary-cluster node"},
+			&cli.BoolFlag{Name: "reset-replication-password", Usage: "primary side: set the password of replication.user even though sdr did not create that role for this pair (by default sdr refuses to change it)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -130,7 +132,8 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	}
 	pool := cluster.Open(ctx, cfg, cmdLog)
 	defer pool.Close()
-	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout, ReplaceDiverged: replaceDiverged}
+	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout, ReplaceDiverged: replaceDiverged,
+		ResetReplicationPassword: c.Bool("reset-replication-password")}
 	wf := steps.Start(role, env)
 	inputs := cfg.Inputs()
 	inputs["action"], inputs["role"] = wf.Action, string(role)

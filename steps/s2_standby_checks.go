@@ -1,0 +1,232 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgsdr/sdr/cluster"
+)
+
+// Checks of 2_check_cluster on the standby side that must pass before
+// 5_stop_cluster stops anything: the rebuild must be known to be possible.
+//
+//   - A real replication connection (replication=true, IDENTIFY_SYSTEM)
+//     from the main standby to the primary, with the replication user and
+//     password: a reject line or a missing line for "replication" in the
+//     primary's pg_hba.conf, or a wrong password, shows here.
+//   - replication.user is not a superuser.
+//   - The pair's slot exists on the primary, is physical and permanent,
+//     and has not lost WAL (wal_status is not "lost").
+//   - Disk: every database counts (pg_tablespace_size, which the
+//     replication user may run for its database's tablespace), plus room
+//     for pg_wal, on every standby node; nodes that share a filesystem
+//     need the sum. The old data directory stays until 9_finish, so the
+//     new copy needs its full size free.
+
+// primaryReadiness is what the main standby learns of the primary beyond
+// remoteFacts.
+type primaryReadiness struct {
+	ReplSystemID string // from IDENTIFY_SYSTEM
+	Super        bool   // replication.user is a superuser
+	Slot         slotObs
+	DataBytes    int64    // every tablespace the replication user can measure
+	Unmeasured   []string // tablespaces whose size it cannot read
+	WalBytes     int64    // max_wal_size + wal_keep_size of the primary
+}
+
+// slotObs is the pair's slot on the primary.
+type slotObs struct {
+	Exists    bool
+	Type      string
+	Temporary bool
+	WalStatus string // "reserved", "extended", "unreserved", "lost", or "" (NULL)
+}
+
+const readinessSQL = `SELECT r.rolsuper,
+	coalesce((SELECT sum(pg_tablespace_size(t.oid)) FROM pg_tablespace t
+		WHERE t.spcname <> 'pg_global' AND (t.oid = d.dattablespace OR has_tablespace_privilege(t.oid, 'CREATE'))), 0)::bigint,
+	coalesce((SELECT array_agg(t.spcname::text ORDER BY t.spcname) FROM pg_tablespace t
+		WHERE t.spcname <> 'pg_global' AND NOT (t.oid = d.dattablespace OR has_tablespace_privilege(t.oid, 'CREATE'))), '{}'),
+	(pg_size_bytes(current_setting('max_wal_size')) + pg_size_bytes(current_setting('wal_keep_size')))::bigint
+	FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()`
+
+const slotSQL = `SELECT slot_type, temporary, coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`
+
+// primaryReady checks the remote primary p from the main standby: the
+// replication connection and what the replication user can read.
+func (e *Env) primaryReady(ctx context.Context, p remoteFacts) (primaryReadiness, error) {
+	main, _ := e.mainStandby()
+	via, err := e.access(ctx, main)
+	if err != nil {
+		return primaryReadiness{}, err
+	}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	var r primaryReadiness
+	rc, err := cluster.ConnectReplication(cctx, e.Config, via, p.Node.Host, p.Node.PGPort, e.Password)
+	if err != nil {
+		return r, fmt.Errorf("primary %s: %w", p.Node.Name, err)
+	}
+	results, err := rc.Exec(cctx, "IDENTIFY_SYSTEM").ReadAll()
+	rc.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return r, fmt.Errorf("while running IDENTIFY_SYSTEM on %s as %s: %w", p.Node.Name, e.Config.Replication.User, err)
+	}
+	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) < 1 {
+		return r, fmt.Errorf("IDENTIFY_SYSTEM on %s returned no row", p.Node.Name)
+	}
+	r.ReplSystemID = string(results[0].Rows[0][0])
+
+	c, err := cluster.ConnectReplUser(cctx, e.Config, via, p.Node.Host, p.Node.PGPort, e.Password, e.Config.Postgres.Database)
+	if err != nil {
+		return r, fmt.Errorf("primary-cluster node %s: %w", p.Node.Name, err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	if err := c.QueryRow(cctx, readinessSQL).Scan(&r.Super, &r.DataBytes, &r.Unmeasured, &r.WalBytes); err != nil {
+		return r, fmt.Errorf("while reading sizes on %s as %s: %w", p.Node.Name, e.Config.Replication.User, err)
+	}
+	err = c.QueryRow(cctx, slotSQL, e.slotName()).Scan(&r.Slot.Type, &r.Slot.Temporary, &r.Slot.WalStatus)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return r, fmt.Errorf("while looking for slot %s on %s: %w", e.slotName(), p.Node.Name, err)
+	default:
+		r.Slot.Exists = true
+	}
+	return r, nil
+}
+
+// checkPrimaryReady runs the readiness checks against the primary p.
+func (e *Env) checkPrimaryReady(ctx context.Context, p remoteFacts) (primaryReadiness, error) {
+	r, err := e.primaryReady(ctx, p)
+	if err != nil {
+		return r, err
+	}
+	return r, decidePrimaryReady(p.Node.Name, e.slotName(), e.Config.Replication.User, p.SystemID, r)
+}
+
+// explainPrimaryNotReady adds what to do to the error of a wait for the
+// primary that ended without success.
+func explainPrimaryNotReady(err error, user, main string) error {
+	switch {
+	case errors.Is(err, cluster.ErrPasswordAuth):
+		return fmt.Errorf("%w (check replication.password_* against the primary side)", err)
+	case errors.Is(err, cluster.ErrLoginRefused):
+		return fmt.Errorf("%w (the primary refuses %s from %s: the primary side creates the role in step 3 and sdr's pg_hba.conf block "+
+			"in step 5; if it has, a pg_hba.conf line before sdr's block rejects or does not match this connection: "+
+			"sdr stopped nothing)", err, user, main)
+	}
+	return err
+}
+
+// decidePrimaryReady decides whether the primary is ready for a rebuild.
+// A missing slot is worth waiting for (the primary side creates it in
+// 4_retain_wal); the rest is not.
+func decidePrimaryReady(primary, slot, user string, sysID string, r primaryReadiness) error {
+	switch {
+	case r.ReplSystemID != sysID:
+		return permanent(fmt.Errorf("IDENTIFY_SYSTEM on %s gives system identifier %s, SQL gives %s: not the same server", primary, r.ReplSystemID, sysID))
+	case r.Super:
+		return permanent(fmt.Errorf("replication.user %s is a superuser on the primary %s: the standby cluster must stream as a role "+
+			"with LOGIN REPLICATION and nothing more (see the primary side's step 2)", user, primary))
+	case len(r.Unmeasured) > 0:
+		return permanent(fmt.Errorf("the primary %s has tablespaces whose size replication.user %s cannot read (%s): "+
+			"sdr cannot check the disk space a copy needs", primary, user, strings.Join(r.Unmeasured, ", ")))
+	case !r.Slot.Exists:
+		return fmt.Errorf("slot %s does not exist on the primary %s yet (the primary side creates it in 4_retain_wal)", slot, primary)
+	case r.Slot.Type != "physical" || r.Slot.Temporary:
+		return permanent(fmt.Errorf("slot %s on the primary %s is a %s slot (temporary %t), not sdr's permanent physical slot; "+
+			"drop it on the primary, then run the primary side with --restart", slot, primary, r.Slot.Type, r.Slot.Temporary))
+	case r.Slot.WalStatus == "lost":
+		return permanent(fmt.Errorf("slot %s on the primary %s has lost WAL (wal_status lost; max_slot_wal_keep_size): a copy made through it "+
+			"could not stream. On the primary side run start --role primary --restart: its 4_retain_wal drops and recreates a lost slot", slot, primary))
+	}
+	return nil
+}
+
+// diskObs is the free space beside a standby node's data directory.
+type diskObs struct {
+	Node       string
+	Host       string
+	Filesystem string // df's first column
+	Mount      string // df's last column
+	Free       int64
+}
+
+// observeDisk reads df for the directory that holds n's data directory.
+func (e *Env) observeDisk(ctx context.Context, n *cluster.Node) (diskObs, error) {
+	out, err := e.run(ctx, n, "df -Pk "+q(path.Dir(n.DataDir)), cluster.RunOpts{})
+	if err != nil {
+		return diskObs{}, fmt.Errorf("while checking free disk space beside %s: %w", n.DataDir, err)
+	}
+	o, err := parseDF(out)
+	if err != nil {
+		return diskObs{}, fmt.Errorf("on %s: %w", n.Name, err)
+	}
+	o.Node, o.Host = n.Name, n.Host
+	return o, nil
+}
+
+// parseDF reads the last line of `df -Pk DIR`.
+func parseDF(out string) (diskObs, error) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	f := strings.Fields(lines[len(lines)-1])
+	if len(lines) < 2 || len(f) < 6 {
+		return diskObs{}, fmt.Errorf("cannot read df output %q", strings.TrimSpace(out))
+	}
+	kb, err := strconv.ParseInt(f[3], 10, 64)
+	if err != nil {
+		return diskObs{}, fmt.Errorf("cannot read df output %q: %w", strings.TrimSpace(out), err)
+	}
+	return diskObs{Filesystem: f[0], Mount: strings.Join(f[5:], " "), Free: kb * 1024}, nil
+}
+
+// checkDiskRoom checks that every filesystem holding standby data
+// directories has room for a full new copy of each of them: the
+// primary's data plus pg_wal, while the old directories stay until
+// 9_finish. Nodes on one host whose directories are on the same
+// filesystem share its free space.
+func checkDiskRoom(disks []diskObs, perCopy int64) error {
+	type group struct {
+		free  int64
+		nodes []string
+	}
+	groups := map[string]*group{}
+	var keys []string
+	for _, d := range disks {
+		k := strings.ToLower(d.Host) + "\x00" + d.Filesystem + "\x00" + d.Mount
+		g, ok := groups[k]
+		if !ok {
+			g = &group{free: d.Free}
+			groups[k] = g
+			keys = append(keys, k)
+		}
+		g.nodes = append(g.nodes, d.Node)
+	}
+	sort.Strings(keys)
+	var problems []string
+	for _, k := range keys {
+		g := groups[k]
+		need := perCopy * int64(len(g.nodes))
+		if g.free < need {
+			share := ""
+			if len(g.nodes) > 1 {
+				share = fmt.Sprintf(" (shared by %s: %d copies)", strings.Join(g.nodes, ", "), len(g.nodes))
+			}
+			problems = append(problems, fmt.Sprintf("%s has %d MiB free beside its data directory%s, a new copy needs %d MiB",
+				g.nodes[0], g.free>>20, share, need>>20))
+		}
+	}
+	if len(problems) > 0 {
+		return permanent(fmt.Errorf("%s (the primary's databases plus room for pg_wal; the old data directory stays until 9_finish)",
+			strings.Join(problems, "; ")))
+	}
+	return nil
+}
