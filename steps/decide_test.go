@@ -128,9 +128,6 @@ func TestCheckPrimarySettings(t *testing.T) {
 	})
 }
 
-
-
-
 func TestHbaAddress(t *testing.T) {
 	tests := []struct {
 		name, host, want string
