@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -58,8 +59,6 @@ func TestRunUsageErrors(t *testing.T) {
 		{"unknown config field", []string{"--state", state, "--config", unknownField, "start", "--role", "primary"}, unknownField},
 		{"config error in status", []string{"--state", state, "--config", badYAML, "status"}, badYAML},
 		{"start with arguments", []string{"--state", state, "start", "--role", "primary", "extra"}, "extra"},
-		{"status on a missing state file", []string{"--state", state, "status"}, state},
-		{"status --json on a missing state file", []string{"--state", state, "status", "--json"}, state},
 		{"unknown flag", []string{"--state", state, "status", "--bogus"}, "bogus"},
 	}
 	for _, tc := range tests {
@@ -73,6 +72,61 @@ func TestRunUsageErrors(t *testing.T) {
 			}
 			if _, err := os.Stat(state); err == nil {
 				t.Errorf("a refused command created the state file")
+			}
+		})
+	}
+}
+
+// localConfig writes a valid config whose nodes are local and unreachable
+// (their sockets do not exist), and returns its path.
+func localConfig(t *testing.T, dir string) string {
+	t.Helper()
+	node := func(name string, port int) string {
+		return fmt.Sprintf("    - {name: %s, host: 127.0.0.1, pg_port: %d, local: true, data_dir: %s, socket_dir: %s}\n",
+			name, port, filepath.Join(dir, name, "data"), filepath.Join(dir, name, "run"))
+	}
+	text := "name: dc1_dc2\nreplication: {user: sdr_repl, password_file: " + filepath.Join(dir, "pw") + "}\n" +
+		"timeouts: {connect: 1s}\nprimary:\n  nodes:\n" + node("dc1-a", 5501) + node("dc1-b", 5502) +
+		"standby:\n  main: dc2-a\n  nodes:\n" + node("dc2-a", 5601) + node("dc2-b", 5602)
+	p := filepath.Join(dir, "sdr.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestStatusWithoutStateFile(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	cfg := localConfig(t, dir)
+	state := filepath.Join(dir, "never-ran.db")
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"text", []string{"--state", state, "status"}},
+		{"json", []string{"--state", state, "status", "--json"}},
+		{"with config", []string{"--state", state, "--config", cfg, "status"}},
+		{"missing directory", []string{"--state", filepath.Join(dir, "no-such-dir", "s.db"), "status"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, tc.args...)
+			if code != ExitNoState {
+				t.Errorf("exit %d, want %d; stderr %s", code, ExitNoState, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], "no state file at "+tc.args[1]) {
+				t.Errorf("stderr is not one line naming %s:\n%s", tc.args[1], stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			if _, err := os.Stat(tc.args[1]); !os.IsNotExist(err) {
+				t.Errorf("status created %s (%v)", tc.args[1], err)
+			}
+			if _, err := os.Stat(store.LockPath(tc.args[1])); !os.IsNotExist(err) {
+				t.Errorf("status created the lock file (%v)", err)
 			}
 		})
 	}
@@ -231,6 +285,7 @@ func TestExitCode(t *testing.T) {
 		{"store failure", failErr(os.ErrClosed), ExitStepFailed},
 		{"unclassified", os.ErrInvalid, ExitUsage},
 		{"inputs changed", usageErr(&workflow.InputsChangedError{}), ExitUsage},
+		{"no state file", &codedError{code: ExitNoState, err: os.ErrNotExist}, ExitNoState},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,11 +7,12 @@ import (
 	"github.com/pgsdr/sdr/workflow"
 )
 
-// Exit codes.
+// Exit codes. README.md ("Exit codes") says what each means and why.
 const (
 	ExitOK         = 0
 	ExitStepFailed = 1
-	ExitUsage      = 2
+	ExitUsage      = 2 // also: refused before anything was changed
+	ExitNoState    = 3 // status: no state file at --state (sdr never ran there)
 )
 
 // codedError carries the exit code for an error.
@@ -34,13 +35,13 @@ func exitCode(err error) int {
 	if err == nil {
 		return ExitOK
 	}
-	var se *workflow.StepError
-	if errors.As(err, &se) {
-		return ExitStepFailed
-	}
 	var ce *codedError
 	if errors.As(err, &ce) {
 		return ce.code
+	}
+	var se *workflow.StepError
+	if errors.As(err, &se) {
+		return ExitStepFailed
 	}
 	return ExitUsage
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -43,7 +45,9 @@ func statusCommand() *cli.Command {
 		Description: `Reads the state file only (it works with no PostgreSQL reachable, and while a run
 holds the lock). With --config it also asks every node for its role, its upstream,
 pg_stat_replication / pg_stat_wal_receiver and lag; an unreachable node is shown as such.
-The --json document is described in docs/status.md.`,
+The --json document is described in docs/status.md.
+Exit codes: 0; 3 when there is no state file at --state (nothing is created);
+2 when the state file or the config cannot be used.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the status as one JSON document"},
 			&cli.IntFlag{Name: "history", Value: 20, Usage: "show the last `N` state transitions (0: all)"},
@@ -70,6 +74,9 @@ func runStatus(c *cli.Context, g globals, asJSON bool, history int) error {
 		pair = cfg.Name
 	}
 	db, err := store.Open(g.state, store.Options{ReadOnly: true, Pair: pair})
+	if errors.Is(err, fs.ErrNotExist) {
+		return &codedError{code: ExitNoState, err: fmt.Errorf("no state file at %s: sdr has not run on this side with this --state (status creates nothing)", g.state)}
+	}
 	if err != nil {
 		return usageErr(err)
 	}
