@@ -132,11 +132,11 @@ func TestStatusWithoutStateFile(t *testing.T) {
 	}
 }
 
-// writeState runs a small workflow through the real store: one complete
-// workflow, one failed at its second step.
-func writeState(t *testing.T, path string) {
+// writeState runs a small workflow of role through the real store; with
+// fail, it fails at its second step.
+func writeState(t *testing.T, path string, role workflow.Role, fail bool) {
 	t.Helper()
-	db, err := store.Open(path, store.Options{Pair: "dc1-dc2"})
+	db, err := store.Open(path, store.Options{Pair: "dc1_dc2", Role: role})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,22 +153,20 @@ func writeState(t *testing.T, path string) {
 		}}
 	}
 	r := &workflow.Runner{Store: db, NewRunID: func() string { return "run-1" }}
-	if _, err := r.Run(context.Background(), mk(workflow.RolePrimary, false), map[string]string{"a": "1"}, workflow.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Run(context.Background(), mk(workflow.RoleStandby, true), map[string]string{"a": "1"}, workflow.Options{}); err == nil {
-		t.Fatal("standby workflow should fail")
+	_, err = r.Run(context.Background(), mk(role, fail), map[string]string{"a": "1"}, workflow.Options{})
+	if (err != nil) != fail {
+		t.Fatalf("%s workflow: err %v, want failure %v", role, err, fail)
 	}
 }
 
 // statusJSONKeys is the documented top level of `status --json` (docs/status.md).
 // Changing it breaks scripts: add fields only, and bump StatusJSONVersion otherwise.
-var statusJSONKeys = []string{"version", "pair", "state_file", "schema", "sides", "workflows", "history", "lock", "nodes", "live"}
+var statusJSONKeys = []string{"version", "pair", "state_file", "schema", "role", "sides", "workflows", "history", "lock", "nodes", "live"}
 
 func TestStatusJSONGoldenKeys(t *testing.T) {
 	clearEnv(t)
 	state := filepath.Join(t.TempDir(), "state.db")
-	writeState(t, state)
+	writeState(t, state, workflow.RoleStandby, true)
 	code, stdout, stderr := run(t, "--state", state, "status", "--json")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -191,29 +189,20 @@ func TestStatusJSONGoldenKeys(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Version != StatusJSONVersion || doc.Pair != "dc1-dc2" || doc.StateFile != state || doc.Schema != store.SchemaVersion || doc.Live != "no config" {
+	if doc.Version != StatusJSONVersion || doc.Pair != "dc1_dc2" || doc.StateFile != state || doc.Schema != store.SchemaVersion ||
+		doc.Role != workflow.RoleStandby || doc.Live != "no config" {
 		t.Errorf("header %+v", doc)
 	}
 	if string(top["nodes"]) != "[]" || string(top["lock"]) != "null" {
 		t.Errorf("nodes %s lock %s, want [] and null", top["nodes"], top["lock"])
 	}
-	if len(doc.Workflows) != 2 || len(doc.Sides) != 2 || len(doc.History) == 0 {
+	if len(doc.Workflows) != 1 || len(doc.Sides) != 1 || len(doc.History) == 0 {
 		t.Fatalf("workflows %d sides %d history %d", len(doc.Workflows), len(doc.Sides), len(doc.History))
 	}
-	for _, w := range doc.Workflows {
-		switch w.Workflow {
-		case "start/primary":
-			if !w.Complete {
-				t.Errorf("start/primary not complete: %+v", w)
-			}
-		case "start/standby":
-			sr := w.Step("2_check_cluster")
-			if w.Complete || sr == nil || sr.Status != workflow.StatusFailed || sr.Error == nil || !sr.Error.Permanent {
-				t.Errorf("start/standby: %+v", w)
-			}
-		default:
-			t.Errorf("unexpected workflow %s", w.Workflow)
-		}
+	w := doc.Workflows[0]
+	sr := w.Step("2_check_cluster")
+	if w.Workflow != "start/standby" || w.Complete || sr == nil || sr.Status != workflow.StatusFailed || sr.Error == nil || !sr.Error.Permanent {
+		t.Errorf("start/standby: %+v", w)
 	}
 }
 
@@ -232,12 +221,12 @@ func TestStatusJSONDocKeysMatchGolden(t *testing.T) {
 func TestStatusText(t *testing.T) {
 	clearEnv(t)
 	state := filepath.Join(t.TempDir(), "state.db")
-	writeState(t, state)
+	writeState(t, state, workflow.RoleStandby, true)
 	code, stdout, stderr := run(t, "--state", state, "status", "--history", "0")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"DR pair dc1-dc2", "side standby: state BACKUP_FAIL", "workflow start/standby: in progress", "2_check_cluster", "state history:"} {
+	for _, want := range []string{"DR pair dc1_dc2", "side standby: state BACKUP_FAIL", "workflow start/standby: in progress", "2_check_cluster", "state history:"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("status does not show %q:\n%s", want, stdout)
 		}
@@ -291,6 +280,48 @@ func TestExitCode(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := exitCode(tc.err); got != tc.want {
 				t.Errorf("exitCode = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStartRefusesTheOtherSidesStateFile(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		name      string
+		fileRole  workflow.Role
+		startRole string
+	}{
+		{"primary file given to the standby side", workflow.RolePrimary, "standby"},
+		{"standby file given to the primary side", workflow.RoleStandby, "primary"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := localConfig(t, dir)
+			if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("secret\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			state := filepath.Join(dir, "state.db")
+			writeState(t, state, tc.fileRole, false)
+			before, err := os.ReadFile(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := run(t, "--config", cfg, "--state", state, "start", "--role", tc.startRole)
+			if code != ExitUsage {
+				t.Fatalf("exit %d, want %d\n%s%s", code, ExitUsage, stdout, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], "other side") || !strings.Contains(lines[0], state) ||
+				!strings.Contains(lines[0], string(tc.fileRole)) {
+				t.Errorf("want one line naming the file, its side %s and the mismatch:\n%s", tc.fileRole, stderr)
+			}
+			if after, _ := os.ReadFile(state); !bytes.Equal(after, before) {
+				t.Error("the refused run changed the state file")
+			}
+			if _, err := os.Stat(store.LockPath(state)); !os.IsNotExist(err) {
+				t.Errorf("the refused run took the run lock (%v)", err)
 			}
 		})
 	}

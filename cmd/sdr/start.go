@@ -64,8 +64,11 @@ func loadConfig(g globals) (*cluster.Config, error) {
 	return cfg, nil
 }
 
-func openStore(g globals, pair string) (*store.DB, error) {
-	db, err := store.Open(g.state, store.Options{Pair: pair})
+// openStore opens (or creates) the state file of this side for a run of
+// role: a file of another pair or of the other side is refused (exit 2)
+// and left as it was.
+func openStore(g globals, pair string, role workflow.Role) (*store.DB, error) {
+	db, err := store.Open(g.state, store.Options{Pair: pair, Role: role})
 	if err != nil {
 		return nil, usageErr(err)
 	}
@@ -93,7 +96,7 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 		return err
 	}
 	defer closeLog()
-	db, err := openStore(g, cfg.Name)
+	db, err := openStore(g, cfg.Name, role)
 	if err != nil {
 		return err
 	}

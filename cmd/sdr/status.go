@@ -29,6 +29,7 @@ type StatusDoc struct {
 	Pair      string               `json:"pair"`
 	StateFile string               `json:"state_file"`
 	Schema    int                  `json:"schema"`
+	Role      workflow.Role        `json:"role"` // the side the state file belongs to; "" before its first run
 	Sides     []workflow.Side      `json:"sides"`
 	Workflows []workflow.Record    `json:"workflows"`
 	History   []store.HistoryEntry `json:"history"`
@@ -84,7 +85,7 @@ func runStatus(c *cli.Context, g globals, asJSON bool, history int) error {
 	if err != nil {
 		return usageErr(err)
 	}
-	doc := StatusDoc{Version: StatusJSONVersion, Pair: snap.Pair, StateFile: snap.Path, Schema: snap.Schema, Sides: snap.Sides,
+	doc := StatusDoc{Version: StatusJSONVersion, Pair: snap.Pair, StateFile: snap.Path, Schema: snap.Schema, Role: snap.Role, Sides: snap.Sides,
 		Workflows: snap.Workflows, History: snap.History, Lock: snap.Lock, Nodes: []steps.NodeStatus{}, Live: "no config"}
 	if cfg != nil {
 		pool := cluster.Open(c.Context, cfg, zap.NewNop())
