@@ -334,6 +334,10 @@ type Snapshot struct {
 	Sides     []workflow.Side   `json:"sides"`
 	History   []HistoryEntry    `json:"history"`
 	Lock      *Holder           `json:"lock,omitempty"`
+	// Gone is the run recorded in the lock file that no live process
+	// holds: a run that was killed (or whose terminal closed) and did not
+	// release the lock. Nil when the last run ended normally.
+	Gone *Holder `json:"gone,omitempty"`
 }
 
 // Snapshot reads the whole file in one read transaction. It keeps the
@@ -389,8 +393,20 @@ func (d *DB) Snapshot(maxHistory int) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h, err := ReadHolder(d.path); err == nil && h != nil && h.Alive() {
-		s.Lock = h
+	probe, err := ProbeLock(d.path)
+	if err != nil {
+		// The lock file cannot be probed (say, another user's file):
+		// fall back on the process id it records.
+		h, _ := ReadHolder(d.path)
+		probe = LockProbe{Held: h.Alive(), Holder: h}
+	}
+	if probe.Held {
+		s.Lock = probe.Holder
+		if s.Lock == nil {
+			s.Lock = &Holder{} // held, but its holder has not written the file yet
+		}
+	} else {
+		s.Gone = probe.Holder
 	}
 	return s, nil
 }

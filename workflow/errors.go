@@ -25,6 +25,11 @@ var (
 	ErrInterrupted = errors.New("interrupted")
 	// ErrPanic is wrapped by errors built from a recovered panic.
 	ErrPanic = errors.New("panic")
+	// ErrRunGone is recorded, with ErrInterrupted, on a step that an
+	// earlier run left started: that run ended (SIGKILL, a closed
+	// terminal, a crash or a reboot) without recording an outcome. The
+	// next run records it before it resumes.
+	ErrRunGone = errors.New("the run ended without recording an outcome")
 )
 
 // Errors for values a step saves for later.

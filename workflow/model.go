@@ -159,6 +159,11 @@ type StepRecord struct {
 	Started  *time.Time   `json:"started,omitempty"`
 	Ended    *time.Time   `json:"ended,omitempty"`
 	Error    *ErrorRecord `json:"error,omitempty"`
+	// Interrupted is never stored: `sdr status` sets it on a step that is
+	// started while no live run holds the state file (or a run other than
+	// the one that started it does): the run was killed or its terminal
+	// closed. The next run records the step as failed (interrupted).
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Record is the checkpoint of one workflow on one side.

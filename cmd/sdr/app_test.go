@@ -211,7 +211,9 @@ func TestStatusJSONDocKeysMatchGolden(t *testing.T) {
 	typ := reflect.TypeOf(StatusDoc{})
 	var got []string
 	for i := 0; i < typ.NumField(); i++ {
-		got = append(got, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
+		if typ.Field(i).IsExported() {
+			got = append(got, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
+		}
 	}
 	if !reflect.DeepEqual(got, statusJSONKeys) {
 		t.Errorf("StatusDoc json keys %v, want %v", got, statusJSONKeys)

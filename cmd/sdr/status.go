@@ -36,6 +36,22 @@ type StatusDoc struct {
 	Lock      *store.Holder        `json:"lock"`
 	Nodes     []steps.NodeStatus   `json:"nodes"`
 	Live      string               `json:"live"` // "ok" (nodes were asked) or "no config"
+
+	gone *store.Holder // the run the lock file names that no live process holds (text only)
+}
+
+// markInterrupted sets Interrupted on every started step whose run is
+// gone: no live run holds the state file's lock, or the live run is not
+// the one that started the step (it has not yet recorded the interruption
+// itself). A live holder with no run id is taken to be the step's run.
+func markInterrupted(recs []workflow.Record, lock *store.Holder) {
+	for i := range recs {
+		running := lock != nil && (lock.RunID == "" || lock.RunID == recs[i].RunID)
+		for j := range recs[i].Steps {
+			sr := &recs[i].Steps[j]
+			sr.Interrupted = sr.Status == workflow.StatusStarted && !running
+		}
+	}
 }
 
 func statusCommand() *cli.Command {
@@ -86,7 +102,8 @@ func runStatus(c *cli.Context, g globals, asJSON bool, history int) error {
 		return usageErr(err)
 	}
 	doc := StatusDoc{Version: StatusJSONVersion, Pair: snap.Pair, StateFile: snap.Path, Schema: snap.Schema, Role: snap.Role, Sides: snap.Sides,
-		Workflows: snap.Workflows, History: snap.History, Lock: snap.Lock, Nodes: []steps.NodeStatus{}, Live: "no config"}
+		Workflows: snap.Workflows, History: snap.History, Lock: snap.Lock, Nodes: []steps.NodeStatus{}, Live: "no config", gone: snap.Gone}
+	markInterrupted(doc.Workflows, doc.Lock)
 	if cfg != nil {
 		pool := cluster.Open(c.Context, cfg, zap.NewNop())
 		defer pool.Close()
@@ -122,6 +139,9 @@ func printStatus(w io.Writer, d StatusDoc) {
 		if s.Step != "" {
 			fmt.Fprintf(w, " (set by %s, run %s)", s.Step, s.RunID)
 		}
+		if interruptedStep(d.Workflows, s.Role, s.Step) {
+			fmt.Fprintf(w, "; INTERRUPTED: the run that set it is gone")
+		}
 		fmt.Fprintln(w)
 	}
 	for _, r := range d.Workflows {
@@ -132,14 +152,33 @@ func printStatus(w io.Writer, d StatusDoc) {
 		fmt.Fprintf(w, "\nworkflow %s: %s (last run %s, runs: %d)\n", r.Workflow, status, r.RunID, r.Runs)
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  STEP\tSTATUS\tATTEMPTS\tSTARTED\tENDED\tERROR")
+		var interrupted []string
 		for _, s := range r.Steps {
 			errText := ""
 			if s.Error != nil {
 				errText = s.Error.Message
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Status, s.Attempts, fmtTime(s.Started), fmtTime(s.Ended), errText)
+			st := string(s.Status)
+			if s.Interrupted {
+				st = "INTERRUPTED"
+				interrupted = append(interrupted, s.Name)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\n", s.Name, st, s.Attempts, fmtTime(s.Started), fmtTime(s.Ended), errText)
 		}
 		tw.Flush()
+		for _, name := range interrupted {
+			who := "run " + r.RunID
+			if d.gone != nil && d.gone.RunID == r.RunID {
+				who += fmt.Sprintf(" (pid %d on %s)", d.gone.PID, d.gone.Host)
+			}
+			if d.Lock == nil {
+				fmt.Fprintf(w, "  interrupted: %s is recorded as started, but %s is gone (killed, or its terminal closed) and no sdr run holds the state file.\n"+
+					"  Run the same command again: it records the interruption (with the step's failure state) and resumes at %s.\n", name, who, name)
+			} else {
+				fmt.Fprintf(w, "  interrupted: %s is recorded as started by %s, which is gone; run %s, now holding the state file, records the interruption and resumes.\n",
+					name, who, d.Lock.RunID)
+			}
+		}
 	}
 	if len(d.Nodes) > 0 {
 		fmt.Fprintln(w, "\nnodes (live):")
@@ -175,3 +214,16 @@ func printStatus(w io.Writer, d StatusDoc) {
 }
 
 func oneLineStr(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// interruptedStep reports whether step of role's workflows is marked interrupted.
+func interruptedStep(recs []workflow.Record, role workflow.Role, step string) bool {
+	for _, r := range recs {
+		if r.Role != role {
+			continue
+		}
+		if sr := r.Step(step); sr != nil && sr.Interrupted {
+			return true
+		}
+	}
+	return false
+}
