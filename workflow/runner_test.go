@@ -685,6 +685,8 @@ func TestValidate(t *testing.T) {
 		{"name with other number", []Step{step(1, "2_prepare")}, true, nil},
 		{"name only prefix", []Step{step(1, "1_")}, true, nil},
 		{"prefix of a longer number", []Step{step(1, "10_x")}, true, nil},
+		{"check-only step that sets a state", []Step{{Num: 1, Name: "1_a", CheckOnly: true, OnFail: StateBackupFail}}, true, nil},
+		{"check-only step", []Step{{Num: 1, Name: "1_a", CheckOnly: true}}, false, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -899,5 +901,41 @@ func TestRunnerRecordsARunThatWasKilled(t *testing.T) {
 				t.Errorf("rerun did not complete: %+v", rec.Steps)
 			}
 		})
+	}
+}
+
+func TestBeforeAnyChange(t *testing.T) {
+	p, s := []Role{RolePrimary}, []Role{RoleStandby}
+	wf := Workflow{Action: "start", Role: RolePrimary, Steps: []Step{
+		{Num: 1, Name: "1_prepare", Roles: p, CheckOnly: true},
+		{Num: 2, Name: "2_check", Roles: p, CheckOnly: true},
+		{Num: 3, Name: "3_standby_only", Roles: s}, // skipped for the primary: changes nothing here
+		{Num: 4, Name: "4_check_again", Roles: p, CheckOnly: true},
+		{Num: 5, Name: "5_change", Roles: p},
+		{Num: 6, Name: "6_check_late", Roles: p, CheckOnly: true},
+	}}
+	tests := []struct {
+		step string
+		want bool
+	}{
+		{"1_prepare", true},
+		{"2_check", true},
+		{"3_standby_only", true},
+		{"4_check_again", true},
+		{"5_change", false},
+		{"6_check_late", false}, // a step before it may have changed something
+		{"7_unknown", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.step, func(t *testing.T) {
+			if got := wf.BeforeAnyChange(tc.step); got != tc.want {
+				t.Errorf("BeforeAnyChange(%s) = %v, want %v", tc.step, got, tc.want)
+			}
+		})
+	}
+	standby := wf
+	standby.Role = RoleStandby
+	if standby.BeforeAnyChange("4_check_again") {
+		t.Error("for the standby, 3_standby_only changes something before 4_check_again")
 	}
 }

@@ -52,7 +52,8 @@ the state file. If a run fails, is killed or loses its network, run the same
 command again: it resumes at the step that did not finish.
 
 Exit codes: 0 ok; 1 a step failed (fix the cause, then rerun the same command);
-2 bad usage or config, or the run was refused (nothing was changed);
+2 refused, nothing was changed: bad usage or config, a refused run, or a check
+  in steps 1-2 that a rerun as it is cannot pass (unknown SSH host key, ...);
 3 status found no state file at --state (sdr never ran there).`,
 		Writer:          stdout,
 		ErrWriter:       stderr,

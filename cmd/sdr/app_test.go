@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/steps"
 	"github.com/pgsdr/sdr/store"
 	"github.com/pgsdr/sdr/workflow"
 )
@@ -324,6 +329,50 @@ func TestStartRefusesTheOtherSidesStateFile(t *testing.T) {
 			}
 			if _, err := os.Stat(store.LockPath(state)); !os.IsNotExist(err) {
 				t.Errorf("the refused run took the run lock (%v)", err)
+			}
+		})
+	}
+}
+
+func TestRefusedBeforeChange(t *testing.T) {
+	primary := steps.Start(workflow.RolePrimary, &steps.Env{})
+	standby := steps.Start(workflow.RoleStandby, &steps.Env{})
+	hostKey := fmt.Errorf("while checking dc1-a: %w", fmt.Errorf("on dc1-a: host key not in /k: %w", errors.Join(cluster.ErrHostKey, os.ErrInvalid)))
+	sshAuth := fmt.Errorf("on dc2-a: %w", cluster.ErrSSHAuth)
+	perm := &workflow.Permanent{Err: errors.New("replication.user is a superuser")}
+	tests := []struct {
+		name string
+		wf   workflow.Workflow
+		step string
+		err  error
+		want bool
+		code int
+	}{
+		{"unknown host key in step 2", primary, "2_check_cluster", hostKey, true, ExitUsage},
+		{"ssh key refused in step 2 (standby)", standby, "2_check_cluster", sshAuth, true, ExitUsage},
+		{"permanent check failure in step 2", standby, "2_check_cluster", perm, true, ExitUsage},
+		{"permanent failure in step 1", primary, "1_prepare", perm, true, ExitUsage},
+		{"one node's permanent error among others", primary, "2_check_cluster", errors.Join(errors.New("dc1-b: timeout"), perm), true, ExitUsage},
+		{"transient failure in step 2", standby, "2_check_cluster", fmt.Errorf("while waiting: %w", context.DeadlineExceeded), false, ExitStepFailed},
+		{"interrupted in step 2", primary, "2_check_cluster", fmt.Errorf("%w: %w", workflow.ErrInterrupted, perm), false, ExitStepFailed},
+		{"host key in step 3, after changes", primary, "3_prepare_replication", hostKey, false, ExitStepFailed},
+		{"permanent failure in step 7", standby, "7_build_standby", perm, false, ExitStepFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			se := &workflow.StepError{Step: tc.step, Err: tc.err}
+			if got := refusedBeforeChange(tc.wf, se); got != tc.want {
+				t.Errorf("refusedBeforeChange = %v, want %v", got, tc.want)
+			}
+			var out bytes.Buffer
+			app := NewApp(&out, &out)
+			c := cli.NewContext(app, nil, nil)
+			code := exitCode(reportRun(c, tc.wf, "p", workflow.Result{State: workflow.StateNormal}, se))
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d", code, tc.code)
+			}
+			if wantWord := map[bool]string{true: "refused at " + tc.step + " before changing anything", false: "failed at " + tc.step}[tc.want]; !strings.Contains(out.String(), wantWord) {
+				t.Errorf("output %q does not say %q", out.String(), wantWord)
 			}
 		})
 	}

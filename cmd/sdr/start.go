@@ -141,6 +141,11 @@ func reportRun(c *cli.Context, wf workflow.Workflow, pair string, res workflow.R
 	case err != nil:
 		var se *workflow.StepError
 		if errors.As(err, &se) {
+			if refusedBeforeChange(wf, se) {
+				fmt.Fprintf(out, "%s for DR pair %s refused at %s before changing anything; state %s. Fix what the error names, then run the same command again (see docs/runbook.md).\n",
+					wf.Key(), pair, se.Step, orDash(string(res.State)))
+				return usageErr(err)
+			}
 			fmt.Fprintf(out, "%s for DR pair %s failed at %s; state %s. Fix the cause and run the same command again to resume (see docs/runbook.md).\n",
 				wf.Key(), pair, se.Step, orDash(string(res.State)))
 			return err
