@@ -21,7 +21,7 @@ var (
 	// ErrStepFailed is wrapped by *StepError.
 	ErrStepFailed = errors.New("step failed")
 	// ErrInterrupted is the cause recorded when the run's context was
-	// cancelled (SIGINT, SIGTERM) while a step ran.
+	// cancelled (SIGINT, SIGTERM, SIGHUP) while a step ran.
 	ErrInterrupted = errors.New("interrupted")
 	// ErrPanic is wrapped by errors built from a recovered panic.
 	ErrPanic = errors.New("panic")
