@@ -29,7 +29,7 @@ var (
 	// earlier run left started: that run ended (SIGKILL, a closed
 	// terminal, a crash or a reboot) without recording an outcome. The
 	// next run records it before it resumes.
-	ErrRunGone = errors.New("the run ended without recording an outcome")
+	ErrRunGone = errors.New("run ended without recording an outcome")
 )
 
 // Errors for values a step saves for later.

@@ -245,8 +245,8 @@ func recordRunGone(wf Workflow, rec *Record, side *Side, runID string, now time.
 			continue
 		}
 		out = append(out, Interruption{Step: sr.Name, RunID: rec.RunID, Started: sr.Started})
-		err := fmt.Errorf("%w: run %s %w while %s ran (SIGKILL, a closed terminal, a crash or a reboot); recorded by run %s",
-			ErrInterrupted, orUnknown(rec.RunID), ErrRunGone, sr.Name, orUnknown(runID))
+		err := fmt.Errorf("%w: %w (run %s, while %s ran: SIGKILL, a closed terminal, a crash or a reboot); recorded by run %s",
+			ErrInterrupted, ErrRunGone, orUnknown(rec.RunID), sr.Name, orUnknown(runID))
 		sr.Status, sr.Error = StatusFailed, NewErrorRecord(err)
 		sr.Ended = nil // unknown: the run died without a word
 		for _, s := range wf.Steps {
