@@ -19,14 +19,20 @@ import (
 // Access imposes no deadline of its own: callers bound every call with ctx
 // (see Timeouts.Command). All methods are safe for concurrent use.
 type Access interface {
-	// Run runs a POSIX shell command line on the node (/bin/sh -c locally, the
-	// SSH user's login shell over SSH). Stdin
-	// (optional) is fed to it; stdout is returned; stderr is returned in the
-	// error on failure, and if opts.Stderr != nil it is also streamed there
-	// as it arrives (used to show pg_basebackup progress). A non-zero exit is
-	// a *CommandError. When ctx is done the command is killed and ctx's
-	// error is returned, wrapped.
+	// Run runs a POSIX shell command line on the node with /bin/sh -c
+	// (over SSH too, whatever the user's login shell is; see frame). Stdin
+	// (optional) is fed to it; only the command's own stdout is returned
+	// (not what a login shell's startup files print); stderr is returned in
+	// the error on failure, and if opts.Stderr != nil it is also streamed
+	// there as it arrives (used to show pg_basebackup progress). A non-zero
+	// exit is a *CommandError. When ctx is done the command is killed and
+	// ctx's error is returned, wrapped.
 	Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, error)
+	// Start starts cmd like Run and returns at once. The command's stdin is
+	// Proc.Stdin, held open by sdr until it is closed (opts.Stdin must be
+	// nil): when sdr dies or the SSH connection is lost, the command reads
+	// EOF there. When ctx is done the command is killed as by Proc.Kill.
+	Start(ctx context.Context, cmd string, opts RunOpts) (Proc, error)
 	// ReadFile returns a file's content. A missing file is an error wrapping
 	// fs.ErrNotExist.
 	ReadFile(ctx context.Context, path string) ([]byte, error)
@@ -41,6 +47,18 @@ type Access interface {
 	Node() *Node
 	// Close releases the connection. Further calls fail.
 	Close() error
+}
+
+// Proc is a command started with Access.Start.
+type Proc interface {
+	// Stdin is the command's standard input. Closing it sends EOF.
+	Stdin() io.WriteCloser
+	// Wait waits for the command to end and returns its stdout, with the
+	// same errors as Access.Run. It may be called more than once.
+	Wait() ([]byte, error)
+	// Kill sends SIGKILL (locally to the command's process group; over
+	// SSH to the session) and does not wait.
+	Kill() error
 }
 
 // RunOpts are the optional parts of Access.Run.

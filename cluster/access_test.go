@@ -41,18 +41,26 @@ func accessBackends() []accessBackend {
 		{"local", func(t *testing.T) Access {
 			return NewLocal(&Node{Name: "dc1-a", Host: "127.0.0.1", Local: true})
 		}},
-		{"ssh", func(t *testing.T) Access {
+		{"ssh", func(t *testing.T) Access { return dialTestSSH(t, startTestSSHServer(t)) }},
+		{"ssh with a noisy login shell", func(t *testing.T) Access {
 			srv := startTestSSHServer(t)
-			cfg := testConfig(srv)
-			n, _ := cfg.Node("dc1-a")
-			a, err := DialSSH(context.Background(), cfg, n)
-			if err != nil {
-				t.Fatalf("DialSSH: %v", err)
-			}
-			t.Cleanup(func() { a.Close() })
-			return a
+			// A .bashrc that echoes, with text that looks like sdr's own.
+			srv.RCJunk = "Welcome to dc1-a!\nsdr-0123-begin sdr-0123-end\n"
+			return dialTestSSH(t, srv)
 		}},
 	}
+}
+
+func dialTestSSH(t *testing.T, srv *testSSHServer) *SSH {
+	t.Helper()
+	cfg := testConfig(srv)
+	n, _ := cfg.Node("dc1-a")
+	a, err := DialSSH(context.Background(), cfg, n)
+	if err != nil {
+		t.Fatalf("DialSSH: %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
 }
 
 // TestAccessConformance runs one table of cases against every Access.
@@ -64,6 +72,26 @@ func TestAccessConformance(t *testing.T) {
 		{"run returns stdout", func(t *testing.T, a Access, dir string) {
 			out, err := a.Run(context.Background(), "echo hello; echo ignored >&2", RunOpts{})
 			if err != nil || string(out) != "hello\n" {
+				t.Fatalf("got %q, %v", out, err)
+			}
+		}},
+		{"only the command's output, exit code kept", func(t *testing.T, a Access, dir string) {
+			out, err := a.Run(context.Background(), "printf 'no newline'; exit 4", RunOpts{})
+			var ce *CommandError
+			if !errors.As(err, &ce) || ce.ExitCode != 4 || string(out) != "no newline" {
+				t.Fatalf("got %q, %v", out, err)
+			}
+			out, err = a.Run(context.Background(), "exit 0", RunOpts{})
+			if err != nil || len(out) != 0 {
+				t.Fatalf("got %q, %v", out, err)
+			}
+		}},
+		{"POSIX sh syntax, multi-line, backslashes and quotes", func(t *testing.T, a Access, dir string) {
+			cmd := `f() { printf '%s\n' "$1"; }
+f 'a b'
+x=$(printf '%s' "q'\\\"!"); printf '%s\n' "$x" # comment`
+			out, err := a.Run(context.Background(), cmd, RunOpts{})
+			if err != nil || string(out) != "a b\nq'\\\"!\n" {
 				t.Fatalf("got %q, %v", out, err)
 			}
 		}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -45,7 +46,11 @@ func (l *Local) Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, erro
 	c.Stdin = opts.Stdin
 	c.Stdout = &out.stdout
 	c.Stderr = out.stderrWriter(opts.Stderr)
-	err = c.Run()
+	return l.result(ctx, cmd, c.Run(), &out)
+}
+
+// result turns the end of a local command into Run's return values.
+func (l *Local) result(ctx context.Context, cmd string, err error, out *commandOutput) ([]byte, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("on %s: %q stopped: %w", l.node.Name, shorten(cmd, 200), context.Cause(ctx))
 	}
@@ -57,6 +62,76 @@ func (l *Local) Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, erro
 		return nil, fmt.Errorf("on %s: running %q: %w", l.node.Name, shorten(cmd, 200), err)
 	}
 	return out.stdout.Bytes(), nil
+}
+
+// Start runs cmd with /bin/sh -c in its own process group, its stdin the
+// read end of a pipe whose write end is Proc.Stdin: when this process
+// dies, the command reads EOF. When ctx is done the whole group is killed.
+func (l *Local) Start(ctx context.Context, cmd string, opts RunOpts) (Proc, error) {
+	if opts.Stdin != nil {
+		return nil, fmt.Errorf("on %s: Start takes no RunOpts.Stdin; write to Proc.Stdin", l.node.Name)
+	}
+	line, err := commandLine(cmd, opts.Env)
+	if err != nil {
+		return nil, fmt.Errorf("on %s: %w", l.node.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("on %s: %q not started: %w", l.node.Name, shorten(cmd, 200), context.Cause(ctx))
+	}
+	// os.Pipe's ends are close-on-exec, so no other child inherits the
+	// write end and keeps the command's stdin open after we are gone.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("on %s: %w", l.node.Name, err)
+	}
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", line)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	c.WaitDelay = 2 * time.Second
+	p := &localProc{l: l, ctx: ctx, cmd: cmd, c: c, stdin: w, done: make(chan struct{})}
+	c.Stdin = r
+	c.Stdout = &p.out.stdout
+	c.Stderr = p.out.stderrWriter(opts.Stderr)
+	err = c.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("on %s: starting %q: %w", l.node.Name, shorten(cmd, 200), err)
+	}
+	go func() {
+		p.werr = c.Wait()
+		_ = w.Close() // nobody reads it any more
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// localProc is a command started by Local.Start.
+type localProc struct {
+	l     *Local
+	ctx   context.Context
+	cmd   string
+	c     *exec.Cmd
+	stdin *os.File
+	out   commandOutput
+	done  chan struct{} // closed when the command ended; then werr is set
+	werr  error
+}
+
+func (p *localProc) Stdin() io.WriteCloser { return p.stdin }
+
+func (p *localProc) Kill() error {
+	select {
+	case <-p.done:
+		return nil // reaped: its group id may belong to someone else now
+	default:
+		return syscall.Kill(-p.c.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+func (p *localProc) Wait() ([]byte, error) {
+	<-p.done
+	return p.l.result(p.ctx, p.cmd, p.werr, &p.out)
 }
 
 // ReadFile reads a file directly.
