@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -37,8 +36,12 @@ type Access interface {
 	// fs.ErrNotExist.
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	// WriteFile replaces a file atomically: it writes a temporary file in
-	// the same directory, sets mode, and renames it over path. The data is
-	// passed on stdin, never on a command line.
+	// the same directory, gives it its attributes, syncs it and renames it
+	// over the file. If path is a symlink, the file it points to (resolved
+	// fully; it must exist) is replaced and the link kept. If the file
+	// exists, the new one gets its owner, group and mode (a chown the user
+	// may not make is an error, unless nothing changes); mode applies only
+	// to a new file. The data is passed on stdin, never on a command line.
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
 	// Dial opens a connection from the node's point of view:
 	// ("unix", socketPath) or ("tcp", "host:port").
@@ -111,17 +114,33 @@ func readFileCmd(p string) string {
 	return fmt.Sprintf("if [ ! -e %s ]; then echo 'no such file: '%s >&2; exit %d; fi; exec cat -- %s", q, q, exitNotExist, q)
 }
 
-// writeFileCmd writes stdin to a temporary file next to p, sets mode and
-// renames it over p.
+// writeFileCmd writes stdin to a temporary file beside p (or beside the
+// file p links to), gives it the existing file's owner and mode (or mode
+// for a new file), syncs it and renames it over that file.
 func writeFileCmd(p string, mode fs.FileMode) string {
-	dir, base := path.Split(p)
-	if dir == "" {
-		dir = "./"
-	}
-	tmpl := ShellQuote(dir + "." + base + ".sdr-tmp.XXXXXX")
-	return fmt.Sprintf(`umask 077; t=$(mktemp %s) || exit 1; `+
-		`if cat > "$t" && chmod %04o "$t" && mv -f -- "$t" %s; then exit 0; fi; rm -f -- "$t"; exit 1`,
-		tmpl, mode.Perm(), ShellQuote(p))
+	return fmt.Sprintf(`umask 077
+p=%s
+if [ -L "$p" ]; then
+	r=$(readlink -e -- "$p") || { printf '%%s\n' "symlink $p points to a missing file" >&2; exit 1; }
+	p=$r
+fi
+case $p in
+*/*) d=${p%%/*} b=${p##*/} ;;
+*) d=. b=$p ;;
+esac
+[ -n "$d" ] || d=/
+t=$(mktemp -- "$d/.$b.sdr-tmp.XXXXXX") || exit 1
+sdr_attrs() {
+	if [ -e "$p" ]; then
+		[ "$(stat -c %%u:%%g -- "$p")" = "$(stat -c %%u:%%g -- "$t")" ] || chown --reference="$p" -- "$t" || return 1
+		chmod --reference="$p" -- "$t"
+	else
+		chmod %04o -- "$t"
+	fi
+}
+if cat >"$t" && sdr_attrs && sync -- "$t" && mv -f -T -- "$t" "$p"; then exit 0; fi
+rm -f -- "$t"
+exit 1`, ShellQuote(p), mode.Perm())
 }
 
 // commandOutput collects a command's output: stdout whole, stderr both kept

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -170,7 +171,7 @@ x=$(printf '%s' "q'\\\"!"); printf '%s\n' "$x" # comment`
 			if err := os.Link(p, p+".link"); err != nil {
 				t.Fatal(err)
 			}
-			if err := a.WriteFile(context.Background(), p, []byte("new\n"), 0o640); err != nil {
+			if err := a.WriteFile(context.Background(), p, []byte("new\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if b, _ := os.ReadFile(p); string(b) != "new\n" {
@@ -179,12 +180,94 @@ x=$(printf '%s' "q'\\\"!"); printf '%s\n' "$x" # comment`
 			if b, _ := os.ReadFile(p + ".link"); string(b) != "old\n" {
 				t.Fatalf("old inode holds %q: written in place", b)
 			}
-			if st, _ := os.Stat(p); st.Mode().Perm() != 0o640 {
-				t.Fatalf("mode %v", st.Mode())
+			if st, _ := os.Stat(p); st.Mode().Perm() != 0o644 {
+				t.Fatalf("mode %v: the existing file's mode was not kept", st.Mode())
 			}
 			ents, _ := os.ReadDir(dir)
 			if len(ents) != 2 {
 				t.Fatalf("temporary files left: %v", ents)
+			}
+		}},
+		{"write through symlinks keeps the links", func(t *testing.T, a Access, dir string) {
+			real := filepath.Join(dir, "conf", "postgresql.conf")
+			os.Mkdir(filepath.Dir(real), 0o755)
+			if err := os.WriteFile(real, []byte("old\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(dir, "link.conf")   // relative link to the file
+			link2 := filepath.Join(dir, "link2.conf") // absolute link to the link
+			if err := os.Symlink("conf/postgresql.conf", link); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(link, link2); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.WriteFile(context.Background(), link2, []byte("new\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range []string{link, link2} {
+				if fi, err := os.Lstat(l); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+					t.Fatalf("%s is no longer a symlink: %v %v", l, fi, err)
+				}
+			}
+			if b, _ := os.ReadFile(real); string(b) != "new\n" {
+				t.Fatalf("target holds %q", b)
+			}
+			if st, _ := os.Stat(real); st.Mode().Perm() != 0o640 {
+				t.Fatalf("target mode %v", st.Mode())
+			}
+			if ents, _ := os.ReadDir(filepath.Dir(real)); len(ents) != 1 {
+				t.Fatalf("temporary files left: %v", ents)
+			}
+		}},
+		{"write through a dangling symlink fails", func(t *testing.T, a Access, dir string) {
+			link := filepath.Join(dir, "link.conf")
+			if err := os.Symlink(filepath.Join(dir, "missing.conf"), link); err != nil {
+				t.Fatal(err)
+			}
+			err := a.WriteFile(context.Background(), link, []byte("x"), 0o600)
+			if err == nil || !strings.Contains(err.Error(), link) {
+				t.Fatalf("want an error naming %s, got %v", link, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "missing.conf")); err == nil {
+				t.Fatal("the target was created")
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+				t.Fatalf("files left: %v", ents)
+			}
+		}},
+		{"write keeps the owner and group", func(t *testing.T, a Access, dir string) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to give a file another owner")
+			}
+			p := filepath.Join(dir, "pg_hba.conf")
+			if err := os.WriteFile(p, []byte("old\n"), 0o750); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(p, 65534, 65533); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(p, 0o750|fs.ModeSetuid) // after chown, which clears set-id bits
+			if err := a.WriteFile(context.Background(), p, []byte("new\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sys := st.Sys().(*syscall.Stat_t)
+			if sys.Uid != 65534 || sys.Gid != 65533 || st.Mode()&(fs.ModePerm|fs.ModeSetuid) != 0o750|fs.ModeSetuid {
+				t.Fatalf("owner %d:%d mode %v", sys.Uid, sys.Gid, st.Mode())
+			}
+		}},
+		{"write over a directory fails", func(t *testing.T, a Access, dir string) {
+			p := filepath.Join(dir, "d")
+			os.Mkdir(p, 0o700)
+			if err := a.WriteFile(context.Background(), p, []byte("x"), 0o600); err == nil {
+				t.Fatal("want error")
+			}
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+				t.Fatalf("directory changed: %v %v", fi, err)
 			}
 		}},
 		{"write into missing dir fails", func(t *testing.T, a Access, dir string) {

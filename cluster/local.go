@@ -146,8 +146,9 @@ func (l *Local) ReadFile(ctx context.Context, path string) ([]byte, error) {
 	return b, nil
 }
 
-// WriteFile writes a temporary file beside path, syncs it, and renames it
-// over path.
+// WriteFile writes a temporary file beside path (or beside the file path
+// links to), gives it the existing file's owner and mode (or mode for a new
+// file), syncs it, and renames it over that file.
 func (l *Local) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -157,32 +158,67 @@ func (l *Local) WriteFile(ctx context.Context, path string, data []byte, mode fs
 			err = fmt.Errorf("on %s: writing %s: %w", l.node.Name, path, err)
 		}
 	}()
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".sdr-tmp.")
+	target := path
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if target, err = filepath.EvalSymlinks(path); err != nil {
+			return fmt.Errorf("resolving symlink: %w", err)
+		}
+	}
+	old, err := os.Stat(target)
+	switch {
+	case err == nil && !old.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", target)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	case err != nil:
+		old = nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(target)+".sdr-tmp.")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	defer func() {
 		if err != nil {
+			f.Close()
 			os.Remove(tmp)
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
-		f.Close()
 		return err
 	}
-	if err := f.Chmod(mode.Perm()); err != nil {
-		f.Close()
+	if err := copyAttrs(f, old, mode); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	return os.Rename(tmp, target)
+}
+
+// copyAttrs gives f the owner, group and mode of old, or mode when old is
+// nil. The owner is set first: chown clears set-id bits.
+func copyAttrs(f *os.File, old fs.FileInfo, mode fs.FileMode) error {
+	if old == nil {
+		return f.Chmod(mode.Perm())
+	}
+	want, ok := old.Sys().(*syscall.Stat_t)
+	if !ok {
+		return errors.New("no owner information")
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if have, ok := fi.Sys().(*syscall.Stat_t); !ok || have.Uid != want.Uid || have.Gid != want.Gid {
+		if err := f.Chown(int(want.Uid), int(want.Gid)); err != nil {
+			return fmt.Errorf("giving the new file the owner %d:%d of the old one: %w", want.Uid, want.Gid, err)
+		}
+	}
+	return f.Chmod(old.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky))
 }
 
 // Dial connects from this machine.
