@@ -368,6 +368,32 @@ x=$(printf '%s' "q'\\\"!"); printf '%s\n' "$x" # comment`
 	}
 }
 
+// conformanceCase is one case of a conformance table: it runs against
+// every Access backend, with a fresh temporary directory.
+type conformanceCase struct {
+	name string
+	run  func(t *testing.T, a Access, dir string)
+}
+
+// runConformance runs cases against every backend of accessBackends.
+func runConformance(t *testing.T, cases []conformanceCase) {
+	t.Helper()
+	for _, b := range accessBackends() {
+		t.Run(b.name, func(t *testing.T) {
+			a := b.open(t)
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					dir, err := shortTempDir(t)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tc.run(t, a, dir)
+				})
+			}
+		})
+	}
+}
+
 func echoServer(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
