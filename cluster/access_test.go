@@ -52,6 +52,9 @@ func accessBackends() []accessBackend {
 	}
 }
 
+// testServers maps each *SSH that dialTestSSH opened to its server.
+var testServers sync.Map
+
 func dialTestSSH(t *testing.T, srv *testSSHServer) *SSH {
 	t.Helper()
 	cfg := testConfig(srv)
@@ -60,8 +63,19 @@ func dialTestSSH(t *testing.T, srv *testSSHServer) *SSH {
 	if err != nil {
 		t.Fatalf("DialSSH: %v", err)
 	}
-	t.Cleanup(func() { a.Close() })
+	testServers.Store(a, srv)
+	t.Cleanup(func() { a.Close(); testServers.Delete(a) })
 	return a
+}
+
+// serverOf is the test server behind a, opened by dialTestSSH.
+func serverOf(t *testing.T, a *SSH) *testSSHServer {
+	t.Helper()
+	srv, ok := testServers.Load(a)
+	if !ok {
+		t.Fatal("not an Access of dialTestSSH")
+	}
+	return srv.(*testSSHServer)
 }
 
 // TestAccessConformance runs one table of cases against every Access.

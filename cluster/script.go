@@ -35,6 +35,25 @@ sdr_stat() {
 sdr_alive() {
 	sdr_stat "$1" && [ "$sdr_state" != Z ] && [ "$sdr_state" != X ]
 }
+# sdr_grouplive PGID: a process of the group is alive (not a zombie: an
+# init that is slow to reap must not look like a survivor).
+sdr_grouplive() {
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '{ sub(/.*\) /, ""); if ($3 == g && $1 != "Z" && $1 != "X") { f = 1; exit } } END { exit !f }'
+}
+# sdr_endgroup PGID: SIGTERM to the process group, SIGKILL after 3 s to
+# what is left of it.
+sdr_endgroup() {
+	kill -TERM -"$1" 2>/dev/null || return 0
+	sdr_g=0
+	while sdr_grouplive "$1"; do
+		sdr_g=$((sdr_g + 1))
+		if [ "$sdr_g" -gt 30 ]; then
+			kill -KILL -"$1" 2>/dev/null
+			return 0
+		fi
+		sleep 0.1
+	done
+}
 # sdr_busy DIR: prints the pid of a live postmaster in DIR and succeeds:
 # postmaster.pid's first line names a live process whose working directory
 # is DIR's real path (a reused pid has another one). A process whose
