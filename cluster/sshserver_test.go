@@ -26,7 +26,8 @@ import (
 // Like OpenSSH, when a session's channel or the whole connection goes away
 // it closes the command's stdin, stdout and stderr but does not kill it; a
 // "signal" request kills the command's process group. Commands still
-// running when the test ends are killed then.
+// running when the test ends are killed then. (OpenSSH too answers a
+// "signal" request with killpg of the session.)
 type testSSHServer struct {
 	// RCJunk, when set before the first session, is printed on the
 	// session's stdout and stderr before each command runs, as a login

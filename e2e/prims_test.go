@@ -105,6 +105,25 @@ func TestNodePrimitivesOverOpenSSH(t *testing.T) {
 		}
 	}
 
+	t.Run("RunLong: output, exit code, and the end of what it left", func(t *testing.T) {
+		clearPids()
+		start := time.Now()
+		out, err := cluster.RunLong(ctx, a, "e2e-runlong", "sleep 300 & echo $! >"+cluster.ShellQuote(file("child"))+
+			`; printf '%s' "$SDR_TASK"`, cluster.RunOpts{})
+		if err != nil || string(out) != "SDR_TASK=e2e-runlong"[len("SDR_TASK="):] {
+			t.Fatalf("got %q, %v", out, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("took %v", d)
+		}
+		waitFor(t, 5*time.Second, "the left-over child to die", func() bool { return allGone([]int{readPidFile(file("child"))}) })
+		_, err = cluster.RunLong(ctx, a, "e2e-runlong", "echo 'pg_basebackup: error: could not connect' >&2; exit 1", cluster.RunOpts{})
+		var ce *cluster.CommandError
+		if !errors.As(err, &ce) || ce.ExitCode != 1 || !strings.Contains(err.Error(), "could not connect") {
+			t.Fatalf("got %v", err)
+		}
+	})
+
 	t.Run("RunLong: the group dies with the connection", func(t *testing.T) {
 		clearPids()
 		c := dial(t)
