@@ -240,8 +240,10 @@ func (s *SSH) Start(ctx context.Context, cmd string, opts RunOpts) (Proc, error)
 		sess.Close()
 		return nil, fmt.Errorf("on %s: starting %q: %w", s.node.Name, shorten(cmd, 200), err)
 	}
+	stop := context.AfterFunc(ctx, func() { _ = p.Kill() })
 	go func() {
 		p.werr = sess.Wait()
+		stop()
 		close(p.done)
 	}()
 	return p, nil
@@ -298,6 +300,10 @@ func (p *sshProc) wait() ([]byte, error) {
 			}
 			return nil, fmt.Errorf("on %s: %q stopped: %w", node, shorten(p.cmd, 200), context.Cause(p.ctx))
 		}
+	}
+	if p.ctx.Err() != nil {
+		// Killed for ctx (see Start), or ended just as ctx did.
+		return nil, fmt.Errorf("on %s: %q stopped: %w", node, shorten(p.cmd, 200), context.Cause(p.ctx))
 	}
 	p.stderr.flush()
 	stdout, begun, ended := p.fr.strip(p.out.stdout.Bytes())
