@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -19,20 +18,30 @@ import (
 // Access imposes no deadline of its own: callers bound every call with ctx
 // (see Timeouts.Command). All methods are safe for concurrent use.
 type Access interface {
-	// Run runs a POSIX shell command line on the node (/bin/sh -c locally, the
-	// SSH user's login shell over SSH). Stdin
-	// (optional) is fed to it; stdout is returned; stderr is returned in the
-	// error on failure, and if opts.Stderr != nil it is also streamed there
-	// as it arrives (used to show pg_basebackup progress). A non-zero exit is
-	// a *CommandError. When ctx is done the command is killed and ctx's
-	// error is returned, wrapped.
+	// Run runs a POSIX shell command line on the node with /bin/sh -c
+	// (over SSH too, whatever the user's login shell is; see frame). Stdin
+	// (optional) is fed to it; only the command's own stdout is returned
+	// (not what a login shell's startup files print); stderr is returned in
+	// the error on failure, and if opts.Stderr != nil it is also streamed
+	// there as it arrives (used to show pg_basebackup progress). A non-zero
+	// exit is a *CommandError. When ctx is done the command is killed and
+	// ctx's error is returned, wrapped.
 	Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, error)
+	// Start starts cmd like Run and returns at once. The command's stdin is
+	// Proc.Stdin, held open by sdr until it is closed (opts.Stdin must be
+	// nil): when sdr dies or the SSH connection is lost, the command reads
+	// EOF there. When ctx is done the command is killed as by Proc.Kill.
+	Start(ctx context.Context, cmd string, opts RunOpts) (Proc, error)
 	// ReadFile returns a file's content. A missing file is an error wrapping
 	// fs.ErrNotExist.
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	// WriteFile replaces a file atomically: it writes a temporary file in
-	// the same directory, sets mode, and renames it over path. The data is
-	// passed on stdin, never on a command line.
+	// the same directory, gives it its attributes, syncs it and renames it
+	// over the file. If path is a symlink, the file it points to (resolved
+	// fully; it must exist) is replaced and the link kept. If the file
+	// exists, the new one gets its owner, group and mode (a chown the user
+	// may not make is an error, unless nothing changes); mode applies only
+	// to a new file. The data is passed on stdin, never on a command line.
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
 	// Dial opens a connection from the node's point of view:
 	// ("unix", socketPath) or ("tcp", "host:port").
@@ -41,6 +50,18 @@ type Access interface {
 	Node() *Node
 	// Close releases the connection. Further calls fail.
 	Close() error
+}
+
+// Proc is a command started with Access.Start.
+type Proc interface {
+	// Stdin is the command's standard input. Closing it sends EOF.
+	Stdin() io.WriteCloser
+	// Wait waits for the command to end and returns its stdout, with the
+	// same errors as Access.Run. It may be called more than once.
+	Wait() ([]byte, error)
+	// Kill sends SIGKILL (locally to the command's process group; over
+	// SSH to the session) and does not wait.
+	Kill() error
 }
 
 // RunOpts are the optional parts of Access.Run.
@@ -93,17 +114,33 @@ func readFileCmd(p string) string {
 	return fmt.Sprintf("if [ ! -e %s ]; then echo 'no such file: '%s >&2; exit %d; fi; exec cat -- %s", q, q, exitNotExist, q)
 }
 
-// writeFileCmd writes stdin to a temporary file next to p, sets mode and
-// renames it over p.
+// writeFileCmd writes stdin to a temporary file beside p (or beside the
+// file p links to), gives it the existing file's owner and mode (or mode
+// for a new file), syncs it and renames it over that file.
 func writeFileCmd(p string, mode fs.FileMode) string {
-	dir, base := path.Split(p)
-	if dir == "" {
-		dir = "./"
-	}
-	tmpl := ShellQuote(dir + "." + base + ".sdr-tmp.XXXXXX")
-	return fmt.Sprintf(`umask 077; t=$(mktemp %s) || exit 1; `+
-		`if cat > "$t" && chmod %04o "$t" && mv -f -- "$t" %s; then exit 0; fi; rm -f -- "$t"; exit 1`,
-		tmpl, mode.Perm(), ShellQuote(p))
+	return fmt.Sprintf(`umask 077
+p=%s
+if [ -L "$p" ]; then
+	r=$(readlink -e -- "$p") || { printf '%%s\n' "symlink $p points to a missing file" >&2; exit 1; }
+	p=$r
+fi
+case $p in
+*/*) d=${p%%/*} b=${p##*/} ;;
+*) d=. b=$p ;;
+esac
+[ -n "$d" ] || d=/
+t=$(mktemp -- "$d/.$b.sdr-tmp.XXXXXX") || exit 1
+sdr_attrs() {
+	if [ -e "$p" ]; then
+		[ "$(stat -c %%u:%%g -- "$p")" = "$(stat -c %%u:%%g -- "$t")" ] || chown --reference="$p" -- "$t" || return 1
+		chmod --reference="$p" -- "$t"
+	else
+		chmod %04o -- "$t"
+	fi
+}
+if cat >"$t" && sdr_attrs && sync -- "$t" && mv -f -T -- "$t" "$p"; then exit 0; fi
+rm -f -- "$t"
+exit 1`, ShellQuote(p), mode.Perm())
 }
 
 // commandOutput collects a command's output: stdout whole, stderr both kept

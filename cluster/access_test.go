@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -41,18 +42,40 @@ func accessBackends() []accessBackend {
 		{"local", func(t *testing.T) Access {
 			return NewLocal(&Node{Name: "dc1-a", Host: "127.0.0.1", Local: true})
 		}},
-		{"ssh", func(t *testing.T) Access {
+		{"ssh", func(t *testing.T) Access { return dialTestSSH(t, startTestSSHServer(t)) }},
+		{"ssh with a noisy login shell", func(t *testing.T) Access {
 			srv := startTestSSHServer(t)
-			cfg := testConfig(srv)
-			n, _ := cfg.Node("dc1-a")
-			a, err := DialSSH(context.Background(), cfg, n)
-			if err != nil {
-				t.Fatalf("DialSSH: %v", err)
-			}
-			t.Cleanup(func() { a.Close() })
-			return a
+			// A .bashrc that echoes, with text that looks like sdr's own.
+			srv.RCJunk = "Welcome to dc1-a!\nsdr-0123-begin sdr-0123-end\n"
+			return dialTestSSH(t, srv)
 		}},
 	}
+}
+
+// testServers maps each *SSH that dialTestSSH opened to its server.
+var testServers sync.Map
+
+func dialTestSSH(t *testing.T, srv *testSSHServer) *SSH {
+	t.Helper()
+	cfg := testConfig(srv)
+	n, _ := cfg.Node("dc1-a")
+	a, err := DialSSH(context.Background(), cfg, n)
+	if err != nil {
+		t.Fatalf("DialSSH: %v", err)
+	}
+	testServers.Store(a, srv)
+	t.Cleanup(func() { a.Close(); testServers.Delete(a) })
+	return a
+}
+
+// serverOf is the test server behind a, opened by dialTestSSH.
+func serverOf(t *testing.T, a *SSH) *testSSHServer {
+	t.Helper()
+	srv, ok := testServers.Load(a)
+	if !ok {
+		t.Fatal("not an Access of dialTestSSH")
+	}
+	return srv.(*testSSHServer)
 }
 
 // TestAccessConformance runs one table of cases against every Access.
@@ -64,6 +87,26 @@ func TestAccessConformance(t *testing.T) {
 		{"run returns stdout", func(t *testing.T, a Access, dir string) {
 			out, err := a.Run(context.Background(), "echo hello; echo ignored >&2", RunOpts{})
 			if err != nil || string(out) != "hello\n" {
+				t.Fatalf("got %q, %v", out, err)
+			}
+		}},
+		{"only the command's output, exit code kept", func(t *testing.T, a Access, dir string) {
+			out, err := a.Run(context.Background(), "printf 'no newline'; exit 4", RunOpts{})
+			var ce *CommandError
+			if !errors.As(err, &ce) || ce.ExitCode != 4 || string(out) != "no newline" {
+				t.Fatalf("got %q, %v", out, err)
+			}
+			out, err = a.Run(context.Background(), "exit 0", RunOpts{})
+			if err != nil || len(out) != 0 {
+				t.Fatalf("got %q, %v", out, err)
+			}
+		}},
+		{"POSIX sh syntax, multi-line, backslashes and quotes", func(t *testing.T, a Access, dir string) {
+			cmd := `f() { printf '%s\n' "$1"; }
+f 'a b'
+x=$(printf '%s' "q'\\\"!"); printf '%s\n' "$x" # comment`
+			out, err := a.Run(context.Background(), cmd, RunOpts{})
+			if err != nil || string(out) != "a b\nq'\\\"!\n" {
 				t.Fatalf("got %q, %v", out, err)
 			}
 		}},
@@ -142,7 +185,7 @@ func TestAccessConformance(t *testing.T) {
 			if err := os.Link(p, p+".link"); err != nil {
 				t.Fatal(err)
 			}
-			if err := a.WriteFile(context.Background(), p, []byte("new\n"), 0o640); err != nil {
+			if err := a.WriteFile(context.Background(), p, []byte("new\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if b, _ := os.ReadFile(p); string(b) != "new\n" {
@@ -151,12 +194,94 @@ func TestAccessConformance(t *testing.T) {
 			if b, _ := os.ReadFile(p + ".link"); string(b) != "old\n" {
 				t.Fatalf("old inode holds %q: written in place", b)
 			}
-			if st, _ := os.Stat(p); st.Mode().Perm() != 0o640 {
-				t.Fatalf("mode %v", st.Mode())
+			if st, _ := os.Stat(p); st.Mode().Perm() != 0o644 {
+				t.Fatalf("mode %v: the existing file's mode was not kept", st.Mode())
 			}
 			ents, _ := os.ReadDir(dir)
 			if len(ents) != 2 {
 				t.Fatalf("temporary files left: %v", ents)
+			}
+		}},
+		{"write through symlinks keeps the links", func(t *testing.T, a Access, dir string) {
+			real := filepath.Join(dir, "conf", "postgresql.conf")
+			os.Mkdir(filepath.Dir(real), 0o755)
+			if err := os.WriteFile(real, []byte("old\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(dir, "link.conf")   // relative link to the file
+			link2 := filepath.Join(dir, "link2.conf") // absolute link to the link
+			if err := os.Symlink("conf/postgresql.conf", link); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(link, link2); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.WriteFile(context.Background(), link2, []byte("new\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range []string{link, link2} {
+				if fi, err := os.Lstat(l); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+					t.Fatalf("%s is no longer a symlink: %v %v", l, fi, err)
+				}
+			}
+			if b, _ := os.ReadFile(real); string(b) != "new\n" {
+				t.Fatalf("target holds %q", b)
+			}
+			if st, _ := os.Stat(real); st.Mode().Perm() != 0o640 {
+				t.Fatalf("target mode %v", st.Mode())
+			}
+			if ents, _ := os.ReadDir(filepath.Dir(real)); len(ents) != 1 {
+				t.Fatalf("temporary files left: %v", ents)
+			}
+		}},
+		{"write through a dangling symlink fails", func(t *testing.T, a Access, dir string) {
+			link := filepath.Join(dir, "link.conf")
+			if err := os.Symlink(filepath.Join(dir, "missing.conf"), link); err != nil {
+				t.Fatal(err)
+			}
+			err := a.WriteFile(context.Background(), link, []byte("x"), 0o600)
+			if err == nil || !strings.Contains(err.Error(), link) {
+				t.Fatalf("want an error naming %s, got %v", link, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "missing.conf")); err == nil {
+				t.Fatal("the target was created")
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+				t.Fatalf("files left: %v", ents)
+			}
+		}},
+		{"write keeps the owner and group", func(t *testing.T, a Access, dir string) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to give a file another owner")
+			}
+			p := filepath.Join(dir, "pg_hba.conf")
+			if err := os.WriteFile(p, []byte("old\n"), 0o750); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(p, 65534, 65533); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(p, 0o750|fs.ModeSetuid) // after chown, which clears set-id bits
+			if err := a.WriteFile(context.Background(), p, []byte("new\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sys := st.Sys().(*syscall.Stat_t)
+			if sys.Uid != 65534 || sys.Gid != 65533 || st.Mode()&(fs.ModePerm|fs.ModeSetuid) != 0o750|fs.ModeSetuid {
+				t.Fatalf("owner %d:%d mode %v", sys.Uid, sys.Gid, st.Mode())
+			}
+		}},
+		{"write over a directory fails", func(t *testing.T, a Access, dir string) {
+			p := filepath.Join(dir, "d")
+			os.Mkdir(p, 0o700)
+			if err := a.WriteFile(context.Background(), p, []byte("x"), 0o600); err == nil {
+				t.Fatal("want error")
+			}
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+				t.Fatalf("directory changed: %v %v", fi, err)
 			}
 		}},
 		{"write into missing dir fails", func(t *testing.T, a Access, dir string) {
@@ -244,6 +369,32 @@ func TestAccessConformance(t *testing.T) {
 			if a.Node().Name != "dc1-a" {
 				t.Fatalf("Node() = %+v", a.Node())
 			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					dir, err := shortTempDir(t)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tc.run(t, a, dir)
+				})
+			}
+		})
+	}
+}
+
+// conformanceCase is one case of a conformance table: it runs against
+// every Access backend, with a fresh temporary directory.
+type conformanceCase struct {
+	name string
+	run  func(t *testing.T, a Access, dir string)
+}
+
+// runConformance runs cases against every backend of accessBackends.
+func runConformance(t *testing.T, cases []conformanceCase) {
+	t.Helper()
+	for _, b := range accessBackends() {
+		t.Run(b.name, func(t *testing.T) {
+			a := b.open(t)
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
 					dir, err := shortTempDir(t)

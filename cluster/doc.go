@@ -10,7 +10,20 @@
 // Access runs shell commands and moves files on one node: over SSH
 // (golang.org/x/crypto/ssh, host keys checked against known_hosts) or, for
 // nodes marked local, with os/exec. Both pass the same conformance tests.
+// Over SSH every command runs under /bin/sh with its output framed by
+// random markers, so a login shell's startup output never mixes in
+// (frame.go). Start keeps a command's stdin open for as long as sdr lives.
 // A Pool opens one Access per node on first use.
+//
+// Typed node primitives act on a node through an Access, each in one
+// remote sh script so that its checks and its action cannot be separated:
+// StatPaths (path and machine identity), ReadControlData and the pure
+// ParseControlData, ProbeDataDir (everything about a data directory at
+// once), RenameAll / RenameNoReplace (no replace, no copy, refused while a
+// postmaster runs), RemoveTree / EmptyTrash (delete through a trash),
+// RunLong / KillTagged (long commands that end with the run, and what a
+// killed run left) and LockNode (a lock held by the node for as long as sdr
+// lives). Their refusals are the sentinels of errors.go.
 //
 // sdr talks to PostgreSQL with pgx through the node's Access: ConnectAdmin
 // dials the node's Unix socket through the SSH connection (peer

@@ -33,6 +33,26 @@ var (
 	// password: pg_hba.conf has no line for the connection or rejects it,
 	// or the role does not exist (SQLSTATE 28000).
 	ErrLoginRefused = errors.New("login refused by the server")
+
+	// Working on a node's files and processes (fsops.go, nodelock.go,
+	// controldata.go). A missing path is reported with fs.ErrNotExist.
+
+	// ErrExist means a rename's target already exists; nothing was replaced.
+	ErrExist = errors.New("target already exists")
+	// ErrCrossDevice means a rename would cross a filesystem or mount
+	// boundary (or move a mount point), so it would have to copy; sdr
+	// never copies instead of renaming.
+	ErrCrossDevice = errors.New("not on the same filesystem and mount")
+	// ErrInUse means a live PostgreSQL server (postmaster.pid names a
+	// running process whose working directory is that directory) runs in a
+	// directory sdr was about to move or delete.
+	ErrInUse = errors.New("a PostgreSQL server is running there")
+	// ErrNodeLocked means another run holds the node's lock; the error
+	// text names the holder.
+	ErrNodeLocked = errors.New("node is locked by another run")
+	// ErrBadControlData means pg_controldata's output lacks a field or
+	// holds a value that cannot be read.
+	ErrBadControlData = errors.New("unreadable pg_controldata output")
 )
 
 // ConfigError is one problem in the config file. Field is the path of the
@@ -70,7 +90,9 @@ func (e *ConfigError) Unwrap() []error {
 }
 
 // CommandError is a command that ran on a node and exited non-zero (or was
-// killed). Stderr holds the tail of what it wrote to standard error.
+// killed). Stderr holds the tail of what it wrote to standard error (up to
+// 64 KiB); Error() shows the lines of it that explain the failure (see
+// summarizeStderr).
 type CommandError struct {
 	Node     string
 	Cmd      string
@@ -83,8 +105,8 @@ func (e *CommandError) Error() string {
 	if e.ExitCode < 0 {
 		msg = fmt.Sprintf("on %s: %q ended without an exit status", e.Node, shorten(e.Cmd, 200))
 	}
-	if tail := lastLines(e.Stderr, 3); tail != "" {
-		msg += ": " + tail
+	if why := summarizeStderr(e.Stderr); why != "" {
+		msg += ": " + why
 	}
 	return msg
 }
@@ -95,18 +117,4 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
-}
-
-// lastLines returns the last n non-empty lines of s joined with " | ".
-func lastLines(s string, n int) string {
-	var out []string
-	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
-		}
-	}
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	return strings.Join(out, " | ")
 }

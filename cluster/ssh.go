@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -188,9 +189,33 @@ func (s *SSH) Dead() bool {
 	}
 }
 
-// Run runs cmd in a new session. When ctx is done the session is sent
-// SIGKILL and closed.
+// Run runs cmd in a new session (see Start). When ctx is done the session
+// is sent SIGKILL and closed.
 func (s *SSH) Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, error) {
+	in := opts.Stdin
+	opts.Stdin = nil
+	p, err := s.Start(ctx, cmd, opts)
+	if err != nil {
+		return nil, err
+	}
+	// Feed stdin without making Wait wait for it: a command that exits
+	// without reading it all must not hang the call.
+	go func() {
+		if in != nil {
+			_, _ = io.Copy(p.Stdin(), in)
+		}
+		_ = p.Stdin().Close()
+	}()
+	return p.Wait()
+}
+
+// Start runs cmd in a new session as /bin/sh -c, whatever the login shell
+// is, with its stdout framed (see frame) so that only the command's own
+// output is returned.
+func (s *SSH) Start(ctx context.Context, cmd string, opts RunOpts) (Proc, error) {
+	if opts.Stdin != nil {
+		return nil, fmt.Errorf("on %s: Start takes no RunOpts.Stdin; write to Proc.Stdin", s.node.Name)
+	}
 	line, err := commandLine(cmd, opts.Env)
 	if err != nil {
 		return nil, fmt.Errorf("on %s: %w", s.node.Name, err)
@@ -202,41 +227,102 @@ func (s *SSH) Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("on %s: opening an ssh session: %w", s.node.Name, err)
 	}
-	defer sess.Close()
-	out := &commandOutput{}
-	sess.Stdin = opts.Stdin
-	sess.Stdout = &out.stdout
-	sess.Stderr = out.stderrWriter(opts.Stderr)
-	if err := sess.Start(line); err != nil {
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("on %s: opening an ssh session's stdin: %w", s.node.Name, err)
+	}
+	p := &sshProc{s: s, ctx: ctx, cmd: cmd, sess: sess, stdin: stdin, fr: newFrame(), done: make(chan struct{})}
+	sess.Stdout = &p.out.stdout
+	p.stderr = &stderrGate{marker: p.fr.begin, w: p.out.stderrWriter(opts.Stderr)}
+	sess.Stderr = p.stderr
+	if err := sess.Start(p.fr.command(line)); err != nil {
+		sess.Close()
 		return nil, fmt.Errorf("on %s: starting %q: %w", s.node.Name, shorten(cmd, 200), err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- sess.Wait() }()
-	select {
-	case <-ctx.Done():
-		_ = sess.Signal(ssh.SIGKILL)
-		_ = sess.Close()
-		// Give the session a moment to end so that its output goroutines
-		// stop; do not wait for a peer that is gone.
-		select {
-		case <-done:
-		case <-time.After(time.Second):
-		}
-		return nil, fmt.Errorf("on %s: %q stopped: %w", s.node.Name, shorten(cmd, 200), context.Cause(ctx))
-	case err = <-done:
+	stop := context.AfterFunc(ctx, func() { _ = p.Kill() })
+	go func() {
+		p.werr = sess.Wait()
+		stop()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// sshProc is a command running in an SSH session.
+type sshProc struct {
+	s      *SSH
+	ctx    context.Context
+	cmd    string
+	sess   *ssh.Session
+	stdin  io.WriteCloser
+	fr     frame
+	out    commandOutput
+	stderr *stderrGate
+	done   chan struct{} // closed when the session ended; then werr is set
+	werr   error
+
+	once sync.Once
+	res  []byte
+	err  error
+}
+
+func (p *sshProc) Stdin() io.WriteCloser { return p.stdin }
+
+func (p *sshProc) Kill() error {
+	err := p.sess.Signal(ssh.SIGKILL)
+	if cerr := p.sess.Close(); err == nil {
+		err = cerr
 	}
-	if err != nil {
+	return err
+}
+
+func (p *sshProc) Wait() ([]byte, error) {
+	p.once.Do(func() { p.res, p.err = p.wait() })
+	return p.res, p.err
+}
+
+func (p *sshProc) wait() ([]byte, error) {
+	node := p.s.node.Name
+	defer p.sess.Close()
+	select {
+	case <-p.done:
+	case <-p.ctx.Done():
+		select {
+		case <-p.done:
+		default:
+			_ = p.Kill()
+			// Give the session a moment to end so that its output
+			// goroutines stop; do not wait for a peer that is gone.
+			select {
+			case <-p.done:
+			case <-time.After(time.Second):
+			}
+			return nil, fmt.Errorf("on %s: %q stopped: %w", node, shorten(p.cmd, 200), context.Cause(p.ctx))
+		}
+	}
+	if p.ctx.Err() != nil {
+		// Killed for ctx (see Start), or ended just as ctx did.
+		return nil, fmt.Errorf("on %s: %q stopped: %w", node, shorten(p.cmd, 200), context.Cause(p.ctx))
+	}
+	p.stderr.flush()
+	stdout, begun, ended := p.fr.strip(p.out.stdout.Bytes())
+	if err := p.werr; err != nil {
 		var ee *ssh.ExitError
 		var me *ssh.ExitMissingError
 		switch {
 		case errors.As(err, &ee):
-			return out.stdout.Bytes(), &CommandError{Node: s.node.Name, Cmd: cmd, ExitCode: ee.ExitStatus(), Stderr: out.stderr.String()}
+			return stdout, &CommandError{Node: node, Cmd: p.cmd, ExitCode: ee.ExitStatus(), Stderr: p.out.stderr.String()}
 		case errors.As(err, &me):
-			return out.stdout.Bytes(), &CommandError{Node: s.node.Name, Cmd: cmd, ExitCode: -1, Stderr: out.stderr.String()}
+			return stdout, &CommandError{Node: node, Cmd: p.cmd, ExitCode: -1, Stderr: p.out.stderr.String()}
 		}
-		return nil, fmt.Errorf("on %s: running %q: %w", s.node.Name, shorten(cmd, 200), err)
+		return nil, fmt.Errorf("on %s: running %q: %w", node, shorten(p.cmd, 200), err)
 	}
-	return out.stdout.Bytes(), nil
+	if !begun || !ended {
+		return nil, fmt.Errorf("on %s: %q exited 0 but its output is incomplete (the login shell of %s may not run /bin/sh); got %q",
+			node, shorten(p.cmd, 200), p.s.node.SSHUser, shorten(p.out.stdout.String(), 200))
+	}
+	return stdout, nil
 }
 
 // ReadFile cats the file over a session.

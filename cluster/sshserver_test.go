@@ -22,7 +22,18 @@ import (
 // testSSHServer is an in-process SSH server for tests. It accepts one
 // client key, runs "exec" requests with /bin/sh -c on this machine, and
 // serves direct-tcpip and direct-streamlocal@openssh.com channels.
+//
+// Like OpenSSH, when a session's channel or the whole connection goes away
+// it closes the command's stdin, stdout and stderr but does not kill it; a
+// "signal" request kills the command's process group. Commands still
+// running when the test ends are killed then. (OpenSSH too answers a
+// "signal" request with killpg of the session.)
 type testSSHServer struct {
+	// RCJunk, when set before the first session, is printed on the
+	// session's stdout and stderr before each command runs, as a login
+	// shell whose startup files echo would.
+	RCJunk string
+
 	Addr         string // 127.0.0.1:port
 	Host         string
 	Port         int
@@ -32,6 +43,9 @@ type testSSHServer struct {
 
 	ln net.Listener
 	wg sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[*exec.Cmd]bool // commands not yet ended
 }
 
 func newTestKey(t *testing.T) (ssh.Signer, ed25519.PrivateKey) {
@@ -64,6 +78,7 @@ func startTestSSHServer(t *testing.T) *testSSHServer {
 	hostSigner, _ := newTestKey(t)
 	clientSigner, clientPriv := newTestKey(t)
 	s := &testSSHServer{
+		running:      map[*exec.Cmd]bool{},
 		HostKey:      hostSigner.PublicKey(),
 		IdentityFile: filepath.Join(dir, "id_ed25519"),
 		KnownHosts:   filepath.Join(dir, "known_hosts"),
@@ -122,6 +137,11 @@ func startTestSSHServer(t *testing.T) *testSSHServer {
 			c.Close()
 		}
 		mu.Unlock()
+		s.mu.Lock()
+		for c := range s.running {
+			syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		}
+		s.mu.Unlock()
 		s.wg.Wait()
 	})
 	return s
@@ -143,7 +163,7 @@ func (s *testSSHServer) serveConn(c net.Conn, conf *ssh.ServerConfig) {
 				continue
 			}
 			s.wg.Add(1)
-			go func() { defer s.wg.Done(); serveSession(ch, creqs) }()
+			go func() { defer s.wg.Done(); s.serveSession(ch, creqs) }()
 		case "direct-tcpip":
 			var p struct {
 				Host       string
@@ -207,8 +227,10 @@ func forward(nc ssh.NewChannel, network, addr string) {
 }
 
 // serveSession handles one session: env is ignored, exec runs the command,
-// signal and a closed channel kill its process group.
-func serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
+// signal kills its process group. When the channel closes (the client
+// closed it or the connection is gone) the command's stdin reads EOF and
+// its output goes nowhere, but it keeps running, as under OpenSSH.
+func (s *testSSHServer) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
 	var cmd *exec.Cmd
 	done := make(chan struct{})
@@ -221,7 +243,9 @@ func serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 		select {
 		case req, ok := <-reqs:
 			if !ok {
-				kill()
+				// The channel is gone. Its reads return EOF, which the
+				// stdin copy below passes on; leave the command be.
+				ch.Close()
 				if cmd != nil {
 					<-done
 				}
@@ -238,6 +262,10 @@ func serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 					req.Reply(false, nil)
 					continue
 				}
+				if s.RCJunk != "" {
+					io.WriteString(ch, s.RCJunk)
+					io.WriteString(ch.Stderr(), s.RCJunk)
+				}
 				cmd = exec.Command("/bin/sh", "-c", p.Command)
 				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 				cmd.Stdout = ch
@@ -251,6 +279,9 @@ func serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 					req.Reply(false, nil)
 					return
 				}
+				s.mu.Lock()
+				s.running[cmd] = true
+				s.mu.Unlock()
 				req.Reply(true, nil)
 				go func() {
 					io.Copy(stdin, ch)
@@ -258,6 +289,9 @@ func serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				}()
 				go func() {
 					err := cmd.Wait()
+					s.mu.Lock()
+					delete(s.running, cmd)
+					s.mu.Unlock()
 					status := 0
 					var ee *exec.ExitError
 					if errors.As(err, &ee) {

@@ -27,6 +27,11 @@ type badCase struct {
 	env    []string
 	code   int
 	want   []string
+	// inStep: the mistake is found by a step (1 or 2, which only check):
+	// the step's failure is recorded in the state file, the side stays
+	// normal and no node is changed; code 2 when a rerun cannot succeed
+	// as it is (README, exit codes).
+	inStep string
 }
 
 // badEnv is the per-case scratch space.
@@ -55,9 +60,9 @@ func TestBadInput(t *testing.T) {
 	ctx := context.Background()
 	// The primary side's role exists, so standby-side cases reach the
 	// replication checks: a primary run that times out waiting.
-	prep := start(t, b, side{"primary", filepath.Join(b.Dir, "prep-primary.db"), filepath.Join(b.Dir, "prep.log")}, "--timeout", "2s")
-	if prep.Code != 1 {
-		t.Fatalf("preparing the primary side: %s", prep)
+	prep := side{"primary", filepath.Join(b.Dir, "prep-primary.db"), filepath.Join(b.Dir, "prep.log")}
+	if r := start(t, b, prep, "--timeout", "2s"); r.Code != 1 {
+		t.Fatalf("preparing the primary side: %s", r)
 	}
 	dc1a := b.Node(bed.DC1A)
 
@@ -110,17 +115,30 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("making a state file of pair selftest: %s", r)
 			}
 		}, code: 2, want: []string{"another DR pair", "selftest"}},
+		{name: "state file of the primary side given to the standby side", role: "standby", setup: func(t *testing.T, c *badEnv) {
+			raw, err := os.ReadFile(prep.state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, c.state, string(raw))
+		}, code: 2, want: []string{"other side", "primary side", "--role standby"}},
+		{name: "state file of the standby side given to the primary side", setup: func(t *testing.T, c *badEnv) {
+			r := sdr(t, sdrBinFP, []string{"SDR_FAILPOINT=1_prepare:before"}, "--config", c.config, "--state", c.state, "start", "--role", "standby")
+			if r.Code != 1 {
+				t.Fatalf("making a standby-side state file: %s", r)
+			}
+		}, code: 2, want: []string{"other side", "standby side", "--role primary"}},
 		{name: "unknown SSH host key", setup: func(t *testing.T, c *badEnv) {
 			pub := newKey(t, c.dir, "otherhost")
 			kh := filepath.Join(c.dir, "known_hosts")
 			writeFile(t, kh, fmt.Sprintf("[127.0.0.1]:%d %s\n", b.SSHPort, pub))
 			c.config = writeCfg(t, b, c.dir, func(m cfgMap) { sub(m, "ssh")["known_hosts"] = kh })
-		}, code: 1, want: []string{"host key", "known_hosts"}},
+		}, code: 2, inStep: "2_check_cluster", want: []string{"host key", "known_hosts"}},
 		{name: "wrong SSH key", setup: func(t *testing.T, c *badEnv) {
 			newKey(t, c.dir, "wrongkey")
 			c.config = writeCfg(t, b, c.dir, func(m cfgMap) { sub(m, "ssh")["identity_file"] = filepath.Join(c.dir, "wrongkey") })
-		}, code: 1, want: []string{"authentication", "postgres"}},
-		{name: "wrong PostgreSQL port", mutate: func(m cfgMap) { nodeMap(m, "primary", 1)["pg_port"] = freePort(t) }, code: 1, want: []string{"dc1-b"}},
+		}, code: 2, inStep: "2_check_cluster", want: []string{"authentication", "postgres"}},
+		{name: "wrong PostgreSQL port", mutate: func(m cfgMap) { nodeMap(m, "primary", 1)["pg_port"] = freePort(t) }, code: 2, inStep: "2_check_cluster", want: []string{"dc1-b"}},
 		{name: "PostgreSQL not running on a primary node", setup: func(t *testing.T, c *badEnv) {
 			if err := b.PGCtl(ctx, bed.DC1B, "stop", "-m", "fast", "-w"); err != nil {
 				t.Fatal(err)
@@ -130,12 +148,12 @@ func TestBadInput(t *testing.T) {
 					t.Errorf("restarting dc1-b: %v", err)
 				}
 			})
-		}, code: 1, want: []string{"dc1-b"}},
+		}, code: 2, inStep: "2_check_cluster", want: []string{"dc1-b"}},
 		{name: "wrong replication password", role: "standby", args: []string{"start", "--role", "standby", "--timeout", "3s"}, setup: func(t *testing.T, c *badEnv) {
 			pw := filepath.Join(c.dir, "wrong.pass")
 			writeFile(t, pw, "not-the-password")
 			c.config = writeCfg(t, b, c.dir, func(m cfgMap) { sub(m, "replication")["password_file"] = pw })
-		}, code: 1, want: []string{"password authentication failed", "sdr_repl"}},
+		}, code: 1, inStep: "2_check_cluster", want: []string{"password authentication failed", "sdr_repl"}},
 		{name: "standby node whose data directory is the running primary", role: "standby", args: []string{"start", "--role", "standby", "--timeout", "20s"},
 			setup: func(t *testing.T, c *badEnv) {
 				link := filepath.Join(b.Dir, "alias-of-dc1-a")
@@ -155,7 +173,7 @@ func TestBadInput(t *testing.T) {
 					n := nodeMap(m, "standby", 1)
 					n["host"], n["data_dir"], n["pg_port"], n["socket_dir"] = "localhost", link, dc1a.Port, dc1a.SocketDir
 				})
-			}, code: 1, want: []string{"dc2-b", "system identifier"}},
+			}, code: 2, inStep: "2_check_cluster", want: []string{"dc2-b", "system identifier"}},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("only %d cases", len(cases))
@@ -201,14 +219,28 @@ func TestBadInput(t *testing.T) {
 			if strings.Contains(msg, b.Password) {
 				t.Errorf("error shows the password")
 			}
-			// No state change: a refused run leaves the state file as it
-			// was; a failed step leaves the side in normal.
-			if tc.code == 2 {
+			// No state change: a run refused before any step leaves the
+			// state file as it was; a check step that found the mistake is
+			// recorded as failed and leaves the side in normal.
+			switch {
+			case tc.inStep == "" && tc.code == 2:
 				if after := fileDigest(c.state); after != before {
 					t.Errorf("state file changed: %s -> %s", before, after)
 				}
-			} else if got := status(t, "", side{role: role, state: c.state}).state(role); got != "normal" {
-				t.Errorf("side state %q after a failed check, want normal", got)
+			case tc.inStep == "":
+				t.Fatalf("case %q: exit %d needs inStep", tc.name, tc.code)
+			default:
+				d := status(t, "", side{role: role, state: c.state})
+				if got := d.state(role); got != "normal" {
+					t.Errorf("side state %q after a failed check, want normal", got)
+				}
+				if rec := findStep(d, tc.inStep); rec == nil || rec.Status != "failed" {
+					t.Errorf("%s recorded as %+v, want failed", tc.inStep, rec)
+				}
+				wantOut := map[int]string{1: "failed at " + tc.inStep, 2: "refused at " + tc.inStep + " before changing anything"}[tc.code]
+				if !strings.Contains(r.Stdout, wantOut) {
+					t.Errorf("stdout does not say %q:\n%s", wantOut, r.Stdout)
+				}
 			}
 		})
 	}

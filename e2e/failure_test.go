@@ -66,11 +66,18 @@ func TestKillDuringBasebackup(t *testing.T) {
 		t.Fatalf("dc2-a's previous data directory is not intact after the kill: %v\n%s", err, sysid)
 	}
 	d := status(t, "", sd)
-	if rec := findStep(d, "7_build_standby"); rec == nil || rec.Status != "started" {
-		t.Fatalf("7_build_standby after the kill: %+v", rec)
+	if rec := findStep(d, "7_build_standby"); rec == nil || rec.Status != "started" || !rec.Interrupted {
+		t.Fatalf("7_build_standby after the kill: %+v, want started and interrupted", rec)
 	}
 	if got := d.state("standby"); got != "restore" {
 		t.Errorf("standby state after the kill %q, want restore", got)
+	}
+	// The text says so too, naming the run that is gone and its pid.
+	txt := sdr(t, sdrBin, nil, "--state", sd.state, "status")
+	for _, want := range []string{"INTERRUPTED", "interrupted: 7_build_standby is recorded as started", fmt.Sprintf("pid %d", cmd.Process.Pid)} {
+		if txt.Code != 0 || !strings.Contains(txt.Stdout, want) {
+			t.Errorf("status after kill -9 does not say %q:\n%s", want, txt)
+		}
 	}
 
 	r := start(t, b, sd, "--timeout", "3m")
@@ -78,6 +85,13 @@ func TestKillDuringBasebackup(t *testing.T) {
 		t.Fatalf("rerun after the kill: %s", r)
 	}
 	d = status(t, "", sd)
+	recorded := false
+	for _, h := range d.History {
+		recorded = recorded || (h.From == "restore" && h.To == "restore_fail" && h.Step == "7_build_standby")
+	}
+	if !recorded {
+		t.Errorf("the rerun did not record the interruption (restore -> restore_fail by 7_build_standby): %+v", d.History)
+	}
 	for _, s := range stepNames["standby"] {
 		rec := findStep(d, s)
 		want := 1
@@ -200,10 +214,17 @@ func TestConcurrentRuns(t *testing.T) {
 	checkConverged(t, b)
 }
 
-// TestSigterm: SIGTERM during a step stops it at its next safe point; the
-// failure is recorded (type interrupted, with its *_fail state) and the
-// process exits 1; the same command then resumes.
+// TestSigterm: SIGTERM, or SIGHUP from a closed terminal, during a step
+// stops it at its next safe point; the failure is recorded (type
+// interrupted, with its *_fail state) and the process exits 1; the same
+// command then resumes.
 func TestSigterm(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) { signalCase(t, sig) })
+	}
+}
+
+func signalCase(t *testing.T, sig syscall.Signal) {
 	b := newBed(t)
 	seedData(t, b, 1)
 	ps := primarySide(b)
@@ -219,27 +240,27 @@ func TestSigterm(t *testing.T) {
 		return strings.Contains(r.Stdout, `"full_backup"`), r.Stdout
 	})
 	sent := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 1 {
-		t.Fatalf("exit %d after SIGTERM, want 1:\n%s", code, out.String())
+		t.Fatalf("exit %d after %s, want 1:\n%s", code, sig, out.String())
 	}
 	if took := time.Since(sent); took > 15*time.Second {
-		t.Errorf("took %s to stop after SIGTERM", took)
+		t.Errorf("took %s to stop after %s", took, sig)
 	}
 	d := status(t, "", ps)
 	rec := findStep(d, "8_wait_standby")
 	if rec == nil || rec.Status != "failed" || rec.Error == nil || rec.Error.Type != "interrupted" {
-		t.Fatalf("8_wait_standby after SIGTERM: %+v", rec)
+		t.Fatalf("8_wait_standby after %s: %+v", sig, rec)
 	}
 	if got := d.state("primary"); got != "backup_fail" {
-		t.Errorf("state after SIGTERM %q, want backup_fail", got)
+		t.Errorf("state after %s %q, want backup_fail", sig, got)
 	}
 	p, s := startBoth(t, b, "--timeout", "2m")
 	if p.Code != 0 || s.Code != 0 {
-		t.Fatalf("reruns after SIGTERM:\nprimary: %s\nstandby: %s", p, s)
+		t.Fatalf("reruns after %s:\nprimary: %s\nstandby: %s", sig, p, s)
 	}
 	checkConverged(t, b)
 }

@@ -163,10 +163,11 @@ func startBoth(t *testing.T, b *bed.Bed, extra ...string) (p, s result) {
 
 // stepRec is one step record in `sdr status --json`.
 type stepRec struct {
-	Name     string `json:"name"`
-	Status   string `json:"status"`
-	Attempts int    `json:"attempts"`
-	Error    *struct {
+	Name        string `json:"name"`
+	Status      string `json:"status"`
+	Attempts    int    `json:"attempts"`
+	Interrupted bool   `json:"interrupted"`
+	Error       *struct {
 		Type    string `json:"type"`
 		Message string `json:"message"`
 	} `json:"error"`
@@ -187,7 +188,7 @@ type statusDoc struct {
 		Steps    []stepRec `json:"steps"`
 	} `json:"workflows"`
 	History []struct {
-		From, To string
+		From, To, Step string
 	} `json:"history"`
 	Nodes []struct {
 		Name        string `json:"name"`

@@ -18,9 +18,9 @@ var (
 // number and name and a Roles list each; Start picks the entry for its role.
 func startSteps(e *Env) []workflow.Step {
 	return []workflow.Step{
-		{Num: 1, Name: "1_prepare", Short: "validate the config and record this run's inputs", Roles: both, Run: e.prepare},
-		{Num: 2, Name: "2_check_cluster", Short: "check the primary cluster: SSH, PostgreSQL up, one primary, WAL settings, version", Roles: primaryOnly, Run: e.checkPrimaryCluster},
-		{Num: 2, Name: "2_check_cluster", Short: "check the standby nodes and reach the remote primary with the replication user", Roles: standbyOnly, Run: e.checkStandbyCluster},
+		{Num: 1, Name: "1_prepare", Short: "validate the config and record this run's inputs", Roles: both, CheckOnly: true, Run: e.prepare},
+		{Num: 2, Name: "2_check_cluster", Short: "check the primary cluster: SSH, PostgreSQL up, one primary, WAL settings, version", Roles: primaryOnly, CheckOnly: true, Run: e.checkPrimaryCluster},
+		{Num: 2, Name: "2_check_cluster", Short: "check the standby nodes and reach the remote primary with the replication user", Roles: standbyOnly, CheckOnly: true, Run: e.checkStandbyCluster},
 		{Num: 3, Name: "3_prepare_replication", Short: "create or refresh the replication role (LOGIN REPLICATION only)", Roles: primaryOnly, Run: e.prepareReplicationPrimary},
 		{Num: 3, Name: "3_prepare_replication", Short: "drop this pair's stale slots and install the replication password file on the standby nodes", Roles: standbyOnly, Run: e.prepareReplicationStandby},
 		{Num: 4, Name: "4_retain_wal", Short: "create the main standby's replication slot; raise wal_keep_size if lower, recording the change", Roles: primaryOnly, Run: e.retainWAL},

@@ -3,6 +3,11 @@ package steps
 import (
 	"context"
 	"fmt"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,19 +27,27 @@ type NodeStatus struct {
 	// sender's host:port when it is not a configured node.
 	Upstream    string             `json:"upstream,omitempty"`
 	WalReceiver *WalReceiverStatus `json:"wal_receiver,omitempty"`
-	Replication []ReplicationRow   `json:"replication"`
+	// Lag is how far the node is behind the primary: for a node in
+	// recovery, and for an unreachable node of the standby cluster (state
+	// unknown). Omitted for a primary.
+	Lag         *Lag             `json:"lag,omitempty"`
+	Replication []ReplicationRow `json:"replication"`
 }
 
-// WalReceiverStatus is a standby's pg_stat_wal_receiver, with lag.
+// WalReceiverStatus is a standby's pg_stat_wal_receiver, with its replay
+// backlog. How far the node is behind the primary is in NodeStatus.Lag.
 type WalReceiverStatus struct {
-	Status      string  `json:"status"`
-	SenderHost  string  `json:"sender_host"`
-	SenderPort  int     `json:"sender_port"`
-	SlotName    string  `json:"slot_name,omitempty"`
-	ReceivedLSN string  `json:"received_lsn"`
-	ReplayLSN   string  `json:"replay_lsn"`
-	LagBytes    int64   `json:"lag_bytes"`   // received but not yet replayed
-	LagSeconds  float64 `json:"lag_seconds"` // since the last replayed transaction, 0 when caught up
+	Status      string `json:"status"`
+	SenderHost  string `json:"sender_host"`
+	SenderPort  int    `json:"sender_port"`
+	SlotName    string `json:"slot_name,omitempty"`
+	ReceivedLSN string `json:"received_lsn"`
+	ReplayLSN   string `json:"replay_lsn"`
+	// LagBytes and LagSeconds are the replay backlog (received but not
+	// yet replayed), kept for version 1 of the document. They say nothing
+	// about the primary: with a cut link they stay 0. See Lag.
+	LagBytes   int64   `json:"lag_bytes"`
+	LagSeconds float64 `json:"lag_seconds"`
 }
 
 // ReplicationRow is one row of a node's pg_stat_replication.
@@ -49,15 +62,236 @@ type ReplicationRow struct {
 	LagSeconds      float64 `json:"lag_seconds"` // replay_lag
 }
 
+// LagState classifies a standby's link to its upstream.
+type LagState string
+
+// Lag states.
+const (
+	// LagStreaming: the WAL receiver streams.
+	LagStreaming LagState = "streaming"
+	// LagNotStreaming: no WAL receiver, or one that is not streaming
+	// (starting, waiting, stopping): the node is not catching up.
+	LagNotStreaming LagState = "not_streaming"
+	// LagUnknown: the node could not be asked.
+	LagUnknown LagState = "unknown"
+)
+
+// Where Lag.Seconds comes from.
+const (
+	SecondsCaughtUp    = "caught_up"    // replayed everything the primary had: 0
+	SecondsLastMessage = "last_message" // since the last message from the upstream
+	SecondsLastReplay  = "last_replay"  // since the last replayed transaction
+	SecondsUpstream    = "upstream"     // the standby it streams from is further behind (or unknown)
+)
+
+// Lag is how far a standby is behind the primary. A figure that cannot be
+// known is null, never 0: when the receiver is not streaming, or (for the
+// bytes) when the primary could not be asked.
+type Lag struct {
+	State LagState `json:"state"`
+	// Primary is the primary-cluster node whose pg_current_wal_lsn() was
+	// compared, PrimaryLSN that position; empty when no single primary answered.
+	Primary    string `json:"primary,omitempty"`
+	PrimaryLSN string `json:"primary_lsn,omitempty"`
+	// Bytes: the primary's current WAL position minus this node's replay
+	// position. ReceiveBytes: minus its receive position (WAL not on this
+	// node yet: what a failover now would lose).
+	Bytes        *int64 `json:"bytes"`
+	ReceiveBytes *int64 `json:"receive_bytes"`
+	// Seconds: 0 when the node has replayed everything the primary had;
+	// otherwise the seconds since its last message from its upstream, or
+	// since its last replayed transaction when received WAL waits for
+	// replay (whichever is larger), and at least the seconds of the standby
+	// it streams from (null when that one does not stream).
+	Seconds     *float64 `json:"seconds"`
+	SecondsFrom string   `json:"seconds_from,omitempty"`
+	// Since: while streaming, when the WAL receiver started (it has
+	// streamed since then, or since shortly after); while not streaming,
+	// the last message from the upstream, when the receiver still knows it.
+	Since       *time.Time `json:"since"`
+	LastMessage *time.Time `json:"last_message,omitempty"` // pg_stat_wal_receiver.last_msg_receipt_time
+	LastReplay  *time.Time `json:"last_replay,omitempty"`  // pg_last_xact_replay_timestamp()
+}
+
+// lagFacts is what classifyLag needs, read from a standby and the primary.
+type lagFacts struct {
+	Now            time.Time  // the standby's clock, when its facts were read
+	ReceiverStatus string     // pg_stat_wal_receiver.status; "" or "none" without a receiver
+	ReceiverStart  *time.Time // the walreceiver's backend_start
+	LastMessage    *time.Time
+	LastReplay     *time.Time
+	ReceiveLSN     *uint64
+	ReplayLSN      *uint64
+	Primary        string  // primary node name; "" when none answered
+	PrimaryLSN     *uint64 // read after the standby's positions; nil when unknown
+}
+
+// classifyLag decides how far a standby is behind the primary. It is pure:
+// every input, the clock included, is in f.
+func classifyLag(f lagFacts) Lag {
+	l := Lag{State: LagNotStreaming, LastMessage: f.LastMessage, LastReplay: f.LastReplay, Primary: f.Primary}
+	if f.PrimaryLSN != nil {
+		l.PrimaryLSN = formatLSN(*f.PrimaryLSN)
+	}
+	if f.ReceiverStatus != "streaming" {
+		l.Since = f.LastMessage
+		return l
+	}
+	l.State, l.Since = LagStreaming, f.ReceiverStart
+	if f.PrimaryLSN != nil {
+		l.Bytes = behind(*f.PrimaryLSN, f.ReplayLSN)
+		l.ReceiveBytes = behind(*f.PrimaryLSN, f.ReceiveLSN)
+	}
+	age := func(t *time.Time) *float64 {
+		s := f.Now.Sub(*t).Seconds()
+		if s < 0 {
+			s = 0
+		}
+		return &s
+	}
+	if l.Bytes != nil && *l.Bytes == 0 {
+		zero := 0.0
+		l.Seconds, l.SecondsFrom = &zero, SecondsCaughtUp
+		return l
+	}
+	// Behind (or the primary is unknown): the larger of how long the link
+	// has been silent and, when received WAL waits for replay (or no
+	// message time is known), how long ago the last transaction replayed.
+	if f.LastMessage != nil {
+		l.Seconds, l.SecondsFrom = age(f.LastMessage), SecondsLastMessage
+	}
+	backlog := f.ReceiveLSN != nil && f.ReplayLSN != nil && *f.ReceiveLSN > *f.ReplayLSN
+	if f.LastReplay != nil && (l.Seconds == nil || backlog) {
+		if r := age(f.LastReplay); l.Seconds == nil || *r > *l.Seconds {
+			l.Seconds, l.SecondsFrom = r, SecondsLastReplay
+		}
+	}
+	return l
+}
+
+// chainLag makes each standby's seconds at least those of the standby it
+// streams from (Upstream): a cascade cannot be fresher than its upstream,
+// although its own link may be busy. When an upstream in the chain does
+// not stream, or its seconds are unknown, so are the cascade's. Bytes are
+// measured against the primary directly and stay as they are.
+func chainLag(nodes []NodeStatus) {
+	own := map[string]*Lag{}
+	for i := range nodes {
+		if l := nodes[i].Lag; l != nil {
+			c := *l
+			own[nodes[i].Name] = &c
+		}
+	}
+	for i := range nodes {
+		l := nodes[i].Lag
+		if l == nil || l.State != LagStreaming || l.SecondsFrom == SecondsCaughtUp {
+			continue
+		}
+		up := nodes[i].Upstream
+		for hops := 0; hops < len(nodes); hops++ {
+			u, ok := own[up]
+			if !ok {
+				break // the primary, or not a configured standby
+			}
+			if u.State != LagStreaming || u.Seconds == nil {
+				l.Seconds, l.SecondsFrom = nil, SecondsUpstream
+				break
+			}
+			if l.Seconds != nil && *u.Seconds > *l.Seconds {
+				s := *u.Seconds
+				l.Seconds, l.SecondsFrom = &s, SecondsUpstream
+			}
+			up = upstreamOf(nodes, up)
+		}
+	}
+}
+
+func upstreamOf(nodes []NodeStatus, name string) string {
+	for _, n := range nodes {
+		if n.Name == name {
+			return n.Upstream
+		}
+	}
+	return ""
+}
+
+// behind is primary − pos, not below 0; nil when pos is unknown.
+func behind(primary uint64, pos *uint64) *int64 {
+	if pos == nil {
+		return nil
+	}
+	var d int64
+	if primary > *pos {
+		d = int64(primary - *pos)
+	}
+	return &d
+}
+
+// parseLSN reads a pg_lsn in its text form, "16/B374D848".
+func parseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("%q is not a WAL position (X/Y)", s)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a WAL position: %w", s, err)
+	}
+	l, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a WAL position: %w", s, err)
+	}
+	return h<<32 | l, nil
+}
+
+func formatLSN(v uint64) string { return fmt.Sprintf("%X/%X", v>>32, uint32(v)) }
+
+// lsnPtr parses a nullable pg_lsn; nil when it is null or unreadable.
+func lsnPtr(s *string) *uint64 {
+	if s == nil {
+		return nil
+	}
+	v, err := parseLSN(*s)
+	if err != nil {
+		return nil
+	}
+	return &v
+}
+
 const replicationSQL = `SELECT coalesce(application_name, ''), coalesce(client_addr::text, 'local'), coalesce(state, ''), coalesce(sync_state, ''),
 	coalesce(sent_lsn::text, ''), coalesce(replay_lsn::text, ''),
 	greatest(coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, replay_lsn), 0), 0)::bigint,
 	coalesce(extract(epoch FROM replay_lag), 0)::float8
 	FROM pg_stat_replication ORDER BY application_name`
 
+// nodeStatusSQL reads, in one round trip on the node's own clock, whether
+// it is in recovery, its WAL receiver and positions, and the times lag is
+// judged by.
+const nodeStatusSQL = `SELECT pg_is_in_recovery(),
+	coalesce(w.status, 'none'), coalesce(w.sender_host, ''), coalesce(w.sender_port, 0), coalesce(w.slot_name, ''),
+	pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
+	w.last_msg_receipt_time, pg_last_xact_replay_timestamp(),
+	(SELECT backend_start FROM pg_stat_activity WHERE backend_type = 'walreceiver' ORDER BY backend_start DESC LIMIT 1),
+	now()
+	FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`
+
+// nodeObs is one node's answer to nodeStatusSQL.
+type nodeObs struct {
+	InRecovery              bool
+	Status, SenderHost      string
+	SenderPort              int
+	SlotName                string
+	ReceiveLSN, ReplayLSN   *string
+	LastMessage, LastReplay *time.Time
+	ReceiverStart           *time.Time
+	Now                     time.Time
+}
+
 // Probe reads the live facts of every configured node, in parallel, each
 // bounded by the connect timeout plus a few seconds. Unreachable nodes are
-// reported as such.
+// reported as such. Then it reads the primary's current WAL position (after
+// every standby's positions, so "behind" is never below 0) and judges each
+// standby's lag against it.
 func Probe(ctx context.Context, e *Env) []NodeStatus {
 	var nodes []*cluster.Node
 	var sides []string
@@ -68,44 +302,87 @@ func Probe(ctx context.Context, e *Env) []NodeStatus {
 		nodes, sides = append(nodes, n), append(sides, "standby")
 	}
 	out := make([]NodeStatus, len(nodes))
+	obs := make([]*nodeObs, len(nodes))
 	_ = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
 		i := indexOf(nodes, n)
-		out[i] = e.probeNode(ctx, n, sides[i])
+		out[i], obs[i] = e.probeNode(ctx, n, sides[i])
 		return nil
 	})
+	primary, primaryLSN := e.primaryPosition(ctx, out, nodes)
+	for i := range out {
+		switch {
+		case obs[i] != nil && obs[i].InRecovery:
+			l := classifyLag(lagFacts{Now: obs[i].Now, ReceiverStatus: obs[i].Status, ReceiverStart: obs[i].ReceiverStart,
+				LastMessage: obs[i].LastMessage, LastReplay: obs[i].LastReplay,
+				ReceiveLSN: lsnPtr(obs[i].ReceiveLSN), ReplayLSN: lsnPtr(obs[i].ReplayLSN), Primary: primary, PrimaryLSN: primaryLSN})
+			out[i].Lag = &l
+		case obs[i] == nil && sides[i] == "standby":
+			out[i].Lag = &Lag{State: LagUnknown, Primary: primary}
+		}
+	}
+	e.nameUpstreams(ctx, out, nodes)
+	chainLag(out)
 	return out
 }
 
-func (e *Env) probeNode(ctx context.Context, n *cluster.Node, side string) NodeStatus {
+// primaryPosition finds the one primary-cluster node that answered as a
+// primary and reads its current WAL position; "" and nil when there is no
+// single primary or it cannot be asked now.
+func (e *Env) primaryPosition(ctx context.Context, out []NodeStatus, nodes []*cluster.Node) (string, *uint64) {
+	var p *cluster.Node
+	for i, s := range out {
+		if s.Cluster != "primary" || s.Role != "primary" {
+			continue
+		}
+		if p != nil {
+			return "", nil // two primaries: neither is the reference
+		}
+		p = nodes[i]
+	}
+	if p == nil {
+		return "", nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.Config.Timeouts.Connect.Duration+5*time.Second)
+	defer cancel()
+	c, err := e.admin(ctx, p)
+	if err != nil {
+		return p.Name, nil
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	var lsn *string
+	var inRecovery bool
+	if err := c.QueryRow(ctx, `SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END`).Scan(&inRecovery, &lsn); err != nil || inRecovery {
+		return p.Name, nil
+	}
+	return p.Name, lsnPtr(lsn)
+}
+
+func (e *Env) probeNode(ctx context.Context, n *cluster.Node, side string) (NodeStatus, *nodeObs) {
 	s := NodeStatus{Name: n.Name, Cluster: side, Replication: []ReplicationRow{}}
 	ctx, cancel := context.WithTimeout(ctx, e.Config.Timeouts.Connect.Duration+5*time.Second)
 	defer cancel()
 	c, err := e.admin(ctx, n)
 	if err != nil {
 		s.Error = err.Error()
-		return s
+		return s, nil
 	}
 	defer c.Close(context.WithoutCancel(ctx))
 	s.Reachable = true
-	var w walReceiverFacts
-	if err := c.QueryRow(ctx, walReceiverSQL).Scan(&w.InRecovery, &w.Status, &w.SenderHost, &w.SenderPort, &w.ReceivedLSN,
-		&w.ReplayLSN, &w.LagBytes, &w.LagSeconds, &w.SlotName); err != nil {
-		s.Error = err.Error()
-		return s
+	var o nodeObs
+	if err := c.QueryRow(ctx, nodeStatusSQL).Scan(&o.InRecovery, &o.Status, &o.SenderHost, &o.SenderPort, &o.SlotName,
+		&o.ReceiveLSN, &o.ReplayLSN, &o.LastMessage, &o.LastReplay, &o.ReceiverStart, &o.Now); err != nil {
+		s.Error = fmt.Errorf("while reading the WAL receiver of %s: %w", n.Name, err).Error()
+		return s, nil
 	}
 	s.Role = "primary"
-	if w.InRecovery {
+	if o.InRecovery {
 		s.Role = "standby"
-		s.WalReceiver = &WalReceiverStatus{Status: w.Status, SenderHost: w.SenderHost, SenderPort: w.SenderPort, SlotName: w.SlotName,
-			ReceivedLSN: w.ReceivedLSN, ReplayLSN: w.ReplayLSN, LagBytes: w.LagBytes, LagSeconds: w.LagSeconds}
-		if w.SenderHost != "" {
-			s.Upstream = e.nodeAt(w.SenderHost, w.SenderPort)
-		}
+		s.WalReceiver = walReceiverStatus(o)
 	}
 	rows, err := c.Query(ctx, replicationSQL)
 	if err != nil {
 		s.Error = err.Error()
-		return s
+		return s, &o
 	}
 	s.Replication, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReplicationRow, error) {
 		var x ReplicationRow
@@ -118,15 +395,162 @@ func (e *Env) probeNode(ctx context.Context, n *cluster.Node, side string) NodeS
 	if s.Replication == nil {
 		s.Replication = []ReplicationRow{}
 	}
-	return s
+	return s, &o
 }
 
-// nodeAt names the configured node at host:port, or returns host:port.
-func (e *Env) nodeAt(host string, port int) string {
-	for _, n := range append(append([]cluster.Node{}, e.Config.Primary.Nodes...), e.Config.Standby.Nodes...) {
-		if n.Host == host && n.PGPort == port {
-			return n.Name
+// walReceiverStatus builds the wal_receiver object with its replay
+// backlog: received − replayed (not below 0), and 0 s when everything
+// received is replayed, else the seconds since the last replayed
+// transaction.
+func walReceiverStatus(o nodeObs) *WalReceiverStatus {
+	w := &WalReceiverStatus{Status: o.Status, SenderHost: o.SenderHost, SenderPort: o.SenderPort, SlotName: o.SlotName}
+	if o.ReceiveLSN != nil {
+		w.ReceivedLSN = *o.ReceiveLSN
+	}
+	if o.ReplayLSN != nil {
+		w.ReplayLSN = *o.ReplayLSN
+	}
+	recv, replay := lsnPtr(o.ReceiveLSN), lsnPtr(o.ReplayLSN)
+	if recv != nil && replay != nil && *recv > *replay {
+		w.LagBytes = int64(*recv - *replay)
+		if o.LastReplay != nil {
+			w.LagSeconds = max(o.Now.Sub(*o.LastReplay).Seconds(), 0)
 		}
 	}
-	return fmt.Sprintf("%s:%d", host, port)
+	return w
+}
+
+// nameUpstreams sets Upstream of every standby with a WAL receiver: the
+// configured node it streams from, else the sender's host:port. Host names
+// are resolved (bounded by the connect timeout) only when a sender matches
+// no node as written.
+func (e *Env) nameUpstreams(ctx context.Context, out []NodeStatus, nodes []*cluster.Node) {
+	all := append(append([]cluster.Node{}, e.Config.Primary.Nodes...), e.Config.Standby.Nodes...)
+	var addrs map[string][]string
+	for i := range out {
+		w := out[i].WalReceiver
+		if w == nil || w.SenderHost == "" {
+			continue
+		}
+		name, ok := upstreamName(nodes[i], w.SenderHost, w.SenderPort, all, nil)
+		if !ok {
+			if addrs == nil {
+				addrs = resolveHosts(ctx, e.Config.Timeouts.Connect.Duration, all, out)
+			}
+			name, ok = upstreamName(nodes[i], w.SenderHost, w.SenderPort, all, addrs)
+		}
+		if !ok {
+			name = fmt.Sprintf("%s:%d", w.SenderHost, w.SenderPort)
+		}
+		out[i].Upstream = name
+	}
+}
+
+// resolveHosts looks up the addresses of every configured host and every
+// sender host that is not a socket directory, in parallel, bounded by timeout.
+func resolveHosts(ctx context.Context, timeout time.Duration, all []cluster.Node, out []NodeStatus) map[string][]string {
+	hosts := map[string]bool{}
+	for _, n := range all {
+		hosts[n.Host] = true
+	}
+	for _, s := range out {
+		if s.WalReceiver != nil && s.WalReceiver.SenderHost != "" && !strings.HasPrefix(s.WalReceiver.SenderHost, "/") {
+			hosts[s.WalReceiver.SenderHost] = true
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	addrs := map[string][]string{}
+	for h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := net.DefaultResolver.LookupHost(ctx, h)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			addrs[h] = a
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return addrs
+}
+
+// upstreamName decides which configured node a standby (self) streams
+// from, given pg_stat_wal_receiver's sender_host and sender_port. A
+// sender_host starting with "/" is a socket directory: the upstream runs
+// on self's machine, with that socket_dir and pg_port. Otherwise it is a
+// host name or address, matched against each node's host as written, or
+// through addrs (host -> addresses, nil: no lookups); a loopback sender
+// means a node on self's machine. When several nodes fit, those on self's
+// machine win; a match must be unique.
+func upstreamName(self *cluster.Node, host string, port int, nodes []cluster.Node, addrs map[string][]string) (string, bool) {
+	sameMachine := func(n *cluster.Node) bool { return hostsMatch(n.Host, self.Host, addrs) }
+	var cands []*cluster.Node
+	for i := range nodes {
+		n := &nodes[i]
+		if n.Name == self.Name || n.PGPort != port {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(host, "/"):
+			if path.Clean(n.SocketDir) == path.Clean(host) {
+				cands = append(cands, n)
+			}
+		case isLoopback(host):
+			if sameMachine(n) || isLoopback(n.Host) {
+				cands = append(cands, n)
+			}
+		case hostsMatch(n.Host, host, addrs):
+			cands = append(cands, n)
+		}
+	}
+	if len(cands) > 1 {
+		var local []*cluster.Node
+		for _, n := range cands {
+			if sameMachine(n) {
+				local = append(local, n)
+			}
+		}
+		cands = local
+	}
+	if len(cands) != 1 {
+		return "", false
+	}
+	return cands[0].Name, true
+}
+
+// hostsMatch reports whether two host spellings name the same machine: the
+// same text (case-insensitive), or a shared address (an address literal is
+// its own address; a name's addresses come from addrs).
+func hostsMatch(a, b string, addrs map[string][]string) bool {
+	if strings.EqualFold(a, b) {
+		return true
+	}
+	of := func(h string) []string {
+		if ip := net.ParseIP(h); ip != nil {
+			return []string{ip.String()}
+		}
+		return addrs[h]
+	}
+	for _, x := range of(a) {
+		for _, y := range of(b) {
+			if net.ParseIP(x).Equal(net.ParseIP(y)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isLoopback(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

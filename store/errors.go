@@ -12,6 +12,10 @@ var (
 	ErrSchema = errors.New("unsupported state file schema")
 	// ErrOtherPair: the state file belongs to a different DR pair.
 	ErrOtherPair = errors.New("state file belongs to another DR pair")
+	// ErrOtherSide: the state file belongs to the other side of the pair
+	// (written by a run with the other --role). Also returned by Update for
+	// a role other than the file's.
+	ErrOtherSide = errors.New("state file belongs to the other side of the pair")
 	// ErrBusy: the bbolt file stayed locked by another process past the timeout.
 	ErrBusy = errors.New("state file is busy")
 )

@@ -122,6 +122,53 @@ func Acquire(statePath string, me Holder, wait time.Duration) (*Lock, error) {
 	return l, nil
 }
 
+// LockProbe is what ProbeLock found.
+type LockProbe struct {
+	// Held: a live process holds the run lock now.
+	Held bool
+	// Holder is the run recorded in the lock file: the live holder when
+	// Held, otherwise a run that ended without releasing the lock (killed,
+	// its terminal closed, the machine restarted); nil when none.
+	Holder *Holder
+}
+
+// ProbeLock tells whether a live run holds the state file's run lock,
+// without taking it and without creating anything: it asks the kernel for
+// a shared lock on the lock file and drops it at once. A holder recorded
+// for another host counts as held (the kernel lock says nothing about
+// other hosts).
+func ProbeLock(statePath string) (LockProbe, error) {
+	path := LockPath(statePath)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return LockProbe{}, nil
+	}
+	if err != nil {
+		return LockProbe{}, fmt.Errorf("while opening lock file %s: %w", path, err)
+	}
+	defer f.Close()
+	var p LockProbe
+	switch err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); {
+	case err == nil:
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	case errors.Is(err, unix.EWOULDBLOCK):
+		p.Held = true
+	default:
+		return LockProbe{}, fmt.Errorf("while probing lock file %s: %w", path, err)
+	}
+	h, err := ReadHolder(statePath)
+	if err != nil && !p.Held {
+		return p, err
+	}
+	p.Holder = h
+	if !p.Held && h != nil {
+		if host, _ := os.Hostname(); host != h.Host {
+			p.Held = true
+		}
+	}
+	return p, nil
+}
+
 // Release empties the lock file and drops the lock.
 func (l *Lock) Release() error {
 	if l == nil || l.f == nil {

@@ -129,8 +129,8 @@ func TestSnapshotShowsLiveHolderOnly(t *testing.T) {
 	if err := os.WriteFile(LockPath(db.Path()), raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if snap, err := db.Snapshot(0); err != nil || snap.Lock != nil {
-		t.Errorf("snapshot with a dead holder: lock %+v, %v; want none", snap.Lock, err)
+	if snap, err := db.Snapshot(0); err != nil || snap.Lock != nil || snap.Gone == nil || snap.Gone.PID == os.Getpid() {
+		t.Errorf("snapshot with a dead holder: lock %+v gone %+v, %v; want no lock and the dead holder as gone", snap.Lock, snap.Gone, err)
 	}
 }
 
@@ -192,6 +192,9 @@ func TestLockAcrossProcesses(t *testing.T) {
 		t.Fatal("child did not take the lock")
 	}
 
+	if p, err := ProbeLock(state); err != nil || !p.Held || p.Holder == nil || p.Holder.PID != child {
+		t.Errorf("ProbeLock while the child holds the lock = %+v, %v; want held by %d", p, err, child)
+	}
 	start := time.Now()
 	l, err := Acquire(state, me(t), 500*time.Millisecond)
 	var le *LockedError
@@ -211,6 +214,9 @@ func TestLockAcrossProcesses(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	killed = true
+	if p, err := ProbeLock(state); err != nil || p.Held || p.Holder == nil || p.Holder.PID != child {
+		t.Errorf("ProbeLock after the holder was killed = %+v, %v; want not held, last holder %d", p, err, child)
+	}
 	l, err = Acquire(state, me(t), 2*time.Second)
 	if err != nil {
 		t.Fatalf("Acquire after the holder was killed: %v", err)
@@ -218,5 +224,81 @@ func TestLockAcrossProcesses(t *testing.T) {
 	defer l.Release()
 	if l.TookOver == nil || l.TookOver.PID != child {
 		t.Errorf("TookOver = %+v, want the killed child %d", l.TookOver, child)
+	}
+}
+
+func TestProbeLock(t *testing.T) {
+	host, _ := os.Hostname()
+	dead := func(t *testing.T) []byte {
+		raw, _ := json.Marshal(Holder{PID: deadPID(t), Host: host, RunID: "killed"})
+		return raw
+	}
+	tests := []struct {
+		name       string
+		setup      func(t *testing.T, state string) func() // returns a cleanup
+		wantHeld   bool
+		wantHolder string // RunID of the recorded holder, "" for none
+	}{
+		{"no lock file", func(*testing.T, string) func() { return func() {} }, false, ""},
+		{"released lock", func(t *testing.T, state string) func() {
+			l, err := Acquire(state, me(t), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Release()
+			return func() {}
+		}, false, ""},
+		{"held by a run of this process", func(t *testing.T, state string) func() {
+			l, err := Acquire(state, Holder{PID: os.Getpid(), Host: host, RunID: "live"}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func() { l.Release() }
+		}, true, "live"},
+		{"left by a killed run", func(t *testing.T, state string) func() {
+			if err := os.WriteFile(LockPath(state), dead(t), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return func() {}
+		}, false, "killed"},
+		{"left by a run on another host", func(t *testing.T, state string) func() {
+			raw, _ := json.Marshal(Holder{PID: 1, Host: host + "-elsewhere", RunID: "remote"})
+			if err := os.WriteFile(LockPath(state), raw, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return func() {}
+		}, true, "remote"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "state.db")
+			defer tc.setup(t, state)()
+			_, statErr := os.Stat(LockPath(state))
+			p, err := ProbeLock(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(LockPath(state)); os.IsNotExist(statErr) && !os.IsNotExist(err) {
+				t.Errorf("ProbeLock created the lock file")
+			}
+			got := ""
+			if p.Holder != nil {
+				got = p.Holder.RunID
+			}
+			if p.Held != tc.wantHeld || got != tc.wantHolder {
+				t.Errorf("ProbeLock = held %v holder %q, want %v %q", p.Held, got, tc.wantHeld, tc.wantHolder)
+			}
+			if _, err := os.Stat(state); !os.IsNotExist(err) {
+				t.Errorf("ProbeLock created the state file")
+			}
+			// The probe never keeps the lock: a run can take it at once.
+			if !p.Held {
+				l, err := Acquire(state, me(t), 0)
+				if err != nil {
+					t.Fatalf("Acquire after the probe: %v", err)
+				}
+				l.Release()
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/pgsdr/sdr/workflow"
@@ -202,4 +203,57 @@ func BenchmarkRunnerStep(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(wf.Steps)), "ns/step")
+}
+
+// TestHistoryShowsARunThatWasKilled: a run that dies inside a step (its
+// goroutine ends as a SIGKILL would end the process) leaves the step
+// started; the next run records the interruption with the step's failure
+// state, and the history shows it, before the step runs again.
+func TestHistoryShowsARunThatWasKilled(t *testing.T) {
+	db, fx := openTemp(t, "p"), effects{}
+	wf, ctx := testWorkflow(fx, "", false), context.Background()
+	killed := runner(db)
+	killed.Failpoint = func(step string, p workflow.FailpointName) error {
+		if step == "3_three" && p == workflow.FailAfterEffects {
+			runtime.Goexit()
+		}
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = killed.Run(ctx, wf, nil, workflow.Options{}) }()
+	<-done
+	r := runner(db)
+	r.NewRunID = func() string { return "run-2" }
+	res, err := r.Run(ctx, wf, nil, workflow.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Interrupted) != 1 || res.Interrupted[0].Step != "3_three" || res.Interrupted[0].RunID != "run-1" {
+		t.Errorf("Interrupted = %+v", res.Interrupted)
+	}
+	snap, err := db.Snapshot(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tr struct {
+		run, step string
+		from, to  workflow.State
+	}
+	want := []tr{
+		{"run-1", "", "", workflow.StateNormal},
+		{"run-1", "3_three", workflow.StateNormal, workflow.StateRestore},
+		{"run-2", "3_three", workflow.StateRestore, workflow.StateRestoreFail}, // the interruption
+		{"run-2", "3_three", workflow.StateRestoreFail, workflow.StateRestore},
+		{"run-2", "3_three", workflow.StateRestore, workflow.StateRecovery},
+	}
+	var got []tr
+	for _, h := range snap.History {
+		got = append(got, tr{h.RunID, h.Step, h.From, h.To})
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("history\n got %+v\nwant %+v", got, want)
+	}
+	if sr := snap.Workflows[0].Step("3_three"); sr.Status != workflow.StatusDone || sr.Attempts != 2 || fx["3_three"] != 2 {
+		t.Errorf("3_three %+v after %d side effects, want done in 2 attempts", sr, fx["3_three"])
+	}
 }

@@ -35,6 +35,11 @@ type Options struct {
 	// Pair is the DR pair name from the config. When set, a file written
 	// for another pair is refused, and a new file is stamped with it.
 	Pair string
+	// Role is the side this run is for. When set, a file that belongs to
+	// the other side is refused with ErrOtherSide, and a file not stamped
+	// yet is stamped with its side (see claimRole). Update stamps and
+	// checks the same way with its own role argument.
+	Role workflow.Role
 	// ReadOnly opens without creating or writing anything.
 	ReadOnly bool
 	// Timeout bounds the wait for the bbolt file lock; default 5s.
@@ -81,7 +86,15 @@ func Open(path string, opts Options) (*DB, error) {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("while opening state file %s: %w", path, err)
 		}
-		return d, d.view(func(tx *bolt.Tx) error { return d.checkMeta(tx) })
+		return d, d.view(func(tx *bolt.Tx) error {
+			if err := d.checkMeta(tx); err != nil {
+				return err
+			}
+			if opts.Role != "" {
+				return d.checkRole(tx, opts.Role)
+			}
+			return nil
+		})
 	}
 	return d, d.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -105,6 +118,11 @@ func Open(path string, opts Options) (*DB, error) {
 		}
 		if opts.Pair != "" && meta.Get(keyPair) == nil {
 			if err := meta.Put(keyPair, []byte(opts.Pair)); err != nil {
+				return err
+			}
+		}
+		if opts.Role != "" {
+			if err := d.claimRole(tx, opts.Role); err != nil {
 				return err
 			}
 		}
@@ -251,6 +269,9 @@ func (d *DB) Update(ctx context.Context, key string, role workflow.Role, fn func
 		if err := d.checkMeta(tx); err != nil {
 			return err
 		}
+		if err := d.claimRole(tx, role); err != nil {
+			return err
+		}
 		wfs, sides, hist := tx.Bucket(bucketWorkflows), tx.Bucket(bucketSides), tx.Bucket(bucketHistory)
 		if wfs == nil || sides == nil || hist == nil {
 			return fmt.Errorf("state file %s: %w: missing buckets", d.path, ErrCorrupt)
@@ -307,11 +328,16 @@ type Snapshot struct {
 	Path      string            `json:"path"`
 	Schema    int               `json:"schema"`
 	Pair      string            `json:"pair"`
+	Role      workflow.Role     `json:"role"` // the side the file belongs to; "" before its first run
 	Created   string            `json:"created"`
 	Workflows []workflow.Record `json:"workflows"`
 	Sides     []workflow.Side   `json:"sides"`
 	History   []HistoryEntry    `json:"history"`
 	Lock      *Holder           `json:"lock,omitempty"`
+	// Gone is the run recorded in the lock file that no live process
+	// holds: a run that was killed (or whose terminal closed) and did not
+	// release the lock. Nil when the last run ended normally.
+	Gone *Holder `json:"gone,omitempty"`
 }
 
 // Snapshot reads the whole file in one read transaction. It keeps the
@@ -324,6 +350,10 @@ func (d *DB) Snapshot(maxHistory int) (*Snapshot, error) {
 		}
 		meta := tx.Bucket(bucketMeta)
 		s.Pair, s.Created = string(meta.Get(keyPair)), string(meta.Get(keyCreated))
+		var err error
+		if s.Role, err = fileRole(tx); err != nil {
+			return err
+		}
 		if b := tx.Bucket(bucketWorkflows); b != nil {
 			if err := b.ForEach(func(k, v []byte) error {
 				var r workflow.Record
@@ -363,8 +393,20 @@ func (d *DB) Snapshot(maxHistory int) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h, err := ReadHolder(d.path); err == nil && h != nil && h.Alive() {
-		s.Lock = h
+	probe, err := ProbeLock(d.path)
+	if err != nil {
+		// The lock file cannot be probed (say, another user's file):
+		// fall back on the process id it records.
+		h, _ := ReadHolder(d.path)
+		probe = LockProbe{Held: h.Alive(), Holder: h}
+	}
+	if probe.Held {
+		s.Lock = probe.Holder
+		if s.Lock == nil {
+			s.Lock = &Holder{} // held, but its holder has not written the file yet
+		}
+	} else {
+		s.Gone = probe.Holder
 	}
 	return s, nil
 }

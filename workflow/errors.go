@@ -21,10 +21,15 @@ var (
 	// ErrStepFailed is wrapped by *StepError.
 	ErrStepFailed = errors.New("step failed")
 	// ErrInterrupted is the cause recorded when the run's context was
-	// cancelled (SIGINT, SIGTERM) while a step ran.
+	// cancelled (SIGINT, SIGTERM, SIGHUP) while a step ran.
 	ErrInterrupted = errors.New("interrupted")
 	// ErrPanic is wrapped by errors built from a recovered panic.
 	ErrPanic = errors.New("panic")
+	// ErrRunGone is recorded, with ErrInterrupted, on a step that an
+	// earlier run left started: that run ended (SIGKILL, a closed
+	// terminal, a crash or a reboot) without recording an outcome. The
+	// next run records it before it resumes.
+	ErrRunGone = errors.New("run ended without recording an outcome")
 )
 
 // Errors for values a step saves for later.

@@ -62,6 +62,10 @@ type Step struct {
 	Name  string // "N_name", e.g. "7_build_standby"
 	Short string // one line for help, status and plans
 	Roles []Role // roles the step does something for; others record it as skipped
+	// CheckOnly marks a step that only looks: it changes nothing on any
+	// node and sets no state. A run that fails before the first step that
+	// is not CheckOnly has changed nothing (see Workflow.BeforeAnyChange).
+	CheckOnly bool
 
 	// States written in the same transaction as the step record.
 	// An empty value leaves the side's state unchanged.
@@ -92,6 +96,22 @@ type Workflow struct {
 // Key names the workflow in the store, e.g. "start/primary".
 func (w Workflow) Key() string { return w.Action + "/" + string(w.Role) }
 
+// BeforeAnyChange reports whether step is, in w, at or before the first
+// step that can change something: it and every step before it either only
+// check (CheckOnly) or have nothing to do for w's role. A run that failed
+// in such a step changed nothing on any node. False for an unknown step.
+func (w Workflow) BeforeAnyChange(step string) bool {
+	for _, s := range w.Steps {
+		if s.AppliesTo(w.Role) && !s.CheckOnly {
+			return false
+		}
+		if s.Name == step {
+			return true
+		}
+	}
+	return false
+}
+
 // Validate checks that step numbers are increasing and names are "N_name".
 func (w Workflow) Validate() error {
 	if len(w.Steps) == 0 {
@@ -109,6 +129,9 @@ func (w Workflow) Validate() error {
 		}
 		if seen[s.Name] {
 			return fmt.Errorf("workflow %s: duplicate step %s", w.Key(), s.Name)
+		}
+		if s.CheckOnly && (s.OnStart != "" || s.OnDone != "" || s.OnFail != "") {
+			return fmt.Errorf("workflow %s: step %s only checks but sets states", w.Key(), s.Name)
 		}
 		seen[s.Name] = true
 		prev = s.Num
@@ -164,6 +187,11 @@ type StepRecord struct {
 	// RunContext.SetPhase; they survive reruns of the step, and are
 	// forgotten with the rest of the record by --restart.
 	Phases map[string]string `json:"phases,omitempty"`
+	// Interrupted is never stored: `sdr status` sets it on a step that is
+	// started while no live run holds the state file (or a run other than
+	// the one that started it does): the run was killed or its terminal
+	// closed. The next run records the step as failed (interrupted).
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Record is the checkpoint of one workflow on one side.

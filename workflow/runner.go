@@ -138,6 +138,17 @@ type Result struct {
 	Ran             []string // steps run in this invocation
 	Skipped         []string // steps recorded as skipped in this invocation
 	State           State
+	// Interrupted lists the steps an earlier run left started (it was
+	// killed): this run recorded them as failed, with their failure
+	// states, before it resumed.
+	Interrupted []Interruption
+}
+
+// Interruption is a step that an earlier run left started.
+type Interruption struct {
+	Step    string
+	RunID   string     // the run that was killed
+	Started *time.Time // when that run started the step
 }
 
 // Runner executes workflows against a Store.
@@ -189,6 +200,13 @@ func (r *Runner) failpoint(step string, p FailpointName) error {
 // Run executes wf from its first unfinished step. It returns a *StepError
 // when a step fails, an *InputsChangedError when the inputs differ from the
 // recorded run and opts.Restart is false.
+//
+// The caller holds the state file's run lock, so a step recorded as
+// started belongs to a run that is gone (killed, its terminal closed).
+// Before it resumes, Run records each such step as failed with an
+// interrupted error, and applies the step's OnFail state, in the same
+// transaction that starts this run (also with opts.Restart, before the
+// step records are replaced). A refused run (inputs changed) records nothing.
 func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string, opts Options) (Result, error) {
 	if err := wf.Validate(); err != nil {
 		return Result{}, err
@@ -206,6 +224,9 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 		rec := *recp
 		if rec != nil && rec.Fingerprint != fp && !opts.Restart {
 			return &InputsChangedError{Workflow: key, Changes: DiffInputs(rec.Inputs, inputs)}
+		}
+		if rec != nil {
+			res.Interrupted = recordRunGone(wf, rec, side, runID, now)
 		}
 		if rec == nil || opts.Restart {
 			fresh := &Record{Workflow: key, Action: wf.Action, Role: wf.Role, Created: now}
@@ -244,11 +265,15 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 	if err != nil {
 		return res, err
 	}
+	log := r.log().With(zap.String("run_id", runID))
+	for _, in := range res.Interrupted {
+		log.Warn("the run that started this step is gone (killed, or its terminal closed): recorded the step as interrupted",
+			zap.String("step", in.Step), zap.String("gone_run_id", in.RunID))
+	}
 	if complete {
 		res.AlreadyComplete = true
 		return res, nil
 	}
-	log := r.log().With(zap.String("run_id", runID))
 	for _, s := range wf.Steps {
 		ran, skipped, err := r.runStep(ctx, wf, s, runID, log)
 		if ran {
@@ -269,6 +294,36 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 		return nil
 	})
 	return res, err
+}
+
+// recordRunGone marks every step that rec shows started as failed (the run
+// that started it is gone) and applies the step's failure state to side.
+func recordRunGone(wf Workflow, rec *Record, side *Side, runID string, now time.Time) []Interruption {
+	var out []Interruption
+	for i := range rec.Steps {
+		sr := &rec.Steps[i]
+		if sr.Status != StatusStarted {
+			continue
+		}
+		out = append(out, Interruption{Step: sr.Name, RunID: rec.RunID, Started: sr.Started})
+		err := fmt.Errorf("%w: %w (run %s, while %s ran: SIGKILL, a closed terminal, a crash or a reboot); recorded by run %s",
+			ErrInterrupted, ErrRunGone, orUnknown(rec.RunID), sr.Name, orUnknown(runID))
+		sr.Status, sr.Error = StatusFailed, NewErrorRecord(err)
+		sr.Ended = nil // unknown: the run died without a word
+		for _, s := range wf.Steps {
+			if s.Name == sr.Name && s.OnFail != "" && s.OnFail != side.State {
+				side.State, side.Since, side.RunID, side.Step = s.OnFail, now, runID, s.Name
+			}
+		}
+	}
+	return out
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(unknown)"
+	}
+	return s
 }
 
 func (r *Runner) sideState(ctx context.Context, role Role) State {

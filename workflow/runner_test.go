@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -736,6 +738,8 @@ func TestValidate(t *testing.T) {
 		{"name with other number", []Step{step(1, "2_prepare")}, true, nil},
 		{"name only prefix", []Step{step(1, "1_")}, true, nil},
 		{"prefix of a longer number", []Step{step(1, "10_x")}, true, nil},
+		{"check-only step that sets a state", []Step{{Num: 1, Name: "1_a", CheckOnly: true, OnFail: StateBackupFail}}, true, nil},
+		{"check-only step", []Step{{Num: 1, Name: "1_a", CheckOnly: true}}, false, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -899,5 +903,145 @@ func TestPhasesSurviveRerunsNotRestart(t *testing.T) {
 	}
 	if len(fired) != 3 {
 		t.Errorf("step failpoint fired %d times, want 3 (%v)", len(fired), fired)
+	}
+}
+
+// killedRun runs wf with a runner whose run dies (as SIGKILL would end it)
+// after step's side effect, before its done record: its goroutine exits with no
+// further write, the way a killed process leaves its state file.
+func killedRun(t *testing.T, st Store, wf Workflow, step string) {
+	t.Helper()
+	r := newRunner(st)
+	r.NewRunID = func() string { return "run-killed" }
+	r.Failpoint = func(s string, p FailpointName) error {
+		if s == step && p == FailAfterEffects {
+			runtime.Goexit()
+		}
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = r.Run(context.Background(), wf, inputsA, Options{})
+		t.Errorf("the killed run returned")
+	}()
+	<-done
+}
+
+func TestRunnerRecordsARunThatWasKilled(t *testing.T) {
+	tests := []struct {
+		name      string
+		step      string // where the first run dies
+		onFail    bool   // the step has a failure state
+		opts      Options
+		inputs    map[string]string
+		killedIn  State // side state the killed run left
+		wantErr   bool  // the rerun is refused (inputs changed): nothing recorded
+		wantState State // side state written with the interruption
+	}{
+		{"killed in a step with a failure state", "3_three", true, Options{}, inputsA, StateRestore, false, StateRestoreFail},
+		{"killed in a step without one", "4_four", true, Options{}, inputsA, StateRecovery, false, StateRecovery},
+		{"killed, then --restart", "3_three", true, Options{Restart: true}, inputsA, StateRestore, false, StateRestoreFail},
+		{"killed, then changed inputs without --restart", "3_three", true, Options{}, map[string]string{"pair": "p2"}, StateRestore, true, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st, fx := newFakeStore(), &effects{}
+			wf := fiveSteps(fx, nil)
+			wf.Steps[2].OnStart, wf.Steps[2].OnDone = StateRestore, StateRecovery
+			if tc.onFail {
+				wf.Steps[2].OnFail = StateRestoreFail
+			}
+			killedRun(t, st, wf, tc.step)
+			if sr := st.record(wf.Key()).Step(tc.step); sr.Status != StatusStarted {
+				t.Fatalf("after the kill %s is %s, want started", tc.step, sr.Status)
+			}
+			if got := st.side(RolePrimary).State; got != tc.killedIn {
+				t.Fatalf("after the kill the side is %s, want %s", got, tc.killedIn)
+			}
+			updatesBefore := st.updateCount()
+
+			res, err := newRunner(st).Run(context.Background(), wf, tc.inputs, tc.opts)
+			if tc.wantErr {
+				if !errors.Is(err, ErrInputsChanged) {
+					t.Fatalf("err = %v, want inputs changed", err)
+				}
+				if st.updateCount() != updatesBefore || st.record(wf.Key()).Step(tc.step).Status != StatusStarted {
+					t.Errorf("a refused run recorded something")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("rerun: %v", err)
+			}
+			if len(res.Interrupted) != 1 || res.Interrupted[0].Step != tc.step || res.Interrupted[0].RunID != "run-killed" || res.Interrupted[0].Started == nil {
+				t.Errorf("Result.Interrupted = %+v, want %s of run-killed", res.Interrupted, tc.step)
+			}
+			// The first Update of the rerun records the interruption and
+			// its state in one transaction, before any step runs again.
+			u := st.updates[updatesBefore]
+			sr := u.before.Step(tc.step)
+			if sr.Status != StatusStarted {
+				t.Fatalf("first Update of the rerun saw %s as %s", tc.step, sr.Status)
+			}
+			if u.sideAfter.State != tc.wantState {
+				t.Errorf("side after the first Update of the rerun %+v, want %s", u.sideAfter, tc.wantState)
+			}
+			if tc.wantState != tc.killedIn && (u.sideAfter.Step != tc.step || u.sideAfter.RunID != "run-1") {
+				t.Errorf("side %+v, want set by %s in run-1", u.sideAfter, tc.step)
+			}
+			if !tc.opts.Restart {
+				after := u.after.Step(tc.step)
+				if after.Status != StatusFailed || after.Error == nil || after.Error.Type != "interrupted" ||
+					!strings.Contains(after.Error.Message, "run-killed") || after.Attempts != 1 || after.Ended != nil {
+					t.Errorf("first Update of the rerun wrote %s as %+v (error %+v), want failed, interrupted, naming run-killed", tc.step, after, after.Error)
+				}
+				if u.after.RunID != "run-1" {
+					t.Errorf("the interruption was not written with the start of run-1")
+				}
+			}
+			if got := fx.get(tc.step); got != 2 {
+				t.Errorf("%s ran %d times, want 2 (killed, then resumed)", tc.step, got)
+			}
+			if rec := st.record(wf.Key()); !rec.Complete {
+				t.Errorf("rerun did not complete: %+v", rec.Steps)
+			}
+		})
+	}
+}
+
+func TestBeforeAnyChange(t *testing.T) {
+	p, s := []Role{RolePrimary}, []Role{RoleStandby}
+	wf := Workflow{Action: "start", Role: RolePrimary, Steps: []Step{
+		{Num: 1, Name: "1_prepare", Roles: p, CheckOnly: true},
+		{Num: 2, Name: "2_check", Roles: p, CheckOnly: true},
+		{Num: 3, Name: "3_standby_only", Roles: s}, // skipped for the primary: changes nothing here
+		{Num: 4, Name: "4_check_again", Roles: p, CheckOnly: true},
+		{Num: 5, Name: "5_change", Roles: p},
+		{Num: 6, Name: "6_check_late", Roles: p, CheckOnly: true},
+	}}
+	tests := []struct {
+		step string
+		want bool
+	}{
+		{"1_prepare", true},
+		{"2_check", true},
+		{"3_standby_only", true},
+		{"4_check_again", true},
+		{"5_change", false},
+		{"6_check_late", false}, // a step before it may have changed something
+		{"7_unknown", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.step, func(t *testing.T) {
+			if got := wf.BeforeAnyChange(tc.step); got != tc.want {
+				t.Errorf("BeforeAnyChange(%s) = %v, want %v", tc.step, got, tc.want)
+			}
+		})
+	}
+	standby := wf
+	standby.Role = RoleStandby
+	if standby.BeforeAnyChange("4_check_again") {
+		t.Error("for the standby, 3_standby_only changes something before 4_check_again")
 	}
 }

@@ -7,8 +7,13 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/steps"
 )
 
 // Run runs the sdr command line and returns the process exit code.
@@ -41,8 +46,28 @@ func readGlobals(c *cli.Context) globals {
 	}
 }
 
+// deps is how the commands reach the world outside the state file; tests
+// give fakes, so they can drive the real commands without nodes.
+type deps struct {
+	now   func() time.Time
+	probe func(ctx context.Context, cfg *cluster.Config) []steps.NodeStatus // live facts of every node
+}
+
+func defaultDeps() deps {
+	return deps{
+		now: time.Now,
+		probe: func(ctx context.Context, cfg *cluster.Config) []steps.NodeStatus {
+			pool := cluster.Open(ctx, cfg, zap.NewNop())
+			defer pool.Close()
+			return steps.Probe(ctx, &steps.Env{Config: cfg, Pool: pool})
+		},
+	}
+}
+
 // NewApp builds the CLI. All output goes to stdout and stderr.
-func NewApp(stdout, stderr io.Writer) *cli.App {
+func NewApp(stdout, stderr io.Writer) *cli.App { return newApp(stdout, stderr, defaultDeps()) }
+
+func newApp(stdout, stderr io.Writer, d deps) *cli.App {
 	app := &cli.App{
 		Name:  "sdr",
 		Usage: "set up and watch a streaming disaster-recovery pair of PostgreSQL clusters",
@@ -52,7 +77,9 @@ the state file. If a run fails, is killed or loses its network, run the same
 command again: it resumes at the step that did not finish.
 
 Exit codes: 0 ok; 1 a step failed (fix the cause, then rerun the same command);
-2 bad usage or config, or the run was refused (nothing was changed).`,
+2 refused, nothing was changed: bad usage or config, a refused run, or a check
+  in steps 1-2 that a rerun as it is cannot pass (unknown SSH host key, ...);
+3 status found no state file at --state (sdr never ran there).`,
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
@@ -63,7 +90,7 @@ Exit codes: 0 ok; 1 a step failed (fix the cause, then rerun the same command);
 			&cli.StringFlag{Name: "log-file", EnvVars: []string{"SDR_LOG_FILE"}, Usage: "append JSON log lines to `FILE`"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show debug lines on the console"},
 		},
-		Commands: []*cli.Command{startCommand(), statusCommand()},
+		Commands: []*cli.Command{startCommand(), statusCommand(d)},
 	}
 	app.Commands = append(app.Commands, extraCommands()...)
 	return app

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/steps"
 	"github.com/pgsdr/sdr/store"
 	"github.com/pgsdr/sdr/workflow"
 )
@@ -58,8 +64,6 @@ func TestRunUsageErrors(t *testing.T) {
 		{"unknown config field", []string{"--state", state, "--config", unknownField, "start", "--role", "primary"}, unknownField},
 		{"config error in status", []string{"--state", state, "--config", badYAML, "status"}, badYAML},
 		{"start with arguments", []string{"--state", state, "start", "--role", "primary", "extra"}, "extra"},
-		{"status on a missing state file", []string{"--state", state, "status"}, state},
-		{"status --json on a missing state file", []string{"--state", state, "status", "--json"}, state},
 		{"unknown flag", []string{"--state", state, "status", "--bogus"}, "bogus"},
 	}
 	for _, tc := range tests {
@@ -78,11 +82,66 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 }
 
-// writeState runs a small workflow through the real store: one complete
-// workflow, one failed at its second step.
-func writeState(t *testing.T, path string) {
+// localConfig writes a valid config whose nodes are local and unreachable
+// (their sockets do not exist), and returns its path.
+func localConfig(t *testing.T, dir string) string {
 	t.Helper()
-	db, err := store.Open(path, store.Options{Pair: "dc1-dc2"})
+	node := func(name string, port int) string {
+		return fmt.Sprintf("    - {name: %s, host: 127.0.0.1, pg_port: %d, local: true, data_dir: %s, socket_dir: %s}\n",
+			name, port, filepath.Join(dir, name, "data"), filepath.Join(dir, name, "run"))
+	}
+	text := "name: dc1_dc2\nreplication: {user: sdr_repl, password_file: " + filepath.Join(dir, "pw") + "}\n" +
+		"timeouts: {connect: 1s}\nprimary:\n  nodes:\n" + node("dc1-a", 5501) + node("dc1-b", 5502) +
+		"standby:\n  main: dc2-a\n  nodes:\n" + node("dc2-a", 5601) + node("dc2-b", 5602)
+	p := filepath.Join(dir, "sdr.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestStatusWithoutStateFile(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	cfg := localConfig(t, dir)
+	state := filepath.Join(dir, "never-ran.db")
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"text", []string{"--state", state, "status"}},
+		{"json", []string{"--state", state, "status", "--json"}},
+		{"with config", []string{"--state", state, "--config", cfg, "status"}},
+		{"missing directory", []string{"--state", filepath.Join(dir, "no-such-dir", "s.db"), "status"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, tc.args...)
+			if code != ExitNoState {
+				t.Errorf("exit %d, want %d; stderr %s", code, ExitNoState, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], "no state file at "+tc.args[1]) {
+				t.Errorf("stderr is not one line naming %s:\n%s", tc.args[1], stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			if _, err := os.Stat(tc.args[1]); !os.IsNotExist(err) {
+				t.Errorf("status created %s (%v)", tc.args[1], err)
+			}
+			if _, err := os.Stat(store.LockPath(tc.args[1])); !os.IsNotExist(err) {
+				t.Errorf("status created the lock file (%v)", err)
+			}
+		})
+	}
+}
+
+// writeState runs a small workflow of role through the real store; with
+// fail, it fails at its second step.
+func writeState(t *testing.T, path string, role workflow.Role, fail bool) {
+	t.Helper()
+	db, err := store.Open(path, store.Options{Pair: "dc1_dc2", Role: role})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,22 +158,20 @@ func writeState(t *testing.T, path string) {
 		}}
 	}
 	r := &workflow.Runner{Store: db, NewRunID: func() string { return "run-1" }}
-	if _, err := r.Run(context.Background(), mk(workflow.RolePrimary, false), map[string]string{"a": "1"}, workflow.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Run(context.Background(), mk(workflow.RoleStandby, true), map[string]string{"a": "1"}, workflow.Options{}); err == nil {
-		t.Fatal("standby workflow should fail")
+	_, err = r.Run(context.Background(), mk(role, fail), map[string]string{"a": "1"}, workflow.Options{})
+	if (err != nil) != fail {
+		t.Fatalf("%s workflow: err %v, want failure %v", role, err, fail)
 	}
 }
 
 // statusJSONKeys is the documented top level of `status --json` (docs/status.md).
 // Changing it breaks scripts: add fields only, and bump StatusJSONVersion otherwise.
-var statusJSONKeys = []string{"version", "pair", "state_file", "schema", "sides", "workflows", "history", "lock", "nodes", "live"}
+var statusJSONKeys = []string{"version", "pair", "state_file", "schema", "role", "sides", "workflows", "history", "lock", "nodes", "live"}
 
 func TestStatusJSONGoldenKeys(t *testing.T) {
 	clearEnv(t)
 	state := filepath.Join(t.TempDir(), "state.db")
-	writeState(t, state)
+	writeState(t, state, workflow.RoleStandby, true)
 	code, stdout, stderr := run(t, "--state", state, "status", "--json")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -137,29 +194,20 @@ func TestStatusJSONGoldenKeys(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Version != StatusJSONVersion || doc.Pair != "dc1-dc2" || doc.StateFile != state || doc.Schema != store.SchemaVersion || doc.Live != "no config" {
+	if doc.Version != StatusJSONVersion || doc.Pair != "dc1_dc2" || doc.StateFile != state || doc.Schema != store.SchemaVersion ||
+		doc.Role != workflow.RoleStandby || doc.Live != "no config" {
 		t.Errorf("header %+v", doc)
 	}
 	if string(top["nodes"]) != "[]" || string(top["lock"]) != "null" {
 		t.Errorf("nodes %s lock %s, want [] and null", top["nodes"], top["lock"])
 	}
-	if len(doc.Workflows) != 2 || len(doc.Sides) != 2 || len(doc.History) == 0 {
+	if len(doc.Workflows) != 1 || len(doc.Sides) != 1 || len(doc.History) == 0 {
 		t.Fatalf("workflows %d sides %d history %d", len(doc.Workflows), len(doc.Sides), len(doc.History))
 	}
-	for _, w := range doc.Workflows {
-		switch w.Workflow {
-		case "start/primary":
-			if !w.Complete {
-				t.Errorf("start/primary not complete: %+v", w)
-			}
-		case "start/standby":
-			sr := w.Step("2_check_cluster")
-			if w.Complete || sr == nil || sr.Status != workflow.StatusFailed || sr.Error == nil || !sr.Error.Permanent {
-				t.Errorf("start/standby: %+v", w)
-			}
-		default:
-			t.Errorf("unexpected workflow %s", w.Workflow)
-		}
+	w := doc.Workflows[0]
+	sr := w.Step("2_check_cluster")
+	if w.Workflow != "start/standby" || w.Complete || sr == nil || sr.Status != workflow.StatusFailed || sr.Error == nil || !sr.Error.Permanent {
+		t.Errorf("start/standby: %+v", w)
 	}
 }
 
@@ -168,7 +216,9 @@ func TestStatusJSONDocKeysMatchGolden(t *testing.T) {
 	typ := reflect.TypeOf(StatusDoc{})
 	var got []string
 	for i := 0; i < typ.NumField(); i++ {
-		got = append(got, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
+		if typ.Field(i).IsExported() {
+			got = append(got, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
+		}
 	}
 	if !reflect.DeepEqual(got, statusJSONKeys) {
 		t.Errorf("StatusDoc json keys %v, want %v", got, statusJSONKeys)
@@ -178,12 +228,12 @@ func TestStatusJSONDocKeysMatchGolden(t *testing.T) {
 func TestStatusText(t *testing.T) {
 	clearEnv(t)
 	state := filepath.Join(t.TempDir(), "state.db")
-	writeState(t, state)
+	writeState(t, state, workflow.RoleStandby, true)
 	code, stdout, stderr := run(t, "--state", state, "status", "--history", "0")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"DR pair dc1-dc2", "side standby: state BACKUP_FAIL", "workflow start/standby: in progress", "2_check_cluster", "state history:"} {
+	for _, want := range []string{"DR pair dc1_dc2", "side standby: state BACKUP_FAIL", "workflow start/standby: in progress", "2_check_cluster", "state history:"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("status does not show %q:\n%s", want, stdout)
 		}
@@ -231,11 +281,98 @@ func TestExitCode(t *testing.T) {
 		{"store failure", failErr(os.ErrClosed), ExitStepFailed},
 		{"unclassified", os.ErrInvalid, ExitUsage},
 		{"inputs changed", usageErr(&workflow.InputsChangedError{}), ExitUsage},
+		{"no state file", &codedError{code: ExitNoState, err: os.ErrNotExist}, ExitNoState},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := exitCode(tc.err); got != tc.want {
 				t.Errorf("exitCode = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStartRefusesTheOtherSidesStateFile(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		name      string
+		fileRole  workflow.Role
+		startRole string
+	}{
+		{"primary file given to the standby side", workflow.RolePrimary, "standby"},
+		{"standby file given to the primary side", workflow.RoleStandby, "primary"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := localConfig(t, dir)
+			if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("secret\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			state := filepath.Join(dir, "state.db")
+			writeState(t, state, tc.fileRole, false)
+			before, err := os.ReadFile(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := run(t, "--config", cfg, "--state", state, "start", "--role", tc.startRole)
+			if code != ExitUsage {
+				t.Fatalf("exit %d, want %d\n%s%s", code, ExitUsage, stdout, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], "other side") || !strings.Contains(lines[0], state) ||
+				!strings.Contains(lines[0], string(tc.fileRole)) {
+				t.Errorf("want one line naming the file, its side %s and the mismatch:\n%s", tc.fileRole, stderr)
+			}
+			if after, _ := os.ReadFile(state); !bytes.Equal(after, before) {
+				t.Error("the refused run changed the state file")
+			}
+			if _, err := os.Stat(store.LockPath(state)); !os.IsNotExist(err) {
+				t.Errorf("the refused run took the run lock (%v)", err)
+			}
+		})
+	}
+}
+
+func TestRefusedBeforeChange(t *testing.T) {
+	primary := steps.Start(workflow.RolePrimary, &steps.Env{})
+	standby := steps.Start(workflow.RoleStandby, &steps.Env{})
+	hostKey := fmt.Errorf("while checking dc1-a: %w", fmt.Errorf("on dc1-a: host key not in /k: %w", errors.Join(cluster.ErrHostKey, os.ErrInvalid)))
+	sshAuth := fmt.Errorf("on dc2-a: %w", cluster.ErrSSHAuth)
+	perm := &workflow.Permanent{Err: errors.New("replication.user is a superuser")}
+	tests := []struct {
+		name string
+		wf   workflow.Workflow
+		step string
+		err  error
+		want bool
+		code int
+	}{
+		{"unknown host key in step 2", primary, "2_check_cluster", hostKey, true, ExitUsage},
+		{"ssh key refused in step 2 (standby)", standby, "2_check_cluster", sshAuth, true, ExitUsage},
+		{"permanent check failure in step 2", standby, "2_check_cluster", perm, true, ExitUsage},
+		{"permanent failure in step 1", primary, "1_prepare", perm, true, ExitUsage},
+		{"one node's permanent error among others", primary, "2_check_cluster", errors.Join(errors.New("dc1-b: timeout"), perm), true, ExitUsage},
+		{"transient failure in step 2", standby, "2_check_cluster", fmt.Errorf("while waiting: %w", context.DeadlineExceeded), false, ExitStepFailed},
+		{"interrupted in step 2", primary, "2_check_cluster", fmt.Errorf("%w: %w", workflow.ErrInterrupted, perm), false, ExitStepFailed},
+		{"host key in step 3, after changes", primary, "3_prepare_replication", hostKey, false, ExitStepFailed},
+		{"permanent failure in step 7", standby, "7_build_standby", perm, false, ExitStepFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			se := &workflow.StepError{Step: tc.step, Err: tc.err}
+			if got := refusedBeforeChange(tc.wf, se); got != tc.want {
+				t.Errorf("refusedBeforeChange = %v, want %v", got, tc.want)
+			}
+			var out bytes.Buffer
+			app := NewApp(&out, &out)
+			c := cli.NewContext(app, nil, nil)
+			code := exitCode(reportRun(c, tc.wf, "p", workflow.Result{State: workflow.StateNormal}, se))
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d", code, tc.code)
+			}
+			if wantWord := map[bool]string{true: "refused at " + tc.step + " before changing anything", false: "failed at " + tc.step}[tc.want]; !strings.Contains(out.String(), wantWord) {
+				t.Errorf("output %q does not say %q", out.String(), wantWord)
 			}
 		})
 	}

@@ -5,5 +5,6 @@
 //
 // Exit codes: 0 ok, 1 a step failed (rerun the same command to resume),
 // 2 bad usage, bad config or a refused run (inputs changed, another run
-// holds the state file, a state file of another pair).
+// holds the state file, a state file of another pair), 3 status found no
+// state file. README.md has the table.
 package main

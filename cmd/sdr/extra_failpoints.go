@@ -41,7 +41,7 @@ func extraCommands() []*cli.Command {
 				return err
 			}
 			defer closeLog()
-			db, err := openStore(g, "selftest")
+			db, err := openStore(g, "selftest", role)
 			if err != nil {
 				return err
 			}
@@ -72,8 +72,11 @@ func extraCommands() []*cli.Command {
 						}
 					}}
 			}
+			// 3_three has the states of the real 7_build_standby.
+			three := mk(3, "3_three", workflow.StateRestore)
+			three.OnStart, three.OnFail = workflow.StateRestore, workflow.StateRestoreFail
 			wf := workflow.Workflow{Action: "selftest", Role: role, Steps: []workflow.Step{
-				mk(1, "1_one", ""), mk(2, "2_two", ""), mk(3, "3_three", workflow.StateRestore), mk(4, "4_four", ""), mk(5, "5_five", workflow.StateRecovery),
+				mk(1, "1_one", ""), mk(2, "2_two", ""), three, mk(4, "4_four", ""), mk(5, "5_five", workflow.StateRecovery),
 			}}
 			runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
 			res, err := runner.Run(c.Context, wf, map[string]string{"input": c.String("input")}, workflow.Options{Restart: c.Bool("restart")})

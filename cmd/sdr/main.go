@@ -10,7 +10,10 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A closed terminal (SIGHUP) stops a run the way Ctrl-C and SIGTERM do:
+	// the current step stops at its next safe point and the interruption
+	// is recorded.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := Run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

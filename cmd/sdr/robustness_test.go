@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pgsdr/sdr/workflow"
 )
@@ -250,4 +252,100 @@ func TestSelftestChangedInputsAndRestart(t *testing.T) {
 		}
 	}
 	checkComplete(t, state)
+}
+
+// TestSelftestSignalsStopTheRun: Ctrl-C, SIGTERM and a closed terminal
+// (SIGHUP) each stop the step at its next safe point; the step is recorded
+// failed (interrupted) with its failure state, and the exit code is 1.
+func TestSelftestSignalsStopTheRun(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			state, journal := filepath.Join(dir, "state.db"), filepath.Join(dir, "journal")
+			// Every step sleeps: the signal arrives while 1_one runs.
+			cmd := exec.Command(failpointBinary(t), "--state", state, "selftest", "--journal", journal, "--step-sleep", "60s")
+			cmd.Env = append(cleanEnv(), workflow.FailpointEnv+"=")
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			deadline := time.Now().Add(30 * time.Second)
+			for journalCounts(t, journal)["1_one"] == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("1_one never ran:\n%s", out.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			sent := time.Now()
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != ExitStepFailed {
+				t.Fatalf("after %s: %v, want exit %d\n%s", sig, err, ExitStepFailed, out.String())
+			}
+			if took := time.Since(sent); took > 10*time.Second {
+				t.Errorf("took %s to stop after %s", took, sig)
+			}
+			sr := statusDoc(t, state).Workflows[0].Step("1_one")
+			if sr == nil || sr.Status != workflow.StatusFailed || sr.Error == nil || sr.Error.Type != "interrupted" {
+				t.Errorf("1_one after %s: %+v, want failed, interrupted", sig, sr)
+			}
+		})
+	}
+}
+
+// TestSelftestKilledRunIsRecognised: after SIGKILL inside 3_three, status
+// says the run was interrupted (text and JSON); the next run records the
+// interruption with 3_three's failure state, in the history, and resumes.
+func TestSelftestKilledRunIsRecognised(t *testing.T) {
+	dir := t.TempDir()
+	state, journal := filepath.Join(dir, "state.db"), filepath.Join(dir, "journal")
+	args := []string{"--state", state, "selftest", "--journal", journal}
+	if p := runBin(t, "3_three:after-effects:kill", args...); p.signal != syscall.SIGKILL {
+		t.Fatalf("exit %d signal %v, want SIGKILL", p.code, p.signal)
+	}
+	doc := statusDoc(t, state)
+	sr := doc.Workflows[0].Step("3_three")
+	if sr == nil || sr.Status != workflow.StatusStarted || !sr.Interrupted || doc.Lock != nil {
+		t.Fatalf("3_three after kill -9: %+v, lock %+v; want started and interrupted", sr, doc.Lock)
+	}
+	if doc.Sides[0].State != workflow.StateRestore {
+		t.Errorf("state %s, want restore", doc.Sides[0].State)
+	}
+	p := runBin(t, "", "--state", state, "status")
+	if p.code != 0 || !strings.Contains(p.stdout, "INTERRUPTED") || !strings.Contains(p.stdout, "is gone") {
+		t.Errorf("status text after kill -9 (exit %d) does not say interrupted:\n%s", p.code, p.stdout)
+	}
+
+	p = runBin(t, "", args...)
+	if p.code != 0 || !strings.Contains(p.stderr, "recorded the step as interrupted") {
+		t.Fatalf("rerun: exit %d, want 0 and a warning about the interruption\n%s%s", p.code, p.stdout, p.stderr)
+	}
+	doc = statusDoc(t, state)
+	var transitions []string
+	for _, h := range doc.History {
+		transitions = append(transitions, fmt.Sprintf("%s>%s@%s", h.From, h.To, h.Step))
+	}
+	want := "restore>restore_fail@3_three"
+	if !strings.Contains(strings.Join(transitions, " "), want) {
+		t.Errorf("history %v does not record the interruption %s", transitions, want)
+	}
+	if sr := doc.Workflows[0].Step("3_three"); sr.Status != workflow.StatusDone || sr.Attempts != 2 || sr.Interrupted {
+		t.Errorf("3_three after the rerun: %+v, want done in 2 attempts", sr)
+	}
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SDR_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

@@ -73,8 +73,11 @@ func loadConfig(g globals) (*cluster.Config, error) {
 	return cfg, nil
 }
 
-func openStore(g globals, pair string) (*store.DB, error) {
-	db, err := store.Open(g.state, store.Options{Pair: pair})
+// openStore opens (or creates) the state file of this side for a run of
+// role: a file of another pair or of the other side is refused (exit 2)
+// and left as it was.
+func openStore(g globals, pair string, role workflow.Role) (*store.DB, error) {
+	db, err := store.Open(g.state, store.Options{Pair: pair, Role: role})
 	if err != nil {
 		return nil, usageErr(err)
 	}
@@ -107,7 +110,7 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 		return err
 	}
 	defer closeLog()
-	db, err := openStore(g, cfg.Name)
+	db, err := openStore(g, cfg.Name, role)
 	if err != nil {
 		return err
 	}
@@ -153,6 +156,11 @@ func reportRun(c *cli.Context, wf workflow.Workflow, pair string, res workflow.R
 	case err != nil:
 		var se *workflow.StepError
 		if errors.As(err, &se) {
+			if refusedBeforeChange(wf, se) {
+				fmt.Fprintf(out, "%s for DR pair %s refused at %s before changing anything; state %s. Fix what the error names, then run the same command again (see docs/runbook.md).\n",
+					wf.Key(), pair, se.Step, orDash(string(res.State)))
+				return usageErr(err)
+			}
 			fmt.Fprintf(out, "%s for DR pair %s failed at %s; state %s. Fix the cause and run the same command again to resume (see docs/runbook.md).\n",
 				wf.Key(), pair, se.Step, orDash(string(res.State)))
 			return err
