@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -108,4 +107,27 @@ func (e *Env) binMajor(ctx context.Context, n *cluster.Node) (int, error) {
 		return 0, fmt.Errorf("on %s: cannot read a version from %q", n.Name, strings.TrimSpace(out))
 	}
 	return strconv.Atoi(m[1])
+}
+
+// pgRunning reports whether PostgreSQL runs in dir on n (pg_ctl status:
+// 0 running, 3 not running, 4 no data directory).
+func (e *Env) pgRunning(ctx context.Context, n *cluster.Node, dir string) (bool, error) {
+	_, err := e.run(ctx, n, bin(n, "pg_ctl")+" status -D "+q(dir), cluster.RunOpts{})
+	var ce *cluster.CommandError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ce) && (ce.ExitCode == 3 || ce.ExitCode == 4):
+		return false, nil
+	}
+	return false, fmt.Errorf("while checking whether PostgreSQL runs in %s: %w", dir, err)
+}
+
+func (e *Env) fileExists(ctx context.Context, n *cluster.Node, p string) (bool, error) {
+	_, err := e.run(ctx, n, "test -e "+q(p), cluster.RunOpts{})
+	var ce *cluster.CommandError
+	if errors.As(err, &ce) && ce.ExitCode == 1 {
+		return false, nil
+	}
+	return err == nil, err
 }

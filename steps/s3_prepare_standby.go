@@ -56,6 +56,11 @@ func (e *Env) prepareReplicationStandby(ctx context.Context, rc *workflow.RunCon
 		if err != nil {
 			return fmt.Errorf("while installing the replication password file: %w", err)
 		}
+		// libpq ignores a password file others can read: keep it 0600
+		// even when someone changed its mode.
+		if _, err := e.run(ctx, n, "chmod 600 "+q(lay.Pgpass()), cluster.RunOpts{}); err != nil {
+			return fmt.Errorf("while making the replication password file 0600: %w", err)
+		}
 		msg := "replication password file already installed"
 		if wrote {
 			msg = "replication password file installed"
