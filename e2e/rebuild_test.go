@@ -34,6 +34,14 @@ func controlField(t *testing.T, b *bed.Bed, dir, field string) string {
 	return ""
 }
 
+// mkdirPostgres creates dir (and its parents) owned by the postgres OS user.
+func mkdirPostgres(t *testing.T, dir string) {
+	t.Helper()
+	if out, err := exec.Command("install", "-d", "-o", "postgres", "-g", "postgres", dir).CombinedOutput(); err != nil {
+		t.Fatalf("install -d %s: %v: %s", dir, err, out)
+	}
+}
+
 // inode returns the inode of p (following symlinks).
 func inode(t *testing.T, p string) uint64 {
 	t.Helper()
@@ -241,14 +249,19 @@ func TestTablespaceAndSymlink(t *testing.T) {
 	ctx := context.Background()
 	seedData(t, b, 1)
 	// dc1-b runs on the same host: it could not replay the tablespace's
-	// creation into the same directory.
+	// creation into the same directory. It leaves the pair for this test.
 	if err := b.PGCtl(ctx, bed.DC1B, "stop", "-m", "fast"); err != nil {
 		t.Fatal(err)
 	}
-	loc := filepath.Join(b.Dir, "tablespaces", "one")
-	if _, err := b.AsPostgres(ctx, "mkdir", "-p", loc); err != nil {
+	if _, err := b.WriteConfigTo(b.ConfigPath, func(m *map[string]any) {
+		p := sub(*m, "primary")
+		p["nodes"] = p["nodes"].([]any)[:1]
+	}); err != nil {
 		t.Fatal(err)
 	}
+	loc := filepath.Join(b.Dir, "tablespaces", "one")
+	mkdirPostgres(t, filepath.Dir(loc)) // DR nodes keep their copies beside it
+	mkdirPostgres(t, loc)
 	sql(t, b, bed.DC1A, "CREATE TABLESPACE ts_one LOCATION '"+loc+"'")
 	sql(t, b, bed.DC1A, "CREATE TABLE ts_table TABLESPACE ts_one AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
 	oid := sql(t, b, bed.DC1A, "SELECT oid FROM pg_tablespace WHERE spcname = 'ts_one'")
@@ -488,16 +501,19 @@ func TestRemoteErrorShowsCause(t *testing.T) {
 	slot := sql(t, b, bed.DC1A, "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'sdr%' AND NOT temporary")
 	dc1a := b.Node(bed.DC1A)
 	walDir := filepath.Join(b.Dir, "receivewal")
-	if _, err := b.AsPostgres(context.Background(), "mkdir", "-p", walDir); err != nil {
-		t.Fatal(err)
-	}
+	mkdirPostgres(t, walDir)
 	recv := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bed.BinDir, "pg_receivewal"),
 		"-h", dc1a.SocketDir, "-p", strconv.Itoa(dc1a.Port), "-U", "postgres", "-S", slot, "-D", walDir, "--no-password")
 	recv.Dir = b.Dir
+	recv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := recv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = recv.Process.Kill(); _ = recv.Wait() }()
+	stopRecv := func() {
+		_ = syscall.Kill(-recv.Process.Pid, syscall.SIGKILL)
+		_ = recv.Wait()
+	}
+	defer stopRecv()
 	eventually(t, 20*time.Second, "pg_receivewal holds the slot", func() (bool, string) {
 		got := sql(t, b, bed.DC1A, "SELECT active FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
 		return got == "t", got
@@ -509,8 +525,7 @@ func TestRemoteErrorShowsCause(t *testing.T) {
 	if !strings.Contains(r.Stderr, "is active for PID") {
 		t.Errorf("the error does not show pg_basebackup's cause (slot active):\n%s", r)
 	}
-	_ = recv.Process.Kill()
-	_ = recv.Wait()
+	stopRecv()
 	eventually(t, 20*time.Second, "slot free", func() (bool, string) {
 		got := sql(t, b, bed.DC1A, "SELECT active FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
 		return got == "f", got

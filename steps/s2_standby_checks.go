@@ -136,9 +136,6 @@ func decidePrimaryReady(primary, slot, user string, sysID string, r primaryReadi
 	case r.Super:
 		return permanent(fmt.Errorf("replication.user %s is a superuser on the primary %s: the standby cluster must stream as a role "+
 			"with LOGIN REPLICATION and nothing more (see the primary side's step 2)", user, primary))
-	case len(r.Unmeasured) > 0:
-		return permanent(fmt.Errorf("the primary %s has tablespaces whose size replication.user %s cannot read (%s): "+
-			"sdr cannot check the disk space a copy needs", primary, user, strings.Join(r.Unmeasured, ", ")))
 	case !r.Slot.Exists:
 		return fmt.Errorf("slot %s does not exist on the primary %s yet (the primary side creates it in 4_retain_wal)", slot, primary)
 	case r.Slot.Type != "physical" || r.Slot.Temporary:
