@@ -173,7 +173,7 @@ func TestBadInput(t *testing.T) {
 					n := nodeMap(m, "standby", 1)
 					n["host"], n["data_dir"], n["pg_port"], n["socket_dir"] = "localhost", link, dc1a.Port, dc1a.SocketDir
 				})
-			}, code: 2, inStep: "2_check_cluster", want: []string{"dc2-b", "system identifier"}},
+			}, code: 2, inStep: "2_check_cluster", want: []string{"dc2-b", "primary-cluster node dc1-a", "nothing was stopped"}},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("only %d cases", len(cases))

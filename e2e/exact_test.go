@@ -158,8 +158,8 @@ func TestSuperuserReplicationUserRefused(t *testing.T) {
 		r result
 		s side
 	}{{p, primarySide(b)}, {s, standbySide(b)}} {
-		if side.r.Code != 1 {
-			t.Errorf("%s start exit code %d, want 1 (step failed): %s", side.s.role, side.r.Code, side.r)
+		if side.r.Code != 2 {
+			t.Errorf("%s start exit code %d, want 2 (refused before any change): %s", side.s.role, side.r.Code, side.r)
 		}
 		st := workflowStatus(t, side.s).step("2_check_cluster")
 		if st.Status != "failed" || st.Error == nil || !strings.Contains(st.Error.Message, "superuser") {
