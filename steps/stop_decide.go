@@ -13,12 +13,16 @@ import (
 // keptAfterStop are the settings of sdr's postgresql.auto.conf block on a
 // DR node that stay after stop: the node's own port, socket directory and
 // cluster_name (pg_basebackup copied the upstream's, so without them the
-// node would start with its upstream's), and hot_standby, which keeps the
-// copy readable. Every other line of the block goes: primary_conninfo,
-// primary_slot_name, hot_standby_feedback, recovery_target_timeline (its
-// default is latest). standby.signal stays, so the node stays in recovery
-// with no upstream: an independent read-only copy.
-var keptAfterStop = map[string]bool{"port": true, "unix_socket_directories": true, "cluster_name": true, "hot_standby": true}
+// node would start with its upstream's), hot_standby, which keeps the copy
+// readable, and recovery_target_timeline = 'latest', which is the default
+// anyway: PostgreSQL asks for a restart when a setting that only a restart
+// can change leaves the file, whatever its value, and stop does not
+// restart a node for nothing. The rest of the block goes: primary_conninfo,
+// primary_slot_name and hot_standby_feedback, which take effect on a
+// reload. standby.signal stays, so the node stays in recovery with no
+// upstream: an independent read-only copy.
+var keptAfterStop = map[string]bool{"port": true, "unix_socket_directories": true, "cluster_name": true, "hot_standby": true,
+	"recovery_target_timeline": true}
 
 // settingName returns the parameter a postgresql.conf line sets, in lower
 // case, or "" for a blank or comment line.
@@ -100,9 +104,10 @@ const (
 	detachDone                       // no upstream, no WAL receiver
 )
 
-// detachSettings are the settings stop takes off a DR node whose pending
-// restart it watches.
-var detachSettings = []string{"primary_conninfo", "primary_slot_name", "hot_standby_feedback", "recovery_target_timeline"}
+// detachSettings are the settings stop takes off a DR node. They take
+// effect on a reload since PostgreSQL 13; should one wait for a restart
+// all the same, stop restarts the node.
+var detachSettings = []string{"primary_conninfo", "primary_slot_name", "hot_standby_feedback"}
 
 // decideDetach decides whether a DR node has let go of its upstream, or
 // refuses when something outside sdr's lines keeps it streaming.
