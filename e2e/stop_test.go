@@ -112,7 +112,7 @@ func checkStopped(t *testing.T, b *bed.Bed, before primaryBefore) {
 		if got := sql(t, b, n, "SELECT count(*) FROM pg_replication_slots"); got != "0" {
 			t.Errorf("%s has %s slots after stop", n, got)
 		}
-		for _, f := range []string{node.DataDir + ".sdr/pgpass", node.DataDir + ".sdr/standby.conf"} {
+		for _, f := range []string{node.DataDir + ".sdr/pgpass", node.DataDir + ".sdr/standby.conf", node.DataDir + ".sdr/new", node.DataDir + ".sdr/saved"} {
 			if _, err := os.Stat(f); !os.IsNotExist(err) {
 				t.Errorf("%s: %s still there (%v)", n, f, err)
 			}
@@ -380,27 +380,22 @@ func findStopStep(d statusDoc, name string) *stepRec {
 	return nil
 }
 
-// TestStopAfterUnfinishedStart stops a primary side whose start failed
-// after it raised wal_keep_size and made the slot, while the DR side never
-// ran: stop puts wal_keep_size back from start's record, drops the slot,
-// drops the role it created with --drop-role, and refuses the DR side,
-// where sdr never ran. A start of both sides afterwards converges.
+// TestStopAfterUnfinishedStart stops both sides of a pair whose starts
+// did not finish: the primary side failed in 8_wait_standby (slot made,
+// wal_keep_size raised, pg_hba.conf block written), the standby side in
+// 7_build_standby right after copying dc2-a (nodes stopped, a complete
+// copy in new/, the own files in saved/). The DR side's stop, before any
+// start there, is refused. Stop puts wal_keep_size back from start's
+// record, drops the slot and, with --drop-role, the role; on the DR side
+// it removes the copy, the saved files and the password file and leaves
+// the nodes down with their own data directories. A start of both sides
+// afterwards converges.
 func TestStopAfterUnfinishedStart(t *testing.T) {
 	b := newBed(t)
 	seedData(t, b, 1)
 	before := primaryBeforeStart(t, b)
-	r := startWith(t, sdrBinFP, []string{"SDR_FAILPOINT=5_open_access:before"}, b.ConfigPath, primarySide(b))
-	if r.Code != 1 {
-		t.Fatalf("start with a failpoint in 5_open_access: %s", r)
-	}
-	if got := sql(t, b, bed.DC1A, "SELECT setting FROM pg_settings WHERE name = 'wal_keep_size'"); got != "1024" {
-		t.Fatalf("wal_keep_size %s after 4_retain_wal, want 1024 (the test needs sdr's raise in effect)", got)
-	}
-	if got := sql(t, b, bed.DC1A, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+mainSlot(b)+"'"); got != "1" {
-		t.Fatalf("no slot after 4_retain_wal")
-	}
 
-	r = stopWith(t, sdrBin, nil, b, standbySide(b))
+	r := stopWith(t, sdrBin, nil, b, standbySide(b))
 	if r.Code != 2 || !strings.Contains(errorLine(r.Stderr), "no state file") || !strings.Contains(errorLine(r.Stderr), b.StateFileStandby) {
 		t.Errorf("stop on the DR side where sdr never ran: %s", r)
 	}
@@ -408,26 +403,69 @@ func TestStopAfterUnfinishedStart(t *testing.T) {
 		t.Errorf("the refused stop created the standby state file (%v)", err)
 	}
 
-	r = stopWith(t, sdrBin, nil, b, primarySide(b), "--drop-role")
-	if r.Code != 0 {
-		t.Fatalf("stop --drop-role on the primary side: %s", r)
+	r = startWith(t, sdrBinFP, []string{"SDR_FAILPOINT=8_wait_standby:before"}, b.ConfigPath, primarySide(b))
+	if r.Code != 1 {
+		t.Fatalf("primary start with a failpoint in 8_wait_standby: %s", r)
 	}
+	if got := sql(t, b, bed.DC1A, "SELECT setting FROM pg_settings WHERE name = 'wal_keep_size'"); got != "1024" {
+		t.Fatalf("wal_keep_size %s after 4_retain_wal, want 1024 (the test needs sdr's raise in effect)", got)
+	}
+	r = startWith(t, sdrBinFP, []string{"SDR_FAILPOINT=7_build_standby:copied@dc2-a"}, b.ConfigPath, standbySide(b), "--timeout", "2m")
+	if r.Code != 1 {
+		t.Fatalf("standby start with a failpoint after copying dc2-a: %s", r)
+	}
+	dc2a := b.Node(bed.DC2A)
+	for _, p := range []string{dc2a.DataDir + ".sdr/new", dc2a.DataDir + ".sdr/saved", dc2a.DataDir + ".sdr/pgpass"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("the test needs %s after the failed start: %v", p, err)
+		}
+	}
+	sysID := controlField(t, b, dc2a.DataDir, "Database system identifier")
+
+	s := stopWith(t, sdrBin, nil, b, standbySide(b))
+	p := stopWith(t, sdrBin, nil, b, primarySide(b), "--drop-role")
+	if p.Code != 0 || s.Code != 0 {
+		t.Fatalf("stops:\nprimary: %s\nstandby: %s", p, s)
+	}
+	// Primary side.
 	if got := sql(t, b, bed.DC1A, walKeepSQL); got != before.walKeep {
 		t.Errorf("wal_keep_size after stop %q, before the start %q", got, before.walKeep)
 	}
 	if got := sql(t, b, bed.DC1A, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'sdr%'"); got != "0" {
 		t.Errorf("%s sdr slots left", got)
 	}
+	for _, n := range []string{bed.DC1A, bed.DC1B} {
+		raw, _ := os.ReadFile(filepath.Join(b.Node(n).DataDir, "pg_hba.conf"))
+		if string(raw) != before.hba[n] {
+			t.Errorf("%s pg_hba.conf after stop differs from before the start:\n%s", n, raw)
+		}
+	}
 	if got := sql(t, b, bed.DC1A, "SELECT count(*) FROM pg_roles WHERE rolname = 'sdr_repl'"); got != "0" {
 		t.Errorf("--drop-role left the role sdr created for this pair")
 	}
-	raw, _ := os.ReadFile(filepath.Join(b.Node(bed.DC1A).DataDir, "pg_hba.conf"))
-	if string(raw) != before.hba[bed.DC1A] {
-		t.Errorf("dc1-a pg_hba.conf changed:\n%s", raw)
-	}
-	vals := workflowValues(t, primarySide(b), "start/primary")
-	if _, ok := vals["primary.wal_keep_size.change"]; ok {
+	if vals := workflowValues(t, primarySide(b), "start/primary"); vals["primary.wal_keep_size.change"] != "" {
 		t.Errorf("the start record still holds the wal_keep_size change: %v", vals)
+	}
+	// DR side: the rebuild's leftovers are gone, the nodes stay down with
+	// their own data directories.
+	for _, n := range []string{bed.DC2A, bed.DC2B} {
+		node := b.Node(n)
+		for _, p := range []string{"new", "new.complete", "saved", "pgpass", "standby.conf"} {
+			if _, err := os.Stat(node.DataDir + ".sdr/" + p); !os.IsNotExist(err) {
+				t.Errorf("%s: %s.sdr/%s still there (%v)", n, node.DataDir, p, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(node.DataDir, "postmaster.pid")); !os.IsNotExist(err) {
+			t.Errorf("%s: stop started a node that 5_stop_cluster had stopped (%v)", n, err)
+		}
+	}
+	if got := controlField(t, b, dc2a.DataDir, "Database system identifier"); got != sysID {
+		t.Errorf("dc2-a's data directory changed: system identifier %s, was %s", got, sysID)
+	}
+	for _, sd := range []side{primarySide(b), standbySide(b)} {
+		if got := status(t, "", sd).state(sd.role); got != "normal" {
+			t.Errorf("%s side state %q after stop, want normal", sd.role, got)
+		}
 	}
 
 	mustStartBoth(t, b)

@@ -42,7 +42,7 @@ func (s *stopRun) detachNode(ctx context.Context, rc *workflow.RunContext, n *cl
 	if err != nil {
 		return err
 	}
-	release, err := s.lockWork(ctx, rc, log, a, n, lay)
+	release, _, err := s.lockWork(ctx, rc, log, a, n, lay)
 	if err != nil {
 		return err
 	}
@@ -182,27 +182,30 @@ func readOptional(ctx context.Context, e *Env, a cluster.Access, p string) (stri
 // lockWork takes the node-side lock on a DR node's directories and ends
 // what an earlier run left running there (a pg_basebackup of a killed
 // start, a delete), when sdr's work directory exists; stop creates none.
-// The returned func releases the lock.
-func (s *stopRun) lockWork(ctx context.Context, rc *workflow.RunContext, log *zap.Logger, a cluster.Access, n *cluster.Node, lay nodeLayout) (func(), error) {
+// The returned func releases the lock; the bool tells whether the work
+// directory exists.
+func (s *stopRun) lockWork(ctx context.Context, rc *workflow.RunContext, log *zap.Logger, a cluster.Access, n *cluster.Node, lay nodeLayout) (func(), bool, error) {
 	e := s.e
 	exists, err := e.fileExists(ctx, n, lay.Work)
 	if err != nil {
-		return nil, fmt.Errorf("while looking for sdr's work directory %s on %s: %w", lay.Work, n.Name, err)
+		return nil, false, fmt.Errorf("while looking for sdr's work directory %s on %s: %w", lay.Work, n.Name, err)
 	}
 	if !exists {
-		return func() {}, nil
+		return func() {}, false, nil
 	}
 	lock, err := e.lockNode(ctx, rc, a, lay)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := e.endLeftovers(ctx, log, a, lay, nil); err != nil {
 		_ = lock.Release()
-		return nil, err
+		return nil, false, err
 	}
-	return func() { _ = lock.Release() }, nil
+	return func() { _ = lock.Release() }, true, nil
 }
 
 // drFilesLeft lists sdr's files that stop removes from a DR node's work
-// directory, for logs and checks.
-func drFilesLeft(lay nodeLayout) []string { return []string{lay.Pgpass(), lay.StandbyConf()} }
+// directory (besides the directories new/ and saved/), for logs and checks.
+func drFilesLeft(lay nodeLayout) []string {
+	return []string{lay.Pgpass(), lay.StandbyConf(), lay.NewComplete()}
+}

@@ -95,7 +95,7 @@ func (s *stopRun) observeDRLeft(ctx context.Context, n *cluster.Node) (drLeft, e
 	if err != nil {
 		return l, err
 	}
-	for _, f := range drFilesLeft(lay) {
+	for _, f := range append(drFilesLeft(lay), lay.New(), lay.Saved()) {
 		ok, err := e.fileExists(ctx, n, f)
 		if err != nil {
 			return l, err
