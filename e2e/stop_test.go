@@ -488,3 +488,45 @@ func workflowValues(t *testing.T, s side, key string) map[string]string {
 	t.Fatalf("no workflow %s in %s", key, s.state)
 	return nil
 }
+
+// TestStopStandbyWithPrimaryDown stops the DR side while every
+// PostgreSQL of the primary cluster is down, as after the loss of the
+// primary data centre: the DR side's stop needs nothing from there. Once
+// the primary cluster is back, its own stop finishes the teardown.
+func TestStopStandbyWithPrimaryDown(t *testing.T) {
+	b := newBed(t)
+	seedData(t, b, 1)
+	before := primaryBeforeStart(t, b)
+	mustStartBoth(t, b)
+	ctx := context.Background()
+	for _, n := range []string{bed.DC1B, bed.DC1A} {
+		if err := b.PGCtl(ctx, n, "stop", "-m", "fast", "-w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := sql(t, b, bed.DC2A, checksumSQL)
+	r := stopWith(t, sdrBin, nil, b, standbySide(b), "--timeout", "1m")
+	if r.Code != 0 {
+		t.Fatalf("stop --role standby with the primary cluster down: %s", r)
+	}
+	for _, n := range []string{bed.DC2A, bed.DC2B} {
+		if got := sql(t, b, n, "SELECT pg_is_in_recovery()::text || ' ' || (SELECT count(*) FROM pg_stat_wal_receiver WHERE pid IS NOT NULL)"); got != "true 0" {
+			t.Errorf("%s: in recovery / WAL receivers = %q, want a standby without upstream", n, got)
+		}
+		if got := sql(t, b, n, checksumSQL); got != want {
+			t.Errorf("%s: dr_check %s, want %s: the copy must stay readable", n, got, want)
+		}
+		if _, err := os.Stat(b.Node(n).DataDir + ".sdr/pgpass"); !os.IsNotExist(err) {
+			t.Errorf("%s: pgpass still there (%v)", n, err)
+		}
+	}
+	for _, n := range []string{bed.DC1A, bed.DC1B} {
+		if err := b.PGCtl(ctx, n, "start", "-w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := stopWith(t, sdrBin, nil, b, primarySide(b)); r.Code != 0 {
+		t.Fatalf("stop --role primary once the primary cluster is back: %s", r)
+	}
+	checkStopped(t, b, before)
+}

@@ -15,7 +15,9 @@ import (
 //     dropped, wal_keep_size is put back if an unfinished start left sdr's
 //     raise in effect, and, only with --drop-role, the replication role is
 //     dropped when sdr created it for this pair.
-//   - DR side: no node is contacted on the primary side. Each DR node
+//   - DR side: nothing is asked of the primary side's PostgreSQL (its
+//     nodes' data directories are compared over SSH where reachable, to
+//     refuse a DR entry that is in truth a primary-cluster node). Each DR node
 //     loses its upstream (primary_conninfo, primary_slot_name and the other
 //     replication settings leave sdr's block in postgresql.auto.conf;
 //     standby.signal stays), sdr's pg_hba.conf block goes, running nodes
