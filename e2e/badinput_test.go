@@ -96,6 +96,11 @@ func TestBadInput(t *testing.T) {
 		{name: "no role", args: []string{"start"}, code: 2, want: []string{"role"}},
 		{name: "negative timeout", args: []string{"start", "--role", "primary", "--timeout", "-5s"}, code: 2, want: []string{"timeout"}},
 		{name: "unknown flag", args: []string{"start", "--role", "primary", "--fast"}, code: 2, want: []string{"fast"}},
+		{name: "stop on a side where sdr never ran", role: "standby", args: []string{"stop", "--role", "standby"}, code: 2,
+			want: []string{"no state file", "sdr start has not run on this side", "--no-start-record"}},
+		{name: "stop with --promote", role: "standby", args: []string{"stop", "--role", "standby", "--promote"}, code: 2, want: []string{"sdr failover"}},
+		{name: "stop --drop-role on the standby side", role: "standby", args: []string{"stop", "--role", "standby", "--drop-role"}, code: 2,
+			want: []string{"--drop-role", "primary"}},
 		{name: "corrupt state file", setup: func(t *testing.T, c *badEnv) {
 			junk := make([]byte, 8192)
 			_, _ = rand.Read(junk)

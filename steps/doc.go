@@ -1,10 +1,13 @@
 // Package steps holds sdr's DR workflows. Start builds the start workflow
 // of one role: nine numbered steps whose numbers line up on both sides,
 // so step N is the same phase on the primary and on the standby side. A
-// step that has nothing to do for a role is recorded as skipped.
+// step that has nothing to do for a role is recorded as skipped. Stop
+// builds the stop workflow of one role (stop.go): seven steps that take
+// that side's half of the pair apart, each tolerating what is already gone.
 //
 // Every step re-checks the live cluster before it acts (is the slot
 // there? is the node already a standby of this primary?), so running it
 // again after a crash changes nothing that is already right. Decisions
-// are made by pure functions in decide.go, which are table-tested.
+// are made by pure functions in decide.go and stop_decide.go, which are
+// table-tested.
 package steps

@@ -14,22 +14,7 @@ import (
 
 // checkPrimaryCluster checks every primary-cluster node over SSH and SQL.
 func (e *Env) checkPrimaryCluster(ctx context.Context, rc *workflow.RunContext) error {
-	if err := forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {
-		running, err := e.pgRunning(ctx, n, n.DataDir)
-		if err != nil {
-			return err
-		}
-		if !running {
-			return permanent(fmt.Errorf("PostgreSQL is not running in %s on %s: start it, then rerun", n.DataDir, n.Name))
-		}
-		if ok, err := e.fileExists(ctx, n, cluster.SocketPath(n)); err != nil {
-			return err
-		} else if !ok {
-			return permanent(fmt.Errorf("PostgreSQL runs in %s on %s but nothing listens on %s: check pg_port (%d) and socket_dir in the config",
-				n.DataDir, n.Name, cluster.SocketPath(n), n.PGPort))
-		}
-		return nil
-	}); err != nil {
+	if err := e.primaryNodesUp(ctx); err != nil {
 		return err
 	}
 	p, f, err := e.findPrimary(ctx)
@@ -56,6 +41,27 @@ func (e *Env) checkPrimaryCluster(ctx context.Context, rc *workflow.RunContext) 
 	rc.Log.Info("primary cluster is ready", zap.String("node", p.Name), zap.Int("version", f.VersionNum),
 		zap.String("system_identifier", f.SystemID))
 	return nil
+}
+
+// primaryNodesUp checks that PostgreSQL runs on every primary-cluster
+// node and listens on the configured socket.
+func (e *Env) primaryNodesUp(ctx context.Context) error {
+	return forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {
+		running, err := e.pgRunning(ctx, n, n.DataDir)
+		if err != nil {
+			return err
+		}
+		if !running {
+			return permanent(fmt.Errorf("PostgreSQL is not running in %s on %s: start it, then rerun", n.DataDir, n.Name))
+		}
+		if ok, err := e.fileExists(ctx, n, cluster.SocketPath(n)); err != nil {
+			return err
+		} else if !ok {
+			return permanent(fmt.Errorf("PostgreSQL runs in %s on %s but nothing listens on %s: check pg_port (%d) and socket_dir in the config",
+				n.DataDir, n.Name, cluster.SocketPath(n), n.PGPort))
+		}
+		return nil
+	})
 }
 
 func (e *Env) slotName() string { return cluster.SlotName(e.Config.Name, e.Config.Standby.Main) }

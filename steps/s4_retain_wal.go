@@ -107,8 +107,8 @@ func (e *Env) raiseWalKeep(ctx context.Context, rc *workflow.RunContext, node st
 }
 
 // savedWalKeepChange returns the change record of 4_retain_wal, or nil.
-func savedWalKeepChange(ctx context.Context, rc *workflow.RunContext) (*walKeepChange, error) {
-	v, ok, err := rc.Value(ctx, valWalKeepChange)
+func savedWalKeepChange(ctx context.Context, vals savedValues) (*walKeepChange, error) {
+	v, ok, err := vals.Value(ctx, valWalKeepChange)
 	if err != nil || !ok {
 		return nil, err
 	}

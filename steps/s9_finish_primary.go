@@ -14,17 +14,30 @@ import (
 // raised value is still in effect (walkeep.go), then deletes the record of
 // the change: the slot keeps the WAL the main standby needs.
 func (e *Env) finishPrimary(ctx context.Context, rc *workflow.RunContext) error {
-	rec, err := savedWalKeepChange(ctx, rc)
+	return e.restoreWalKeep(ctx, rc.Log, rc)
+}
+
+// savedValues are the values start/primary saved: read and consumed by
+// its own 9_finish (the RunContext), or by stop through the start record.
+type savedValues interface {
+	Value(ctx context.Context, name string) (string, bool, error)
+	Forget(ctx context.Context, name string) error
+}
+
+// restoreWalKeep puts wal_keep_size back by the change record in vals
+// (walkeep.go), then deletes the record.
+func (e *Env) restoreWalKeep(ctx context.Context, log *zap.Logger, vals savedValues) error {
+	rec, err := savedWalKeepChange(ctx, vals)
 	if err != nil {
 		return err
 	}
 	legacy := false
 	if rec == nil {
-		orig, origSet, err := rc.Value(ctx, valLegacyWalKeepSize)
+		orig, origSet, err := vals.Value(ctx, valLegacyWalKeepSize)
 		if err != nil {
 			return err
 		}
-		auto, _, err := rc.Value(ctx, valLegacyWalKeepSizeAuto)
+		auto, _, err := vals.Value(ctx, valLegacyWalKeepSizeAuto)
 		if err != nil {
 			return err
 		}
@@ -47,7 +60,7 @@ func (e *Env) finishPrimary(ctx context.Context, rc *workflow.RunContext) error 
 		}
 		d := decideWalKeepRestore(o, rec)
 		if d.SQL == "" {
-			rc.Log.Info("wal_keep_size left as it is: "+d.Why, zap.String("node", p.Name), zap.Int("wal_keep_size_mb", o.MB))
+			log.Info("wal_keep_size left as it is: "+d.Why, zap.String("node", p.Name), zap.Int("wal_keep_size_mb", o.MB))
 			return nil
 		}
 		if _, err := c.Exec(ctx, d.SQL); err != nil {
@@ -56,19 +69,19 @@ func (e *Env) finishPrimary(ctx context.Context, rc *workflow.RunContext) error 
 		if err := reloadAndWaitWalKeep(ctx, c, *rec); err != nil {
 			return fmt.Errorf("on %s: %w", p.Name, err)
 		}
-		rc.Log.Info("wal_keep_size restored: "+d.Why, zap.String("node", p.Name), zap.String("from", o.String()))
+		log.Info("wal_keep_size restored: "+d.Why, zap.String("node", p.Name), zap.String("from", o.String()))
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	for _, k := range []string{valWalKeepChange, valLegacyWalKeepSize, valLegacyWalKeepSizeAuto} {
-		if err := rc.Forget(ctx, k); err != nil {
+		if err := vals.Forget(ctx, k); err != nil {
 			return err
 		}
 	}
 	if legacy {
-		rc.Log.Debug("values saved by an earlier sdr version consumed", zap.String("value", valLegacyWalKeepSize))
+		log.Debug("values saved by an earlier sdr version consumed", zap.String("value", valLegacyWalKeepSize))
 	}
 	return nil
 }

@@ -40,8 +40,15 @@ func startSteps(e *Env) []workflow.Step {
 
 // Start returns the start workflow of role.
 func Start(role workflow.Role, e *Env) workflow.Workflow {
-	wf := workflow.Workflow{Action: "start", Role: role}
-	all := startSteps(e)
+	return forRole("start", role, startSteps(e))
+}
+
+// forRole picks role's workflow out of an action's step list. Where the
+// two roles do different things under one number, the list has an entry
+// per role; a number with nothing to do for role keeps the other role's
+// entry, which the runner records as skipped.
+func forRole(action string, role workflow.Role, all []workflow.Step) workflow.Workflow {
+	wf := workflow.Workflow{Action: action, Role: role}
 	for i, s := range all {
 		if s.AppliesTo(role) {
 			wf.Steps = append(wf.Steps, s)
@@ -64,10 +71,14 @@ func Start(role workflow.Role, e *Env) workflow.Workflow {
 
 // StartHelp lists the steps of both roles, for --help.
 func StartHelp() string {
+	return stepsHelp(func(role workflow.Role) workflow.Workflow { return Start(role, &Env{}) })
+}
+
+func stepsHelp(wf func(workflow.Role) workflow.Workflow) string {
 	var b strings.Builder
 	for _, role := range both {
 		fmt.Fprintf(&b, "  role %s:\n", role)
-		for _, s := range Start(role, &Env{}).Steps {
+		for _, s := range wf(role).Steps {
 			what := s.Short
 			if !s.AppliesTo(role) {
 				what = "(skipped for this role)"

@@ -39,6 +39,10 @@ const (
 	StateRecovery     State = "recovery"
 	StateRestoreFail  State = "restore_fail"
 	StateRecoveryFail State = "recovery_fail"
+	// StateStop: sdr stop is taking this side's half of the pair apart;
+	// a finished stop returns the side to StateNormal.
+	StateStop     State = "stop"
+	StateStopFail State = "stop_fail"
 )
 
 // StepStatus is the recorded status of one step.
@@ -223,6 +227,17 @@ func (r *Record) Step(name string) *StepRecord {
 	return nil
 }
 
+// SupersededBy returns the workflow whose run began changing side after
+// r's last run did (side.ChangedBy), or "" when r is still current. A
+// superseded record is history: the next run of its workflow starts at
+// step 1, as if there were no record (saved values are kept).
+func (r *Record) SupersededBy(side Side) string {
+	if side.ChangedBy != "" && side.ChangedBy != r.Workflow {
+		return side.ChangedBy
+	}
+	return ""
+}
+
 // Side is the DR state of one side of the pair.
 type Side struct {
 	Role  Role      `json:"role"`
@@ -230,6 +245,13 @@ type Side struct {
 	Since time.Time `json:"since"`
 	RunID string    `json:"run_id,omitempty"`
 	Step  string    `json:"step,omitempty"` // the step whose record caused the state
+	// ChangedBy is the workflow (e.g. "stop/primary") whose run last began
+	// a step that changes something on this side: the runner sets it in the
+	// transaction that records such a step (not CheckOnly) as started. The
+	// record of any other workflow of this side is then superseded: its
+	// next run starts at step 1 with the inputs it is given (see Runner.Run).
+	// Empty in files written before it existed.
+	ChangedBy string `json:"changed_by,omitempty"`
 }
 
 // Store persists workflow records and side states. Each Update is one

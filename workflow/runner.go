@@ -124,6 +124,30 @@ func (rc *RunContext) Forget(ctx context.Context, name string) error {
 	})
 }
 
+// ValueOf returns a value saved by another workflow of this side (key, for
+// example "start/primary"): a later action that undoes what that workflow
+// did reads its records of what it changed.
+func (rc *RunContext) ValueOf(ctx context.Context, key, name string) (string, bool, error) {
+	rec, err := rc.store.Load(ctx, key)
+	if err != nil || rec == nil {
+		return "", false, err
+	}
+	v, ok := rec.Values[name]
+	return v, ok, nil
+}
+
+// ForgetOf removes the value saved under name by workflow key of this
+// side, once this step has consumed it (see Forget). A missing record or
+// value is not an error.
+func (rc *RunContext) ForgetOf(ctx context.Context, key, name string) error {
+	return rc.store.Update(ctx, key, rc.Role, func(rec **Record, _ *Side) error {
+		if *rec != nil {
+			delete((*rec).Values, name)
+		}
+		return nil
+	})
+}
+
 // Options changes how a run starts.
 type Options struct {
 	// Restart discards the recorded step progress (not the saved values)
@@ -142,6 +166,10 @@ type Result struct {
 	// killed): this run recorded them as failed, with their failure
 	// states, before it resumed.
 	Interrupted []Interruption
+	// SupersededBy names the workflow (e.g. "stop/primary") that changed
+	// the side after this workflow's recorded run: the record was replaced
+	// and this run started at step 1. Empty otherwise.
+	SupersededBy string
 }
 
 // Interruption is a step that an earlier run left started.
@@ -201,6 +229,14 @@ func (r *Runner) failpoint(step string, p FailpointName) error {
 // when a step fails, an *InputsChangedError when the inputs differ from the
 // recorded run and opts.Restart is false.
 //
+// A record that another workflow of the side superseded (Record.SupersededBy:
+// for example a start record after a stop changed the side) is not resumed,
+// compared or reported complete: the run replaces its step records and
+// starts at step 1 with the inputs given, keeping the saved values, as
+// with opts.Restart. The first step that changes something (not CheckOnly)
+// marks the side as changed by wf (Side.ChangedBy) in the transaction that
+// records it started.
+//
 // The caller holds the state file's run lock, so a step recorded as
 // started belongs to a run that is gone (killed, its terminal closed).
 // Before it resumes, Run records each such step as failed with an
@@ -222,13 +258,17 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 	err := r.Store.Update(ctx, key, wf.Role, func(recp **Record, side *Side) error {
 		now := r.now()
 		rec := *recp
-		if rec != nil && rec.Fingerprint != fp && !opts.Restart {
+		if rec != nil {
+			res.SupersededBy = rec.SupersededBy(*side)
+		}
+		current := rec != nil && res.SupersededBy == ""
+		if current && rec.Fingerprint != fp && !opts.Restart {
 			return &InputsChangedError{Workflow: key, Changes: DiffInputs(rec.Inputs, inputs)}
 		}
-		if rec != nil {
+		if current {
 			res.Interrupted = recordRunGone(wf, rec, side, runID, now)
 		}
-		if rec == nil || opts.Restart {
+		if !current || opts.Restart {
 			fresh := &Record{Workflow: key, Action: wf.Action, Role: wf.Role, Created: now}
 			if rec != nil {
 				fresh.Values = rec.Values
@@ -266,6 +306,10 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 		return res, err
 	}
 	log := r.log().With(zap.String("run_id", runID))
+	if res.SupersededBy != "" {
+		log.Info("the recorded run of "+key+" was superseded by a later "+res.SupersededBy+": this run starts at step 1",
+			zap.String("superseded_by", res.SupersededBy))
+	}
 	for _, in := range res.Interrupted {
 		log.Warn("the run that started this step is gone (killed, or its terminal closed): recorded the step as interrupted",
 			zap.String("step", in.Step), zap.String("gone_run_id", in.RunID))
@@ -349,6 +393,9 @@ func (r *Runner) setStep(ctx context.Context, wf Workflow, s Step, runID string,
 		rec.Updated = now
 		if st := fn(sr, now); st != "" && st != side.State {
 			side.State, side.Since, side.RunID, side.Step = st, now, runID, s.Name
+		}
+		if sr.Status == StatusStarted && !s.CheckOnly {
+			side.ChangedBy = wf.Key()
 		}
 		return nil
 	})

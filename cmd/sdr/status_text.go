@@ -58,6 +58,11 @@ func printWorkflow(w io.Writer, d StatusDoc, r workflow.Record, now time.Time) {
 	if r.Complete {
 		status = "complete, finished " + fmtTime(r.Finished)
 	}
+	for _, sd := range d.Sides {
+		if by := r.SupersededBy(sd); sd.Role == r.Role && by != "" {
+			status += "; superseded by a later " + by + ": its next run starts at step 1"
+		}
+	}
 	fmt.Fprintf(w, "\nworkflow %s: %s (last run %s, runs: %d)\n", r.Workflow, status, r.RunID, r.Runs)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STEP\tSTATUS\tATTEMPTS\tSTARTED\tENDED\tDURATION\tERROR")

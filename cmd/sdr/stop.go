@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/steps"
+	"github.com/pgsdr/sdr/store"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// errNothingToStop: the state file shows no start (and no stop) of this
+// side, so sdr has nothing of its own to take apart there.
+var errNothingToStop = errors.New("sdr start has not run on this side with this state file")
+
+func stopCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "take this side's half of the DR pair apart (resumable: rerun to continue)",
+		UsageText: "sdr --config FILE --state FILE stop --role primary|standby [--drop-role] [--timeout D] [--restart] [--no-start-record]",
+		Description: "Steps (a step with nothing to do for a role is recorded as skipped):\n" +
+			steps.StopHelp() + `
+Run it on each side with that side's state file, in either order. The primary
+side ends the stream to the DR side; the DR side needs nothing from the primary
+side, which may be gone. Each DR node is left an independent read-only standby:
+in recovery, with no upstream (standby.signal stays). sdr stop never promotes a
+node; promotion will come with "sdr failover".
+
+The replication role stays on the primary unless --drop-role is given, and then
+only if sdr created it for this pair (its comment) and nobody is logged in with it.
+
+State: stop while steps 3-7 run, stop_fail when one fails (rerun the same command),
+normal when done. Afterwards "sdr start" on this side runs again from step 1.
+A rerun resumes at the step that did not finish; a finished stop says so and exits 0.
+Exit codes as for start; 2 also when the state file holds no start of this side.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "role", Required: true, Usage: "`primary` (run on the primary side) or standby (run on the DR side)"},
+			&cli.DurationFlag{Name: "timeout", Usage: "bound for restarting a DR node that needs it; default timeouts.wait from the config"},
+			&cli.BoolFlag{Name: "restart", Usage: "forget recorded step progress and run every step again from step 1"},
+			&cli.BoolFlag{Name: "drop-role", Usage: "primary side: also drop replication.user, if sdr created it for this pair and no session of it is open"},
+			&cli.BoolFlag{Name: "promote", Usage: "not available: promoting a DR node will come with sdr failover (this flag only says so)"},
+			&cli.BoolFlag{Name: "no-start-record", Usage: "stop although the state file holds no start of this side (the state file was lost): " +
+				"sdr removes what it recognises as its own, but cannot know whether an unfinished start left wal_keep_size raised"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("stop takes no arguments, got %q", c.Args().Slice())
+			}
+			role, err := workflow.ParseRole(c.String("role"))
+			if err != nil {
+				return usagef("--role: %w", err)
+			}
+			if c.Bool("promote") {
+				return usagef("--promote: sdr stop never promotes. Promotion comes with \"sdr failover\", which this version of sdr does not have. " +
+					"Run sdr stop --role standby without --promote: each DR node is left a read-only standby without upstream; " +
+					"promote the main standby yourself afterwards if you must (pg_ctl promote, or SELECT pg_promote())")
+			}
+			if c.Bool("drop-role") && role != workflow.RolePrimary {
+				return usagef("--drop-role applies to --role primary only: the replication role lives on the primary")
+			}
+			return runStop(c, readGlobals(c), role, c.Duration("timeout"), c.Bool("restart"),
+				steps.StopOptions{DropRole: c.Bool("drop-role")}, c.Bool("no-start-record"))
+		},
+	}
+}
+
+// checkSomethingToStop refuses a stop on a side whose state file shows
+// neither a start nor a stop of role: sdr never ran there with this file
+// (or it is the wrong file). It creates and changes nothing.
+func checkSomethingToStop(ctx context.Context, g globals, pair string, role workflow.Role) error {
+	db, err := store.Open(g.state, store.Options{ReadOnly: true, Pair: pair, Role: role})
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no state file at %s: %w. Give the --state file that sdr start --role %s used on this side; "+
+			"if it was lost, rerun with --no-start-record", g.state, errNothingToStop, role)
+	}
+	if err != nil {
+		return err
+	}
+	for _, action := range []string{"start", "stop"} {
+		rec, err := db.Load(ctx, action+"/"+string(role))
+		if err != nil {
+			return err
+		}
+		if rec != nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("state file %s holds no start of the %s side: %w. Give the --state file that sdr start --role %s used; "+
+		"if it was lost, rerun with --no-start-record", g.state, role, errNothingToStop, role)
+}
+
+func runStop(c *cli.Context, g globals, role workflow.Role, timeout time.Duration, restart bool, opts steps.StopOptions, noStartRecord bool) error {
+	ctx := c.Context
+	if timeout < 0 {
+		return usagef("--timeout must be positive, got %s", timeout)
+	}
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return err
+	}
+	if timeout == 0 {
+		timeout = cfg.Timeouts.Wait.Duration
+	}
+	if !noStartRecord {
+		if err := checkSomethingToStop(ctx, g, cfg.Name, role); err != nil {
+			return usageErr(err)
+		}
+	}
+	log, closeLog, err := newLogger(c.App.ErrWriter, g.logFile, g.verbose)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	db, err := openStore(g, cfg.Name, role)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	runID := newRunID(now)
+	cmdLog := log.With(zap.String("run_id", runID), zap.String("step", "-"))
+	host, _ := os.Hostname()
+	lock, err := store.Acquire(db.Path(), store.Holder{PID: os.Getpid(), Host: host, Started: now.UTC(), RunID: runID,
+		Command: "stop --role " + string(role)}, 2*time.Second)
+	if err != nil {
+		return usageErr(err)
+	}
+	defer lock.Release()
+	if h := lock.TookOver; h != nil {
+		cmdLog.Warn("took over the lock of a run that is gone", zap.Int("old_pid", h.PID),
+			zap.String("old_host", h.Host), zap.Time("old_started", h.Started), zap.String("old_run_id", h.RunID))
+	}
+	if cfg.SSH.InsecureIgnoreHostKey {
+		cmdLog.Warn("ssh.insecure_ignore_host_key is set: SSH host keys are NOT verified")
+	}
+	pool := cluster.Open(ctx, cfg, cmdLog)
+	defer pool.Close()
+	// The replication password is not needed: stop logs in as the admin
+	// user only, and removes the password file without reading it.
+	env := &steps.Env{Config: cfg, Pool: pool, Timeout: timeout}
+	wf := steps.Stop(role, env, opts)
+	inputs := cfg.Inputs()
+	inputs["action"], inputs["role"] = wf.Action, string(role)
+	inputs["drop_role"] = strconv.FormatBool(opts.DropRole)
+	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
+	cmdLog.Info(fmt.Sprintf("sdr stop --role %s for DR pair %s (state file %s)", role, cfg.Name, db.Path()))
+	res, err := runner.Run(ctx, wf, inputs, workflow.Options{Restart: restart})
+	return reportRun(c, wf, cfg.Name, res, err)
+}

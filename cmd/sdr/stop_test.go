@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgsdr/sdr/store"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+func TestStopRefusedBeforeAnything(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, state string) // the state file before the run (none when nil)
+		args  []string                         // after "stop"
+		want  []string                         // fragments of the one error line
+	}{
+		{name: "promote is not stop's job", args: []string{"--role", "standby", "--promote"}, want: []string{"--promote", "sdr failover"}},
+		{name: "drop-role on the DR side", args: []string{"--role", "standby", "--drop-role"}, want: []string{"--drop-role", "primary"}},
+		{name: "unknown role", args: []string{"--role", "witness"}, want: []string{"witness"}},
+		{name: "no role", args: nil, want: []string{"role"}},
+		{name: "arguments", args: []string{"--role", "primary", "now"}, want: []string{"now"}},
+		{name: "negative timeout", args: []string{"--role", "primary", "--timeout", "-1s"}, want: []string{"timeout"}},
+		{name: "no state file: sdr never ran here", args: []string{"--role", "primary"},
+			want: []string{"no state file at", "sdr start has not run on this side", "--no-start-record"}},
+		{name: "state file without a start of this side", args: []string{"--role", "standby"},
+			setup: func(t *testing.T, state string) {
+				if _, err := store.Open(state, store.Options{Pair: "dc1_dc2"}); err != nil {
+					t.Fatal(err)
+				}
+			}, want: []string{"holds no start of the standby side", "--no-start-record"}},
+		{name: "state file of the other side", args: []string{"--role", "primary"},
+			setup: func(t *testing.T, state string) { writeState(t, state, workflow.RoleStandby, false) },
+			want:  []string{"other side", "standby side"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := localConfig(t, dir)
+			state := filepath.Join(dir, "state.db")
+			if tc.setup != nil {
+				tc.setup(t, state)
+			}
+			before, _ := os.ReadFile(state)
+			code, stdout, stderr := run(t, append([]string{"--config", cfg, "--state", state, "stop"}, tc.args...)...)
+			if code != ExitUsage {
+				t.Fatalf("exit %d, want %d\n%s%s", code, ExitUsage, stdout, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			if len(lines) != 1 {
+				t.Errorf("want one error line, got:\n%s", stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(lines[0], w) {
+					t.Errorf("error %q does not say %q", lines[0], w)
+				}
+			}
+			after, err := os.ReadFile(state)
+			if tc.setup == nil && !os.IsNotExist(err) {
+				t.Errorf("the refused stop created the state file (%v)", err)
+			}
+			if tc.setup != nil && !bytes.Equal(after, before) {
+				t.Error("the refused stop changed the state file")
+			}
+			if _, err := os.Stat(store.LockPath(state)); !os.IsNotExist(err) {
+				t.Errorf("the refused stop took the run lock (%v)", err)
+			}
+		})
+	}
+}
+
+// A stop that fails in its check step (the nodes of this config do not
+// exist) changes nothing: the start stays current and complete, and the
+// side keeps its state.
+func TestStopFailingItsCheckKeepsTheStart(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	cfg := localConfig(t, dir)
+	state := filepath.Join(dir, "state.db")
+	writeState(t, state, workflow.RolePrimary, false)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := Run(ctx, []string{"sdr", "--config", cfg, "--state", state, "stop", "--role", "primary", "--timeout", "5s"}, &stdout, &stderr)
+	if code != ExitUsage && code != ExitStepFailed {
+		t.Fatalf("exit %d, want a failed check\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "stop/primary for DR pair dc1_dc2") || !strings.Contains(stdout.String(), "2_check_cluster") {
+		t.Errorf("stdout does not name the workflow and the step:\n%s", stdout.String())
+	}
+	db, err := store.Open(state, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := db.Snapshot(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Sides) != 1 || snap.Sides[0].State != workflow.StateFullBackup || snap.Sides[0].ChangedBy == "stop/primary" {
+		t.Errorf("sides %+v, want the start's state, not changed by the stop", snap.Sides)
+	}
+	for _, r := range snap.Workflows {
+		if r.Workflow == "start/primary" && (!r.Complete || r.SupersededBy(snap.Sides[0]) != "") {
+			t.Errorf("start record %+v is no longer current", r)
+		}
+	}
+}
+
+func TestStatusShowsASupersededStart(t *testing.T) {
+	clearEnv(t)
+	state := filepath.Join(t.TempDir(), "state.db")
+	writeState(t, state, workflow.RolePrimary, false)
+	db, err := store.Open(state, store.Options{Pair: "dc1_dc2", Role: workflow.RolePrimary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := workflow.Workflow{Action: "stop", Role: workflow.RolePrimary, Steps: []workflow.Step{
+		{Num: 1, Name: "1_prepare", Roles: []workflow.Role{workflow.RolePrimary}, CheckOnly: true},
+		{Num: 3, Name: "3_close_access", Roles: []workflow.Role{workflow.RolePrimary}, OnStart: workflow.StateStop, OnDone: workflow.StateNormal},
+	}}
+	r := &workflow.Runner{Store: db, NewRunID: func() string { return "run-2" }}
+	if _, err := r.Run(context.Background(), stop, map[string]string{"a": "1"}, workflow.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "--state", state, "status")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"side primary: state NORMAL", "workflow start/primary: complete", "superseded by a later stop/primary: its next run starts at step 1",
+		"workflow stop/primary: complete"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("status does not show %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Count(stdout, "superseded") != 1 {
+		t.Errorf("only the start record is superseded:\n%s", stdout)
+	}
+}

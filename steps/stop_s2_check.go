@@ -1,0 +1,91 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// checkPrimary is stop/primary's 2_check_cluster: every primary-cluster
+// node runs PostgreSQL (its live hba_file is read and reloaded over SQL),
+// there is exactly one primary, and with --drop-role the role is one sdr
+// created for this pair. It changes nothing.
+func (s *stopRun) checkPrimary(ctx context.Context, rc *workflow.RunContext) error {
+	e := s.e
+	if err := e.primaryNodesUp(ctx); err != nil {
+		return err
+	}
+	p, _, err := e.findPrimary(ctx)
+	if err != nil {
+		return err
+	}
+	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
+		slots, err := pairSlots(ctx, c, p.Name, pairSlotNames(e.Config))
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, sl := range slots {
+			names = append(names, sl.Name)
+		}
+		rc.Log.Info("primary cluster checked", zap.String("node", p.Name), zap.Strings("pair_slots", names))
+		if !s.opts.DropRole {
+			return nil
+		}
+		o, err := e.observeRole(ctx, c, p.Name)
+		if err != nil {
+			return err
+		}
+		_, err = decideDropRole(e.Config.Replication.User, e.Config.Name, o, true, 0)
+		return err
+	})
+}
+
+// checkStandby is stop/standby's 2_check_cluster: every DR node answers
+// over SSH and none is provably the data directory of a primary-cluster
+// node (those reachable over SSH from here are compared). It needs nothing
+// from the primary side, which may be gone. It changes nothing.
+func (s *stopRun) checkStandby(ctx context.Context, rc *workflow.RunContext) error {
+	e := s.e
+	view := e.primaryView(ctx, rc.Log, remoteFacts{})
+	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
+		lay, err := e.layoutOf(ctx, n)
+		if err != nil {
+			return err
+		}
+		o, _, err := e.observeDir(ctx, n, lay, nil, nil)
+		if err != nil {
+			return err
+		}
+		if err := sameAsPrimaryNode(o, view.Nodes); err != nil {
+			return err
+		}
+		rc.Log.Info("DR node checked", zap.String("node", n.Name), zap.String("data_dir", lay.DataDir), zap.Bool("exists", o.Exists),
+			zap.Bool("running", o.Running), zap.Bool("in_recovery", o.InRecovery), zap.Bool("sdr_copy", o.Marker != nil),
+			zap.String("upstream", o.Upstream.String()))
+		return nil
+	})
+}
+
+// pairSlots lists the slots among names that exist on the node of c.
+func pairSlots(ctx context.Context, c *pgx.Conn, node string, names []string) ([]slotRow, error) {
+	rows, err := c.Query(ctx, `SELECT slot_name::text, active, coalesce(active_pid, 0) FROM pg_replication_slots
+		WHERE slot_name = ANY($1) ORDER BY slot_name`, names)
+	if err != nil {
+		return nil, fmt.Errorf("while listing this pair's slots on %s: %w", node, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (slotRow, error) {
+		sl := slotRow{Exists: true}
+		err := r.Scan(&sl.Name, &sl.Active, &sl.PID)
+		return sl, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("while listing this pair's slots on %s: %w", node, err)
+	}
+	return out, nil
+}
