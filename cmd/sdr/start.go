@@ -105,11 +105,12 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 			return usagef("--replace-diverged %s: not a node of the standby cluster in %s", n, cfg.Path)
 		}
 	}
-	log, closeLog, err := newLogger(c.App.ErrWriter, g.logFile, g.verbose)
+	out, err := newOutput(c.App.ErrWriter, g.logFile, g.verbose)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
+	defer out.close()
+	log := out.log
 	db, err := openStore(g, cfg.Name, role)
 	if err != nil {
 		return err
@@ -140,7 +141,9 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	wf := steps.Start(role, env)
 	inputs := cfg.Inputs()
 	inputs["action"], inputs["role"] = wf.Action, string(role)
-	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
+	progress, progressDone := runProgress(out, db.Path())
+	defer progressDone()
+	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }, Progress: progress}
 	cmdLog.Info(fmt.Sprintf("sdr start --role %s for DR pair %s (state file %s)", role, cfg.Name, db.Path()))
 	res, err := runner.Run(ctx, wf, inputs, workflow.Options{Restart: restart})
 	return reportRun(c, wf, cfg.Name, res, err)
