@@ -41,6 +41,17 @@ const (
 	StateRecoveryFail State = "recovery_fail"
 )
 
+// sideStates lists, per role, every state a side of that role can be in:
+// its normal path, then its failure states. A new state belongs here too:
+// `sdr metrics` exports one series per listed state.
+var sideStates = map[Role][]State{
+	RolePrimary: {StateNormal, StateFullBackup, StateArchive, StateBackupFail},
+	RoleStandby: {StateNormal, StateRestore, StateRecovery, StateRestoreFail, StateRecoveryFail},
+}
+
+// SideStates returns every state a side of role r can be in (a copy).
+func SideStates(r Role) []State { return append([]State(nil), sideStates[r]...) }
+
 // StepStatus is the recorded status of one step.
 type StepStatus string
 

@@ -79,7 +79,7 @@ command again: it resumes at the step that did not finish.
 Exit codes: 0 ok; 1 a step failed (fix the cause, then rerun the same command);
 2 refused, nothing was changed: bad usage or config, a refused run, or a check
   in steps 1-2 that a rerun as it is cannot pass (unknown SSH host key, ...);
-3 status found no state file at --state (sdr never ran there).`,
+3 status or metrics found no state file at --state (sdr never ran there).`,
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
@@ -90,7 +90,7 @@ Exit codes: 0 ok; 1 a step failed (fix the cause, then rerun the same command);
 			&cli.StringFlag{Name: "log-file", EnvVars: []string{"SDR_LOG_FILE"}, Usage: "append JSON log lines to `FILE`"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show debug lines on the console"},
 		},
-		Commands: []*cli.Command{startCommand(), statusCommand(d)},
+		Commands: []*cli.Command{startCommand(), statusCommand(d), metricsCommand(d)},
 	}
 	app.Commands = append(app.Commands, extraCommands()...)
 	return app
