@@ -7,4 +7,9 @@
 // there? is the node already a standby of this primary?), so running it
 // again after a crash changes nothing that is already right. Decisions
 // are made by pure functions in decide.go, which are table-tested.
+//
+// Probe (status.go) reads the live facts of every node, and how far each
+// standby is behind the primary: `sdr status` and `sdr metrics` both show
+// what it returns. A copy reports its progress (pg_basebackup -P, parsed
+// in progress.go) through workflow.RunContext.Progress.
 package steps

@@ -74,7 +74,8 @@ func newApp(stdout, stderr io.Writer, d deps) *cli.App {
 		Description: `Run "sdr start --role primary" on the primary side and "sdr start --role standby"
 on the disaster-standby side. Each run is a list of numbered steps checkpointed in
 the state file. If a run fails, is killed or loses its network, run the same
-command again: it resumes at the step that did not finish.
+command again: it resumes at the step that did not finish. "sdr status" shows
+where a side stands (-w to keep watching); "sdr metrics" exports it for Prometheus.
 
 Exit codes: 0 ok; 1 a step failed (fix the cause, then rerun the same command);
 2 refused, nothing was changed: bad usage or config, a refused run, or a check

@@ -549,3 +549,34 @@ func TestMetricsCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestMetricsDocumented: every family sdr writes is described in
+// docs/metrics.md, and the example alert rules there are valid Prometheus
+// rules (checked by promtool when it is installed).
+func TestMetricsDocumented(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	for _, f := range buildMetrics(statusFixture(time.Now()), "v") {
+		if !strings.Contains(doc, "| `"+f.name+"` |") {
+			t.Errorf("%s is not in the tables of docs/metrics.md", f.name)
+		}
+	}
+	m := regexp.MustCompile("(?s)## Example alert rules.*?```yaml\n(.*?)```").FindStringSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/metrics.md has no yaml block under \"Example alert rules\"")
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed: the example alert rules are not checked")
+	}
+	rules := filepath.Join(t.TempDir(), "rules.yml")
+	if err := os.WriteFile(rules, []byte(m[1]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", rules).CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules on the example of docs/metrics.md: %v\n%s", err, out)
+	}
+}

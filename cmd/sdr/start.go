@@ -25,6 +25,9 @@ func startCommand() *cli.Command {
 		UsageText: "sdr --config FILE --state FILE start --role primary|standby [--timeout D] [--restart] [--reset-replication-password]",
 		Description: "Steps (the same numbers on both sides; a step with nothing to do for a role is recorded as skipped):\n" +
 			steps.StartHelp() + `
+While a node is copied, a terminal shows one progress line under the log lines
+(bytes copied of pg_basebackup's estimate, rate, time left); other outputs get a
+log line every 10 s per node. sdr status (-w to keep watching) shows it as well.
 A rerun with the same config starts at the first step that is not done, after
 re-checking the live cluster. A rerun whose config changed is refused and the
 changes are named; --restart starts again from step 1 (values saved by earlier
