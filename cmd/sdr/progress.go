@@ -113,7 +113,7 @@ func fmtPartShort(p workflow.PartProgress) string {
 		s = fmt.Sprintf("%s %d%%", p.Part, int(pct))
 	}
 	if p.Remaining != nil {
-		s += " " + fmtDur(time.Duration(*p.Remaining*float64(time.Second)).Round(time.Second)) + " left"
+		s += " " + fmtDur(time.Duration(*p.Remaining*float64(time.Second))) + " left"
 	}
 	return s
 }
@@ -131,7 +131,7 @@ func fmtPart(p workflow.PartProgress) string {
 		fmt.Fprintf(&b, ", %s/s", fmtBytes(int64(p.Rate)))
 	}
 	if p.Remaining != nil {
-		fmt.Fprintf(&b, ", %s left", fmtDur(time.Duration(*p.Remaining*float64(time.Second)).Round(time.Second)))
+		fmt.Fprintf(&b, ", %s left", fmtDur(time.Duration(*p.Remaining*float64(time.Second))))
 	}
 	return b.String()
 }
