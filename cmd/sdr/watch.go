@@ -37,6 +37,9 @@ func runWatch(c *cli.Context, d deps, g globals, w watchOpts) error {
 		}
 		var body bytes.Buffer
 		doc, err := loadStatus(c, d, g, w.history)
+		if ctx.Err() != nil {
+			return nil // stopped while the nodes were asked: their answers are cut short
+		}
 		switch {
 		case err != nil && i == 1:
 			return err
