@@ -4,17 +4,20 @@ GO      ?= go
 BIN     := bin/sdr
 BIN_FP  := bin/sdr-failpoints
 DEMO_DIR ?= /tmp/sdr-demo
+# The version in sdr_info (sdr metrics); without it, the VCS revision Go records.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION))
 
 .PHONY: all build build-failpoints test unit e2e demo demo-down lint bench clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/sdr
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sdr
 
 # The failpoints build is used by the robustness and end-to-end tests.
 build-failpoints:
-	$(GO) build -tags failpoints -o $(BIN_FP) ./cmd/sdr
+	$(GO) build -tags failpoints -ldflags '$(LDFLAGS)' -o $(BIN_FP) ./cmd/sdr
 
 # Everything CI runs: lint, unit tests, end-to-end tests.
 test: lint unit e2e

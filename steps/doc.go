@@ -10,4 +10,9 @@
 // again after a crash changes nothing that is already right. Decisions
 // are made by pure functions in decide.go and stop_decide.go, which are
 // table-tested.
+//
+// Probe (status.go) reads the live facts of every node, and how far each
+// standby is behind the primary: `sdr status` and `sdr metrics` both show
+// what it returns. A copy reports its progress (pg_basebackup -P, parsed
+// in progress.go) through workflow.RunContext.Progress.
 package steps

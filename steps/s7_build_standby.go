@@ -321,7 +321,8 @@ func (b *nodeBuild) copy(ctx context.Context) error {
 		args = append(args, q(tablespaceMappingArg(t.Upstream, t.Live+".sdr/new")))
 	}
 	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)))
-	pw := newProgressWriter(b.log)
+	pw := newProgressWriter(b.log).reportTo(b.rc, b.n.Name)
+	defer pw.end()
 	start := time.Now()
 	if _, err := cluster.RunLong(lctx, b.a, b.lay.Tag(), strings.Join(args, " "), cluster.RunOpts{Stderr: pw}); err != nil {
 		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", b.n.Name, b.up.Node, err)

@@ -23,6 +23,10 @@ type NodeStatus struct {
 	Error     string `json:"error,omitempty"`
 	// Role is primary or standby (in recovery), as PostgreSQL says.
 	Role string `json:"role,omitempty"`
+	// Timeline is the node's timeline: on a primary, the one it writes
+	// WAL on now; on a standby, the timeline of the last WAL its receiver
+	// received, else that of its last restartpoint. Omitted when unknown.
+	Timeline *int `json:"timeline,omitempty"`
 	// Upstream is the configured node a standby streams from, or the
 	// sender's host:port when it is not a configured node.
 	Upstream    string             `json:"upstream,omitempty"`
@@ -227,8 +231,9 @@ func behind(primary uint64, pos *uint64) *int64 {
 	return &d
 }
 
-// parseLSN reads a pg_lsn in its text form, "16/B374D848".
-func parseLSN(s string) (uint64, error) {
+// ParseLSN reads a pg_lsn in its text form, "16/B374D848", as a byte
+// position in the WAL.
+func ParseLSN(s string) (uint64, error) {
 	hi, lo, ok := strings.Cut(s, "/")
 	if !ok {
 		return 0, fmt.Errorf("%q is not a WAL position (X/Y)", s)
@@ -251,7 +256,7 @@ func lsnPtr(s *string) *uint64 {
 	if s == nil {
 		return nil
 	}
-	v, err := parseLSN(*s)
+	v, err := ParseLSN(*s)
 	if err != nil {
 		return nil
 	}
@@ -272,7 +277,9 @@ const nodeStatusSQL = `SELECT pg_is_in_recovery(),
 	pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
 	w.last_msg_receipt_time, pg_last_xact_replay_timestamp(),
 	(SELECT backend_start FROM pg_stat_activity WHERE backend_type = 'walreceiver' ORDER BY backend_start DESC LIMIT 1),
-	now()
+	now(),
+	CASE WHEN pg_is_in_recovery() THEN coalesce(w.received_tli, (pg_control_checkpoint()).timeline_id)
+		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
 	FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`
 
 // nodeObs is one node's answer to nodeStatusSQL.
@@ -285,6 +292,7 @@ type nodeObs struct {
 	LastMessage, LastReplay *time.Time
 	ReceiverStart           *time.Time
 	Now                     time.Time
+	Timeline                *int32
 }
 
 // Probe reads the live facts of every configured node, in parallel, each
@@ -370,9 +378,13 @@ func (e *Env) probeNode(ctx context.Context, n *cluster.Node, side string) (Node
 	s.Reachable = true
 	var o nodeObs
 	if err := c.QueryRow(ctx, nodeStatusSQL).Scan(&o.InRecovery, &o.Status, &o.SenderHost, &o.SenderPort, &o.SlotName,
-		&o.ReceiveLSN, &o.ReplayLSN, &o.LastMessage, &o.LastReplay, &o.ReceiverStart, &o.Now); err != nil {
+		&o.ReceiveLSN, &o.ReplayLSN, &o.LastMessage, &o.LastReplay, &o.ReceiverStart, &o.Now, &o.Timeline); err != nil {
 		s.Error = fmt.Errorf("while reading the WAL receiver of %s: %w", n.Name, err).Error()
 		return s, nil
+	}
+	if o.Timeline != nil {
+		tl := int(*o.Timeline)
+		s.Timeline = &tl
 	}
 	s.Role = "primary"
 	if o.InRecovery {

@@ -27,9 +27,9 @@ func TestParseLSN(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := parseLSN(tc.in)
+			got, err := ParseLSN(tc.in)
 			if (err != nil) != tc.wantErr || got != tc.want {
-				t.Fatalf("parseLSN(%q) = %X, %v; want %X, error %v", tc.in, got, err, tc.want, tc.wantErr)
+				t.Fatalf("ParseLSN(%q) = %X, %v; want %X, error %v", tc.in, got, err, tc.want, tc.wantErr)
 			}
 			if err == nil && formatLSN(got) != strings.ToUpper(tc.in) {
 				t.Errorf("formatLSN = %s, want %s", formatLSN(got), tc.in)

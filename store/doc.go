@@ -10,4 +10,9 @@
 // One run at a time holds the run lock, an advisory lock on "<file>.lock"
 // that the kernel releases when its holder dies, so a lock left by a killed
 // run is taken over by the next run.
+//
+// While a step reports progress, the run keeps its last report in the
+// sidecar file "<file>.progress" (ProgressFile), replaced atomically about
+// once a second; Snapshot shows it only while the run that wrote it holds
+// the run lock.
 package store

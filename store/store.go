@@ -338,6 +338,10 @@ type Snapshot struct {
 	// holds: a run that was killed (or whose terminal closed) and did not
 	// release the lock. Nil when the last run ended normally.
 	Gone *Holder `json:"gone,omitempty"`
+	// Progress is what the running step of the run holding the lock
+	// reported last (ProgressPath); nil when no live run holds the lock,
+	// when its step reports nothing, or when the report is another run's.
+	Progress *workflow.ProgressReport `json:"progress,omitempty"`
 }
 
 // Snapshot reads the whole file in one read transaction. It keeps the
@@ -405,6 +409,7 @@ func (d *DB) Snapshot(maxHistory int) (*Snapshot, error) {
 		if s.Lock == nil {
 			s.Lock = &Holder{} // held, but its holder has not written the file yet
 		}
+		s.Progress = liveProgress(d.path, s.Lock)
 	} else {
 		s.Gone = probe.Holder
 	}

@@ -8,6 +8,12 @@
 // A DR state change that a step causes is written in the same store
 // transaction as the step record.
 //
+// A long step reports how far each of its parts got with
+// RunContext.Progress; the runner measures the rate and the time left and
+// hands the step's progress to a ProgressSink at most once a second (the
+// command line writes it to a sidecar file that `sdr status` reads, and
+// draws the console's progress line).
+//
 // The package knows nothing about PostgreSQL, SSH or bbolt: the store
 // package implements Store, and the steps package builds the workflows.
 package workflow

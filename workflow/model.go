@@ -45,6 +45,17 @@ const (
 	StateStopFail State = "stop_fail"
 )
 
+// sideStates lists, per role, every state a side of that role can be in:
+// its normal path, then its failure states. A new state belongs here too:
+// `sdr metrics` exports one series per listed state.
+var sideStates = map[Role][]State{
+	RolePrimary: {StateNormal, StateFullBackup, StateArchive, StateStop, StateBackupFail, StateStopFail},
+	RoleStandby: {StateNormal, StateRestore, StateRecovery, StateStop, StateRestoreFail, StateRecoveryFail, StateStopFail},
+}
+
+// SideStates returns every state a side of role r can be in (a copy).
+func SideStates(r Role) []State { return append([]State(nil), sideStates[r]...) }
+
 // StepStatus is the recorded status of one step.
 type StepStatus string
 

@@ -21,9 +21,31 @@ type RunContext struct {
 	Log   *zap.Logger // carries run_id and step
 	Now   func() time.Time
 
-	store Store
-	key   string
-	fp    func(step string, point FailpointName) error
+	store    Store
+	key      string
+	fp       func(step string, point FailpointName) error
+	progress *progressTracker
+}
+
+// Progress reports how far part of the running step got: done out of
+// total bytes (total 0 when unknown). Call it as often as the work
+// advances; the runner hands it on to its ProgressSink (the sidecar file
+// that `sdr status` reads, the console's progress line) at most every
+// Runner.ProgressEvery. It never fails the step and does nothing when the
+// runner has no sink.
+func (rc *RunContext) Progress(part string, done, total int64) {
+	if rc.progress != nil {
+		rc.progress.update(part, done, total)
+	}
+}
+
+// EndProgress says that part of the running step has ended (finished or
+// failed): it is no longer shown. The runner ends every part when the
+// step returns.
+func (rc *RunContext) EndProgress(part string) {
+	if rc.progress != nil {
+		rc.progress.end(part)
+	}
 }
 
 // SetPhase records, in its own transaction, the phase that part of the
@@ -188,6 +210,12 @@ type Runner struct {
 	NewRunID func() string
 	// Failpoint is called at the named points of each step; see failpoint.go.
 	Failpoint func(step string, point FailpointName) error
+	// Progress receives what running steps report with
+	// RunContext.Progress; nil drops it.
+	Progress ProgressSink
+	// ProgressEvery is how often, at most, Progress is called while a
+	// part advances; default DefaultProgressEvery.
+	ProgressEvery time.Duration
 }
 
 // Fingerprint returns a stable hash of the inputs.
@@ -446,7 +474,15 @@ func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string,
 	}
 	log.Info(s.Short)
 	rc := &RunContext{RunID: runID, Role: wf.Role, Step: s.Name, Log: log, Now: r.now, store: r.Store, key: wf.Key(), fp: r.failpoint}
+	if r.Progress != nil {
+		rc.progress = newProgressTracker(runID, s.Name, r.ProgressEvery, r.now, r.Progress, func(err error) {
+			log.Warn("could not hand on the step's progress (sdr status will not show it)", zap.Error(err))
+		})
+	}
 	err = r.safeRun(ctx, s, rc)
+	if rc.progress != nil {
+		rc.progress.close()
+	}
 	if err == nil {
 		err = r.failpoint(s.Name, FailAfterEffects)
 	}

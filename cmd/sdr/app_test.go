@@ -166,7 +166,7 @@ func writeState(t *testing.T, path string, role workflow.Role, fail bool) {
 
 // statusJSONKeys is the documented top level of `status --json` (docs/status.md).
 // Changing it breaks scripts: add fields only, and bump StatusJSONVersion otherwise.
-var statusJSONKeys = []string{"version", "pair", "state_file", "schema", "role", "sides", "workflows", "history", "lock", "nodes", "live"}
+var statusJSONKeys = []string{"version", "pair", "state_file", "schema", "role", "sides", "workflows", "history", "lock", "nodes", "live", "progress"}
 
 func TestStatusJSONGoldenKeys(t *testing.T) {
 	clearEnv(t)
@@ -198,8 +198,8 @@ func TestStatusJSONGoldenKeys(t *testing.T) {
 		doc.Role != workflow.RoleStandby || doc.Live != "no config" {
 		t.Errorf("header %+v", doc)
 	}
-	if string(top["nodes"]) != "[]" || string(top["lock"]) != "null" {
-		t.Errorf("nodes %s lock %s, want [] and null", top["nodes"], top["lock"])
+	if string(top["nodes"]) != "[]" || string(top["lock"]) != "null" || string(top["progress"]) != "null" {
+		t.Errorf("nodes %s lock %s progress %s, want [], null and null", top["nodes"], top["lock"], top["progress"])
 	}
 	if len(doc.Workflows) != 1 || len(doc.Sides) != 1 || len(doc.History) == 0 {
 		t.Fatalf("workflows %d sides %d history %d", len(doc.Workflows), len(doc.Sides), len(doc.History))

@@ -25,6 +25,9 @@ func startCommand() *cli.Command {
 		UsageText: "sdr --config FILE --state FILE start --role primary|standby [--timeout D] [--restart] [--reset-replication-password]",
 		Description: "Steps (the same numbers on both sides; a step with nothing to do for a role is recorded as skipped):\n" +
 			steps.StartHelp() + `
+While a node is copied, a terminal shows one progress line under the log lines
+(bytes copied of pg_basebackup's estimate, rate, time left); other outputs get a
+log line every 10 s per node. sdr status (-w to keep watching) shows it as well.
 A rerun with the same config starts at the first step that is not done, after
 re-checking the live cluster. A rerun whose config changed is refused and the
 changes are named; --restart starts again from step 1 (values saved by earlier
@@ -105,11 +108,12 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 			return usagef("--replace-diverged %s: not a node of the standby cluster in %s", n, cfg.Path)
 		}
 	}
-	log, closeLog, err := newLogger(c.App.ErrWriter, g.logFile, g.verbose)
+	out, err := newOutput(c.App.ErrWriter, g.logFile, g.verbose)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
+	defer out.close()
+	log := out.log
 	db, err := openStore(g, cfg.Name, role)
 	if err != nil {
 		return err
@@ -140,7 +144,9 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	wf := steps.Start(role, env)
 	inputs := cfg.Inputs()
 	inputs["action"], inputs["role"] = wf.Action, string(role)
-	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
+	progress, progressDone := runProgress(out, db.Path())
+	defer progressDone()
+	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }, Progress: progress}
 	cmdLog.Info(fmt.Sprintf("sdr start --role %s for DR pair %s (state file %s)", role, cfg.Name, db.Path()))
 	res, err := runner.Run(ctx, wf, inputs, workflow.Options{Restart: restart})
 	return reportRun(c, wf, cfg.Name, res, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -31,6 +32,10 @@ type StatusDoc struct {
 	Lock      *store.Holder        `json:"lock"`
 	Nodes     []steps.NodeStatus   `json:"nodes"`
 	Live      string               `json:"live"` // "ok" (nodes were asked) or "no config"
+	// Progress is what the running step of the run holding the lock
+	// reported last (a pg_basebackup's bytes, rate, time left); null when
+	// no live run reports any.
+	Progress *workflow.ProgressReport `json:"progress"`
 
 	gone *store.Holder // the run the lock file names that no live process holds (text only)
 }
@@ -53,32 +58,61 @@ func statusCommand(d deps) *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Usage:     "show this side's DR state, the recorded steps and, with --config, live replication facts",
-		UsageText: "sdr --state FILE [--config FILE] status [--json] [--history N]",
+		UsageText: "sdr --state FILE [--config FILE] status [--json] [--history N] [--watch [--interval D] [--count N]]",
 		Description: `Reads the state file only (it works with no PostgreSQL reachable, and while a run
 holds the lock). With --config it also asks every node for its role, its upstream,
 pg_stat_replication / pg_stat_wal_receiver and lag; an unreachable node is shown as such.
+While a run holds the lock, the running step is shown with its progress (for a
+pg_basebackup: bytes copied out of the total, the rate, and the time left).
+--watch (-w) shows the status again every --interval, in place on a terminal (like
+watch or patronictl list -W), else after a separator line; Ctrl-C ends it (exit 0).
 The --json document is described in docs/status.md.
 Exit codes: 0; 3 when there is no state file at --state (nothing is created);
 2 when the state file or the config cannot be used.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the status as one JSON document"},
 			&cli.IntFlag{Name: "history", Value: 20, Usage: "show the last `N` state transitions (0: all)"},
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "show the status again every --interval until Ctrl-C (or --count refreshes)"},
+			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "with --watch: time `D` between refreshes"},
+			&cli.IntFlag{Name: "count", Usage: "with --watch: stop after `N` refreshes (0: until Ctrl-C or SIGTERM)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("status takes no arguments, got %q", c.Args().Slice())
 			}
-			return runStatus(c, d, readGlobals(c), c.Bool("json"), c.Int("history"))
+			g := readGlobals(c)
+			if !c.Bool("watch") {
+				for _, f := range []string{"interval", "count"} {
+					if c.IsSet(f) {
+						return usagef("--%s needs --watch", f)
+					}
+				}
+				return runStatus(c, d, g, c.Bool("json"), c.Int("history"))
+			}
+			w := watchOpts{interval: c.Duration("interval"), count: c.Int("count"), history: c.Int("history")}
+			switch {
+			case c.Bool("json"):
+				return usagef("--watch shows text; for JSON run status --json repeatedly")
+			case w.interval < 100*time.Millisecond:
+				return usagef("--interval must be at least 100ms, got %s", w.interval)
+			case w.count < 0:
+				return usagef("--count must not be negative, got %d", w.count)
+			}
+			return runWatch(c, d, g, w)
 		},
 	}
 }
 
-func runStatus(c *cli.Context, d deps, g globals, asJSON bool, history int) error {
+// loadStatus reads the state file, and with a config the live facts of
+// every node: what status, status --watch and metrics show. A config
+// that cannot be used and a state file that cannot be read are usage
+// errors; a missing state file is ExitNoState.
+func loadStatus(c *cli.Context, d deps, g globals, history int) (StatusDoc, error) {
 	var cfg *cluster.Config
 	if g.config != "" {
 		var err error
 		if cfg, err = loadConfig(g); err != nil {
-			return err
+			return StatusDoc{}, err
 		}
 	}
 	pair := ""
@@ -87,21 +121,30 @@ func runStatus(c *cli.Context, d deps, g globals, asJSON bool, history int) erro
 	}
 	db, err := store.Open(g.state, store.Options{ReadOnly: true, Pair: pair})
 	if errors.Is(err, fs.ErrNotExist) {
-		return &codedError{code: ExitNoState, err: fmt.Errorf("no state file at %s: sdr has not run on this side with this --state (status creates nothing)", g.state)}
+		return StatusDoc{}, &codedError{code: ExitNoState, err: fmt.Errorf("no state file at %s: sdr has not run on this side with this --state (status creates nothing)", g.state)}
 	}
 	if err != nil {
-		return usageErr(err)
+		return StatusDoc{}, usageErr(err)
 	}
 	snap, err := db.Snapshot(history)
 	if err != nil {
-		return usageErr(err)
+		return StatusDoc{}, usageErr(err)
 	}
 	doc := StatusDoc{Version: StatusJSONVersion, Pair: snap.Pair, StateFile: snap.Path, Schema: snap.Schema, Role: snap.Role, Sides: snap.Sides,
-		Workflows: snap.Workflows, History: snap.History, Lock: snap.Lock, Nodes: []steps.NodeStatus{}, Live: "no config", gone: snap.Gone}
+		Workflows: snap.Workflows, History: snap.History, Lock: snap.Lock, Nodes: []steps.NodeStatus{}, Live: "no config",
+		Progress: snap.Progress, gone: snap.Gone}
 	markInterrupted(doc.Workflows, doc.Lock)
 	if cfg != nil {
 		doc.Nodes = d.probe(c.Context, cfg)
 		doc.Live = "ok"
+	}
+	return doc, nil
+}
+
+func runStatus(c *cli.Context, d deps, g globals, asJSON bool, history int) error {
+	doc, err := loadStatus(c, d, g, history)
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		enc := json.NewEncoder(c.App.Writer)

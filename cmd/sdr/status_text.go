@@ -21,6 +21,7 @@ func printStatus(w io.Writer, d StatusDoc, now time.Time) {
 	fmt.Fprintln(w, ")")
 	if d.Lock != nil {
 		fmt.Fprintf(w, "running now: %s (pid %d on %s, started %s, run %s)\n", d.Lock.Command, d.Lock.PID, d.Lock.Host, fmtTime(&d.Lock.Started), d.Lock.RunID)
+		printRunning(w, d, now)
 	}
 	if len(d.Sides) == 0 {
 		fmt.Fprintln(w, "no DR state recorded yet: this side has not run sdr start")
@@ -50,6 +51,53 @@ func printStatus(w io.Writer, d StatusDoc, now time.Time) {
 			t := h.Time
 			fmt.Fprintf(w, "  %s  %s: %s -> %s  (%s, run %s)\n", fmtTime(&t), h.Role, orDash(string(h.From)), h.To, orDash(h.Step), h.RunID)
 		}
+	}
+}
+
+// runningStep returns the workflow and step that the run holding the
+// lock has started and not ended; nil when there is none (the run is
+// between steps, or holds no run id).
+func runningStep(d StatusDoc) (*workflow.Record, *workflow.StepRecord) {
+	if d.Lock == nil || d.Lock.RunID == "" {
+		return nil, nil
+	}
+	for i := range d.Workflows {
+		r := &d.Workflows[i]
+		if r.RunID != d.Lock.RunID {
+			continue
+		}
+		for j := range r.Steps {
+			if s := &r.Steps[j]; s.Status == workflow.StatusStarted && !s.Interrupted {
+				return r, s
+			}
+		}
+	}
+	return nil, nil
+}
+
+// progressStale is the age past which a part's last report is named.
+const progressStale = 5 * time.Second
+
+// printRunning shows the running step of the live run and what it
+// reported of its progress.
+func printRunning(w io.Writer, d StatusDoc, now time.Time) {
+	r, s := runningStep(d)
+	if s == nil {
+		return
+	}
+	fmt.Fprintf(w, "running step: %s %s, for %s", r.Workflow, s.Name, fmtDur(now.Sub(*s.Started)))
+	p := d.Progress
+	if p == nil || p.Step != s.Name || len(p.Parts) == 0 {
+		fmt.Fprintln(w)
+		return
+	}
+	fmt.Fprintln(w, "; progress:")
+	for _, part := range p.Parts {
+		fmt.Fprintf(w, "  %s", fmtPart(part))
+		if age := now.Sub(part.Updated); age > progressStale {
+			fmt.Fprintf(w, " (reported %s ago)", fmtDur(age))
+		}
+		fmt.Fprintln(w)
 	}
 }
 
