@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+)
+
+// report is the benchmark's result; -json prints it as is.
+type report struct {
+	Version     int     `json:"version"`
+	Date        string  `json:"date"`
+	Machine     machine `json:"machine"`
+	Scale       int     `json:"scale"`
+	DBBytes     int64   `json:"db_bytes"`
+	LoadSeconds float64 `json:"pgbench_init_s"`
+	Runs        int     `json:"runs"`
+	Reps        int     `json:"reps"`
+	Load        struct {
+		Start [3]float64 `json:"start"`
+		End   [3]float64 `json:"end"`
+	} `json:"loadavg"`
+
+	Floor          Stats                   `json:"floor"`
+	SDR            Stats                   `json:"sdr"`
+	Ratio          float64                 `json:"ratio_sdr_floor"`
+	SDRTools       Stats                   `json:"sdr_tools"`
+	SDROwn         Stats                   `json:"sdr_own"`
+	SDROwnNoProbes Stats                   `json:"sdr_own_excl_probes"`
+	SDROwnLessShim Stats                   `json:"sdr_own_less_shim"`
+	SDRCalls       []namedStats            `json:"sdr_calls"` // total seconds per run in each kind of call
+	Shim           shimCalibration         `json:"shim"`
+	FloorPhases    []namedStats            `json:"floor_phases"`
+	SDRSteps       map[string][]namedStats `json:"sdr_steps"`
+	Short          []shortStats            `json:"short"`
+
+	PeakRSSStartKiB int64 `json:"peak_rss_start_kib"`
+
+	FirstStart *sdrRun    `json:"first_start"`
+	FloorRuns  []floorRun `json:"floor_runs"`
+	SDRRuns    []sdrRun   `json:"sdr_runs"`
+}
+
+type machine struct {
+	CPUs       int    `json:"cpus"`
+	CPUModel   string `json:"cpu_model"`
+	MemTotal   string `json:"mem_total"`
+	Kernel     string `json:"kernel"`
+	PostgreSQL string `json:"postgresql"`
+	Go         string `json:"go"`
+}
+
+type namedStats struct {
+	Name string `json:"name"`
+	Stats
+}
+
+type shortStats struct {
+	Name string `json:"name"`
+	Stats
+	MaxRSSKiB int64 `json:"maxrss_kib"`
+}
+
+type floorRun struct {
+	Wall           float64      `json:"wall_s"`
+	Load1          float64      `json:"load1_before"`
+	CleanupSeconds float64      `json:"untimed_cleanup_s"` // removing the two old data directories afterwards
+	Phases         []floorPhase `json:"phases"`
+}
+
+func machineInfo(_ context.Context) machine {
+	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == "MemTotal" {
+				m.MemTotal = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(data))
+	}
+	return m
+}
+
+func (r *report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// goal is one target of issue 13, shown beside the figure it applies to.
+type goal struct {
+	text string
+	met  bool
+}
+
+func (g goal) String() string {
+	if g.text == "" {
+		return ""
+	}
+	if g.met {
+		return g.text + " (met)"
+	}
+	return g.text + " (NOT met)"
+}
+
+func (r *report) writeTable(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "sdr-bench %s\n", r.Date)
+	fmt.Fprintf(bw, "machine: %d CPUs (%s), memory %s, kernel %s, PostgreSQL %s, %s\n",
+		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemTotal, r.Machine.Kernel, r.Machine.PostgreSQL, r.Machine.Go)
+	fmt.Fprintf(bw, "load average: %.2f %.2f %.2f at start, %.2f %.2f %.2f at end\n",
+		r.Load.Start[0], r.Load.Start[1], r.Load.Start[2], r.Load.End[0], r.Load.End[1], r.Load.End[2])
+	fmt.Fprintf(bw, "data: pgbench scale %d, %d MiB in all databases of the primary (pgbench -i took %.1f s)\n",
+		r.Scale, r.DBBytes>>20, r.LoadSeconds)
+	fmt.Fprintf(bw, "runs: %d of each, alternately (floor, sdr, floor, ...); short commands %d times each\n\n", r.Runs, r.Reps)
+
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DR cluster rebuild (seconds)\tmedian\tmin\tmax\tgoal")
+	row := func(name string, s Stats, g goal) {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%s\n", name, s.Median, s.Min, s.Max, g)
+	}
+	row("floor: pg_ctl + pg_basebackup by hand", r.Floor, goal{})
+	row("sdr start, both roles at once", r.SDR, goal{})
+	fmt.Fprintf(tw, "ratio sdr / floor (medians)\t%.2f\t\t\t%s\n", r.Ratio, goal{"<= 1.10", r.Ratio <= 1.10})
+	row("sdr: in pg_basebackup, pg_ctl start/stop", r.SDRTools, goal{})
+	row("sdr: own time (wall - the line above)", r.SDROwn, goal{"<= 0.300", r.SDROwn.Median <= 0.3})
+	row("sdr: own time, pg_ctl status also excluded", r.SDROwnNoProbes, goal{})
+	row("sdr: own time, less the shim's cost (estimate)", r.SDROwnLessShim, goal{})
+	tw.Flush()
+
+	fmt.Fprintln(bw)
+	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "short commands (seconds)\tmedian\tmin\tmax\tpeak RSS\tgoal")
+	for _, s := range r.Short {
+		g := goal{}
+		switch {
+		case strings.HasPrefix(s.Name, "rerun"):
+			g = goal{"<= 0.050", s.Median <= 0.05}
+		case strings.HasPrefix(s.Name, "status from"):
+			g = goal{"<= 0.030", s.Median <= 0.03}
+		case strings.HasPrefix(s.Name, "status --config"):
+			g = goal{"<= 0.300", s.Median <= 0.3}
+		}
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.1f MiB\t%s\n", s.Name, s.Median, s.Min, s.Max, float64(s.MaxRSSKiB)/1024, g)
+	}
+	peak := r.PeakRSSStartKiB
+	for _, s := range r.Short {
+		peak = max(peak, s.MaxRSSKiB)
+	}
+	fmt.Fprintf(tw, "peak RSS of sdr start (any run, either role)\t\t\t\t%.1f MiB\t\n", float64(r.PeakRSSStartKiB)/1024)
+	fmt.Fprintf(tw, "peak RSS of any sdr process\t\t\t\t%.1f MiB\t%s\n", float64(peak)/1024, goal{"<= 40 MiB", peak <= 40*1024})
+	tw.Flush()
+
+	fmt.Fprintf(bw, "(the timing shim costs %.2f ms per call outside the interval it records, %.2f ms per call more than the real program)\n",
+		r.Shim.OutsideS*1000, r.Shim.AddsS*1000)
+
+	fmt.Fprintln(bw)
+	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "sdr's calls, total per run (seconds)\tmedian\tmin\tmax")
+	for _, c := range r.SDRCalls {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", c.Name, c.Median, c.Min, c.Max)
+	}
+	tw.Flush()
+
+	fmt.Fprintln(bw)
+	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "floor phases (seconds)\tmedian\tmin\tmax")
+	for _, p := range r.FloorPhases {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", p.Name, p.Median, p.Min, p.Max)
+	}
+	tw.Flush()
+	for _, role := range []string{"standby", "primary"} {
+		fmt.Fprintln(bw)
+		tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "sdr steps, %s role (seconds, from the state file)\tmedian\tmin\tmax\n", role)
+		for _, s := range r.SDRSteps[role] {
+			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", s.Name, s.Median, s.Min, s.Max)
+		}
+		tw.Flush()
+	}
+
+	fmt.Fprintln(bw)
+	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "each run\twall\tprimary\tstandby\ttools\tprobes (n)\town\tload1")
+	for i, f := range r.FloorRuns {
+		fmt.Fprintf(tw, "floor %d\t%.3f\t\t\t\t\t\t%.2f\n", i+1, f.Wall, f.Load1)
+		if i < len(r.SDRRuns) {
+			s := r.SDRRuns[i]
+			fmt.Fprintf(tw, "sdr %d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f (%d)\t%.3f\t%.2f\n", i+1, s.Wall, s.Primary, s.Standby, s.Tools, s.Probes, s.ProbeCalls, s.Own, s.Load1)
+		}
+	}
+	if f := r.FirstStart; f != nil {
+		fmt.Fprintf(tw, "(first start)\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f (%d)\t%.3f\t\n", f.Wall, f.Primary, f.Standby, f.Tools, f.Probes, f.ProbeCalls, f.Own)
+	}
+	tw.Flush()
+	return bw.Flush()
+}
