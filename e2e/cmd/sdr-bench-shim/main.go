@@ -57,7 +57,7 @@ func main() {
 			code = 128 + int(ws.Signal())
 		}
 	}
-	rec := benchcalls.Record{Prog: prog, Mode: benchcalls.Mode(prog, os.Args[1:]), Start: start, End: end, Exit: code}
+	rec := benchcalls.Record{Prog: prog, Mode: benchcalls.Mode(prog, os.Args[1:]), Dir: benchcalls.DataDir(os.Args[1:]), Start: start, End: end, Exit: code}
 	if self, err := os.Executable(); err == nil {
 		f, err := os.OpenFile(filepath.Join(filepath.Dir(self), benchcalls.FileName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err == nil {

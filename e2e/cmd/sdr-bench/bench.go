@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -109,8 +110,9 @@ type sdrRun struct {
 	RSSPrimary  int64                 `json:"maxrss_primary_kib"`
 	RSSStandby  int64                 `json:"maxrss_standby_kib"`
 	Load1       float64               `json:"load1_before"`
-	Steps       map[string][]stepTime `json:"steps"`           // by role
-	Calls       map[string]callSum    `json:"calls"`           // by "program mode"
+	Steps       map[string][]stepTime `json:"steps"` // by role
+	Calls       map[string]callSum    `json:"calls"` // by "program mode node"; pg_ctl status of all nodes together
+	CallOrder   []string              `json:"-"`
 	OwnLessShim float64               `json:"own_less_shim_s"` // Own less the shim's calibrated cost per call
 }
 
@@ -123,6 +125,18 @@ type callSum struct {
 type stepTime struct {
 	Name    string  `json:"name"`
 	Seconds float64 `json:"s"`
+}
+
+// nodeOf names the node whose data directory (or sdr's work directory
+// beside it) holds dir.
+func (bm *bench) nodeOf(dir string) string {
+	for _, name := range bed.NodeNames {
+		d := bm.bed.Node(name).DataDir
+		if dir == d || strings.HasPrefix(dir, d+".") || strings.HasPrefix(dir, d+"/") {
+			return name
+		}
+	}
+	return dir
 }
 
 // runPair runs both starts at the same time and splits the wall time.
@@ -174,12 +188,19 @@ func (bm *bench) runPair(ctx context.Context, restart bool) (sdrRun, error) {
 		ToolCalls:   nw, ProbeCalls: np, RSSPrimary: p.maxRSSKiB, RSSStandby: s.maxRSSKiB,
 		Steps: map[string][]stepTime{}, Calls: map[string]callSum{},
 	}
+	sort.Slice(calls, func(i, j int) bool { return calls[i].Start.Before(calls[j].Start) })
 	for _, c := range calls {
 		k := c.Prog
 		if c.Mode != "-" {
 			k += " " + c.Mode
 		}
-		cs := r.Calls[k]
+		if c.Mode != "status" {
+			k += " " + bm.nodeOf(c.Dir)
+		}
+		cs, ok := r.Calls[k]
+		if !ok {
+			r.CallOrder = append(r.CallOrder, k)
+		}
 		cs.N++
 		cs.Seconds += c.End.Sub(c.Start).Seconds()
 		r.Calls[k] = cs
@@ -326,7 +347,8 @@ func (bm *bench) waitTopology(ctx context.Context, timeout time.Duration) error 
 // prepareRun restores the starting state: the DR cluster streams, sdr's
 // built markers are gone (so that sdr copies again instead of reusing the
 // finished copies), no old copy of the floor is left, both upstreams have
-// just checkpointed, and the calls log is empty.
+// just checkpointed, dirty pages are written back, and the calls log is
+// empty.
 func (bm *bench) prepareRun(ctx context.Context) (cleanup time.Duration, err error) {
 	b := bm.bed
 	if err := bm.waitTopology(ctx, 2*time.Minute); err != nil {
@@ -352,6 +374,7 @@ func (bm *bench) prepareRun(ctx context.Context) (cleanup time.Duration, err err
 	if err := resetCallsLog(bm.shimDir); err != nil {
 		return 0, err
 	}
+	syscall.Sync() // write back what the last run left dirty before the next one starts
 	select {
 	case <-ctx.Done():
 		return 0, ctx.Err()
@@ -455,6 +478,7 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	var floorWalls, sdrWalls, owns, ownsNoProbes, ownsLessShim, tools []time.Duration
 	callRuns := map[string][]time.Duration{}
 	callN := map[string]int{}
+	var callOrder []string
 	phaseRuns := map[string][]time.Duration{}
 	var phaseOrder []string
 	stepRuns := map[string]map[string][]time.Duration{"primary": {}, "standby": {}}
@@ -502,7 +526,11 @@ func runBench(ctx context.Context, o options) (*report, error) {
 			owns = append(owns, secs(r.Own))
 			ownsNoProbes = append(ownsNoProbes, secs(r.OwnNoProbes))
 			ownsLessShim = append(ownsLessShim, secs(r.OwnLessShim))
-			for k, c := range r.Calls {
+			for _, k := range r.CallOrder {
+				c := r.Calls[k]
+				if _, ok := callRuns[k]; !ok {
+					callOrder = append(callOrder, k)
+				}
 				callRuns[k] = append(callRuns[k], secs(c.Seconds))
 				callN[k] = max(callN[k], c.N)
 			}
@@ -524,10 +552,12 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	rep.SDROwn = summarise(owns)
 	rep.SDROwnNoProbes = summarise(ownsNoProbes)
 	rep.SDROwnLessShim = summarise(ownsLessShim)
-	for _, k := range []string{"pg_ctl stop", "pg_basebackup", "pg_ctl start", "pg_ctl status"} {
-		if len(callRuns[k]) > 0 {
-			rep.SDRCalls = append(rep.SDRCalls, namedStats{Name: fmt.Sprintf("%s (%d calls)", k, callN[k]), Stats: summarise(callRuns[k])})
+	for _, k := range callOrder {
+		name := k
+		if callN[k] > 1 {
+			name = fmt.Sprintf("%s (%d calls)", k, callN[k])
 		}
+		rep.SDRCalls = append(rep.SDRCalls, namedStats{Name: name, Stats: summarise(callRuns[k])})
 	}
 	if rep.Floor.Median > 0 {
 		rep.Ratio = rep.SDR.Median / rep.Floor.Median

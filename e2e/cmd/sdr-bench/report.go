@@ -177,7 +177,7 @@ func (r *report) writeTable(w io.Writer) error {
 
 	fmt.Fprintln(bw)
 	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "sdr's calls, total per run (seconds)\tmedian\tmin\tmax")
+	fmt.Fprintln(tw, "sdr's calls of the shimmed programs (seconds per run)\tmedian\tmin\tmax")
 	for _, c := range r.SDRCalls {
 		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", c.Name, c.Median, c.Min, c.Max)
 	}
