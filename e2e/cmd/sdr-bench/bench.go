@@ -125,6 +125,9 @@ type callSum struct {
 type stepTime struct {
 	Name    string  `json:"name"`
 	Seconds float64 `json:"s"`
+	Own     float64 `json:"own_s"` // less the pg_basebackup and pg_ctl start/stop calls within the step
+	start   time.Time
+	end     time.Time
 }
 
 // nodeOf names the node whose data directory (or sdr's work directory
@@ -175,7 +178,7 @@ func (bm *bench) runPair(ctx context.Context, restart bool) (sdrRun, error) {
 			return sdrRun{}, fmt.Errorf("a %s %s call during the run exited %d", c.Prog, c.Mode, c.Exit)
 		}
 	}
-	work, probes, nw, np := toolTime(calls, t0, t1)
+	workTime, probes, nw, np := toolTime(calls, t0, t1)
 	var all []interval
 	for _, c := range calls {
 		all = append(all, interval{c.Start, c.End})
@@ -183,7 +186,7 @@ func (bm *bench) runPair(ctx context.Context, restart bool) (sdrRun, error) {
 	wall := t1.Sub(t0)
 	r := sdrRun{
 		Wall: wall.Seconds(), Primary: p.took().Seconds(), Standby: s.took().Seconds(),
-		Tools: work.Seconds(), Probes: probes.Seconds(), Own: (wall - work).Seconds(),
+		Tools: workTime.Seconds(), Probes: probes.Seconds(), Own: (wall - workTime).Seconds(),
 		OwnNoProbes: (wall - unionWithin(all, t0, t1)).Seconds(),
 		ToolCalls:   nw, ProbeCalls: np, RSSPrimary: p.maxRSSKiB, RSSStandby: s.maxRSSKiB,
 		Steps: map[string][]stepTime{}, Calls: map[string]callSum{},
@@ -206,10 +209,33 @@ func (bm *bench) runPair(ctx context.Context, restart bool) (sdrRun, error) {
 		r.Calls[k] = cs
 	}
 	r.OwnLessShim = r.Own - float64(len(calls))*bm.shimOutside
-	for role, state := range map[string]string{"primary": bm.bed.StateFilePrimary, "standby": bm.bed.StateFileStandby} {
-		if r.Steps[role], err = bm.stepTimes(ctx, state); err != nil {
+	for role, pr := range map[string]proc{"primary": p, "standby": s} {
+		// The calls this role made: those on its side's nodes.
+		var work []interval
+		for _, c := range calls {
+			n, ok := bm.bed.Nodes[bm.nodeOf(c.Dir)]
+			if ok && n.Side == role && !(c.Prog == "pg_ctl" && c.Mode == "status") {
+				work = append(work, interval{c.Start, c.End})
+			}
+		}
+		state := bm.bed.StateFilePrimary
+		if role == "standby" {
+			state = bm.bed.StateFileStandby
+		}
+		steps, err := bm.stepTimes(ctx, state)
+		if err != nil {
 			return r, err
 		}
+		// The time of the process outside every step: start-up, config,
+		// lock, state file, connections, and the runner between steps.
+		var in []interval
+		for i, st := range steps {
+			steps[i].Own = st.Seconds - unionWithin(work, st.start, st.end).Seconds()
+			in = append(in, interval{st.start, st.end})
+		}
+		outside := pr.took() - unionWithin(in, pr.start, pr.end)
+		steps = append(steps, stepTime{Name: "(outside the steps)", Seconds: outside.Seconds(), Own: outside.Seconds()})
+		r.Steps[role] = steps
 	}
 	return r, nil
 }
@@ -242,7 +268,7 @@ func (bm *bench) stepTimes(ctx context.Context, state string) ([]stepTime, error
 			if s.Status != "done" || s.Started == nil || s.Ended == nil {
 				continue
 			}
-			out = append(out, stepTime{Name: s.Name, Seconds: s.Ended.Sub(*s.Started).Seconds()})
+			out = append(out, stepTime{Name: s.Name, Seconds: s.Ended.Sub(*s.Started).Seconds(), start: *s.Started, end: *s.Ended})
 		}
 	}
 	return out, nil
@@ -482,6 +508,7 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	phaseRuns := map[string][]time.Duration{}
 	var phaseOrder []string
 	stepRuns := map[string]map[string][]time.Duration{"primary": {}, "standby": {}}
+	stepOwn := map[string]map[string][]time.Duration{"primary": {}, "standby": {}}
 	stepOrder := map[string][]string{}
 	for i := 0; i < o.runs; i++ {
 		for _, which := range []string{"floor", "sdr"} {
@@ -541,6 +568,7 @@ func runBench(ctx context.Context, o options) (*report, error) {
 						stepOrder[role] = append(stepOrder[role], st.Name)
 					}
 					stepRuns[role][st.Name] = append(stepRuns[role][st.Name], secs(st.Seconds))
+					stepOwn[role][st.Name] = append(stepOwn[role][st.Name], secs(st.Own))
 				}
 			}
 			logf("  sdr %.3f s (tools %.3f s, own %.3f s, %d status probes)", r.Wall, r.Tools, r.Own, r.ProbeCalls)
@@ -565,10 +593,11 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	for _, name := range phaseOrder {
 		rep.FloorPhases = append(rep.FloorPhases, namedStats{Name: name, Stats: summarise(phaseRuns[name])})
 	}
-	rep.SDRSteps = map[string][]namedStats{}
+	rep.SDRSteps = map[string][]stepStats{}
 	for _, role := range []string{"primary", "standby"} {
 		for _, name := range stepOrder[role] {
-			rep.SDRSteps[role] = append(rep.SDRSteps[role], namedStats{Name: name, Stats: summarise(stepRuns[role][name])})
+			rep.SDRSteps[role] = append(rep.SDRSteps[role], stepStats{Name: name, Stats: summarise(stepRuns[role][name]),
+				Own: summarise(stepOwn[role][name])})
 		}
 	}
 	for _, r := range rep.SDRRuns {

@@ -27,18 +27,18 @@ type report struct {
 		End   [3]float64 `json:"end"`
 	} `json:"loadavg"`
 
-	Floor          Stats                   `json:"floor"`
-	SDR            Stats                   `json:"sdr"`
-	Ratio          float64                 `json:"ratio_sdr_floor"`
-	SDRTools       Stats                   `json:"sdr_tools"`
-	SDROwn         Stats                   `json:"sdr_own"`
-	SDROwnNoProbes Stats                   `json:"sdr_own_excl_probes"`
-	SDROwnLessShim Stats                   `json:"sdr_own_less_shim"`
-	SDRCalls       []namedStats            `json:"sdr_calls"` // total seconds per run in each kind of call
-	Shim           shimCalibration         `json:"shim"`
-	FloorPhases    []namedStats            `json:"floor_phases"`
-	SDRSteps       map[string][]namedStats `json:"sdr_steps"`
-	Short          []shortStats            `json:"short"`
+	Floor          Stats                  `json:"floor"`
+	SDR            Stats                  `json:"sdr"`
+	Ratio          float64                `json:"ratio_sdr_floor"`
+	SDRTools       Stats                  `json:"sdr_tools"`
+	SDROwn         Stats                  `json:"sdr_own"`
+	SDROwnNoProbes Stats                  `json:"sdr_own_excl_probes"`
+	SDROwnLessShim Stats                  `json:"sdr_own_less_shim"`
+	SDRCalls       []namedStats           `json:"sdr_calls"` // total seconds per run in each kind of call
+	Shim           shimCalibration        `json:"shim"`
+	FloorPhases    []namedStats           `json:"floor_phases"`
+	SDRSteps       map[string][]stepStats `json:"sdr_steps"`
+	Short          []shortStats           `json:"short"`
 
 	PeakRSSStartKiB int64 `json:"peak_rss_start_kib"`
 
@@ -59,6 +59,12 @@ type machine struct {
 type namedStats struct {
 	Name string `json:"name"`
 	Stats
+}
+
+type stepStats struct {
+	Name string `json:"name"`
+	Stats
+	Own Stats `json:"own"` // the step less the pg_basebackup and pg_ctl start/stop calls within it
 }
 
 type shortStats struct {
@@ -193,10 +199,13 @@ func (r *report) writeTable(w io.Writer) error {
 	for _, role := range []string{"standby", "primary"} {
 		fmt.Fprintln(bw)
 		tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "sdr steps, %s role (seconds, from the state file)\tmedian\tmin\tmax\n", role)
+		fmt.Fprintf(tw, "sdr steps, %s role (seconds, from the state file)\tmedian\tmin\tmax\town median\town min\town max\n", role)
+		var sum float64
 		for _, s := range r.SDRSteps[role] {
-			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", s.Name, s.Median, s.Min, s.Max)
+			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\n", s.Name, s.Median, s.Min, s.Max, s.Own.Median, s.Own.Min, s.Own.Max)
+			sum += s.Own.Median
 		}
+		fmt.Fprintf(tw, "(sum of the medians)\t\t\t\t%.3f\t\t\n", sum)
 		tw.Flush()
 	}
 
