@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,9 +48,12 @@ func (p proc) String() string {
 }
 
 // startSDR starts sdr with args; wait finishes it.
-func (bm *bench) startSDR(ctx context.Context, args ...string) (*exec.Cmd, *bytes.Buffer, time.Time, error) {
-	cmd := exec.CommandContext(ctx, bm.sdr, args...)
+func (bm *bench) startSDR(ctx context.Context, bin string, args ...string) (*exec.Cmd, *bytes.Buffer, time.Time, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = bm.bed.Dir
+	// Interrupted, sdr records the interruption and exits.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
@@ -75,7 +79,7 @@ func wait(cmd *exec.Cmd, out *bytes.Buffer, start time.Time) proc {
 }
 
 func (bm *bench) sdrOnce(ctx context.Context, args ...string) (proc, error) {
-	cmd, out, start, err := bm.startSDR(ctx, args...)
+	cmd, out, start, err := bm.startSDR(ctx, bm.sdr, args...)
 	if err != nil {
 		return proc{}, err
 	}
@@ -109,7 +113,7 @@ type sdrRun struct {
 	ProbeCalls  int                   `json:"probe_calls"`
 	RSSPrimary  int64                 `json:"maxrss_primary_kib"`
 	RSSStandby  int64                 `json:"maxrss_standby_kib"`
-	Load1       float64               `json:"load1_before"`
+	Env         runEnv                `json:"env"`
 	Steps       map[string][]stepTime `json:"steps"` // by role
 	Calls       map[string]callSum    `json:"calls"` // by "program mode node"; pg_ctl status of all nodes together
 	CallOrder   []string              `json:"-"`
@@ -143,16 +147,16 @@ func (bm *bench) nodeOf(dir string) string {
 }
 
 // runPair runs both starts at the same time and splits the wall time.
-func (bm *bench) runPair(ctx context.Context, restart bool) (sdrRun, error) {
+func (bm *bench) runPair(ctx context.Context, bin string, restart bool) (sdrRun, error) {
 	if err := resetCallsLog(bm.shimDir); err != nil {
 		return sdrRun{}, err
 	}
 	t0 := time.Now()
-	pc, pout, pstart, err := bm.startSDR(ctx, bm.startArgs("primary", restart)...)
+	pc, pout, pstart, err := bm.startSDR(ctx, bin, bm.startArgs("primary", restart)...)
 	if err != nil {
 		return sdrRun{}, err
 	}
-	sc, sout, sstart, err := bm.startSDR(ctx, bm.startArgs("standby", restart)...)
+	sc, sout, sstart, err := bm.startSDR(ctx, bin, bm.startArgs("standby", restart)...)
 	if err != nil {
 		_ = pc.Process.Kill()
 		_ = pc.Wait()
@@ -374,39 +378,107 @@ func (bm *bench) waitTopology(ctx context.Context, timeout time.Duration) error 
 // built markers are gone (so that sdr copies again instead of reusing the
 // finished copies), no old copy of the floor is left, both upstreams have
 // just checkpointed, dirty pages are written back, and the calls log is
-// empty.
-func (bm *bench) prepareRun(ctx context.Context) (cleanup time.Duration, err error) {
+// empty. Then it waits, up to -quiet-wait, until the rest of the machine
+// is quiet: less than -quiet-cores of CPU busy over one second while the
+// bed is idle.
+func (bm *bench) prepareRun(ctx context.Context) (cleanup time.Duration, env runEnv, err error) {
 	b := bm.bed
 	if err := bm.waitTopology(ctx, 2*time.Minute); err != nil {
-		return 0, fmt.Errorf("starting state: %w", err)
+		return 0, env, fmt.Errorf("starting state: %w", err)
 	}
 	start := time.Now()
 	for _, n := range []string{bed.DC2A, bed.DC2B} {
 		if err := os.RemoveAll(b.Node(n).DataDir + ".floor-old"); err != nil {
-			return 0, err
+			return 0, env, err
 		}
 	}
 	cleanup = time.Since(start)
 	for _, n := range []string{bed.DC2A, bed.DC2B} {
 		if err := os.Remove(filepath.Join(b.Node(n).DataDir+".sdr", "built")); err != nil && !os.IsNotExist(err) {
-			return 0, err
+			return 0, env, err
 		}
 	}
 	for _, n := range []string{bed.DC1A, bed.DC2A} {
 		if _, err := b.SQL(ctx, n, "CHECKPOINT"); err != nil {
-			return 0, err
+			return 0, env, err
 		}
 	}
 	if err := resetCallsLog(bm.shimDir); err != nil {
-		return 0, err
+		return 0, env, err
 	}
 	syscall.Sync() // write back what the last run left dirty before the next one starts
+	waitStart := time.Now()
+	for {
+		busy, err := busyCoresOver(ctx, time.Second)
+		if err != nil {
+			return 0, env, err
+		}
+		env.BusyBefore = busy
+		if busy <= bm.o.quietCores || time.Since(waitStart) >= bm.o.quietWait {
+			break
+		}
+	}
+	env.WaitedQuiet = time.Since(waitStart).Seconds() - 1
+	env.Load1, _, _ = loadavg()
+	return cleanup, env, nil
+}
+
+// runEnv is what else went on around one timed run.
+type runEnv struct {
+	Load1       float64 `json:"load1_before"`
+	BusyBefore  float64 `json:"busy_cores_before"`  // CPU cores busy in the last second before the run, with the bed idle: other work on the machine
+	WaitedQuiet float64 `json:"waited_for_quiet_s"` // how long the run waited for the machine to be quiet
+	BusyDuring  float64 `json:"busy_cores_during"`  // CPU cores busy on the whole machine during the run
+}
+
+// cpuTicks reads the machine's busy and total CPU time from /proc/stat.
+func cpuTicks() (busy, total uint64, err error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, total, nil
+}
+
+// cpuMeter measures how many CPU cores were busy between start and stop.
+type cpuMeter struct{ busy, total uint64 }
+
+func startCPU() cpuMeter {
+	b, t, _ := cpuTicks()
+	return cpuMeter{b, t}
+}
+
+func (m cpuMeter) cores() float64 {
+	b, t, err := cpuTicks()
+	if err != nil || t <= m.total {
+		return 0
+	}
+	return float64(b-m.busy) / float64(t-m.total) * float64(runtime.NumCPU())
+}
+
+func busyCoresOver(ctx context.Context, d time.Duration) (float64, error) {
+	m := startCPU()
 	select {
 	case <-ctx.Done():
 		return 0, ctx.Err()
-	case <-time.After(time.Second): // let the checkpoints' I/O settle
+	case <-time.After(d):
 	}
-	return cleanup, nil
+	return m.cores(), nil
 }
 
 func loadavg() (float64, float64, float64) {
@@ -495,41 +567,42 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	// DR cluster and creates the primary side's role, slot and pg_hba
 	// block; it is reported but not part of the comparison.
 	logf("first sdr start (both roles; sets up the DR pair)")
-	first, err := bm.runPair(ctx, false)
+	first, err := bm.runPair(ctx, bm.sdr, false)
 	if err != nil {
 		return nil, err
 	}
 	rep.FirstStart = &first
 
-	var floorWalls, sdrWalls, owns, ownsNoProbes, ownsLessShim, tools []time.Duration
-	callRuns := map[string][]time.Duration{}
-	callN := map[string]int{}
-	var callOrder []string
+	var floorWalls []time.Duration
 	phaseRuns := map[string][]time.Duration{}
 	var phaseOrder []string
-	stepRuns := map[string]map[string][]time.Duration{"primary": {}, "standby": {}}
-	stepOwn := map[string]map[string][]time.Duration{"primary": {}, "standby": {}}
-	stepOrder := map[string][]string{}
+	kinds := []string{"floor", "sdr"}
+	accs := map[string]*sdrAcc{"sdr": newSDRAcc(bm.sdr)}
+	if o.baseline != "" {
+		kinds = append(kinds, "baseline")
+		accs["baseline"] = newSDRAcc(o.baseline)
+	}
 	for i := 0; i < o.runs; i++ {
-		for _, which := range []string{"floor", "sdr"} {
-			cleanup, err := bm.prepareRun(ctx)
+		for _, which := range kinds {
+			cleanup, env, err := bm.prepareRun(ctx)
 			if err != nil {
 				return nil, err
 			}
 			if cleanup > 0 && len(rep.FloorRuns) > 0 {
 				rep.FloorRuns[len(rep.FloorRuns)-1].CleanupSeconds = cleanup.Seconds()
 			}
-			l1, _, _ := loadavg()
-			logf("run %d/%d: %s (load %.2f)", i+1, o.runs, which, l1)
+			logf("run %d/%d: %s (load %.2f, %.2f CPUs busy before, waited %.0f s for quiet)", i+1, o.runs, which, env.Load1, env.BusyBefore, env.WaitedQuiet)
+			cpu := startCPU()
 			if which == "floor" {
 				wall, phases, err := bm.runFloor(ctx)
+				env.BusyDuring = cpu.cores()
 				if err != nil {
 					return nil, fmt.Errorf("%w\n%s", err, b.NodeLogs())
 				}
 				if err := bm.waitTopology(ctx, 30*time.Second); err != nil {
 					return nil, fmt.Errorf("after the floor procedure: %w", err)
 				}
-				rep.FloorRuns = append(rep.FloorRuns, floorRun{Wall: wall.Seconds(), Load1: l1, Phases: phases})
+				rep.FloorRuns = append(rep.FloorRuns, floorRun{Wall: wall.Seconds(), Env: env, Phases: phases})
 				floorWalls = append(floorWalls, wall)
 				for _, ph := range phases {
 					if _, ok := phaseRuns[ph.Name]; !ok {
@@ -540,68 +613,28 @@ func runBench(ctx context.Context, o options) (*report, error) {
 				logf("  floor %.3f s", wall.Seconds())
 				continue
 			}
-			r, err := bm.runPair(ctx, true)
+			acc := accs[which]
+			r, err := bm.runPair(ctx, acc.binary, true)
+			env.BusyDuring = cpu.cores()
 			if err != nil {
 				return nil, fmt.Errorf("%w\n%s", err, b.NodeLogs())
 			}
 			if err := bm.waitTopology(ctx, 30*time.Second); err != nil {
 				return nil, fmt.Errorf("after sdr start: %w", err)
 			}
-			r.Load1 = l1
-			rep.SDRRuns = append(rep.SDRRuns, r)
-			sdrWalls = append(sdrWalls, secs(r.Wall))
-			owns = append(owns, secs(r.Own))
-			ownsNoProbes = append(ownsNoProbes, secs(r.OwnNoProbes))
-			ownsLessShim = append(ownsLessShim, secs(r.OwnLessShim))
-			for _, k := range r.CallOrder {
-				c := r.Calls[k]
-				if _, ok := callRuns[k]; !ok {
-					callOrder = append(callOrder, k)
-				}
-				callRuns[k] = append(callRuns[k], secs(c.Seconds))
-				callN[k] = max(callN[k], c.N)
-			}
-			tools = append(tools, secs(r.Tools))
-			for role, steps := range r.Steps {
-				for _, st := range steps {
-					if _, ok := stepRuns[role][st.Name]; !ok {
-						stepOrder[role] = append(stepOrder[role], st.Name)
-					}
-					stepRuns[role][st.Name] = append(stepRuns[role][st.Name], secs(st.Seconds))
-					stepOwn[role][st.Name] = append(stepOwn[role][st.Name], secs(st.Own))
-				}
-			}
-			logf("  sdr %.3f s (tools %.3f s, own %.3f s, %d status probes)", r.Wall, r.Tools, r.Own, r.ProbeCalls)
+			r.Env = env
+			acc.add(r)
+			logf("  %s %.3f s (tools %.3f s, own %.3f s, %d status probes)", which, r.Wall, r.Tools, r.Own, r.ProbeCalls)
 		}
 	}
 	rep.Floor = summarise(floorWalls)
-	rep.SDR = summarise(sdrWalls)
-	rep.SDRTools = summarise(tools)
-	rep.SDROwn = summarise(owns)
-	rep.SDROwnNoProbes = summarise(ownsNoProbes)
-	rep.SDROwnLessShim = summarise(ownsLessShim)
-	for _, k := range callOrder {
-		name := k
-		if callN[k] > 1 {
-			name = fmt.Sprintf("%s (%d calls)", k, callN[k])
-		}
-		rep.SDRCalls = append(rep.SDRCalls, namedStats{Name: name, Stats: summarise(callRuns[k])})
-	}
-	if rep.Floor.Median > 0 {
-		rep.Ratio = rep.SDR.Median / rep.Floor.Median
-	}
 	for _, name := range phaseOrder {
 		rep.FloorPhases = append(rep.FloorPhases, namedStats{Name: name, Stats: summarise(phaseRuns[name])})
 	}
-	rep.SDRSteps = map[string][]stepStats{}
-	for _, role := range []string{"primary", "standby"} {
-		for _, name := range stepOrder[role] {
-			rep.SDRSteps[role] = append(rep.SDRSteps[role], stepStats{Name: name, Stats: summarise(stepRuns[role][name]),
-				Own: summarise(stepOwn[role][name])})
-		}
-	}
-	for _, r := range rep.SDRRuns {
-		rep.PeakRSSStartKiB = max(rep.PeakRSSStartKiB, r.RSSPrimary, r.RSSStandby)
+	rep.SDR = accs["sdr"].summary(rep.Floor)
+	if a := accs["baseline"]; a != nil {
+		sum := a.summary(rep.Floor)
+		rep.Baseline = &sum
 	}
 
 	// Short commands, on the finished pair.
@@ -629,6 +662,91 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	}
 	rep.Load.End[0], rep.Load.End[1], rep.Load.End[2] = loadavg()
 	return rep, nil
+}
+
+// sdrAcc collects the timed runs of one sdr binary.
+type sdrAcc struct {
+	binary                                    string
+	runs                                      []sdrRun
+	walls, tools, owns, ownsNoProbes, ownLess []time.Duration
+	callRuns                                  map[string][]time.Duration
+	callN                                     map[string]int
+	callOrder                                 []string
+	stepRuns, stepOwn                         map[string]map[string][]time.Duration
+	stepOrder                                 map[string][]string
+}
+
+func newSDRAcc(binary string) *sdrAcc {
+	return &sdrAcc{binary: binary, callRuns: map[string][]time.Duration{}, callN: map[string]int{},
+		stepRuns:  map[string]map[string][]time.Duration{"primary": {}, "standby": {}},
+		stepOwn:   map[string]map[string][]time.Duration{"primary": {}, "standby": {}},
+		stepOrder: map[string][]string{}}
+}
+
+func (a *sdrAcc) add(r sdrRun) {
+	a.runs = append(a.runs, r)
+	a.walls = append(a.walls, secs(r.Wall))
+	a.tools = append(a.tools, secs(r.Tools))
+	a.owns = append(a.owns, secs(r.Own))
+	a.ownsNoProbes = append(a.ownsNoProbes, secs(r.OwnNoProbes))
+	a.ownLess = append(a.ownLess, secs(r.OwnLessShim))
+	for _, k := range r.CallOrder {
+		c := r.Calls[k]
+		if _, ok := a.callRuns[k]; !ok {
+			a.callOrder = append(a.callOrder, k)
+		}
+		a.callRuns[k] = append(a.callRuns[k], secs(c.Seconds))
+		a.callN[k] = max(a.callN[k], c.N)
+	}
+	for _, role := range []string{"primary", "standby"} {
+		for _, st := range r.Steps[role] {
+			if _, ok := a.stepRuns[role][st.Name]; !ok {
+				a.stepOrder[role] = append(a.stepOrder[role], st.Name)
+			}
+			a.stepRuns[role][st.Name] = append(a.stepRuns[role][st.Name], secs(st.Seconds))
+			a.stepOwn[role][st.Name] = append(a.stepOwn[role][st.Name], secs(st.Own))
+		}
+	}
+}
+
+// sdrSummary sums up the timed runs of one sdr binary.
+type sdrSummary struct {
+	Binary      string                 `json:"binary"`
+	Wall        Stats                  `json:"wall"`
+	Ratio       float64                `json:"ratio_to_floor"` // median wall / median floor
+	Tools       Stats                  `json:"tools"`          // union of pg_basebackup and pg_ctl start/stop calls
+	Own         Stats                  `json:"own"`            // wall less tools
+	OwnNoProbes Stats                  `json:"own_excl_probes"`
+	OwnLessShim Stats                  `json:"own_less_shim"`
+	Calls       []namedStats           `json:"calls"` // seconds per run in each kind of call
+	Steps       map[string][]stepStats `json:"steps"`
+	PeakRSSKiB  int64                  `json:"peak_rss_kib"`
+	Runs        []sdrRun               `json:"runs"`
+}
+
+func (a *sdrAcc) summary(floor Stats) sdrSummary {
+	s := sdrSummary{Binary: a.binary, Wall: summarise(a.walls), Tools: summarise(a.tools), Own: summarise(a.owns),
+		OwnNoProbes: summarise(a.ownsNoProbes), OwnLessShim: summarise(a.ownLess), Steps: map[string][]stepStats{}, Runs: a.runs}
+	if floor.Median > 0 {
+		s.Ratio = s.Wall.Median / floor.Median
+	}
+	for _, k := range a.callOrder {
+		name := k
+		if a.callN[k] > 1 {
+			name = fmt.Sprintf("%s (%d calls)", k, a.callN[k])
+		}
+		s.Calls = append(s.Calls, namedStats{Name: name, Stats: summarise(a.callRuns[k])})
+	}
+	for _, role := range []string{"primary", "standby"} {
+		for _, name := range a.stepOrder[role] {
+			s.Steps[role] = append(s.Steps[role], stepStats{Name: name, Stats: summarise(a.stepRuns[role][name]),
+				Own: summarise(a.stepOwn[role][name])})
+		}
+	}
+	for _, r := range a.runs {
+		s.PeakRSSKiB = max(s.PeakRSSKiB, r.RSSPrimary, r.RSSStandby)
+	}
+	return s
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

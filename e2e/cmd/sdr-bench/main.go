@@ -9,7 +9,7 @@
 // `sdr status` with and without live facts, and records the peak RSS of
 // every sdr process. See docs/performance.md for what each figure means.
 //
-//	sdr-bench -sdr bin/sdr [-scale 50] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
+//	sdr-bench -sdr bin/sdr [-baseline BIN] [-scale 50] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
 //
 // It needs root (like the end-to-end tests) and takes the machine for a
 // few minutes. It is a benchmark, not a test: nothing gates on its numbers.
@@ -36,6 +36,7 @@ func main() {
 	}
 	var o options
 	flag.StringVar(&o.sdr, "sdr", "bin/sdr", "the sdr binary to measure")
+	flag.StringVar(&o.baseline, "baseline", "", "a second sdr binary (say, built from main) to run in every round as well, for comparison")
 	flag.StringVar(&o.shim, "shim", "", "the sdr-bench-shim binary (default: sdr-bench-shim beside this program)")
 	flag.IntVar(&o.scale, "scale", 50, "pgbench scale of the primary's data (50 is about 750 MiB)")
 	flag.IntVar(&o.runs, "runs", 3, "timed runs of the floor procedure and of sdr start, each (alternately)")
@@ -45,8 +46,10 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "bed directory (absolute, missing or empty; default a new /tmp/sdr-bench-*)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the bed (running) and its directory afterwards")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound for each timed run")
+	flag.Float64Var(&o.quietCores, "quiet-cores", 0.3, "before each run, wait until fewer CPU cores than this are busy (the bed is idle then)")
+	flag.DurationVar(&o.quietWait, "quiet-wait", 3*time.Minute, "the longest wait for a quiet machine before each run (0: do not wait)")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
+		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-baseline BIN] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
 			"Measures sdr start against the raw pg_basebackup/pg_ctl floor on a test bed (needs root). See docs/performance.md.\n")
 		flag.PrintDefaults()
 	}
@@ -84,16 +87,20 @@ func main() {
 }
 
 type options struct {
-	sdr     string
-	shim    string
-	scale   int
-	runs    int
-	reps    int
-	json    bool
-	jsonOut string
-	dir     string
-	keep    bool
-	timeout time.Duration
+	sdr      string
+	baseline string
+	shim     string
+	scale    int
+	runs     int
+	reps     int
+	json     bool
+	jsonOut  string
+	dir      string
+	keep     bool
+	timeout  time.Duration
+
+	quietCores float64
+	quietWait  time.Duration
 }
 
 func (o *options) check() error {
@@ -108,6 +115,16 @@ func (o *options) check() error {
 		return fmt.Errorf("-sdr %s: not a file (build it with make build)", o.sdr)
 	}
 	o.sdr = abs
+	if o.baseline != "" {
+		abs, err := filepath.Abs(o.baseline)
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Stat(abs); err != nil || fi.IsDir() {
+			return fmt.Errorf("-baseline %s: not a file", o.baseline)
+		}
+		o.baseline = abs
+	}
 	if o.shim == "" {
 		self, err := os.Executable()
 		if err != nil {
@@ -127,6 +144,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-reps %d: must be at least 1", o.reps)
 	case o.timeout <= 0:
 		return fmt.Errorf("-timeout %s: must be positive", o.timeout)
+	case o.quietWait < 0:
+		return fmt.Errorf("-quiet-wait %s: must not be negative", o.quietWait)
 	}
 	return nil
 }

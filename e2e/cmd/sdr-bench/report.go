@@ -27,24 +27,14 @@ type report struct {
 		End   [3]float64 `json:"end"`
 	} `json:"loadavg"`
 
-	Floor          Stats                  `json:"floor"`
-	SDR            Stats                  `json:"sdr"`
-	Ratio          float64                `json:"ratio_sdr_floor"`
-	SDRTools       Stats                  `json:"sdr_tools"`
-	SDROwn         Stats                  `json:"sdr_own"`
-	SDROwnNoProbes Stats                  `json:"sdr_own_excl_probes"`
-	SDROwnLessShim Stats                  `json:"sdr_own_less_shim"`
-	SDRCalls       []namedStats           `json:"sdr_calls"` // total seconds per run in each kind of call
-	Shim           shimCalibration        `json:"shim"`
-	FloorPhases    []namedStats           `json:"floor_phases"`
-	SDRSteps       map[string][]stepStats `json:"sdr_steps"`
-	Short          []shortStats           `json:"short"`
-
-	PeakRSSStartKiB int64 `json:"peak_rss_start_kib"`
-
-	FirstStart *sdrRun    `json:"first_start"`
-	FloorRuns  []floorRun `json:"floor_runs"`
-	SDRRuns    []sdrRun   `json:"sdr_runs"`
+	Floor       Stats           `json:"floor"`
+	FloorPhases []namedStats    `json:"floor_phases"`
+	FloorRuns   []floorRun      `json:"floor_runs"`
+	SDR         sdrSummary      `json:"sdr"`
+	Baseline    *sdrSummary     `json:"baseline,omitempty"` // with -baseline
+	Short       []shortStats    `json:"short"`
+	Shim        shimCalibration `json:"shim"`
+	FirstStart  *sdrRun         `json:"first_start"`
 }
 
 type machine struct {
@@ -75,7 +65,7 @@ type shortStats struct {
 
 type floorRun struct {
 	Wall           float64      `json:"wall_s"`
-	Load1          float64      `json:"load1_before"`
+	Env            runEnv       `json:"env"`
 	CleanupSeconds float64      `json:"untimed_cleanup_s"` // removing the two old data directories afterwards
 	Phases         []floorPhase `json:"phases"`
 }
@@ -147,12 +137,26 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%s\n", name, s.Median, s.Min, s.Max, g)
 	}
 	row("floor: pg_ctl + pg_basebackup by hand", r.Floor, goal{})
-	row("sdr start, both roles at once", r.SDR, goal{})
-	fmt.Fprintf(tw, "ratio sdr / floor (medians)\t%.2f\t\t\t%s\n", r.Ratio, goal{"<= 1.10", r.Ratio <= 1.10})
-	row("sdr: in pg_basebackup, pg_ctl start/stop", r.SDRTools, goal{})
-	row("sdr: own time (wall - the line above)", r.SDROwn, goal{"<= 0.300", r.SDROwn.Median <= 0.3})
-	row("sdr: own time, pg_ctl status also excluded", r.SDROwnNoProbes, goal{})
-	row("sdr: own time, less the shim's cost (estimate)", r.SDROwnLessShim, goal{})
+	sums := []struct {
+		label string
+		s     *sdrSummary
+	}{{"sdr", &r.SDR}}
+	if r.Baseline != nil {
+		sums = append(sums, struct {
+			label string
+			s     *sdrSummary
+		}{"baseline", r.Baseline})
+	}
+	for _, x := range sums {
+		s := x.s
+		fmt.Fprintf(tw, "%s (%s)\t\t\t\t\n", x.label, s.Binary)
+		row("  start, both roles at once", s.Wall, goal{})
+		fmt.Fprintf(tw, "  ratio to the floor (medians)\t%.2f\t\t\t%s\n", s.Ratio, goal{"<= 1.10", s.Ratio <= 1.10})
+		row("  in pg_basebackup, pg_ctl start/stop", s.Tools, goal{})
+		row("  own time (wall - the line above)", s.Own, goal{"<= 0.300", s.Own.Median <= 0.3})
+		row("  own time, pg_ctl status also excluded", s.OwnNoProbes, goal{})
+		row("  own time, less the shim's cost (estimate)", s.OwnLessShim, goal{})
+	}
 	tw.Flush()
 
 	fmt.Fprintln(bw)
@@ -170,11 +174,14 @@ func (r *report) writeTable(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.1f MiB\t%s\n", s.Name, s.Median, s.Min, s.Max, float64(s.MaxRSSKiB)/1024, g)
 	}
-	peak := r.PeakRSSStartKiB
+	peak := r.SDR.PeakRSSKiB
+	if r.FirstStart != nil {
+		peak = max(peak, r.FirstStart.RSSPrimary, r.FirstStart.RSSStandby)
+	}
+	fmt.Fprintf(tw, "peak RSS of sdr start (any run, either role)\t\t\t\t%.1f MiB\t\n", float64(peak)/1024)
 	for _, s := range r.Short {
 		peak = max(peak, s.MaxRSSKiB)
 	}
-	fmt.Fprintf(tw, "peak RSS of sdr start (any run, either role)\t\t\t\t%.1f MiB\t\n", float64(r.PeakRSSStartKiB)/1024)
 	fmt.Fprintf(tw, "peak RSS of any sdr process\t\t\t\t%.1f MiB\t%s\n", float64(peak)/1024, goal{"<= 40 MiB", peak <= 40*1024})
 	tw.Flush()
 
@@ -183,44 +190,53 @@ func (r *report) writeTable(w io.Writer) error {
 
 	fmt.Fprintln(bw)
 	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "sdr's calls of the shimmed programs (seconds per run)\tmedian\tmin\tmax")
-	for _, c := range r.SDRCalls {
-		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", c.Name, c.Median, c.Min, c.Max)
-	}
-	tw.Flush()
-
-	fmt.Fprintln(bw)
-	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "floor phases (seconds)\tmedian\tmin\tmax")
 	for _, p := range r.FloorPhases {
 		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", p.Name, p.Median, p.Min, p.Max)
 	}
 	tw.Flush()
-	for _, role := range []string{"standby", "primary"} {
+	for _, x := range sums {
+		s := x.s
 		fmt.Fprintln(bw)
 		tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "sdr steps, %s role (seconds, from the state file)\tmedian\tmin\tmax\town median\town min\town max\n", role)
-		var sum float64
-		for _, s := range r.SDRSteps[role] {
-			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\n", s.Name, s.Median, s.Min, s.Max, s.Own.Median, s.Own.Min, s.Own.Max)
-			sum += s.Own.Median
+		fmt.Fprintf(tw, "%s: calls of the shimmed programs (seconds per run)\tmedian\tmin\tmax\n", x.label)
+		for _, c := range s.Calls {
+			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", c.Name, c.Median, c.Min, c.Max)
 		}
-		fmt.Fprintf(tw, "(sum of the medians)\t\t\t\t%.3f\t\t\n", sum)
 		tw.Flush()
+		for _, role := range []string{"standby", "primary"} {
+			fmt.Fprintln(bw)
+			tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+			fmt.Fprintf(tw, "%s: steps, %s role (seconds, from the state file)\tmedian\tmin\tmax\town median\town min\town max\n", x.label, role)
+			var sum float64
+			for _, st := range s.Steps[role] {
+				fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\n", st.Name, st.Median, st.Min, st.Max, st.Own.Median, st.Own.Min, st.Own.Max)
+				sum += st.Own.Median
+			}
+			fmt.Fprintf(tw, "(sum of the medians)\t\t\t\t%.3f\t\t\n", sum)
+			tw.Flush()
+		}
 	}
 
 	fmt.Fprintln(bw)
 	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "each run\twall\tprimary\tstandby\ttools\tprobes (n)\town\tload1")
+	fmt.Fprintln(tw, "each run\twall\tprimary\tstandby\ttools\tprobes (n)\town\tload1\tCPUs busy before\twaited\tCPUs busy during")
+	envCols := func(e runEnv) string {
+		return fmt.Sprintf("%.2f\t%.2f\t%.0f s\t%.2f", e.Load1, e.BusyBefore, e.WaitedQuiet, e.BusyDuring)
+	}
+	sdrRow := func(name string, s sdrRun) {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f (%d)\t%.3f\t%s\n", name, s.Wall, s.Primary, s.Standby, s.Tools, s.Probes, s.ProbeCalls, s.Own, envCols(s.Env))
+	}
 	for i, f := range r.FloorRuns {
-		fmt.Fprintf(tw, "floor %d\t%.3f\t\t\t\t\t\t%.2f\n", i+1, f.Wall, f.Load1)
-		if i < len(r.SDRRuns) {
-			s := r.SDRRuns[i]
-			fmt.Fprintf(tw, "sdr %d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f (%d)\t%.3f\t%.2f\n", i+1, s.Wall, s.Primary, s.Standby, s.Tools, s.Probes, s.ProbeCalls, s.Own, s.Load1)
+		fmt.Fprintf(tw, "floor %d\t%.3f\t\t\t\t\t\t%s\n", i+1, f.Wall, envCols(f.Env))
+		for _, x := range sums {
+			if i < len(x.s.Runs) {
+				sdrRow(fmt.Sprintf("%s %d", x.label, i+1), x.s.Runs[i])
+			}
 		}
 	}
 	if f := r.FirstStart; f != nil {
-		fmt.Fprintf(tw, "(first start)\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f (%d)\t%.3f\t\n", f.Wall, f.Primary, f.Standby, f.Tools, f.Probes, f.ProbeCalls, f.Own)
+		fmt.Fprintf(tw, "(first start)\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f (%d)\t%.3f\t\t\t\t\n", f.Wall, f.Primary, f.Standby, f.Tools, f.Probes, f.ProbeCalls, f.Own)
 	}
 	tw.Flush()
 	return bw.Flush()
