@@ -239,5 +239,23 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintf(tw, "(first start)\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f (%d)\t%.3f\t\t\t\t\n", f.Wall, f.Primary, f.Standby, f.Tools, f.Probes, f.ProbeCalls, f.Own)
 	}
 	tw.Flush()
+	if f := r.FirstStart; f != nil {
+		fmt.Fprintln(bw)
+		fmt.Fprintln(bw, "first start (the bed's fresh state: the primary side creates the role, slot and pg_hba block while the standby side waits for them)")
+		tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "step\tstandby role\town\tprimary role")
+		prim := map[string]float64{}
+		for _, st := range f.Steps["primary"] {
+			prim[st.Name] = st.Seconds
+		}
+		for _, st := range f.Steps["standby"] {
+			p := "-"
+			if v, ok := prim[st.Name]; ok {
+				p = fmt.Sprintf("%.3f", v)
+			}
+			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%s\n", st.Name, st.Seconds, st.Own, p)
+		}
+		tw.Flush()
+	}
 	return bw.Flush()
 }
