@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -243,17 +245,48 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintln(bw)
 		fmt.Fprintln(bw, "first start (the bed's fresh state: the primary side creates the role, slot and pg_hba block while the standby side waits for them)")
 		tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "step\tstandby role\town\tprimary role")
-		prim := map[string]float64{}
-		for _, st := range f.Steps["primary"] {
-			prim[st.Name] = st.Seconds
+		fmt.Fprintln(tw, "step\tstandby role\town\tprimary role\town")
+		// Steps line up by number; the two roles may name them differently.
+		type cell struct {
+			name     string
+			sec, own float64
 		}
-		for _, st := range f.Steps["standby"] {
-			p := "-"
-			if v, ok := prim[st.Name]; ok {
-				p = fmt.Sprintf("%.3f", v)
+		rows := map[string][2]*cell{}
+		var order []string
+		for i, role := range []string{"standby", "primary"} {
+			for _, st := range f.Steps[role] {
+				num, _, _ := strings.Cut(st.Name, "_")
+				if _, ok := rows[num]; !ok {
+					order = append(order, num)
+				}
+				r := rows[num]
+				r[i] = &cell{st.Name, st.Seconds, st.Own}
+				rows[num] = r
 			}
-			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%s\n", st.Name, st.Seconds, st.Own, p)
+		}
+		sort.SliceStable(order, func(i, j int) bool {
+			a, errA := strconv.Atoi(order[i])
+			b, errB := strconv.Atoi(order[j])
+			if errA != nil || errB != nil {
+				return errA == nil // numbered steps first
+			}
+			return a < b
+		})
+		for _, num := range order {
+			r := rows[num]
+			var name []string
+			cols := ""
+			for _, c := range r {
+				if c == nil {
+					cols += "\t-\t-"
+					continue
+				}
+				if len(name) == 0 || name[0] != c.name {
+					name = append(name, c.name)
+				}
+				cols += fmt.Sprintf("\t%.3f\t%.3f", c.sec, c.own)
+			}
+			fmt.Fprintf(tw, "%s%s\n", strings.Join(name, " / "), cols)
 		}
 		tw.Flush()
 	}
