@@ -406,12 +406,20 @@ func (bm *bench) prepareRun(ctx context.Context) (cleanup time.Duration, env run
 	if err := resetCallsLog(bm.shimDir); err != nil {
 		return 0, env, err
 	}
+	env, err = bm.waitQuiet(ctx)
+	return cleanup, env, err
+}
+
+// waitQuiet writes back dirty pages, then waits, up to -quiet-wait, until
+// fewer than -quiet-cores CPU cores are busy over one second.
+func (bm *bench) waitQuiet(ctx context.Context) (runEnv, error) {
+	var env runEnv
 	syscall.Sync() // write back what the last run left dirty before the next one starts
 	waitStart := time.Now()
 	for {
 		busy, err := busyCoresOver(ctx, time.Second)
 		if err != nil {
-			return 0, env, err
+			return env, err
 		}
 		env.BusyBefore = busy
 		if busy <= bm.o.quietCores || time.Since(waitStart) >= bm.o.quietWait {
@@ -420,7 +428,7 @@ func (bm *bench) prepareRun(ctx context.Context) (cleanup time.Duration, env run
 	}
 	env.WaitedQuiet = time.Since(waitStart).Seconds() - 1
 	env.Load1, _, _ = loadavg()
-	return cleanup, env, nil
+	return env, nil
 }
 
 // runEnv is what else went on around one timed run.
@@ -566,11 +574,18 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	// The first start turns the bed's independent dc2 cluster into the
 	// DR cluster and creates the primary side's role, slot and pg_hba
 	// block; it is reported but not part of the comparison.
-	logf("first sdr start (both roles; sets up the DR pair)")
+	env, err := bm.waitQuiet(ctx)
+	if err != nil {
+		return nil, err
+	}
+	logf("first sdr start (both roles; sets up the DR pair; %.2f CPUs busy before, waited %.0f s for quiet)", env.BusyBefore, env.WaitedQuiet)
+	cpu := startCPU()
 	first, err := bm.runPair(ctx, bm.sdr, false)
 	if err != nil {
 		return nil, err
 	}
+	env.BusyDuring = cpu.cores()
+	first.Env = env
 	rep.FirstStart = &first
 
 	var floorWalls []time.Duration

@@ -209,6 +209,15 @@ func (r *report) writeTable(w io.Writer) error {
 		for _, role := range []string{"standby", "primary"} {
 			fmt.Fprintln(bw)
 			tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+			if role == "primary" {
+				// The primary role runs no pg_ctl or pg_basebackup: its steps are all its own time.
+				fmt.Fprintf(tw, "%s: steps, %s role (seconds, from the state file)\tmedian\tmin\tmax\n", x.label, role)
+				for _, st := range s.Steps[role] {
+					fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", st.Name, st.Median, st.Min, st.Max)
+				}
+				tw.Flush()
+				continue
+			}
 			fmt.Fprintf(tw, "%s: steps, %s role (seconds, from the state file)\tmedian\tmin\tmax\town median\town min\town max\n", x.label, role)
 			var sum float64
 			for _, st := range s.Steps[role] {
@@ -245,7 +254,8 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintln(bw)
 		fmt.Fprintln(bw, "first start (the bed's fresh state: the primary side creates the role, slot and pg_hba block while the standby side waits for them)")
 		tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "step\tstandby role\town\tprimary role\town")
+		fmt.Fprintf(tw, "(%.2f CPUs busy before, %.2f during)\n", f.Env.BusyBefore, f.Env.BusyDuring)
+		fmt.Fprintln(tw, "step\tstandby role\town\tprimary role")
 		// Steps line up by number; the two roles may name them differently.
 		type cell struct {
 			name     string
@@ -273,20 +283,22 @@ func (r *report) writeTable(w io.Writer) error {
 			return a < b
 		})
 		for _, num := range order {
-			r := rows[num]
-			var name []string
-			cols := ""
-			for _, c := range r {
-				if c == nil {
-					cols += "\t-\t-"
-					continue
-				}
-				if len(name) == 0 || name[0] != c.name {
-					name = append(name, c.name)
-				}
-				cols += fmt.Sprintf("\t%.3f\t%.3f", c.sec, c.own)
+			sb, pr := rows[num][0], rows[num][1]
+			var names []string
+			cols := "\t-\t-"
+			if sb != nil {
+				names = append(names, sb.name)
+				cols = fmt.Sprintf("\t%.3f\t%.3f", sb.sec, sb.own)
 			}
-			fmt.Fprintf(tw, "%s%s\n", strings.Join(name, " / "), cols)
+			if pr != nil {
+				if sb == nil || pr.name != sb.name {
+					names = append(names, pr.name)
+				}
+				cols += fmt.Sprintf("\t%.3f", pr.sec)
+			} else {
+				cols += "\t-"
+			}
+			fmt.Fprintf(tw, "%s%s\n", strings.Join(names, " / "), cols)
 		}
 		tw.Flush()
 	}
