@@ -598,7 +598,16 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		accs["baseline"] = newSDRAcc(o.baseline)
 	}
 	for i := 0; i < o.runs; i++ {
-		for _, which := range kinds {
+		// Odd rounds run in the reverse order, so that what a run leaves
+		// behind (deleted copies, written-back pages) weighs on each kind alike.
+		round := kinds
+		if i%2 == 1 {
+			round = nil
+			for j := len(kinds) - 1; j >= 0; j-- {
+				round = append(round, kinds[j])
+			}
+		}
+		for _, which := range round {
 			cleanup, env, err := bm.prepareRun(ctx)
 			if err != nil {
 				return nil, err

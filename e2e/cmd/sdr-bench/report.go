@@ -131,7 +131,7 @@ func (r *report) writeTable(w io.Writer) error {
 		r.Load.Start[0], r.Load.Start[1], r.Load.Start[2], r.Load.End[0], r.Load.End[1], r.Load.End[2])
 	fmt.Fprintf(bw, "data: pgbench scale %d, %d MiB in all databases of the primary (pgbench -i took %.1f s)\n",
 		r.Scale, r.DBBytes>>20, r.LoadSeconds)
-	fmt.Fprintf(bw, "runs: %d of each, alternately (floor, sdr, floor, ...); short commands %d times each\n\n", r.Runs, r.Reps)
+	fmt.Fprintf(bw, "runs: %d of each, alternately (floor, sdr[, baseline]; the next round in reverse order); short commands %d times each\n\n", r.Runs, r.Reps)
 
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DR cluster rebuild (seconds)\tmedian\tmin\tmax\tgoal")
