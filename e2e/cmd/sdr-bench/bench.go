@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -431,82 +430,9 @@ func (bm *bench) waitQuiet(ctx context.Context) (runEnv, error) {
 	return env, nil
 }
 
-// runEnv is what else went on around one timed run.
-type runEnv struct {
-	Load1       float64 `json:"load1_before"`
-	BusyBefore  float64 `json:"busy_cores_before"`  // CPU cores busy in the last second before the run, with the bed idle: other work on the machine
-	WaitedQuiet float64 `json:"waited_for_quiet_s"` // how long the run waited for the machine to be quiet
-	BusyDuring  float64 `json:"busy_cores_during"`  // CPU cores busy on the whole machine during the run
-}
-
-// cpuTicks reads the machine's busy and total CPU time from /proc/stat.
-func cpuTicks() (busy, total uint64, err error) {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
-	}
-	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
-		}
-		total += n
-		if i != 3 && i != 4 {
-			busy += n
-		}
-	}
-	return busy, total, nil
-}
-
-// cpuMeter measures how many CPU cores were busy between start and stop.
-type cpuMeter struct{ busy, total uint64 }
-
-func startCPU() cpuMeter {
-	b, t, _ := cpuTicks()
-	return cpuMeter{b, t}
-}
-
-func (m cpuMeter) cores() float64 {
-	b, t, err := cpuTicks()
-	if err != nil || t <= m.total {
-		return 0
-	}
-	return float64(b-m.busy) / float64(t-m.total) * float64(runtime.NumCPU())
-}
-
-func busyCoresOver(ctx context.Context, d time.Duration) (float64, error) {
-	m := startCPU()
-	select {
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-time.After(d):
-	}
-	return m.cores(), nil
-}
-
-func loadavg() (float64, float64, float64) {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0, 0, 0
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return 0, 0, 0
-	}
-	a, _ := strconv.ParseFloat(f[0], 64)
-	b, _ := strconv.ParseFloat(f[1], 64)
-	c, _ := strconv.ParseFloat(f[2], 64)
-	return a, b, c
-}
-
 func runBench(ctx context.Context, o options) (*report, error) {
 	rep := &report{Version: 1, Date: time.Now().UTC().Format(time.RFC3339), Scale: o.scale, Runs: o.runs, Reps: o.reps,
-		Machine: machineInfo(ctx)}
+		Machine: machineInfo()}
 	rep.Load.Start[0], rep.Load.Start[1], rep.Load.Start[2] = loadavg()
 	logf("building the bed (PostgreSQL 15 x4 and sshd on loopback)")
 	b, err := bed.New(ctx, bed.Options{Dir: o.dir, Log: logf})
@@ -523,9 +449,30 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		}
 	}()
 	bm := &bench{o: o, bed: b, sdr: o.sdr, shimDir: filepath.Join(b.Dir, "shim-bin"), timeout: o.timeout}
-	if err := makeShimDir(bm.shimDir, o.shim); err != nil {
+	if err := bm.setup(ctx, rep); err != nil {
 		return nil, err
 	}
+	if err := bm.firstStart(ctx, rep); err != nil {
+		return nil, err
+	}
+	if err := bm.rounds(ctx, rep); err != nil {
+		return nil, err
+	}
+	if err := bm.shortCommands(ctx, rep); err != nil {
+		return nil, err
+	}
+	rep.Load.End[0], rep.Load.End[1], rep.Load.End[2] = loadavg()
+	return rep, nil
+}
+
+// setup makes the shim directory, the shim config and the floor's files,
+// calibrates the shim and loads the data.
+func (bm *bench) setup(ctx context.Context, rep *report) error {
+	b := bm.bed
+	if err := makeShimDir(bm.shimDir, bm.o.shim); err != nil {
+		return err
+	}
+	var err error
 	if bm.config, err = b.WriteConfig(func(m *map[string]any) {
 		for _, side := range []string{"primary", "standby"} {
 			for _, n := range (*m)[side].(map[string]any)["nodes"].([]any) {
@@ -533,71 +480,80 @@ func runBench(ctx context.Context, o options) (*report, error) {
 			}
 		}
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if bm.floorPassFile, err = writeFloorPassFile(filepath.Join(b.Dir, "floor"), b.ReplicationUser, b.Password); err != nil {
-		return nil, err
+		return err
 	}
 	// The floor procedure runs as postgres, from a copy of this program
 	// that postgres can read.
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	bm.floorBinary = filepath.Join(b.Dir, "floor", "sdr-bench")
 	if err := copyFile(self, bm.floorBinary, 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	if rep.Shim, err = bm.calibrateShim(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	bm.shimOutside = rep.Shim.OutsideS
 	logf("shim: %.2f ms per call outside the interval it records, %.2f ms more than the real program",
 		rep.Shim.OutsideS*1000, rep.Shim.AddsS*1000)
 
-	logf("loading pgbench data at scale %d on %s", o.scale, bed.DC1A)
+	logf("loading pgbench data at scale %d on %s", bm.o.scale, bed.DC1A)
 	t := time.Now()
-	if err := b.Pgbench(ctx, bed.DC1A, "-i", "-s", strconv.Itoa(o.scale), "-q"); err != nil {
-		return nil, err
+	if err := b.Pgbench(ctx, bed.DC1A, "-i", "-s", strconv.Itoa(bm.o.scale), "-q"); err != nil {
+		return err
 	}
 	rep.LoadSeconds = time.Since(t).Seconds()
 	size, err := b.SQL(ctx, bed.DC1A, "SELECT sum(pg_database_size(oid)) FROM pg_database")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rep.DBBytes, _ = strconv.ParseInt(size, 10, 64)
+	if rep.DBBytes, err = strconv.ParseInt(size, 10, 64); err != nil {
+		return fmt.Errorf("database size %q: %w", size, err)
+	}
 	if rep.Machine.PostgreSQL, err = b.SQL(ctx, bed.DC1A, "SHOW server_version"); err != nil {
-		return nil, err
+		return err
 	}
 	logf("database: %d MiB", rep.DBBytes>>20)
+	return nil
+}
 
-	// The first start turns the bed's independent dc2 cluster into the
-	// DR cluster and creates the primary side's role, slot and pg_hba
-	// block; it is reported but not part of the comparison.
+// firstStart runs both starts on the fresh bed. It turns the bed's
+// independent dc2 cluster into the DR cluster and creates the primary
+// side's role, slot and pg_hba block; it is reported on its own.
+func (bm *bench) firstStart(ctx context.Context, rep *report) error {
 	env, err := bm.waitQuiet(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	logf("first sdr start (both roles; sets up the DR pair; %.2f CPUs busy before, waited %.0f s for quiet)", env.BusyBefore, env.WaitedQuiet)
 	cpu := startCPU()
 	first, err := bm.runPair(ctx, bm.sdr, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	env.BusyDuring = cpu.cores()
 	first.Env = env
 	rep.FirstStart = &first
+	return nil
+}
 
+// rounds runs the floor procedure and sdr (and the baseline) alternately.
+func (bm *bench) rounds(ctx context.Context, rep *report) error {
 	var floorWalls []time.Duration
 	phaseRuns := map[string][]time.Duration{}
 	var phaseOrder []string
 	kinds := []string{"floor", "sdr"}
 	accs := map[string]*sdrAcc{"sdr": newSDRAcc(bm.sdr)}
-	if o.baseline != "" {
+	if bm.o.baseline != "" {
 		kinds = append(kinds, "baseline")
-		accs["baseline"] = newSDRAcc(o.baseline)
+		accs["baseline"] = newSDRAcc(bm.o.baseline)
 	}
-	for i := 0; i < o.runs; i++ {
+	for i := 0; i < bm.o.runs; i++ {
 		// Odd rounds run in the reverse order, so that what a run leaves
 		// behind (deleted copies, written-back pages) weighs on each kind alike.
 		round := kinds
@@ -610,21 +566,21 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		for _, which := range round {
 			cleanup, env, err := bm.prepareRun(ctx)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if cleanup > 0 && len(rep.FloorRuns) > 0 {
 				rep.FloorRuns[len(rep.FloorRuns)-1].CleanupSeconds = cleanup.Seconds()
 			}
-			logf("run %d/%d: %s (load %.2f, %.2f CPUs busy before, waited %.0f s for quiet)", i+1, o.runs, which, env.Load1, env.BusyBefore, env.WaitedQuiet)
+			logf("run %d/%d: %s (load %.2f, %.2f CPUs busy before, waited %.0f s for quiet)", i+1, bm.o.runs, which, env.Load1, env.BusyBefore, env.WaitedQuiet)
 			cpu := startCPU()
 			if which == "floor" {
 				wall, phases, err := bm.runFloor(ctx)
 				env.BusyDuring = cpu.cores()
 				if err != nil {
-					return nil, fmt.Errorf("%w\n%s", err, b.NodeLogs())
+					return fmt.Errorf("%w\n%s", err, bm.bed.NodeLogs())
 				}
 				if err := bm.waitTopology(ctx, 30*time.Second); err != nil {
-					return nil, fmt.Errorf("after the floor procedure: %w", err)
+					return fmt.Errorf("after the floor procedure: %w", err)
 				}
 				rep.FloorRuns = append(rep.FloorRuns, floorRun{Wall: wall.Seconds(), Env: env, Phases: phases})
 				floorWalls = append(floorWalls, wall)
@@ -641,10 +597,10 @@ func runBench(ctx context.Context, o options) (*report, error) {
 			r, err := bm.runPair(ctx, acc.binary, true)
 			env.BusyDuring = cpu.cores()
 			if err != nil {
-				return nil, fmt.Errorf("%w\n%s", err, b.NodeLogs())
+				return fmt.Errorf("%w\n%s", err, bm.bed.NodeLogs())
 			}
 			if err := bm.waitTopology(ctx, 30*time.Second); err != nil {
-				return nil, fmt.Errorf("after sdr start: %w", err)
+				return fmt.Errorf("after sdr start: %w", err)
 			}
 			r.Env = env
 			acc.add(r)
@@ -660,13 +616,16 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		sum := a.summary(rep.Floor)
 		rep.Baseline = &sum
 	}
+	return nil
+}
 
-	// Short commands, on the finished pair.
-	logf("short commands, %d times each", o.reps)
+// shortCommands times the short commands on the finished pair.
+func (bm *bench) shortCommands(ctx context.Context, rep *report) error {
+	logf("short commands, %d times each", bm.o.reps)
 	for _, role := range []string{"primary", "standby"} {
-		state := b.StateFilePrimary
+		state := bm.bed.StateFilePrimary
 		if role == "standby" {
-			state = b.StateFileStandby
+			state = bm.bed.StateFileStandby
 		}
 		short := []struct {
 			what, want string
@@ -679,98 +638,12 @@ func runBench(ctx context.Context, o options) (*report, error) {
 		for _, s := range short {
 			d, rss, err := bm.repeat(ctx, s.want, s.args...)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", s.what, err)
+				return fmt.Errorf("%s: %w", s.what, err)
 			}
 			rep.Short = append(rep.Short, shortStats{Name: s.what, Stats: summarise(d), MaxRSSKiB: rss})
 		}
 	}
-	rep.Load.End[0], rep.Load.End[1], rep.Load.End[2] = loadavg()
-	return rep, nil
-}
-
-// sdrAcc collects the timed runs of one sdr binary.
-type sdrAcc struct {
-	binary                                    string
-	runs                                      []sdrRun
-	walls, tools, owns, ownsNoProbes, ownLess []time.Duration
-	callRuns                                  map[string][]time.Duration
-	callN                                     map[string]int
-	callOrder                                 []string
-	stepRuns, stepOwn                         map[string]map[string][]time.Duration
-	stepOrder                                 map[string][]string
-}
-
-func newSDRAcc(binary string) *sdrAcc {
-	return &sdrAcc{binary: binary, callRuns: map[string][]time.Duration{}, callN: map[string]int{},
-		stepRuns:  map[string]map[string][]time.Duration{"primary": {}, "standby": {}},
-		stepOwn:   map[string]map[string][]time.Duration{"primary": {}, "standby": {}},
-		stepOrder: map[string][]string{}}
-}
-
-func (a *sdrAcc) add(r sdrRun) {
-	a.runs = append(a.runs, r)
-	a.walls = append(a.walls, secs(r.Wall))
-	a.tools = append(a.tools, secs(r.Tools))
-	a.owns = append(a.owns, secs(r.Own))
-	a.ownsNoProbes = append(a.ownsNoProbes, secs(r.OwnNoProbes))
-	a.ownLess = append(a.ownLess, secs(r.OwnLessShim))
-	for _, k := range r.CallOrder {
-		c := r.Calls[k]
-		if _, ok := a.callRuns[k]; !ok {
-			a.callOrder = append(a.callOrder, k)
-		}
-		a.callRuns[k] = append(a.callRuns[k], secs(c.Seconds))
-		a.callN[k] = max(a.callN[k], c.N)
-	}
-	for _, role := range []string{"primary", "standby"} {
-		for _, st := range r.Steps[role] {
-			if _, ok := a.stepRuns[role][st.Name]; !ok {
-				a.stepOrder[role] = append(a.stepOrder[role], st.Name)
-			}
-			a.stepRuns[role][st.Name] = append(a.stepRuns[role][st.Name], secs(st.Seconds))
-			a.stepOwn[role][st.Name] = append(a.stepOwn[role][st.Name], secs(st.Own))
-		}
-	}
-}
-
-// sdrSummary sums up the timed runs of one sdr binary.
-type sdrSummary struct {
-	Binary      string                 `json:"binary"`
-	Wall        Stats                  `json:"wall"`
-	Ratio       float64                `json:"ratio_to_floor"` // median wall / median floor
-	Tools       Stats                  `json:"tools"`          // union of pg_basebackup and pg_ctl start/stop calls
-	Own         Stats                  `json:"own"`            // wall less tools
-	OwnNoProbes Stats                  `json:"own_excl_probes"`
-	OwnLessShim Stats                  `json:"own_less_shim"`
-	Calls       []namedStats           `json:"calls"` // seconds per run in each kind of call
-	Steps       map[string][]stepStats `json:"steps"`
-	PeakRSSKiB  int64                  `json:"peak_rss_kib"`
-	Runs        []sdrRun               `json:"runs"`
-}
-
-func (a *sdrAcc) summary(floor Stats) sdrSummary {
-	s := sdrSummary{Binary: a.binary, Wall: summarise(a.walls), Tools: summarise(a.tools), Own: summarise(a.owns),
-		OwnNoProbes: summarise(a.ownsNoProbes), OwnLessShim: summarise(a.ownLess), Steps: map[string][]stepStats{}, Runs: a.runs}
-	if floor.Median > 0 {
-		s.Ratio = s.Wall.Median / floor.Median
-	}
-	for _, k := range a.callOrder {
-		name := k
-		if a.callN[k] > 1 {
-			name = fmt.Sprintf("%s (%d calls)", k, a.callN[k])
-		}
-		s.Calls = append(s.Calls, namedStats{Name: name, Stats: summarise(a.callRuns[k])})
-	}
-	for _, role := range []string{"primary", "standby"} {
-		for _, name := range a.stepOrder[role] {
-			s.Steps[role] = append(s.Steps[role], stepStats{Name: name, Stats: summarise(a.stepRuns[role][name]),
-				Own: summarise(a.stepOwn[role][name])})
-		}
-	}
-	for _, r := range a.runs {
-		s.PeakRSSKiB = max(s.PeakRSSKiB, r.RSSPrimary, r.RSSStandby)
-	}
-	return s
+	return nil
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -2,12 +2,9 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,34 +67,6 @@ type floorRun struct {
 	Env            runEnv       `json:"env"`
 	CleanupSeconds float64      `json:"untimed_cleanup_s"` // removing the two old data directories afterwards
 	Phases         []floorPhase `json:"phases"`
-}
-
-func machineInfo(_ context.Context) machine {
-	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	if f, err := os.Open("/proc/meminfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == "MemTotal" {
-				m.MemTotal = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(data))
-	}
-	return m
 }
 
 func (r *report) writeJSON(w io.Writer) error {
