@@ -43,7 +43,7 @@ func main() {
 	flag.IntVar(&o.reps, "reps", 10, "repetitions of the short commands (rerun of a finished start, status)")
 	flag.BoolVar(&o.json, "json", false, "print one JSON document instead of the table")
 	flag.StringVar(&o.jsonOut, "json-out", "", "also write the JSON document to this file")
-	flag.StringVar(&o.dir, "dir", "", "bed directory (absolute, missing or empty; default a new /tmp/sdr-bench-*)")
+	flag.StringVar(&o.dir, "dir", "", "bed directory (absolute, missing or empty; default a new /tmp/sdr-bed-*)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the bed (running) and its directory afterwards")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound for each timed run")
 	flag.Float64Var(&o.quietCores, "quiet-cores", 0.3, "before each run, wait until fewer CPU cores than this are busy (the bed is idle then)")
