@@ -46,8 +46,17 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags failpoints ./...
 
-bench:
+# Benchmarks: the Go micro-benchmarks of workflow and store, then sdr
+# against the raw PostgreSQL floor on a test bed (needs root; takes a few
+# minutes; docs/performance.md). make bench SCALE=200 RUNS=5 BENCH_ARGS=-json
+SCALE ?= 50
+RUNS  ?= 3
+BENCH_ARGS ?=
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./workflow/... ./store/...
+	$(GO) build -o bin/sdr-bench ./e2e/cmd/sdr-bench
+	$(GO) build -o bin/sdr-bench-shim ./e2e/cmd/sdr-bench-shim
+	bin/sdr-bench -sdr $(CURDIR)/$(BIN) -shim $(CURDIR)/bin/sdr-bench-shim -scale $(SCALE) -runs $(RUNS) $(BENCH_ARGS)
 
 clean:
 	rm -rf bin unit-test.log e2e-test.log

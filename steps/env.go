@@ -185,14 +185,20 @@ func forEach(ctx context.Context, nodes []*cluster.Node, fn func(ctx context.Con
 	return errors.Join(errs...)
 }
 
-// poll calls check every interval until it reports done, ctx ends or
-// timeout passes. The last error check returned is part of the timeout error.
+// poll calls check until it reports done, ctx ends or timeout passes.
+// It checks at once, then after pollFirst, and doubles the pause after
+// each miss up to interval, so that a condition that comes true soon is
+// seen within tens of milliseconds and a long wait costs few checks. No
+// pause runs past the deadline. The last error check returned is part of
+// the timeout error.
 func poll(ctx context.Context, timeout, interval time.Duration, what string, check func(ctx context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	deadline, _ := ctx.Deadline()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	var last error
+	var pause time.Duration
 	for {
 		done, err := check(ctx)
 		if done && err == nil {
@@ -206,15 +212,38 @@ func poll(ctx context.Context, timeout, interval time.Duration, what string, che
 		if last == nil || ctx.Err() == nil {
 			last = err
 		}
+		pause = nextPause(pause, interval, time.Until(deadline))
+		timer.Reset(pause)
 		select {
 		case <-ctx.Done():
 			if last != nil {
 				return fmt.Errorf("while waiting %s for %s: %w (last: %w)", timeout, what, ctx.Err(), last)
 			}
 			return fmt.Errorf("while waiting %s for %s: %w", timeout, what, ctx.Err())
-		case <-t.C:
+		case <-timer.C:
 		}
 	}
+}
+
+// pollFirst is the first pause of a wait.
+const pollFirst = 25 * time.Millisecond
+
+// nextPause returns the pause after one that lasted prev (0 before the
+// first): pollFirst, then doubling, never more than interval nor than
+// what is left until the deadline (0 when it has passed).
+func nextPause(prev, interval, left time.Duration) time.Duration {
+	if interval <= 0 {
+		interval = pollFirst
+	}
+	p := pollFirst
+	if prev > 0 {
+		p = 2 * prev
+	}
+	p = min(p, interval)
+	if p > left {
+		p = max(left, 0)
+	}
+	return p
 }
 
 // permanent marks err as one a plain rerun cannot fix.

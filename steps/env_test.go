@@ -166,3 +166,95 @@ func TestPollKeepsTheCauseWhenTheLastCheckIsCutShort(t *testing.T) {
 		t.Fatalf("poll error %v, want it to wrap the earlier cause and the deadline", err)
 	}
 }
+
+func TestNextPause(t *testing.T) {
+	const long = time.Hour
+	tests := []struct {
+		name                 string
+		prev, interval, left time.Duration
+		want                 time.Duration
+	}{
+		{name: "first pause is short", prev: 0, interval: time.Second, left: long, want: pollFirst},
+		{name: "doubles", prev: 25 * time.Millisecond, interval: time.Second, left: long, want: 50 * time.Millisecond},
+		{name: "doubles again", prev: 200 * time.Millisecond, interval: time.Second, left: long, want: 400 * time.Millisecond},
+		{name: "capped by the interval", prev: 800 * time.Millisecond, interval: time.Second, left: long, want: time.Second},
+		{name: "stays at the interval", prev: time.Second, interval: time.Second, left: long, want: time.Second},
+		{name: "interval below the first pause", prev: 0, interval: 5 * time.Millisecond, left: long, want: 5 * time.Millisecond},
+		{name: "no interval polls at the first pause", prev: 0, interval: 0, left: long, want: pollFirst},
+		{name: "never past the deadline", prev: 400 * time.Millisecond, interval: time.Second, left: 30 * time.Millisecond, want: 30 * time.Millisecond},
+		{name: "deadline passed", prev: 400 * time.Millisecond, interval: time.Second, left: -time.Millisecond, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nextPause(tt.prev, tt.interval, tt.left); got != tt.want {
+				t.Errorf("nextPause(%s, %s, %s) = %s, want %s", tt.prev, tt.interval, tt.left, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestPollIsPrompt checks the timing of real waits. The bounds are loose
+// (a busy machine) but each is far below what a wait that polled only
+// every interval, or slept past its deadline, would take.
+func TestPollIsPrompt(t *testing.T) {
+	t.Run("sees a condition that comes true soon, long before the interval", func(t *testing.T) {
+		start := time.Now()
+		readyAt := start.Add(60 * time.Millisecond)
+		calls := 0
+		err := poll(context.Background(), time.Minute, 5*time.Second, "the test", func(ctx context.Context) (bool, error) {
+			calls++
+			return time.Now().After(readyAt), nil
+		})
+		elapsed := time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if elapsed > 2*time.Second {
+			t.Errorf("poll returned %s after start for a condition true after 60ms (interval 5s)", elapsed)
+		}
+		if calls < 2 || calls > 10 {
+			t.Errorf("check called %d times, want a few (immediate, then backing off)", calls)
+		}
+	})
+	t.Run("returns at its timeout, not after the next interval", func(t *testing.T) {
+		start := time.Now()
+		err := poll(context.Background(), 150*time.Millisecond, time.Hour, "the test", func(ctx context.Context) (bool, error) {
+			return false, nil
+		})
+		elapsed := time.Since(start)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("poll = %v, want a deadline error", err)
+		}
+		if elapsed < 150*time.Millisecond || elapsed > 3*time.Second {
+			t.Errorf("poll with a 150ms timeout returned after %s", elapsed)
+		}
+	})
+	t.Run("returns at the parent's earlier deadline", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := poll(ctx, time.Hour, time.Hour, "the test", func(ctx context.Context) (bool, error) {
+			return false, nil
+		})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("poll = %v, want a deadline error", err)
+		}
+		if elapsed := time.Since(start); elapsed > 3*time.Second {
+			t.Errorf("poll returned %s after start; the parent's deadline was 100ms", elapsed)
+		}
+	})
+	t.Run("returns when the parent is cancelled during a pause", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(80*time.Millisecond, cancel)
+		start := time.Now()
+		err := poll(ctx, time.Hour, time.Hour, "the test", func(ctx context.Context) (bool, error) {
+			return false, nil
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("poll = %v, want context.Canceled", err)
+		}
+		if elapsed := time.Since(start); elapsed > 3*time.Second {
+			t.Errorf("poll returned %s after start; the parent was cancelled after 80ms", elapsed)
+		}
+	})
+}

@@ -1,0 +1,167 @@
+// Command sdr-bench measures sdr's standby start against the raw
+// PostgreSQL floor: the same rebuild of the DR cluster done by hand with
+// pg_ctl and pg_basebackup. It builds a test bed (package e2e/bed: primary
+// dc1-a with its standby dc1-b, DR main standby dc2-a and its cascade
+// dc2-b, PostgreSQL 15 as the postgres OS user, a private sshd), loads
+// pgbench data at the given scale, and then runs the floor procedure and
+// `sdr start` (both roles at once) alternately, from the same starting
+// state, -runs times each. It also times a rerun of a finished start,
+// `sdr status` with and without live facts, and records the peak RSS of
+// every sdr process. See docs/performance.md for what each figure means.
+//
+//	sdr-bench -sdr bin/sdr [-baseline BIN] [-scale 50] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
+//
+// It needs root (like the end-to-end tests) and takes the machine for a
+// few minutes. It is a benchmark, not a test: nothing gates on its numbers.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "floor-child" {
+		if err := floorChild(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	var o options
+	flag.StringVar(&o.sdr, "sdr", "bin/sdr", "the sdr binary to measure")
+	flag.StringVar(&o.baseline, "baseline", "", "a second sdr binary (say, built from main) to run in every round as well, for comparison")
+	flag.StringVar(&o.shim, "shim", "", "the sdr-bench-shim binary (default: sdr-bench-shim beside this program)")
+	flag.IntVar(&o.scale, "scale", 50, "pgbench scale of the primary's data (50 is about 750 MiB)")
+	flag.IntVar(&o.runs, "runs", 3, "timed runs of the floor procedure and of sdr start, each (alternately)")
+	flag.IntVar(&o.reps, "reps", 10, "repetitions of the short commands (rerun of a finished start, status)")
+	flag.BoolVar(&o.json, "json", false, "print one JSON document instead of the table")
+	flag.StringVar(&o.jsonOut, "json-out", "", "also write the JSON document to this file")
+	flag.StringVar(&o.dir, "dir", "", "bed directory (absolute, missing or empty; default a new /tmp/sdr-bed-*)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the bed (running) and its directory afterwards")
+	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound for each timed run")
+	flag.Float64Var(&o.quietCores, "quiet-cores", 0.3, "before each run, wait until fewer CPU cores than this are busy (the bed is idle then)")
+	flag.DurationVar(&o.quietWait, "quiet-wait", 3*time.Minute, "the longest wait for a quiet machine before each run (0: do not wait)")
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-baseline BIN] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
+			"Measures sdr start against the raw pg_basebackup/pg_ctl floor on a test bed (needs root). See docs/performance.md.\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := o.check(); err != nil {
+		fmt.Fprintf(os.Stderr, "sdr-bench: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := runBench(ctx, o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sdr-bench: %v\n", err)
+		os.Exit(1)
+	}
+	if o.jsonOut != "" {
+		if err := writeJSONFile(o.jsonOut, rep); err != nil {
+			fmt.Fprintf(os.Stderr, "sdr-bench: %v\n", err)
+			os.Exit(1)
+		}
+	}
+	if o.json {
+		err = rep.writeJSON(os.Stdout)
+	} else {
+		err = rep.writeTable(os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sdr-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	sdr      string
+	baseline string
+	shim     string
+	scale    int
+	runs     int
+	reps     int
+	json     bool
+	jsonOut  string
+	dir      string
+	keep     bool
+	timeout  time.Duration
+
+	quietCores float64
+	quietWait  time.Duration
+}
+
+func (o *options) check() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("must run as root (PostgreSQL runs as the postgres OS user, sdr reaches it over a private sshd)")
+	}
+	abs, err := filepath.Abs(o.sdr)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(abs); err != nil || fi.IsDir() {
+		return fmt.Errorf("-sdr %s: not a file (build it with make build)", o.sdr)
+	}
+	o.sdr = abs
+	if o.baseline != "" {
+		abs, err := filepath.Abs(o.baseline)
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Stat(abs); err != nil || fi.IsDir() {
+			return fmt.Errorf("-baseline %s: not a file", o.baseline)
+		}
+		o.baseline = abs
+	}
+	if o.shim == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.shim = filepath.Join(filepath.Dir(self), "sdr-bench-shim")
+	}
+	if fi, err := os.Stat(o.shim); err != nil || fi.IsDir() {
+		return fmt.Errorf("-shim %s: not a file (build it with go build -o bin/sdr-bench-shim ./e2e/cmd/sdr-bench-shim)", o.shim)
+	}
+	switch {
+	case o.scale < 1:
+		return fmt.Errorf("-scale %d: must be at least 1", o.scale)
+	case o.runs < 1:
+		return fmt.Errorf("-runs %d: must be at least 1", o.runs)
+	case o.reps < 1:
+		return fmt.Errorf("-reps %d: must be at least 1", o.reps)
+	case o.timeout <= 0:
+		return fmt.Errorf("-timeout %s: must be positive", o.timeout)
+	case o.quietWait < 0:
+		return fmt.Errorf("-quiet-wait %s: must not be negative", o.quietWait)
+	}
+	return nil
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+func writeJSONFile(path string, rep *report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := rep.writeJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
