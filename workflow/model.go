@@ -39,6 +39,10 @@ const (
 	StateRecovery     State = "recovery"
 	StateRestoreFail  State = "restore_fail"
 	StateRecoveryFail State = "recovery_fail"
+	// StatePromote is the DR side while sdr failover promotes it;
+	// StatePromoteFail when that failed (rerun the failover).
+	StatePromote     State = "promote"
+	StatePromoteFail State = "promote_fail"
 )
 
 // StepStatus is the recorded status of one step.

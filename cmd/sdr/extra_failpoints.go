@@ -41,7 +41,7 @@ func extraCommands() []*cli.Command {
 				return err
 			}
 			defer closeLog()
-			db, err := openStore(g, "selftest", role)
+			db, err := openStore(g, "selftest", role, "")
 			if err != nil {
 				return err
 			}

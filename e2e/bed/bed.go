@@ -57,6 +57,12 @@ const (
 	DC2B = "dc2-b" // standby DC, in-cluster standby of dc2-a
 )
 
+// The bed's two clusters (data centres), as the config names them.
+const (
+	ClusterDC1 = "dc1" // the primary cluster when the bed is built
+	ClusterDC2 = "dc2" // the DR cluster when the bed is built
+)
+
 // NodeNames lists every node of the bed in a stable order.
 var NodeNames = []string{DC1A, DC1B, DC2A, DC2B}
 
@@ -756,8 +762,11 @@ func (b *Bed) ConfigMap() map[string]any {
 			"known_hosts":   b.KnownHosts,
 		},
 		"timeouts": map[string]any{"connect": "10s", "command": "5m", "wait": "5m"},
-		"primary":  map[string]any{"nodes": nodes(DC1A, DC1B)},
-		"standby":  map[string]any{"main": DC2A, "nodes": nodes(DC2A, DC2B)},
+		"primary":  ClusterDC1,
+		"clusters": map[string]any{
+			ClusterDC1: map[string]any{"main": DC1A, "nodes": nodes(DC1A, DC1B)},
+			ClusterDC2: map[string]any{"main": DC2A, "nodes": nodes(DC2A, DC2B)},
+		},
 	}
 }
 
@@ -779,7 +788,7 @@ func (b *Bed) WriteConfigTo(path string, mutate func(*map[string]any)) (string, 
 
 // keyOrder is the order in which known config keys are written; others
 // follow, sorted.
-var keyOrder = []string{"name", "replication", "postgres", "ssh", "timeouts", "primary", "standby",
+var keyOrder = []string{"name", "replication", "postgres", "ssh", "timeouts", "primary", "clusters", ClusterDC1, ClusterDC2,
 	"user", "password_file", "password_env", "database", "identity_file", "known_hosts",
 	"connect", "command", "wait", "main", "nodes",
 	"host", "ssh_port", "ssh_user", "pg_port", "data_dir", "bin_dir", "socket_dir", "log_file", "local"}
