@@ -42,11 +42,11 @@ func (o oldPrimaryObs) answersAsPrimary() bool {
 type lossWindow struct {
 	ReceivedLSN   string    `json:"received_lsn"`
 	ReplayedLSN   string    `json:"replayed_lsn"`
-	LastMessage   time.Time `json:"last_message,omitzero"`    // last message from the primary (walreceiver), zero when unknown
-	LastReplayTx  time.Time `json:"last_replay_tx,omitzero"`  // commit time of the last replayed transaction
-	UpstreamEnd   string    `json:"upstream_end_lsn"`         // the primary's last reported end of WAL (walreceiver), "" when unknown
-	LagBytes      *int64    `json:"lag_bytes,omitempty"`      // UpstreamEnd - ReceivedLSN, when known
-	NoLoss        bool      `json:"no_loss"`                  // proven: the old primary shut down cleanly and all its WAL was replayed
+	LastMessage   time.Time `json:"last_message,omitzero"`   // last message from the primary (walreceiver), zero when unknown
+	LastReplayTx  time.Time `json:"last_replay_tx,omitzero"` // commit time of the last replayed transaction
+	UpstreamEnd   string    `json:"upstream_end_lsn"`        // the primary's last reported end of WAL (walreceiver), "" when unknown
+	LagBytes      *int64    `json:"lag_bytes,omitempty"`     // UpstreamEnd - ReceivedLSN, when known
+	NoLoss        bool      `json:"no_loss"`                 // proven: the old primary shut down cleanly and all its WAL was replayed
 	NoLossBecause string    `json:"no_loss_because,omitempty"`
 }
 

@@ -13,7 +13,9 @@ func TestDecideFailover(t *testing.T) {
 	down := func(n string) oldPrimaryObs {
 		return oldPrimaryObs{Node: n, SSH: true, SystemID: sys, State: cluster.StateShutDownInRecovery}
 	}
-	unreachable := func(n string) oldPrimaryObs { return oldPrimaryObs{Node: n, SSHErr: "no route to host", PGErr: "timeout"} }
+	unreachable := func(n string) oldPrimaryObs {
+		return oldPrimaryObs{Node: n, SSHErr: "no route to host", PGErr: "timeout"}
+	}
 	lossy := lossWindow{ReceivedLSN: "0/5000000", ReplayedLSN: "0/5000000"}
 	cases := []struct {
 		name     string
