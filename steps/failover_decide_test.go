@@ -143,3 +143,13 @@ func TestPromotedAlready(t *testing.T) {
 		})
 	}
 }
+
+func TestParseAncestors(t *testing.T) {
+	got, err := parseAncestors("1\t0/5000A0\tno recovery target specified\n\n2\t0/7001238\tx\n")
+	if err != nil || !got[1] || !got[2] || got[3] || len(got) != 2 {
+		t.Fatalf("got %v %v", got, err)
+	}
+	if _, err := parseAncestors("x 0/1\n"); err == nil {
+		t.Error("a bad line was accepted")
+	}
+}
