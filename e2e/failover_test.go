@@ -234,3 +234,93 @@ func promotionValue(t *testing.T, b *bed.Bed, field string) string {
 	rest = rest[j+len(key):]
 	return rest[:strings.Index(rest, `\"`)]
 }
+
+// TestFailoverFencesPartitioned: the old primary's PostgreSQL does not
+// answer (frozen), but its SSH does: the failover fences it, and after the
+// failover it can only start as a standby.
+func TestFailoverFencesPartitioned(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	seedData(t, b, 1)
+	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	var frozen []int
+	for _, n := range []string{bed.DC1A, bed.DC1B} {
+		pids := postgresPIDs(t, b.Node(n).DataDir)
+		signalAll(pids, syscall.SIGSTOP)
+		frozen = append(frozen, pids...)
+	}
+	defer signalAll(frozen, syscall.SIGCONT)
+	r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
+	if r.Code != 0 {
+		t.Fatalf("failover: %s", r)
+	}
+	signalAll(frozen, syscall.SIGCONT)
+	dc1a := b.Node(bed.DC1A)
+	if _, err := os.Stat(filepath.Join(dc1a.DataDir, "sdr_fenced")); err != nil {
+		t.Fatalf("dc1-a carries no fence marker: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dc1a.DataDir, "standby.signal")); err != nil {
+		t.Fatalf("dc1-a has no standby.signal: %v", err)
+	}
+	for _, n := range []string{bed.DC1A, bed.DC1B} {
+		eventually(t, 20*time.Second, n+" is down", func() (bool, string) {
+			_, err := os.Stat(filepath.Join(b.Node(n).DataDir, "postmaster.pid"))
+			if err == nil {
+				if _, err := b.SQL(ctx, n, "SELECT 1"); err != nil {
+					return true, "" // a stale pid file of a killed server
+				}
+			}
+			return os.IsNotExist(err), fmt.Sprint(err)
+		})
+	}
+	// Whatever starts it now starts a standby, which takes no writes.
+	if err := b.PGCtl(ctx, bed.DC1A, "start"); err != nil {
+		t.Fatal(err)
+	}
+	if got := sql(t, b, bed.DC1A, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("the fenced old primary started as a primary")
+	}
+	if _, err := b.SQL(ctx, bed.DC1A, "CREATE TABLE must_fail (i int)"); err == nil {
+		t.Fatalf("the fenced old primary took a write")
+	}
+}
+
+// TestFailoverKillAtEveryStep kills the failover at every step and point,
+// and reruns: it converges with exactly one promotion.
+func TestFailoverKillAtEveryStep(t *testing.T) {
+	b := newBed(t)
+	seedData(t, b, 1)
+	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	killDC1(t, b)
+	points := []string{
+		"2_check_cluster:after-effects", "3_fence:before", "3_fence:after-effects",
+		"4_promote:before", "4_promote:before-pg_promote", "4_promote:after-pg_promote", "4_promote:after-effects",
+		"5_follow:before", "5_follow:after-effects", "6_finish:before", "6_finish:after-effects",
+	}
+	for _, p := range points {
+		r := failover(t, sdrBinFP, []string{"SDR_FAILPOINT=" + p + ":kill"}, b, b.ConfigPath, "--accept-data-loss")
+		if r.Code != -1 {
+			t.Fatalf("%s: want the run killed, got %s", p, r)
+		}
+	}
+	r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
+	if r.Code != 0 {
+		t.Fatalf("rerun after the kills: %s", r)
+	}
+	if got := historyFiles(t, b.Node(bed.DC2A).DataDir); len(got) != 1 || got[0] != "00000002.history" {
+		t.Errorf("timeline history files %v, want exactly one promotion", got)
+	}
+	if got := timelineOf(t, b, bed.DC2A); got != "2" {
+		t.Errorf("dc2-a on timeline %s, want 2", got)
+	}
+	if got := sql(t, b, bed.DC2B, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Errorf("dc2-b was promoted too")
+	}
+	if got := status(t, "", standbySide(b)).state("standby"); got != "normal" {
+		t.Errorf("DR side state %q, want normal", got)
+	}
+}
