@@ -22,8 +22,21 @@ type Config struct {
 	Postgres    PGAdmin     `yaml:"postgres"`
 	SSH         SSHConfig   `yaml:"ssh"`
 	Timeouts    Timeouts    `yaml:"timeouts"`
-	Primary     ClusterSpec `yaml:"primary"`
-	Standby     ClusterSpec `yaml:"standby"`
+	// PrimaryCluster (`primary:`) names the cluster that is the primary
+	// now. It is the one field an operator changes when the primary moves
+	// (after a failover or a switchover).
+	PrimaryCluster string `yaml:"primary"`
+	// Clusters are the two clusters of the pair, by name (e.g. dc1, dc2).
+	Clusters map[string]ClusterSpec `yaml:"clusters"`
+
+	// Primary and Standby are the two clusters in their roles now, as
+	// PrimaryCluster says (not in YAML): Primary is the cluster named by
+	// primary:, Standby the other one, the DR side. Code works on these.
+	Primary ClusterSpec `yaml:"-"`
+	Standby ClusterSpec `yaml:"-"`
+	// PrimaryName and StandbyName are their names in Clusters.
+	PrimaryName string `yaml:"-"`
+	StandbyName string `yaml:"-"`
 
 	// Path is the file the config was loaded from (not in YAML).
 	Path string `yaml:"-"`
@@ -62,10 +75,12 @@ type Timeouts struct {
 // Duration is a time.Duration written as "10s" in YAML.
 type Duration struct{ time.Duration }
 
-// ClusterSpec is one side of the pair.
+// ClusterSpec is one cluster of the pair.
 type ClusterSpec struct {
 	Nodes []Node `yaml:"nodes"`
-	// Main names the main standby (standby cluster only).
+	// Main names the node that is the cluster's main standby whenever the
+	// cluster is the DR side: it streams from the other cluster's primary,
+	// and the cluster's other nodes stream from it.
 	Main string `yaml:"main"`
 }
 
@@ -183,6 +198,15 @@ func (c *Config) Password() (string, error) {
 	}
 }
 
+// ClusterOf returns the name of the cluster that plays role ("primary" or
+// "standby") now.
+func (c *Config) ClusterOf(role string) string {
+	if role == "primary" {
+		return c.PrimaryName
+	}
+	return c.StandbyName
+}
+
 // Inputs returns every setting that changes what the DR steps do, as a flat
 // map with deterministic keys like "primary.nodes[dc1-a].data_dir". It holds
 // no secret: for the password only the file path or the variable's name.
@@ -190,6 +214,8 @@ func (c *Config) Password() (string, error) {
 func (c *Config) Inputs() map[string]string {
 	m := map[string]string{
 		"name":              c.Name,
+		"primary":           c.PrimaryName,
+		"standby":           c.StandbyName,
 		"replication.user":  c.Replication.User,
 		"postgres.user":     c.Postgres.User,
 		"postgres.database": c.Postgres.Database,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +53,9 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load for config text already read; file is only used in errors.
 func Parse(file string, data []byte) (*Config, error) {
+	if err := oldFormat(file, data); err != nil {
+		return nil, err
+	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -66,11 +70,89 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, &ConfigError{File: file, Problem: "the file holds more than one YAML document"}
 	}
 	c.Path = file
+	if err := c.ResolveRoles(); err != nil {
+		return nil, err
+	}
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// oldFormat refuses a config written in the format with primary: and
+// standby: sections, naming what to change.
+func oldFormat(file string, data []byte) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil // the decoder reports it
+	}
+	m := root.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i].Value, m.Content[i+1]
+		if (k == "primary" && v.Kind == yaml.MappingNode) || k == "standby" {
+			return &ConfigError{File: file, Field: k, Problem: "this is the old format, with primary: and standby: sections: " +
+				"name the two clusters under clusters: (for example clusters: {dc1: {nodes: [...]}, dc2: {main: dc2-a, nodes: [...]}}), " +
+				"give each its main: (the node that streams from the other cluster when it is the DR side), " +
+				"and say which is the primary now with primary: dc1 (see docs/config.md, \"Old and new formats\")"}
+		}
+	}
+	return nil
+}
+
+// ResolveRoles fills Primary, Standby, PrimaryName and StandbyName from
+// PrimaryCluster and Clusters. A Config built by hand with Primary and
+// Standby set and no Clusters keeps them (named "primary" and "standby").
+func (c *Config) ResolveRoles() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{File: c.Path, Field: field, Problem: fmt.Sprintf(format, args...)}
+	}
+	if len(c.Clusters) == 0 {
+		if len(c.Primary.Nodes) > 0 || len(c.Standby.Nodes) > 0 {
+			if c.PrimaryName == "" {
+				c.PrimaryName, c.StandbyName = "primary", "standby"
+			}
+			return nil
+		}
+		return bad("clusters", "is required: name the two clusters of the pair, each with its nodes and its main standby")
+	}
+	var names []string
+	for name := range c.Clusters {
+		if !nodeNameRE.MatchString(name) {
+			return bad("clusters."+name, "%q must start with [a-z0-9] and hold only [a-z0-9_-]", name)
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	if len(names) != 2 {
+		return bad("clusters", "names %d clusters (%s): a DR pair has exactly two", len(names), strings.Join(names, ", "))
+	}
+	switch c.PrimaryCluster {
+	case "":
+		return bad("primary", "is required: name the cluster that is the primary now (%s or %s)", names[0], names[1])
+	case names[0], names[1]:
+	default:
+		return bad("primary", "%q is not a cluster of the pair (%s or %s)", c.PrimaryCluster, names[0], names[1])
+	}
+	c.PrimaryName = c.PrimaryCluster
+	c.StandbyName = names[0]
+	if c.StandbyName == c.PrimaryName {
+		c.StandbyName = names[1]
+	}
+	c.Primary, c.Standby = c.Clusters[c.PrimaryName], c.Clusters[c.StandbyName]
+	// The working copies share nothing with the YAML model.
+	c.Primary.Nodes = append([]Node(nil), c.Primary.Nodes...)
+	c.Standby.Nodes = append([]Node(nil), c.Standby.Nodes...)
+	return nil
+}
+
+// clusterField is the config path of a cluster in its role now:
+// "clusters.dc1" (or "primary"/"standby" for a Config built by hand).
+func (c *Config) clusterField(role string) string {
+	if len(c.Clusters) == 0 {
+		return role
+	}
+	return "clusters." + c.ClusterOf(role)
 }
 
 // yamlError turns a yaml.v3 error into a *ConfigError naming the field at
@@ -97,7 +179,7 @@ func yamlError(file string, data []byte, err error) error {
 }
 
 // mapLines records, for each line of the document, the path of the most
-// specific setting written on it ("standby.nodes[1].pg_port").
+// specific setting written on it ("clusters.dc2.nodes[1].pg_port").
 func mapLines(n *yaml.Node, prefix string, out map[int]string) {
 	switch n.Kind {
 	case yaml.DocumentNode:
@@ -245,11 +327,12 @@ func (c *Config) Validate() error {
 		name string
 		cs   *ClusterSpec
 	}{{"primary", &c.Primary}, {"standby", &c.Standby}} {
+		field := c.clusterField(side.name)
 		if len(side.cs.Nodes) == 0 {
-			return bad(side.name+".nodes", "the %s cluster needs at least one node", side.name)
+			return bad(field+".nodes", "the %s cluster needs at least one node", side.name)
 		}
 		for i, n := range side.cs.Nodes {
-			p := fmt.Sprintf("%s.nodes[%d]", side.name, i)
+			p := fmt.Sprintf("%s.nodes[%d]", field, i)
 			if err := c.validateNode(p, n, bad); err != nil {
 				return err
 			}
@@ -274,16 +357,38 @@ func (c *Config) Validate() error {
 		return err
 	}
 
-	if c.Primary.Main != "" {
-		return bad("primary.main", "must be empty: the primary cluster has no main standby (sdr finds its primary itself)")
+	if len(c.Clusters) == 0 {
+		// A Config built by hand in the role view.
+		if c.Primary.Main != "" {
+			return bad("primary.main", "must be empty: the primary cluster has no main standby (sdr finds its primary itself)")
+		}
+	} else {
+		pf := c.clusterField("primary") + ".main"
+		switch {
+		case c.Primary.Main == "":
+			return bad(pf, "is required: name the node of cluster %s that streams from the other cluster's primary whenever %s is the DR side",
+				c.PrimaryName, c.PrimaryName)
+		case !hasNode(c.Primary.Nodes, c.Primary.Main):
+			return bad(pf, "%q is not a node of cluster %s", c.Primary.Main, c.PrimaryName)
+		}
 	}
+	sf := c.clusterField("standby") + ".main"
 	if c.Standby.Main == "" {
-		return bad("standby.main", "is required: name the standby node that streams from the primary")
+		return bad(sf, "is required: name the node of the DR cluster %s that streams from the primary", c.StandbyName)
 	}
 	if c.MainStandby() == nil {
-		return bad("standby.main", "%q is not a node of the standby cluster", c.Standby.Main)
+		return bad(sf, "%q is not a node of cluster %s", c.Standby.Main, c.StandbyName)
 	}
 	return nil
+}
+
+func hasNode(nodes []Node, name string) bool {
+	for _, n := range nodes {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) validateNode(p string, n Node, bad func(field, format string, args ...any) error) error {
@@ -368,7 +473,7 @@ func (c *Config) checkNameCollisions(bad func(field, format string, args ...any)
 		for i, n := range side.cs.Nodes {
 			id := SlotName(c.Name, n.Name)
 			if prev, ok := seen[id]; ok {
-				return bad(fmt.Sprintf("%s.nodes[%d].name", side.name, i),
+				return bad(fmt.Sprintf("%s.nodes[%d].name", c.clusterField(side.name), i),
 					"%q and %q would both use the slot and application_name %s: rename one of them", n.Name, prev, id)
 			}
 			seen[id] = n.Name

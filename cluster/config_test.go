@@ -22,29 +22,32 @@ ssh:
   known_hosts: /etc/sdr/known_hosts
 timeouts:
   connect: 5s
-primary:
-  nodes:
-    - name: dc1-a
-      host: 10.0.1.10
-      data_dir: /var/lib/postgresql/15/main
-    - name: dc1-b
-      host: 10.0.1.11
-      data_dir: /var/lib/postgresql/15/main
-standby:
-  main: dc2-a
-  nodes:
-    - name: dc2-a
-      host: 10.0.2.10
-      data_dir: /var/lib/postgresql/15/main
-    - name: dc2-b
-      host: 10.0.2.11
-      ssh_port: 2222
-      ssh_user: pg
-      pg_port: 5433
-      data_dir: /srv/pg
-      bin_dir: /opt/pg/bin
-      socket_dir: /tmp
-      log_file: /var/log/pg.log
+primary: dc1
+clusters:
+  dc1:
+    main: dc1-a
+    nodes:
+      - name: dc1-a
+        host: 10.0.1.10
+        data_dir: /var/lib/postgresql/15/main
+      - name: dc1-b
+        host: 10.0.1.11
+        data_dir: /var/lib/postgresql/15/main
+  dc2:
+    main: dc2-a
+    nodes:
+      - name: dc2-a
+        host: 10.0.2.10
+        data_dir: /var/lib/postgresql/15/main
+      - name: dc2-b
+        host: 10.0.2.11
+        ssh_port: 2222
+        ssh_user: pg
+        pg_port: 5433
+        data_dir: /srv/pg
+        bin_dir: /opt/pg/bin
+        socket_dir: /tmp
+        log_file: /var/log/pg.log
 `
 
 func writeConfig(t *testing.T, text string) string {
@@ -111,50 +114,51 @@ func TestValidateProblems(t *testing.T) {
 		{"bad env name", func(c *Config) { c.Replication.PasswordFile, c.Replication.PasswordEnv = "", "PW-1" }, "replication.password_env"},
 		{"known_hosts missing", func(c *Config) { c.SSH.KnownHosts = "" }, "ssh.known_hosts"},
 		{"identity missing", func(c *Config) { c.SSH.IdentityFile = "" }, "ssh.identity_file"},
-		{"no primary nodes", func(c *Config) { c.Primary.Nodes = nil }, "primary.nodes"},
-		{"no standby nodes", func(c *Config) { c.Standby.Nodes = nil }, "standby.nodes"},
-		{"node name missing", func(c *Config) { c.Standby.Nodes[1].Name = "" }, "standby.nodes[1].name"},
-		{"node name bad", func(c *Config) { c.Primary.Nodes[0].Name = "DC1" }, "primary.nodes[0].name"},
-		{"node name duplicate across clusters", func(c *Config) { c.Standby.Nodes[1].Name = "dc1-a" }, "standby.nodes[1].name"},
-		{"host missing", func(c *Config) { c.Primary.Nodes[1].Host = "" }, "primary.nodes[1].host"},
-		{"host bad", func(c *Config) { c.Primary.Nodes[1].Host = "a b" }, "primary.nodes[1].host"},
-		{"ssh port zero", func(c *Config) { c.Standby.Nodes[0].SSHPort = -1 }, "standby.nodes[0].ssh_port"},
-		{"pg port too big", func(c *Config) { c.Standby.Nodes[0].PGPort = 70000 }, "standby.nodes[0].pg_port"},
-		{"data dir relative", func(c *Config) { c.Standby.Nodes[1].DataDir = "srv/pg" }, "standby.nodes[1].data_dir"},
-		{"data dir unclean", func(c *Config) { c.Standby.Nodes[1].DataDir = "/srv/pg/" }, "standby.nodes[1].data_dir"},
-		{"data dir root", func(c *Config) { c.Standby.Nodes[1].DataDir = "/" }, "standby.nodes[1].data_dir"},
-		{"data dir missing", func(c *Config) { c.Standby.Nodes[1].DataDir = "" }, "standby.nodes[1].data_dir"},
-		{"bin dir relative", func(c *Config) { c.Standby.Nodes[1].BinDir = "bin" }, "standby.nodes[1].bin_dir"},
-		{"socket dir relative", func(c *Config) { c.Standby.Nodes[1].SocketDir = "tmp" }, "standby.nodes[1].socket_dir"},
-		{"log file inside data dir", func(c *Config) { c.Standby.Nodes[1].LogFile = "/srv/pg/log" }, "standby.nodes[1].log_file"},
-		{"same host and data dir on both sides", func(c *Config) { c.Standby.Nodes[0].Host = "10.0.1.10" }, "standby.nodes[0].data_dir"},
+		{"no primary nodes", func(c *Config) { c.Primary.Nodes = nil }, "clusters.dc1.nodes"},
+		{"no standby nodes", func(c *Config) { c.Standby.Nodes = nil }, "clusters.dc2.nodes"},
+		{"node name missing", func(c *Config) { c.Standby.Nodes[1].Name = "" }, "clusters.dc2.nodes[1].name"},
+		{"node name bad", func(c *Config) { c.Primary.Nodes[0].Name = "DC1" }, "clusters.dc1.nodes[0].name"},
+		{"node name duplicate across clusters", func(c *Config) { c.Standby.Nodes[1].Name = "dc1-a" }, "clusters.dc2.nodes[1].name"},
+		{"host missing", func(c *Config) { c.Primary.Nodes[1].Host = "" }, "clusters.dc1.nodes[1].host"},
+		{"host bad", func(c *Config) { c.Primary.Nodes[1].Host = "a b" }, "clusters.dc1.nodes[1].host"},
+		{"ssh port zero", func(c *Config) { c.Standby.Nodes[0].SSHPort = -1 }, "clusters.dc2.nodes[0].ssh_port"},
+		{"pg port too big", func(c *Config) { c.Standby.Nodes[0].PGPort = 70000 }, "clusters.dc2.nodes[0].pg_port"},
+		{"data dir relative", func(c *Config) { c.Standby.Nodes[1].DataDir = "srv/pg" }, "clusters.dc2.nodes[1].data_dir"},
+		{"data dir unclean", func(c *Config) { c.Standby.Nodes[1].DataDir = "/srv/pg/" }, "clusters.dc2.nodes[1].data_dir"},
+		{"data dir root", func(c *Config) { c.Standby.Nodes[1].DataDir = "/" }, "clusters.dc2.nodes[1].data_dir"},
+		{"data dir missing", func(c *Config) { c.Standby.Nodes[1].DataDir = "" }, "clusters.dc2.nodes[1].data_dir"},
+		{"bin dir relative", func(c *Config) { c.Standby.Nodes[1].BinDir = "bin" }, "clusters.dc2.nodes[1].bin_dir"},
+		{"socket dir relative", func(c *Config) { c.Standby.Nodes[1].SocketDir = "tmp" }, "clusters.dc2.nodes[1].socket_dir"},
+		{"log file inside data dir", func(c *Config) { c.Standby.Nodes[1].LogFile = "/srv/pg/log" }, "clusters.dc2.nodes[1].log_file"},
+		{"same host and data dir on both sides", func(c *Config) { c.Standby.Nodes[0].Host = "10.0.1.10" }, "clusters.dc2.nodes[0].data_dir"},
 		{"same host and pg port", func(c *Config) {
 			c.Primary.Nodes[1].Host = "10.0.1.10"
 			c.Primary.Nodes[1].DataDir = "/srv/other"
-		}, "primary.nodes[1].pg_port"},
-		{"standby main missing", func(c *Config) { c.Standby.Main = "" }, "standby.main"},
-		{"standby main unknown", func(c *Config) { c.Standby.Main = "dc9" }, "standby.main"},
-		{"standby main is a primary node", func(c *Config) { c.Standby.Main = "dc1-a" }, "standby.main"},
-		{"primary main set", func(c *Config) { c.Primary.Main = "dc1-a" }, "primary.main"},
+		}, "clusters.dc1.nodes[1].pg_port"},
+		{"standby main missing", func(c *Config) { c.Standby.Main = "" }, "clusters.dc2.main"},
+		{"standby main unknown", func(c *Config) { c.Standby.Main = "dc9" }, "clusters.dc2.main"},
+		{"standby main is a primary node", func(c *Config) { c.Standby.Main = "dc1-a" }, "clusters.dc2.main"},
+		{"primary cluster's main unknown", func(c *Config) { c.Primary.Main = "dc9" }, "clusters.dc1.main"},
+		{"primary cluster's main missing", func(c *Config) { c.Primary.Main = "" }, "clusters.dc1.main"},
 		{"timeout negative", func(c *Config) { c.Timeouts.Wait.Duration = -time.Second }, "timeouts.wait"},
 		{"repl user is postgres.user", func(c *Config) { c.Replication.User = "postgres" }, "replication.user"},
 		{"repl user is a custom postgres.user", func(c *Config) { c.Postgres.User, c.Replication.User = "dba", "dba" }, "replication.user"},
-		{"host all", func(c *Config) { c.Standby.Nodes[1].Host = "all" }, "standby.nodes[1].host"},
-		{"host ALL", func(c *Config) { c.Standby.Nodes[1].Host = "ALL" }, "standby.nodes[1].host"},
-		{"host samehost", func(c *Config) { c.Standby.Nodes[0].Host = "samehost" }, "standby.nodes[0].host"},
-		{"host samenet", func(c *Config) { c.Primary.Nodes[0].Host = "samenet" }, "primary.nodes[0].host"},
-		{"host domain suffix", func(c *Config) { c.Standby.Nodes[1].Host = ".example.com" }, "standby.nodes[1].host"},
-		{"host group", func(c *Config) { c.Standby.Nodes[1].Host = "+admins" }, "standby.nodes[1].host"},
-		{"host file", func(c *Config) { c.Standby.Nodes[1].Host = "@hosts" }, "standby.nodes[1].host"},
-		{"host short IPv4", func(c *Config) { c.Standby.Nodes[1].Host = "10.0.2" }, "standby.nodes[1].host"},
-		{"host IPv4 out of range", func(c *Config) { c.Standby.Nodes[1].Host = "10.0.2.300" }, "standby.nodes[1].host"},
+		{"host all", func(c *Config) { c.Standby.Nodes[1].Host = "all" }, "clusters.dc2.nodes[1].host"},
+		{"host ALL", func(c *Config) { c.Standby.Nodes[1].Host = "ALL" }, "clusters.dc2.nodes[1].host"},
+		{"host samehost", func(c *Config) { c.Standby.Nodes[0].Host = "samehost" }, "clusters.dc2.nodes[0].host"},
+		{"host samenet", func(c *Config) { c.Primary.Nodes[0].Host = "samenet" }, "clusters.dc1.nodes[0].host"},
+		{"host domain suffix", func(c *Config) { c.Standby.Nodes[1].Host = ".example.com" }, "clusters.dc2.nodes[1].host"},
+		{"host group", func(c *Config) { c.Standby.Nodes[1].Host = "+admins" }, "clusters.dc2.nodes[1].host"},
+		{"host file", func(c *Config) { c.Standby.Nodes[1].Host = "@hosts" }, "clusters.dc2.nodes[1].host"},
+		{"host short IPv4", func(c *Config) { c.Standby.Nodes[1].Host = "10.0.2" }, "clusters.dc2.nodes[1].host"},
+		{"host IPv4 out of range", func(c *Config) { c.Standby.Nodes[1].Host = "10.0.2.300" }, "clusters.dc2.nodes[1].host"},
 		// Two long names cut to the same prefix whose hashes share their
 		// first 4 bytes: sha256("pair1\x00" + n50 + "-4397") and ... "-66406".
 		{"slot names collide", func(c *Config) {
 			n50 := strings.Repeat("n", 50)
 			c.Standby.Nodes[0].Name, c.Standby.Nodes[1].Name, c.Standby.Main = n50+"-4397", n50+"-66406", n50+"-4397"
 		},
-			"standby.nodes[1].name"},
+			"clusters.dc2.nodes[1].name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,7 +183,7 @@ func TestConfigErrorMessage(t *testing.T) {
 	c := mustLoad(t)
 	c.Path = "/etc/sdr.yaml"
 	c.Standby.Main = "dc9"
-	want := `config /etc/sdr.yaml: standby.main: "dc9" is not a node of the standby cluster`
+	want := `config /etc/sdr.yaml: clusters.dc2.main: "dc9" is not a node of cluster dc2`
 	if err := c.Validate(); err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
@@ -191,12 +195,12 @@ func TestLoadYAMLProblems(t *testing.T) {
 		replace [2]string // old, new in validYAML
 		field   string
 	}{
-		{"type error", [2]string{"pg_port: 5433", "pg_port: abc"}, "standby.nodes[1].pg_port"},
-		{"unknown field", [2]string{"ssh_user: pg", "ssh_usr: pg"}, "standby.nodes[1].ssh_usr"},
+		{"type error", [2]string{"pg_port: 5433", "pg_port: abc"}, "clusters.dc2.nodes[1].pg_port"},
+		{"unknown field", [2]string{"ssh_user: pg", "ssh_usr: pg"}, "clusters.dc2.nodes[1].ssh_usr"},
 		{"unknown top-level field", [2]string{"name: pair1", "name: pair1\nnmae: x"}, "nmae"},
 		{"bad duration", [2]string{"connect: 5s", "connect: five"}, "timeouts.connect"},
 		{"duration not scalar", [2]string{"connect: 5s", "connect: [1]"}, "timeouts.connect"},
-		{"validation after load", [2]string{"main: dc2-a", "main: dc9"}, "standby.main"},
+		{"validation after load", [2]string{"main: dc2-a", "main: dc9"}, "clusters.dc2.main"},
 		{"syntax error", [2]string{"name: pair1", "name: [pair1"}, ""},
 	}
 	for _, tc := range cases {
@@ -399,5 +403,70 @@ func TestSlotNameInjective(t *testing.T) {
 				seen[got] = pn
 			}
 		})
+	}
+}
+
+func TestClustersAndRoles(t *testing.T) {
+	c := mustLoad(t)
+	if c.PrimaryName != "dc1" || c.StandbyName != "dc2" || c.Standby.Main != "dc2-a" || c.Primary.Nodes[0].Name != "dc1-a" {
+		t.Fatalf("roles: primary %s (%v), standby %s main %s", c.PrimaryName, c.Primary.Nodes, c.StandbyName, c.Standby.Main)
+	}
+	swapped, err := Load(writeConfig(t, strings.Replace(validYAML, "primary: dc1", "primary: dc2", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if swapped.PrimaryName != "dc2" || swapped.StandbyName != "dc1" || swapped.Standby.Main != "dc1-a" || swapped.Primary.Nodes[0].Name != "dc2-a" {
+		t.Fatalf("primary: dc2 gives primary %s, standby %s main %s", swapped.PrimaryName, swapped.StandbyName, swapped.Standby.Main)
+	}
+	if got := swapped.MainStandby(); got == nil || got.Name != "dc1-a" {
+		t.Fatalf("main standby after the roles moved: %v", got)
+	}
+	if swapped.Inputs()["primary"] != "dc2" {
+		t.Errorf("the cluster that is primary is an input")
+	}
+}
+
+func TestClusterShapeProblems(t *testing.T) {
+	cases := []struct {
+		name    string
+		replace [2]string
+		field   string
+		says    string
+	}{
+		{"primary missing", [2]string{"primary: dc1\n", ""}, "primary", "is required"},
+		{"primary unknown", [2]string{"primary: dc1", "primary: dc3"}, "primary", "not a cluster"},
+		{"clusters missing", [2]string{"clusters:", "clusterz:"}, "clusterz", ""},
+		{"three clusters", [2]string{"  dc2:\n", "  dc3:\n    nodes: []\n  dc2:\n"}, "clusters", "exactly two"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			text := strings.Replace(validYAML, tc.replace[0], tc.replace[1], 1)
+			_, err := Load(writeConfig(t, text))
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *ConfigError, got %v", err)
+			}
+			if tc.field != "" && ce.Field != tc.field {
+				t.Fatalf("Field = %q, want %q (%v)", ce.Field, tc.field, err)
+			}
+			if !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("error %q should say %q", err, tc.says)
+			}
+		})
+	}
+	old := `
+name: pair1
+replication: {user: repl, password_file: /x}
+ssh: {identity_file: /k, known_hosts: /h}
+primary:
+  nodes: [{name: a, host: 10.0.0.1, data_dir: /pg}]
+standby:
+  main: b
+  nodes: [{name: b, host: 10.0.0.2, data_dir: /pg}]
+`
+	_, err := Load(writeConfig(t, old))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "primary" || !strings.Contains(err.Error(), "clusters:") {
+		t.Fatalf("the old format should be refused naming primary: and clusters:, got %v", err)
 	}
 }

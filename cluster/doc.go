@@ -3,7 +3,7 @@
 //
 // Config is loaded from one YAML file (Load) that is the same on both sides;
 // docs/config.md describes every field. Validate checks it and reports the
-// first problem as a *ConfigError naming the field ("standby.nodes[1].data_dir").
+// first problem as a *ConfigError naming the field ("clusters.dc2.nodes[1].data_dir").
 // Inputs gives the settings that change what the DR steps do, for the
 // workflow's input fingerprint; it never holds a secret.
 //

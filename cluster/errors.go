@@ -56,7 +56,7 @@ var (
 )
 
 // ConfigError is one problem in the config file. Field is the path of the
-// setting, like "standby.nodes[1].data_dir" (empty when the file as a whole
+// setting, like "clusters.dc2.nodes[1].data_dir" (empty when the file as a whole
 // is the problem).
 type ConfigError struct {
 	File    string // the config file, if known

@@ -21,8 +21,20 @@ type cfgMap = map[string]any
 
 func sub(m cfgMap, key string) cfgMap { return m[key].(cfgMap) }
 
-func nodeMap(m cfgMap, cluster string, i int) cfgMap {
-	return sub(m, cluster)["nodes"].([]any)[i].(cfgMap)
+// clusterMap returns the config of the cluster that plays role ("primary"
+// or "standby") in m, as its primary: field says.
+func clusterMap(m cfgMap, role string) cfgMap {
+	primary := m["primary"].(string)
+	for name, c := range sub(m, "clusters") {
+		if (name == primary) == (role == "primary") {
+			return c.(cfgMap)
+		}
+	}
+	panic("no cluster for role " + role)
+}
+
+func nodeMap(m cfgMap, role string, i int) cfgMap {
+	return clusterMap(m, role)["nodes"].([]any)[i].(cfgMap)
 }
 
 // postgresPIDs returns the postmaster of a data directory and its children.

@@ -254,7 +254,7 @@ func TestTablespaceAndSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := b.WriteConfigTo(b.ConfigPath, func(m *map[string]any) {
-		p := sub(*m, "primary")
+		p := clusterMap(*m, "primary")
 		p["nodes"] = p["nodes"].([]any)[:1]
 	}); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,15 @@ const (
 	// writes the primary does not have. Replaced only when the operator
 	// names the node, and then kept aside, never deleted.
 	DirDiverged DirKind = "diverged"
+	// DirFormerPrimary: the primary of an earlier timeline of this system,
+	// from which the primary's timeline forked (the old primary after a
+	// failover, when the roles moved). It may hold writes made after the
+	// fork: it is replaced, and kept aside, never deleted.
+	DirFormerPrimary DirKind = "former-primary"
+	// DirFormerStandby: a standby of an earlier timeline of this system
+	// that sdr did not build (an in-cluster standby of the old primary).
+	// It holds nothing the old primary did not have: it is replaced.
+	DirFormerStandby DirKind = "former-standby"
 	// DirUnknown: sdr cannot tell what it is (not a data directory, a
 	// standby of the primary that sdr did not build for this node, a
 	// state pg_control leaves open). Treated like DirDiverged.
@@ -160,6 +169,9 @@ type PrimaryView struct {
 	SystemID   string
 	TimeLineID int           // 0 when unknown
 	Nodes      []DirIdentity // the primary-cluster nodes' data directories that could be probed
+	// Ancestors are the timelines the primary's timeline forked from (its
+	// timeline history), when known.
+	Ancestors map[int]bool
 }
 
 // Verdict is the classifier's decision for one data directory.
@@ -230,6 +242,18 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 		}
 		return Verdict{Kind: DirPrimaryNode, Reason: where + " runs as a primary with the primary's system identifier: " +
 			"it is a primary of the primary cluster, reached under another host name; sdr never stops, moves or deletes it"}
+	}
+	if former := p.TimeLineID > 0 && o.TimeLineID < p.TimeLineID && p.Ancestors[o.TimeLineID] && !o.Running; former && !mine {
+		switch {
+		case primaryStates[o.ClusterState]:
+			return Verdict{Kind: DirFormerPrimary, Replace: true, KeepAside: true,
+				Reason: fmt.Sprintf("%s was the primary on timeline %d, before the primary forked onto timeline %d (the roles moved): "+
+					"it may hold writes made after the fork, so it is moved aside and kept, never deleted, and a new copy is made", where, o.TimeLineID, p.TimeLineID)}
+		case standbyStates[o.ClusterState]:
+			return Verdict{Kind: DirFormerStandby, Replace: true,
+				Reason: fmt.Sprintf("%s was a standby on timeline %d, before the primary forked onto timeline %d (the roles moved): it is replaced and kept until 9_finish",
+					where, o.TimeLineID, p.TimeLineID)}
+		}
 	}
 	if p.TimeLineID > 0 && o.TimeLineID > p.TimeLineID {
 		return refuse(DirDiverged, fmt.Sprintf("is on timeline %d, ahead of the primary's timeline %d: it was promoted and may hold writes the primary does not have",

@@ -115,3 +115,38 @@ func TestCopyMarkerRoundTrip(t *testing.T) {
 		t.Error("a marker without system identifier and copy id must not parse")
 	}
 }
+
+// TestClassifyAfterRolesMoved: the primary forked onto timeline 2 from
+// timeline 1 (a failover); the old cluster's directories are re-protected.
+func TestClassifyAfterRolesMoved(t *testing.T) {
+	const sys = "7300000000000000001"
+	view := PrimaryView{Pair: "pair1", SystemID: sys, TimeLineID: 2, Ancestors: map[int]bool{1: true}}
+	base := func(mut func(o *DirObs)) DirObs {
+		o := DirObs{Node: "dc1-a", Path: "/pg/dc1-a", Identity: DirIdentity{Machine: "m1", RealPath: "/pg/dc1-a", Dev: 1, Ino: 2},
+			Exists: true, HasControl: true, SystemID: sys, ClusterState: "in production", TimeLineID: 1}
+		mut(&o)
+		return o
+	}
+	cases := []struct {
+		name    string
+		obs     DirObs
+		kind    DirKind
+		replace bool
+		aside   bool
+	}{
+		{"killed old primary", base(func(o *DirObs) {}), DirFormerPrimary, true, true},
+		{"fenced old primary, shut down", base(func(o *DirObs) { o.ClusterState = "shut down" }), DirFormerPrimary, true, true},
+		{"old in-cluster standby", base(func(o *DirObs) { o.ClusterState = "shut down in recovery" }), DirFormerStandby, true, false},
+		{"a running old primary is never replaced", base(func(o *DirObs) { o.Running = true }), DirPrimaryNode, false, false},
+		{"a primary of a timeline that is not an ancestor is diverged", base(func(o *DirObs) { o.TimeLineID = 3 }), DirDiverged, false, false},
+		{"another system", base(func(o *DirObs) { o.SystemID = "9" }), DirOtherCluster, true, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := ClassifyDataDir(c.obs, view, false)
+			if v.Kind != c.kind || v.Replace != c.replace || v.KeepAside != c.aside {
+				t.Fatalf("got %s replace %v aside %v (%s)", v.Kind, v.Replace, v.KeepAside, v.Reason)
+			}
+		})
+	}
+}

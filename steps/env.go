@@ -37,6 +37,10 @@ type Env struct {
 	// of a replication role that sdr did not create for this pair
 	// (start --reset-replication-password).
 	ResetReplicationPassword bool
+	// AcceptDataLoss lets sdr failover promote the DR side although the
+	// old primary cannot be shown to have lost nothing
+	// (--accept-data-loss).
+	AcceptDataLoss bool
 
 	mu      sync.Mutex
 	layouts map[string]nodeLayout

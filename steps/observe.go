@@ -130,7 +130,11 @@ func conninfoValue(conninfo, key string) string {
 // sdr's markers still apply to every DR node.
 func (e *Env) primaryView(ctx context.Context, log *zap.Logger, p remoteFacts) PrimaryView {
 	pair := e.Config.Name
-	v := PrimaryView{Pair: pair, SystemID: p.SystemID, TimeLineID: p.TimeLineID,
+	anc, err := e.timelineAncestors(ctx, p)
+	if err != nil {
+		log.Info("the primary's timeline history could not be read; directories of earlier timelines are refused", zap.Error(err))
+	}
+	v := PrimaryView{Pair: pair, SystemID: p.SystemID, TimeLineID: p.TimeLineID, Ancestors: anc,
 		AppName:  func(node string) string { return cluster.AppName(pair, node) },
 		SlotName: func(node string) string { return cluster.SlotName(pair, node) },
 	}
@@ -192,4 +196,33 @@ func layoutProblems(node string, lay nodeLayout, data, parent, work cluster.Path
 		}
 	}
 	return out
+}
+
+// timelineAncestors reads the primary's timeline history over a
+// replication connection from the main standby (TIMELINE_HISTORY, which
+// the replication user may run) and returns the timelines it forked from.
+func (e *Env) timelineAncestors(ctx context.Context, p remoteFacts) (map[int]bool, error) {
+	if p.TimeLineID <= 1 {
+		return nil, nil
+	}
+	main, _ := e.mainStandby()
+	via, err := e.access(ctx, main)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	conn, err := cluster.ConnectReplication(cctx, e.Config, via, p.Node.Host, p.Node.PGPort, e.Password)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	results, err := conn.Exec(cctx, fmt.Sprintf("TIMELINE_HISTORY %d", p.TimeLineID)).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("TIMELINE_HISTORY %d on %s: %w", p.TimeLineID, p.Node.Name, err)
+	}
+	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) < 2 {
+		return nil, fmt.Errorf("TIMELINE_HISTORY %d on %s returned no history", p.TimeLineID, p.Node.Name)
+	}
+	return parseAncestors(string(results[0].Rows[0][1]))
 }

@@ -14,6 +14,9 @@ import (
 
 // checkPrimaryCluster checks every primary-cluster node over SSH and SQL.
 func (e *Env) checkPrimaryCluster(ctx context.Context, rc *workflow.RunContext) error {
+	if err := e.checkRolesNotMoved(ctx, rc); err != nil {
+		return err
+	}
 	if err := e.primaryNodesUp(ctx); err != nil {
 		return err
 	}

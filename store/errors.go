@@ -16,6 +16,9 @@ var (
 	// (written by a run with the other --role). Also returned by Update for
 	// a role other than the file's.
 	ErrOtherSide = errors.New("state file belongs to the other side of the pair")
+	// ErrOtherCluster: the state file belongs to the other cluster of the
+	// pair (its stamp), whatever role that cluster plays now.
+	ErrOtherCluster = errors.New("state file belongs to the other cluster of the pair")
 	// ErrBusy: the bbolt file stayed locked by another process past the timeout.
 	ErrBusy = errors.New("state file is busy")
 )

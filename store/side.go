@@ -60,11 +60,58 @@ func fileRole(tx *bolt.Tx) (workflow.Role, error) {
 	return "", nil
 }
 
+// keyCluster holds the cluster (its name in the config's clusters:) a
+// state file belongs to. A cluster's role moves after a failover or a
+// switchover; its state file stays with it.
+var keyCluster = []byte("cluster")
+
+// fileCluster returns the cluster the file is stamped with ("" if none).
+func fileCluster(tx *bolt.Tx) string {
+	if meta := tx.Bucket(bucketMeta); meta != nil {
+		return string(meta.Get(keyCluster))
+	}
+	return ""
+}
+
+// checkCluster decides, when the run names its cluster, whether the file
+// is this cluster's: done is true when the cluster stamp settles it (then
+// the side stamp does not matter: roles move), err refuses another
+// cluster's file.
+func (d *DB) checkCluster(tx *bolt.Tx, role workflow.Role) (done bool, err error) {
+	c := d.opts.Cluster
+	if c == "" {
+		return false, nil
+	}
+	switch owner := fileCluster(tx); owner {
+	case "":
+		return false, nil
+	case c:
+		return true, nil
+	default:
+		return false, fmt.Errorf("state file %s: %w: it belongs to cluster %s, this run acts on cluster %s (--role %s, as the config's primary: says); "+
+			"give cluster %s's own --state file, or check primary: in the config", d.path, ErrOtherCluster, owner, c, role, c)
+	}
+}
+
 // claimRole checks that the file belongs to role and stamps it when it is
 // not stamped yet (with the side it already holds, or with role when it
 // holds nothing). A file of the other side is refused with ErrOtherSide
-// and nothing is written.
+// and nothing is written. When the run names its cluster, the file is
+// stamped with it, and from then on the cluster decides: a file of the
+// other cluster is refused with ErrOtherCluster, whatever role it played.
 func (d *DB) claimRole(tx *bolt.Tx, role workflow.Role) error {
+	meta := tx.Bucket(bucketMeta)
+	if done, err := d.checkCluster(tx, role); err != nil || done {
+		if err == nil && meta.Get(keyRole) == nil {
+			err = meta.Put(keyRole, []byte(role))
+		}
+		return err
+	}
+	if d.opts.Cluster != "" {
+		if err := meta.Put(keyCluster, []byte(d.opts.Cluster)); err != nil {
+			return err
+		}
+	}
 	owner, err := fileRole(tx)
 	if err != nil {
 		return err
@@ -72,7 +119,6 @@ func (d *DB) claimRole(tx *bolt.Tx, role workflow.Role) error {
 	if owner != "" && owner != role {
 		return d.otherSide(owner, role)
 	}
-	meta := tx.Bucket(bucketMeta)
 	if meta.Get(keyRole) == nil {
 		return meta.Put(keyRole, []byte(role))
 	}
@@ -82,6 +128,9 @@ func (d *DB) claimRole(tx *bolt.Tx, role workflow.Role) error {
 // checkRole is claimRole for a read-only transaction: it refuses a file of
 // the other side and writes nothing.
 func (d *DB) checkRole(tx *bolt.Tx, role workflow.Role) error {
+	if done, err := d.checkCluster(tx, role); err != nil || done {
+		return err
+	}
 	owner, err := fileRole(tx)
 	if err != nil {
 		return err

@@ -182,3 +182,48 @@ func TestUpdateStampsAndChecksTheSide(t *testing.T) {
 		t.Errorf("legacy snapshot role %q (%v), stamp %q; want primary inferred, no stamp", snap.Role, err, stamp(t, legacy))
 	}
 }
+
+// TestClusterStamp: a state file belongs to its cluster whatever role the
+// cluster plays; a file of the other cluster is refused.
+func TestClusterStamp(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "state.db")
+	mustOpen(t, p, Options{Pair: "p", Role: workflow.RoleStandby, Cluster: "dc2"})
+	// The roles moved (failover): dc2 is now the primary; its file follows it.
+	if _, err := Open(p, Options{Pair: "p", Role: workflow.RolePrimary, Cluster: "dc2"}); err != nil {
+		t.Fatalf("dc2's file refused for dc2 in its new role: %v", err)
+	}
+	db, err := Open(p, Options{Pair: "p", Role: workflow.RolePrimary, Cluster: "dc2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(context.Background(), "start/primary", workflow.RolePrimary, func(rec **workflow.Record, side *workflow.Side) error {
+		*rec = &workflow.Record{Workflow: "start/primary", Action: "start", Role: workflow.RolePrimary}
+		return nil
+	}); err != nil {
+		t.Fatalf("update in dc2's new role: %v", err)
+	}
+	before, _ := os.ReadFile(p)
+	for _, role := range []workflow.Role{workflow.RolePrimary, workflow.RoleStandby} {
+		_, err := Open(p, Options{Pair: "p", Role: role, Cluster: "dc1"})
+		if !errors.Is(err, ErrOtherCluster) {
+			t.Fatalf("dc2's file given for cluster dc1 (%s): %v, want ErrOtherCluster", role, err)
+		}
+		_, err = Open(p, Options{Pair: "p", Role: role, Cluster: "dc1", ReadOnly: true})
+		if !errors.Is(err, ErrOtherCluster) {
+			t.Fatalf("read-only, dc2's file given for cluster dc1 (%s): %v, want ErrOtherCluster", role, err)
+		}
+	}
+	if after, _ := os.ReadFile(p); !bytes.Equal(before, after) {
+		t.Error("a refused open changed the file")
+	}
+	// A file stamped by side only (before clusters) is claimed by the
+	// cluster of its side, and the side check still applies until then.
+	legacy := legacyFile(t, []workflow.Role{workflow.RolePrimary}, []workflow.Role{workflow.RolePrimary})
+	if _, err := Open(legacy, Options{Pair: "p", Role: workflow.RoleStandby, Cluster: "dc2"}); !errors.Is(err, ErrOtherSide) {
+		t.Fatalf("legacy primary file given as standby: %v, want ErrOtherSide", err)
+	}
+	mustOpen(t, legacy, Options{Pair: "p", Role: workflow.RolePrimary, Cluster: "dc1"})
+	if _, err := Open(legacy, Options{Pair: "p", Role: workflow.RoleStandby, Cluster: "dc1"}); err != nil {
+		t.Fatalf("legacy file, stamped dc1 now, in dc1's new role: %v", err)
+	}
+}

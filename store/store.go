@@ -40,6 +40,11 @@ type Options struct {
 	// yet is stamped with its side (see claimRole). Update stamps and
 	// checks the same way with its own role argument.
 	Role workflow.Role
+	// Cluster is the cluster (its name in the config) this run acts on.
+	// When set, a file stamped with another cluster is refused with
+	// ErrOtherCluster, and an unstamped one is stamped; a file of this
+	// cluster is accepted whatever role the cluster plays now.
+	Cluster string
 	// ReadOnly opens without creating or writing anything.
 	ReadOnly bool
 	// Timeout bounds the wait for the bbolt file lock; default 5s.

@@ -43,6 +43,10 @@ const (
 	// a finished stop returns the side to StateNormal.
 	StateStop     State = "stop"
 	StateStopFail State = "stop_fail"
+	// StatePromote is the DR side while sdr failover promotes it;
+	// StatePromoteFail when that failed (rerun the failover).
+	StatePromote     State = "promote"
+	StatePromoteFail State = "promote_fail"
 )
 
 // sideStates lists, per role, every state a side of that role can be in:
@@ -50,7 +54,7 @@ const (
 // `sdr metrics` exports one series per listed state.
 var sideStates = map[Role][]State{
 	RolePrimary: {StateNormal, StateFullBackup, StateArchive, StateStop, StateBackupFail, StateStopFail},
-	RoleStandby: {StateNormal, StateRestore, StateRecovery, StateStop, StateRestoreFail, StateRecoveryFail, StateStopFail},
+	RoleStandby: {StateNormal, StateRestore, StateRecovery, StateStop, StatePromote, StateRestoreFail, StateRecoveryFail, StateStopFail, StatePromoteFail},
 }
 
 // SideStates returns every state a side of role r can be in (a copy).

@@ -87,12 +87,12 @@ func TestRunUsageErrors(t *testing.T) {
 func localConfig(t *testing.T, dir string) string {
 	t.Helper()
 	node := func(name string, port int) string {
-		return fmt.Sprintf("    - {name: %s, host: 127.0.0.1, pg_port: %d, local: true, data_dir: %s, socket_dir: %s}\n",
+		return fmt.Sprintf("      - {name: %s, host: 127.0.0.1, pg_port: %d, local: true, data_dir: %s, socket_dir: %s}\n",
 			name, port, filepath.Join(dir, name, "data"), filepath.Join(dir, name, "run"))
 	}
 	text := "name: dc1_dc2\nreplication: {user: sdr_repl, password_file: " + filepath.Join(dir, "pw") + "}\n" +
-		"timeouts: {connect: 1s}\nprimary:\n  nodes:\n" + node("dc1-a", 5501) + node("dc1-b", 5502) +
-		"standby:\n  main: dc2-a\n  nodes:\n" + node("dc2-a", 5601) + node("dc2-b", 5602)
+		"timeouts: {connect: 1s}\nprimary: dc1\nclusters:\n  dc1:\n    main: dc1-a\n    nodes:\n" + node("dc1-a", 5501) + node("dc1-b", 5502) +
+		"  dc2:\n    main: dc2-a\n    nodes:\n" + node("dc2-a", 5601) + node("dc2-b", 5602)
 	p := filepath.Join(dir, "sdr.yaml")
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

@@ -77,7 +77,7 @@ func extraCommands() []*cli.Command {
 			}
 			defer out.close()
 			log := out.log
-			db, err := openStore(g, "selftest", role)
+			db, err := openStore(g, "selftest", role, "")
 			if err != nil {
 				return err
 			}

@@ -77,10 +77,11 @@ func loadConfig(g globals) (*cluster.Config, error) {
 }
 
 // openStore opens (or creates) the state file of this side for a run of
-// role: a file of another pair or of the other side is refused (exit 2)
-// and left as it was.
-func openStore(g globals, pair string, role workflow.Role) (*store.DB, error) {
-	db, err := store.Open(g.state, store.Options{Pair: pair, Role: role})
+// role on cluster: a file of another pair, of the other cluster (or, for a
+// file written before clusters were recorded, of the other side) is
+// refused (exit 2) and left as it was.
+func openStore(g globals, pair string, role workflow.Role, cluster string) (*store.DB, error) {
+	db, err := store.Open(g.state, store.Options{Pair: pair, Role: role, Cluster: cluster})
 	if err != nil {
 		return nil, usageErr(err)
 	}
@@ -114,8 +115,11 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	}
 	defer out.close()
 	log := out.log
-	db, err := openStore(g, cfg.Name, role)
+	db, err := openStore(g, cfg.Name, role, cfg.ClusterOf(string(role)))
 	if err != nil {
+		return err
+	}
+	if err := checkNotPromoted(ctx, db, cfg, role); err != nil {
 		return err
 	}
 	now := time.Now()

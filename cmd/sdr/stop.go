@@ -120,7 +120,7 @@ func runStop(c *cli.Context, g globals, role workflow.Role, timeout time.Duratio
 		return err
 	}
 	defer closeLog()
-	db, err := openStore(g, cfg.Name, role)
+	db, err := openStore(g, cfg.Name, role, cfg.ClusterOf(string(role)))
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,12 @@ const (
 	DC2B = "dc2-b" // standby DC, in-cluster standby of dc2-a
 )
 
+// The bed's two clusters (data centres), as the config names them.
+const (
+	ClusterDC1 = "dc1" // the primary cluster when the bed is built
+	ClusterDC2 = "dc2" // the DR cluster when the bed is built
+)
+
 // NodeNames lists every node of the bed in a stable order.
 var NodeNames = []string{DC1A, DC1B, DC2A, DC2B}
 
@@ -103,8 +109,14 @@ type Bed struct {
 	LogFilePrimary   string `json:"log_file_primary"`
 	LogFileStandby   string `json:"log_file_standby"`
 
-	SSHDir         string `json:"ssh_dir"`
-	SSHPort        int    `json:"ssh_port"`
+	SSHDir  string `json:"ssh_dir"`
+	SSHPort int    `json:"ssh_port"` // the sshd of data centre 1 (dc1-a, dc1-b)
+	// Data centre 2 (dc2-a, dc2-b) has an sshd of its own, so that either
+	// data centre can be cut off (StopSSHD).
+	SSHPortDC2     int    `json:"ssh_port_dc2"`
+	SSHConfigDC2   string `json:"ssh_config_dc2"`
+	SSHPidFileDC2  string `json:"ssh_pid_file_dc2"`
+	SSHLogDC2      string `json:"ssh_log_dc2"`
 	SSHUser        string `json:"ssh_user"`
 	SSHConfig      string `json:"ssh_config"` // sshd_config
 	SSHPidFile     string `json:"ssh_pid_file"`
@@ -219,6 +231,9 @@ func New(ctx context.Context, opts Options) (_ *Bed, err error) {
 	b.SSHConfig = filepath.Join(b.SSHDir, "sshd_config")
 	b.SSHPidFile = filepath.Join(b.SSHDir, "sshd.pid")
 	b.SSHLog = filepath.Join(b.SSHDir, "sshd.log")
+	b.SSHConfigDC2 = filepath.Join(b.SSHDir, "sshd_config_dc2")
+	b.SSHPidFileDC2 = filepath.Join(b.SSHDir, "sshd-dc2.pid")
+	b.SSHLogDC2 = filepath.Join(b.SSHDir, "sshd-dc2.log")
 	b.HostKey = filepath.Join(b.SSHDir, "host_ed25519_key")
 	b.ClientKey = filepath.Join(b.SSHDir, "client_key")
 	b.KnownHosts = filepath.Join(b.SSHDir, "known_hosts")
@@ -238,6 +253,9 @@ func New(ctx context.Context, opts Options) (_ *Bed, err error) {
 
 	ports := &portPicker{used: map[int]bool{}}
 	if b.SSHPort, err = ports.pick(); err != nil {
+		return b, err
+	}
+	if b.SSHPortDC2, err = ports.pick(); err != nil {
 		return b, err
 	}
 	up := map[string]string{DC1B: DC1A, DC2B: DC2A}
@@ -422,14 +440,46 @@ func (b *Bed) setupSSH(ctx context.Context) error {
 	if len(f) < 2 {
 		return fmt.Errorf("bad host key %q", hostPub)
 	}
-	// The same host key under the names tests use for this host.
-	kh := fmt.Sprintf("[127.0.0.1]:%d %s %s\n[localhost]:%d %s %s\n", b.SSHPort, f[0], f[1], b.SSHPort, f[0], f[1])
-	if err := os.WriteFile(b.KnownHosts, []byte(kh), 0o644); err != nil {
+	// The same host key under the names tests use for this host, for
+	// both data centres' sshd.
+	var kh strings.Builder
+	for _, port := range []int{b.SSHPort, b.SSHPortDC2} {
+		fmt.Fprintf(&kh, "[127.0.0.1]:%d %s %s\n[localhost]:%d %s %s\n", port, f[0], f[1], port, f[0], f[1])
+	}
+	if err := os.WriteFile(b.KnownHosts, []byte(kh.String()), 0o644); err != nil {
 		return err
 	}
+	for _, dc := range []string{ClusterDC1, ClusterDC2} {
+		if err := b.writeSSHDConfig(dc); err != nil {
+			return err
+		}
+		if err := b.StartSSHD(ctx, dc); err != nil {
+			return err
+		}
+	}
+	out, err := b.SSH(ctx, "id -un")
+	if err != nil {
+		return fmt.Errorf("ssh check: %w", err)
+	}
+	if out != "postgres" {
+		return fmt.Errorf("ssh check: id -un = %q, want postgres", out)
+	}
+	return nil
+}
+
+// sshdFiles returns the port, config, pid file and log of a data centre's sshd.
+func (b *Bed) sshdFiles(dc string) (port int, cfg, pid, log string) {
+	if dc == ClusterDC2 {
+		return b.SSHPortDC2, b.SSHConfigDC2, b.SSHPidFileDC2, b.SSHLogDC2
+	}
+	return b.SSHPort, b.SSHConfig, b.SSHPidFile, b.SSHLog
+}
+
+func (b *Bed) writeSSHDConfig(dc string) error {
+	port, cfgPath, pidFile, _ := b.sshdFiles(dc)
 	// StrictModes would reject authorized_keys below /tmp (world-writable),
 	// so it is off; the files are root-owned and not writable by others.
-	cfg := fmt.Sprintf(`# sshd for the sdr test bed in %[1]s
+	cfg := fmt.Sprintf(`# sshd of data centre %[6]s for the sdr test bed in %[1]s
 Port %[2]d
 ListenAddress 127.0.0.1
 AddressFamily inet
@@ -455,37 +505,57 @@ MaxStartups 200
 MaxSessions 200
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
-`, b.Dir, b.SSHPort, b.HostKey, b.SSHPidFile, b.AuthorizedKeys)
-	if err := os.WriteFile(b.SSHConfig, []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	if out, err := exec.CommandContext(ctx, SSHD, "-t", "-f", b.SSHConfig).CombinedOutput(); err != nil {
+`, b.Dir, port, b.HostKey, pidFile, b.AuthorizedKeys, dc)
+	return os.WriteFile(cfgPath, []byte(cfg), 0o644)
+}
+
+// StartSSHD starts data centre dc's sshd (ClusterDC1 or ClusterDC2) and
+// waits until it accepts connections.
+func (b *Bed) StartSSHD(ctx context.Context, dc string) error {
+	port, cfgPath, pidFile, logFile := b.sshdFiles(dc)
+	b.logf("bed: starting the sshd of %s on 127.0.0.1:%d", dc, port)
+	if out, err := exec.CommandContext(ctx, SSHD, "-t", "-f", cfgPath).CombinedOutput(); err != nil {
 		return fmt.Errorf("sshd -t: %w: %s", err, out)
 	}
-	cmd := exec.CommandContext(ctx, SSHD, "-f", b.SSHConfig, "-E", b.SSHLog)
+	cmd := exec.CommandContext(ctx, SSHD, "-f", cfgPath, "-E", logFile)
 	cmd.WaitDelay = 5 * time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("start sshd: %w: %s", err, out)
 	}
 	if err := waitFor(ctx, 15*time.Second, func() error {
-		if _, err := readPid(b.SSHPidFile); err != nil {
+		if _, err := readPid(pidFile); err != nil {
 			return err
 		}
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.SSHPort), time.Second)
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 		if err != nil {
 			return err
 		}
 		return c.Close()
 	}); err != nil {
-		return fmt.Errorf("sshd did not come up: %w", err)
+		return fmt.Errorf("sshd of %s did not come up: %w", dc, err)
 	}
-	out, err := b.SSH(ctx, "id -un")
+	return nil
+}
+
+// StopSSHD stops data centre dc's sshd and every session it serves, so
+// that nothing reaches that data centre's nodes over SSH any more.
+func (b *Bed) StopSSHD(dc string) error {
+	_, _, pidFile, _ := b.sshdFiles(dc)
+	pid, err := readPid(pidFile)
 	if err != nil {
-		return fmt.Errorf("ssh check: %w", err)
+		return err
 	}
-	if out != "postgres" {
-		return fmt.Errorf("ssh check: id -un = %q, want postgres", out)
+	kill := []procID{{pid: pid}}
+	for _, c := range descendants(pid) {
+		kill = append(kill, procID{pid: c})
 	}
+	for _, p := range kill {
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	}
+	if !waitGone(kill, 10*time.Second) {
+		return fmt.Errorf("the sshd of %s does not die", dc)
+	}
+	_ = os.Remove(pidFile)
 	return nil
 }
 
@@ -733,7 +803,7 @@ func (b *Bed) ConfigMap() map[string]any {
 			l = append(l, map[string]any{
 				"name":       n.Name,
 				"host":       "127.0.0.1",
-				"ssh_port":   b.SSHPort,
+				"ssh_port":   b.sshPortOf(name),
 				"ssh_user":   b.SSHUser,
 				"pg_port":    n.Port,
 				"data_dir":   n.DataDir,
@@ -756,9 +826,20 @@ func (b *Bed) ConfigMap() map[string]any {
 			"known_hosts":   b.KnownHosts,
 		},
 		"timeouts": map[string]any{"connect": "10s", "command": "5m", "wait": "5m"},
-		"primary":  map[string]any{"nodes": nodes(DC1A, DC1B)},
-		"standby":  map[string]any{"main": DC2A, "nodes": nodes(DC2A, DC2B)},
+		"primary":  ClusterDC1,
+		"clusters": map[string]any{
+			ClusterDC1: map[string]any{"main": DC1A, "nodes": nodes(DC1A, DC1B)},
+			ClusterDC2: map[string]any{"main": DC2A, "nodes": nodes(DC2A, DC2B)},
+		},
 	}
+}
+
+// sshPortOf is the port of the sshd that serves node's data centre.
+func (b *Bed) sshPortOf(node string) int {
+	if strings.HasPrefix(node, "dc2") {
+		return b.SSHPortDC2
+	}
+	return b.SSHPort
 }
 
 // WriteConfigTo writes the config, changed by mutate (may be nil), to path.
@@ -779,7 +860,7 @@ func (b *Bed) WriteConfigTo(path string, mutate func(*map[string]any)) (string, 
 
 // keyOrder is the order in which known config keys are written; others
 // follow, sorted.
-var keyOrder = []string{"name", "replication", "postgres", "ssh", "timeouts", "primary", "standby",
+var keyOrder = []string{"name", "replication", "postgres", "ssh", "timeouts", "primary", "clusters", ClusterDC1, ClusterDC2,
 	"user", "password_file", "password_env", "database", "identity_file", "known_hosts",
 	"connect", "command", "wait", "main", "nodes",
 	"host", "ssh_port", "ssh_user", "pg_port", "data_dir", "bin_dir", "socket_dir", "log_file", "local"}
@@ -870,6 +951,7 @@ func (b *Bed) NodeLogs() string {
 		}
 	}
 	show("sshd", b.SSHLog)
+	show("sshd dc2", b.SSHLogDC2)
 	show("sdr primary", b.LogFilePrimary)
 	show("sdr standby", b.LogFileStandby)
 	return sb.String()
@@ -964,15 +1046,14 @@ func closeDir(dir string, b *Bed, keepLogs bool, logf func(string, ...any)) erro
 	}
 	wg.Wait()
 
-	// sshd by its PidFile.
-	sshPid := filepath.Join(dir, "ssh", "sshd.pid")
-	if b != nil && b.SSHPidFile != "" {
-		sshPid = b.SSHPidFile
-	}
-	if pid, err := readPid(sshPid); err == nil && alive(pid) && isOurSSHD(pid, dir) {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		if !waitGone([]procID{{pid: pid}}, 5*time.Second) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+	// Each data centre's sshd by its PidFile.
+	for _, name := range []string{"sshd.pid", "sshd-dc2.pid"} {
+		sshPid := filepath.Join(dir, "ssh", name)
+		if pid, err := readPid(sshPid); err == nil && alive(pid) && isOurSSHD(pid, dir) {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+			if !waitGone([]procID{{pid: pid}}, 5*time.Second) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 	}
 

@@ -177,3 +177,23 @@ func isOurSSHD(pid int, dir string) bool {
 	}
 	return strings.Contains(strings.Join(p.args, " "), filepath.Join(dir, "ssh", "sshd_config"))
 }
+
+// descendants lists the live descendants of pid.
+func descendants(pid int) []int {
+	procs := allProcs()
+	children := map[int][]int{}
+	for p, info := range procs {
+		children[info.ppid] = append(children[info.ppid], p)
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}

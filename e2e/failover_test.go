@@ -1,0 +1,326 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/e2e/bed"
+)
+
+// failover runs `sdr failover` on the DR side with config.
+func failover(t *testing.T, bin string, env []string, b *bed.Bed, config string, extra ...string) result {
+	t.Helper()
+	sd := standbySide(b)
+	args := append([]string{"--config", config, "--state", sd.state, "--log-file", sd.log, "failover", "--timeout", "2m"}, extra...)
+	return sdr(t, bin, env, args...)
+}
+
+// killDC1 takes data centre 1 down as a disaster would: its PostgreSQL
+// servers die at once and its sshd goes away.
+func killDC1(t *testing.T, b *bed.Bed) {
+	t.Helper()
+	for _, n := range []string{bed.DC1A, bed.DC1B} {
+		if _, err := os.Stat(filepath.Join(b.Node(n).DataDir, "postmaster.pid")); err == nil {
+			signalAll(postgresPIDs(t, b.Node(n).DataDir), syscall.SIGKILL)
+		}
+	}
+	if err := b.StopSSHD(bed.ClusterDC1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// timelineOf reads a running node's current timeline.
+func timelineOf(t *testing.T, b *bed.Bed, node string) string {
+	t.Helper()
+	return sql(t, b, node, "SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli::text FROM pg_stat_wal_receiver) "+
+		"ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text END")
+}
+
+// historyFiles lists the timeline history files in a data directory.
+func historyFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "pg_wal", "*.history"))
+	for i := range m {
+		m[i] = filepath.Base(m[i])
+	}
+	return m
+}
+
+// TestFailover: the DR pair, a refused failover while the primary runs,
+// the primary data centre lost under write load, a refused failover
+// without --accept-data-loss, the failover, what it left, a refused
+// standby start with the old config, and re-protecting the old primary
+// cluster as the DR side of the new primary.
+func TestFailover(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	seedData(t, b, 1)
+	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	prepareWriter(t, b, bed.DC1A)
+
+	t.Run("refused while the old primary runs", func(t *testing.T) {
+		r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
+		if r.Code != 2 || !strings.Contains(r.Stderr, "answers as a primary") {
+			t.Fatalf("want a refusal (exit 2) naming the running primary: %s", r)
+		}
+		if got := sql(t, b, bed.DC2A, "SELECT pg_is_in_recovery()"); got != "t" {
+			t.Fatalf("dc2-a left recovery")
+		}
+		if got := status(t, "", standbySide(b)).state("standby"); got != "recovery" {
+			t.Errorf("standby state %q after a refused failover, want recovery", got)
+		}
+	})
+
+	w := startWriter(t, b, bed.DC1A, 1)
+	eventually(t, 30*time.Second, "writes acknowledged", func() (bool, string) { return w.Count() > 300, fmt.Sprint(w.Count()) })
+	killDC1(t, b)
+	acks := w.Stop()
+	t.Logf("%d commits acknowledged before data centre 1 died", len(acks))
+
+	t.Run("refused without --accept-data-loss", func(t *testing.T) {
+		r := failover(t, sdrBin, nil, b, b.ConfigPath)
+		if r.Code != 2 || !strings.Contains(r.Stderr, "--accept-data-loss") || !strings.Contains(r.Stderr, "replayed up to") {
+			t.Fatalf("want a refusal (exit 2) with the flag and the data-loss window: %s", r)
+		}
+		if got := sql(t, b, bed.DC2A, "SELECT pg_is_in_recovery()"); got != "t" {
+			t.Fatalf("dc2-a left recovery")
+		}
+	})
+
+	var replayed cluster.LSN
+	t.Run("fails over", func(t *testing.T) {
+		r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
+		if r.Code != 0 {
+			t.Fatalf("failover: %s", r)
+		}
+		if !strings.Contains(r.Stdout, "primary: "+bed.ClusterDC2) {
+			t.Errorf("failover should say which field to change:\n%s", r.Stdout)
+		}
+		if got := sql(t, b, bed.DC2A, "SELECT pg_is_in_recovery()"); got != "f" {
+			t.Fatalf("dc2-a still in recovery after the failover")
+		}
+		if got := timelineOf(t, b, bed.DC2A); got != "2" {
+			t.Errorf("dc2-a on timeline %s, want 2", got)
+		}
+		eventually(t, 30*time.Second, "dc2-b follows dc2-a onto timeline 2", func() (bool, string) {
+			got, err := b.SQL(ctx, bed.DC2B, "SELECT status || ' ' || received_tli || ' ' || sender_port FROM pg_stat_wal_receiver")
+			return err == nil && got == fmt.Sprintf("streaming 2 %d", b.Node(bed.DC2A).Port), fmt.Sprint(got, err)
+		})
+		sql(t, b, bed.DC2A, "INSERT INTO dr_check VALUES (900001, 'after failover')")
+		eventually(t, 30*time.Second, "the new primary's write reaches the cascade", func() (bool, string) {
+			got, err := b.SQL(ctx, bed.DC2B, "SELECT count(*) FROM dr_check WHERE id = 900001")
+			return err == nil && got == "1", fmt.Sprint(got, err)
+		})
+		d := status(t, "", standbySide(b))
+		if got := d.state("standby"); got != "normal" {
+			t.Errorf("DR side state %q after the failover, want normal", got)
+		}
+		var err error
+		replayed, err = cluster.ParseLSN(promotionValue(t, b, "replayed_lsn"))
+		if err != nil {
+			t.Fatalf("recorded replayed LSN: %v", err)
+		}
+	})
+
+	t.Run("no acknowledged row up to the reported replay position is lost", func(t *testing.T) {
+		present := presentIDs(t, b, bed.DC2A)
+		lost := 0
+		for _, a := range acks {
+			if present[a.ID] {
+				continue
+			}
+			lost++
+			if a.LSN <= replayed {
+				t.Errorf("row %d was acknowledged (its commit ended by %s) before the reported replay position %s, and is missing", a.ID, a.LSN, replayed)
+			}
+		}
+		t.Logf("%d of %d acknowledged rows lost, all past the reported replay position %s", lost, len(acks), replayed)
+	})
+
+	t.Run("rerun does not promote again", func(t *testing.T) {
+		r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "already complete") {
+			t.Fatalf("rerun of a finished failover: %s", r)
+		}
+		if got := historyFiles(t, b.Node(bed.DC2A).DataDir); len(got) != 1 || got[0] != "00000002.history" {
+			t.Errorf("timeline history files %v, want exactly one promotion", got)
+		}
+	})
+
+	t.Run("the old config is refused on the promoted side", func(t *testing.T) {
+		r := start(t, b, standbySide(b), "--timeout", "30s", "--restart")
+		if r.Code != 2 || !strings.Contains(r.Stderr, "primary: "+bed.ClusterDC2) {
+			t.Fatalf("start --role standby with primary: dc1 on the promoted cluster: want exit 2 naming the field: %s", r)
+		}
+		if got := sql(t, b, bed.DC2A, "SELECT pg_is_in_recovery()"); got != "f" {
+			t.Fatalf("dc2-a touched by a refused start")
+		}
+	})
+
+	t.Run("re-protect: the old primary cluster becomes the DR side", func(t *testing.T) {
+		if err := b.StartSSHD(ctx, bed.ClusterDC1); err != nil {
+			t.Fatal(err)
+		}
+		newCfg, err := b.WriteConfig(func(m *map[string]any) { (*m)["primary"] = bed.ClusterDC2 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldIno := inode(t, b.Node(bed.DC1A).DataDir)
+		// The sides swap: dc2's state file now runs the primary role, dc1's the standby role.
+		pSide := side{"primary", b.StateFileStandby, b.LogFileStandby}
+		sSide := side{"standby", b.StateFilePrimary, b.LogFilePrimary}
+		p, s := startPair(t, newCfg, pSide, sSide, "--timeout", "3m")
+		if p.Code != 0 || s.Code != 0 {
+			t.Fatalf("re-protect failed:\nprimary (dc2): %s\nstandby (dc1): %s", p, s)
+		}
+		kept, _ := filepath.Glob(b.Node(bed.DC1A).DataDir + ".sdr/diverged-*")
+		if len(kept) != 1 || inode(t, kept[0]) != oldIno {
+			t.Fatalf("the old primary's diverged data directory is not kept aside (found %v)", kept)
+		}
+		if !strings.Contains(s.Stderr, kept[0]) {
+			t.Errorf("the standby side should print where the diverged directory is kept (%s)", kept[0])
+		}
+		eventually(t, 30*time.Second, "dc1-a streams from dc2-a", func() (bool, string) {
+			got, err := b.SQL(ctx, bed.DC1A, "SELECT status || ' ' || sender_port FROM pg_stat_wal_receiver")
+			return err == nil && got == fmt.Sprintf("streaming %d", b.Node(bed.DC2A).Port), fmt.Sprint(got, err)
+		})
+		sql(t, b, bed.DC2A, "INSERT INTO dr_check VALUES (900002, 're-protected')")
+		for _, n := range []string{bed.DC1A, bed.DC1B} {
+			eventually(t, 30*time.Second, n+" has the new primary's writes", func() (bool, string) {
+				got, err := b.SQL(ctx, n, "SELECT count(*) FROM dr_check WHERE id IN (900001, 900002)")
+				return err == nil && got == "2", fmt.Sprint(got, err)
+			})
+		}
+	})
+}
+
+// startPair runs the two sides with config at the same time.
+func startPair(t *testing.T, config string, p, s side, extra ...string) (pr, sr result) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); pr = startWith(t, sdrBin, nil, config, p, extra...) }()
+	sr = startWith(t, sdrBin, nil, config, s, extra...)
+	<-done
+	return pr, sr
+}
+
+// promotionValue reads a field of the recorded promotion's data-loss window
+// from the DR side's status document.
+func promotionValue(t *testing.T, b *bed.Bed, field string) string {
+	t.Helper()
+	r := sdr(t, sdrBin, nil, "--state", b.StateFileStandby, "status", "--json", "--history", "1")
+	if r.Code != 0 {
+		t.Fatalf("status: %s", r)
+	}
+	i := strings.Index(r.Stdout, `"failover.promotion"`)
+	if i < 0 {
+		t.Fatalf("no promotion recorded:\n%s", r.Stdout)
+	}
+	rest := r.Stdout[i:]
+	key := `\"` + field + `\":\"`
+	j := strings.Index(rest, key)
+	if j < 0 {
+		t.Fatalf("the promotion record has no %s: %s", field, rest[:min(len(rest), 400)])
+	}
+	rest = rest[j+len(key):]
+	return rest[:strings.Index(rest, `\"`)]
+}
+
+// TestFailoverFencesPartitioned: the old primary's PostgreSQL does not
+// answer (frozen), but its SSH does: the failover fences it, and after the
+// failover it can only start as a standby.
+func TestFailoverFencesPartitioned(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	seedData(t, b, 1)
+	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	var frozen []int
+	for _, n := range []string{bed.DC1A, bed.DC1B} {
+		pids := postgresPIDs(t, b.Node(n).DataDir)
+		signalAll(pids, syscall.SIGSTOP)
+		frozen = append(frozen, pids...)
+	}
+	defer signalAll(frozen, syscall.SIGCONT)
+	r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
+	if r.Code != 0 {
+		t.Fatalf("failover: %s", r)
+	}
+	signalAll(frozen, syscall.SIGCONT)
+	dc1a := b.Node(bed.DC1A)
+	if _, err := os.Stat(filepath.Join(dc1a.DataDir, "sdr_fenced")); err != nil {
+		t.Fatalf("dc1-a carries no fence marker: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dc1a.DataDir, "standby.signal")); err != nil {
+		t.Fatalf("dc1-a has no standby.signal: %v", err)
+	}
+	for _, n := range []string{bed.DC1A, bed.DC1B} {
+		eventually(t, 20*time.Second, n+" is down", func() (bool, string) {
+			_, err := os.Stat(filepath.Join(b.Node(n).DataDir, "postmaster.pid"))
+			if err == nil {
+				if _, err := b.SQL(ctx, n, "SELECT 1"); err != nil {
+					return true, "" // a stale pid file of a killed server
+				}
+			}
+			return os.IsNotExist(err), fmt.Sprint(err)
+		})
+	}
+	// Whatever starts it now starts a standby, which takes no writes.
+	if err := b.PGCtl(ctx, bed.DC1A, "start"); err != nil {
+		t.Fatal(err)
+	}
+	if got := sql(t, b, bed.DC1A, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("the fenced old primary started as a primary")
+	}
+	if _, err := b.SQL(ctx, bed.DC1A, "CREATE TABLE must_fail (i int)"); err == nil {
+		t.Fatalf("the fenced old primary took a write")
+	}
+}
+
+// TestFailoverKillAtEveryStep kills the failover at every step and point,
+// and reruns: it converges with exactly one promotion.
+func TestFailoverKillAtEveryStep(t *testing.T) {
+	b := newBed(t)
+	seedData(t, b, 1)
+	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	killDC1(t, b)
+	points := []string{
+		"2_check_cluster:after-effects", "3_fence:before", "3_fence:after-effects",
+		"4_promote:before", "4_promote:before-pg_promote", "4_promote:after-pg_promote", "4_promote:after-effects",
+		"5_follow:before", "5_follow:after-effects", "6_finish:before", "6_finish:after-effects",
+	}
+	for _, p := range points {
+		r := failover(t, sdrBinFP, []string{"SDR_FAILPOINT=" + p + ":kill"}, b, b.ConfigPath, "--accept-data-loss")
+		if r.Code != -1 {
+			t.Fatalf("%s: want the run killed, got %s", p, r)
+		}
+	}
+	r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
+	if r.Code != 0 {
+		t.Fatalf("rerun after the kills: %s", r)
+	}
+	if got := historyFiles(t, b.Node(bed.DC2A).DataDir); len(got) != 1 || got[0] != "00000002.history" {
+		t.Errorf("timeline history files %v, want exactly one promotion", got)
+	}
+	if got := timelineOf(t, b, bed.DC2A); got != "2" {
+		t.Errorf("dc2-a on timeline %s, want 2", got)
+	}
+	if got := sql(t, b, bed.DC2B, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Errorf("dc2-b was promoted too")
+	}
+	if got := status(t, "", standbySide(b)).state("standby"); got != "normal" {
+		t.Errorf("DR side state %q, want normal", got)
+	}
+}
