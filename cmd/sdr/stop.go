@@ -60,9 +60,9 @@ Exit codes as for start; 2 also when the state file holds no start of this side.
 				return usagef("--role: %w", err)
 			}
 			if c.Bool("promote") {
-				return usagef("--promote: sdr stop never promotes. Promotion comes with \"sdr failover\", which this version of sdr does not have. " +
-					"Run sdr stop --role standby without --promote: each DR node is left a read-only standby without upstream; " +
-					"promote the main standby yourself afterwards if you must (pg_ctl promote, or SELECT pg_promote())")
+				return usagef("--promote: sdr stop never promotes. To make the DR side the primary, run sdr failover on it " +
+					"(before stopping: it checks the old primary, fences it and promotes the main standby once), or sdr switchover for a planned move. " +
+					"sdr stop --role standby without --promote leaves each DR node a read-only standby without upstream")
 			}
 			if c.Bool("drop-role") && role != workflow.RolePrimary {
 				return usagef("--drop-role applies to --role primary only: the replication role lives on the primary")
