@@ -63,8 +63,7 @@ func TestBasebackupProgressInATerminal(t *testing.T) {
 	seedData(t, b, 5) // about 80 MB: 5 s at 16 MB/s
 	slow := slowBinDir(t, b, "16M")
 	cfg, err := b.WriteConfig(func(m *map[string]any) {
-		nodes := (*m)["standby"].(map[string]any)["nodes"].([]any)
-		nodes[0].(map[string]any)["bin_dir"] = slow // dc2-a, the main standby
+		nodeMap(*m, "standby", 0)["bin_dir"] = slow // dc2-a, the main standby
 	})
 	if err != nil {
 		t.Fatal(err)
