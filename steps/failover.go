@@ -356,6 +356,13 @@ func (e *Env) markFenced(ctx context.Context, rc *workflow.RunContext, a cluster
 // identifier and timeline are recorded before pg_promote, so that a rerun
 // after a kill recognises its own promotion and never promotes again.
 func (e *Env) promoteMain(ctx context.Context, rc *workflow.RunContext) error {
+	return e.promote(ctx, rc, nil)
+}
+
+// promote promotes the main standby once (see promoteMain). after, when
+// not nil, runs on the new primary right after pg_promote and before the
+// checkpoint (a switchover creates the old primary's slot there).
+func (e *Env) promote(ctx context.Context, rc *workflow.RunContext, after func(ctx context.Context, c *pgx.Conn) error) error {
 	main, _ := e.mainStandby()
 	if promo, err := e.promotion(ctx, rc); err != nil || promo != nil {
 		if promo != nil {
@@ -417,6 +424,11 @@ func (e *Env) promoteMain(ctx context.Context, rc *workflow.RunContext) error {
 	lctx, cancel := e.longCtx(ctx)
 	defer cancel()
 	err = e.withAdminLong(lctx, main, func(ctx context.Context, c *pgx.Conn) error {
+		if after != nil {
+			if err := after(ctx, c); err != nil {
+				return err
+			}
+		}
 		if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
 			return fmt.Errorf("CHECKPOINT: %w", err)
 		}
