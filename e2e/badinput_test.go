@@ -126,13 +126,13 @@ func TestBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 			writeFile(t, c.state, string(raw))
-		}, code: 2, want: []string{"other side", "primary side", "--role standby"}},
+		}, code: 2, want: []string{"other cluster", "belongs to cluster dc1", "--role standby"}},
 		{name: "state file of the standby side given to the primary side", setup: func(t *testing.T, c *badEnv) {
 			r := sdr(t, sdrBinFP, []string{"SDR_FAILPOINT=1_prepare:before"}, "--config", c.config, "--state", c.state, "start", "--role", "standby")
 			if r.Code != 1 {
 				t.Fatalf("making a standby-side state file: %s", r)
 			}
-		}, code: 2, want: []string{"other side", "standby side", "--role primary"}},
+		}, code: 2, want: []string{"other cluster", "belongs to cluster dc2", "--role primary"}},
 		{name: "unknown SSH host key", setup: func(t *testing.T, c *badEnv) {
 			pub := newKey(t, c.dir, "otherhost")
 			kh := filepath.Join(c.dir, "known_hosts")
