@@ -495,7 +495,7 @@ func (e *Env) cascadesFollow(ctx context.Context, rc *workflow.RunContext) error
 				if err != nil {
 					return false, err
 				}
-				if status != "streaming" || host != main.Host || port != main.PGPort || tli != promo.Timeline {
+				if status != "streaming" || !streamsFrom(main, host, port) || tli != promo.Timeline {
 					return false, fmt.Errorf("%s: walreceiver %s from %s:%d on timeline %d", n.Name, status, host, port, tli)
 				}
 				rc.Log.Info("cascade follows the new primary", zap.String("node", n.Name), zap.Int("timeline", tli))
@@ -523,4 +523,11 @@ func (e *Env) finishFailover(ctx context.Context, rc *workflow.RunContext) error
 	rc.Log.Warn(fmt.Sprintf("cluster %s is the primary now (timeline %d, switch point %s): set \"primary: %s\" in %s on both sides",
 		e.Config.StandbyName, promo.Timeline, promo.SwitchPoint, e.Config.StandbyName, e.Config.Path))
 	return nil
+}
+
+// streamsFrom reports whether a walreceiver's sender host and port are
+// node n's: its configured host, or its Unix socket directory for a
+// standby on the same machine.
+func streamsFrom(n *cluster.Node, host string, port int) bool {
+	return port == n.PGPort && (host == n.Host || host == n.SocketDir)
 }

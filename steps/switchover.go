@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/pgsdr/sdr/cluster"
@@ -455,6 +456,10 @@ func (e *Env) promoteForSwitchover(ctx context.Context, rc *workflow.RunContext)
 		}
 		slot := cluster.SlotName(e.Config.Name, oldMain)
 		_, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, slot)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42710" {
+			err = nil // the demote half made it at the same moment
+		}
 		if err != nil {
 			return fmt.Errorf("creating slot %s for %s: %w", slot, oldMain, err)
 		}
