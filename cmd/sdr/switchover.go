@@ -124,7 +124,9 @@ func runSwitchover(c *cli.Context, g globals, role workflow.Role) error {
 	inputs["action"], inputs["role"] = wf.Action, string(role)
 	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
 	cmdLog.Info(fmt.Sprintf("sdr %s for DR pair %s: cluster %s (state file %s)", command, cfg.Name, cfg.ClusterOf(string(role)), db.Path()))
-	res, err := runner.Run(ctx, wf, inputs, workflow.Options{})
+	// A finished switchover is over: running the command again starts a
+	// new one (whose checks refuse it when nothing is to be switched).
+	res, err := runner.Run(ctx, wf, inputs, workflow.Options{NewIfComplete: true})
 	if rerr := reportRun(c, wf, cfg.Name, res, err); rerr != nil {
 		return rerr
 	}
