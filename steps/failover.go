@@ -356,6 +356,13 @@ func (e *Env) markFenced(ctx context.Context, rc *workflow.RunContext, a cluster
 // identifier and timeline are recorded before pg_promote, so that a rerun
 // after a kill recognises its own promotion and never promotes again.
 func (e *Env) promoteMain(ctx context.Context, rc *workflow.RunContext) error {
+	return e.promote(ctx, rc, nil)
+}
+
+// promote promotes the main standby once (see promoteMain). after, when
+// not nil, runs on the new primary right after pg_promote and before the
+// checkpoint (a switchover creates the old primary's slot there).
+func (e *Env) promote(ctx context.Context, rc *workflow.RunContext, after func(ctx context.Context, c *pgx.Conn) error) error {
 	main, _ := e.mainStandby()
 	if promo, err := e.promotion(ctx, rc); err != nil || promo != nil {
 		if promo != nil {
@@ -417,6 +424,11 @@ func (e *Env) promoteMain(ctx context.Context, rc *workflow.RunContext) error {
 	lctx, cancel := e.longCtx(ctx)
 	defer cancel()
 	err = e.withAdminLong(lctx, main, func(ctx context.Context, c *pgx.Conn) error {
+		if after != nil {
+			if err := after(ctx, c); err != nil {
+				return err
+			}
+		}
 		if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
 			return fmt.Errorf("CHECKPOINT: %w", err)
 		}
@@ -483,7 +495,7 @@ func (e *Env) cascadesFollow(ctx context.Context, rc *workflow.RunContext) error
 				if err != nil {
 					return false, err
 				}
-				if status != "streaming" || host != main.Host || port != main.PGPort || tli != promo.Timeline {
+				if status != "streaming" || !streamsFrom(main, host, port) || tli != promo.Timeline {
 					return false, fmt.Errorf("%s: walreceiver %s from %s:%d on timeline %d", n.Name, status, host, port, tli)
 				}
 				rc.Log.Info("cascade follows the new primary", zap.String("node", n.Name), zap.Int("timeline", tli))
@@ -511,4 +523,11 @@ func (e *Env) finishFailover(ctx context.Context, rc *workflow.RunContext) error
 	rc.Log.Warn(fmt.Sprintf("cluster %s is the primary now (timeline %d, switch point %s): set \"primary: %s\" in %s on both sides",
 		e.Config.StandbyName, promo.Timeline, promo.SwitchPoint, e.Config.StandbyName, e.Config.Path))
 	return nil
+}
+
+// streamsFrom reports whether a walreceiver's sender host and port are
+// node n's: its configured host, or its Unix socket directory for a
+// standby on the same machine.
+func streamsFrom(n *cluster.Node, host string, port int) bool {
+	return port == n.PGPort && (host == n.Host || host == n.SocketDir)
 }

@@ -47,14 +47,21 @@ const (
 	// StatePromoteFail when that failed (rerun the failover).
 	StatePromote     State = "promote"
 	StatePromoteFail State = "promote_fail"
+	// StateSwitchover is either side while its half of sdr switchover
+	// runs; StateSwitchoverFail when that half failed (rerun it, or abort
+	// the demote half).
+	StateSwitchover     State = "switchover"
+	StateSwitchoverFail State = "switchover_fail"
 )
 
 // sideStates lists, per role, every state a side of that role can be in:
 // its normal path, then its failure states. A new state belongs here too:
 // `sdr metrics` exports one series per listed state.
 var sideStates = map[Role][]State{
-	RolePrimary: {StateNormal, StateFullBackup, StateArchive, StateStop, StateBackupFail, StateStopFail},
-	RoleStandby: {StateNormal, StateRestore, StateRecovery, StateStop, StatePromote, StateRestoreFail, StateRecoveryFail, StateStopFail, StatePromoteFail},
+	RolePrimary: {StateNormal, StateFullBackup, StateArchive, StateStop, StateSwitchover, StateRecovery,
+		StateBackupFail, StateStopFail, StateSwitchoverFail},
+	RoleStandby: {StateNormal, StateRestore, StateRecovery, StateStop, StatePromote, StateSwitchover, StateArchive,
+		StateRestoreFail, StateRecoveryFail, StateStopFail, StatePromoteFail, StateSwitchoverFail},
 }
 
 // SideStates returns every state a side of role r can be in (a copy).

@@ -175,6 +175,11 @@ type Options struct {
 	// Restart discards the recorded step progress (not the saved values)
 	// and starts again from step 1, also when the inputs changed.
 	Restart bool
+	// NewIfComplete makes a finished record the record of an operation
+	// that is over: the run starts a new one, with no steps done and no
+	// saved values (a second switchover is a new operation; the first one's
+	// transitions stay in the history).
+	NewIfComplete bool
 }
 
 // Result tells what a run did.
@@ -286,6 +291,9 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 	err := r.Store.Update(ctx, key, wf.Role, func(recp **Record, side *Side) error {
 		now := r.now()
 		rec := *recp
+		if rec != nil && rec.Complete && opts.NewIfComplete {
+			rec = nil
+		}
 		if rec != nil {
 			res.SupersededBy = rec.SupersededBy(*side)
 		}

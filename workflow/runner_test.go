@@ -1045,3 +1045,31 @@ func TestBeforeAnyChange(t *testing.T) {
 		t.Error("for the standby, 3_standby_only changes something before 4_check_again")
 	}
 }
+
+// TestNewIfComplete: a finished record is over; the next run with
+// NewIfComplete starts a new operation, with no steps done and no values.
+func TestNewIfComplete(t *testing.T) {
+	st := newFakeStore()
+	fx := &effects{}
+	wf := fiveSteps(fx, map[string]stepFn{
+		"2_two": func(ctx context.Context, rc *RunContext, call int) error {
+			if v, ok, _ := rc.Value(ctx, "token"); ok {
+				return fmt.Errorf("a value of the earlier operation is seen: %s", v)
+			}
+			_, err := rc.SaveOnce(ctx, "token", fmt.Sprint(call))
+			return err
+		},
+	})
+	r := newRunner(st)
+	if _, err := r.Run(context.Background(), wf, nil, Options{NewIfComplete: true}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Run(context.Background(), wf, nil, Options{NewIfComplete: true})
+	if err != nil || res.AlreadyComplete || fx.get("5_five") != 2 {
+		t.Fatalf("second operation: %+v %v, step 5 ran %d times", res, err, fx.get("5_five"))
+	}
+	res, err = r.Run(context.Background(), wf, nil, Options{})
+	if err != nil || !res.AlreadyComplete {
+		t.Fatalf("without the option a finished record stays finished: %+v %v", res, err)
+	}
+}

@@ -92,7 +92,7 @@ Exit codes: 0 ok; 1 a step failed (fix the cause, then rerun the same command);
 			&cli.StringFlag{Name: "log-file", EnvVars: []string{"SDR_LOG_FILE"}, Usage: "append JSON log lines to `FILE`"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show debug lines on the console"},
 		},
-		Commands: []*cli.Command{startCommand(), stopCommand(), failoverCommand(), statusCommand(d), metricsCommand(d)},
+		Commands: []*cli.Command{startCommand(), stopCommand(), failoverCommand(), switchoverCommand(), statusCommand(d), metricsCommand(d)},
 	}
 	app.Commands = append(app.Commands, extraCommands()...)
 	return app

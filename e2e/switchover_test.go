@@ -1,0 +1,351 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgsdr/sdr/e2e/bed"
+)
+
+// switchHalf runs one half of `sdr switchover` for a side.
+func switchHalf(t *testing.T, bin string, env []string, config string, s side, extra ...string) result {
+	t.Helper()
+	args := append([]string{"--config", config, "--state", s.state, "--log-file", s.log, "switchover", "--role", s.role, "--timeout", "2m"}, extra...)
+	return sdr(t, bin, env, args...)
+}
+
+// roles of the bed's two clusters for a config whose primary: is primary.
+type pairSides struct {
+	config           string
+	primary, standby side   // the sides as the config says now
+	primaryNode      string // the primary's node
+	mainNode         string // the DR side's main standby
+}
+
+func sidesFor(t *testing.T, b *bed.Bed, primary string) pairSides {
+	t.Helper()
+	if primary == bed.ClusterDC1 {
+		return pairSides{config: b.ConfigPath, primary: primarySide(b), standby: standbySide(b), primaryNode: bed.DC1A, mainNode: bed.DC2A}
+	}
+	cfg, err := b.WriteConfig(func(m *map[string]any) { (*m)["primary"] = bed.ClusterDC2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pairSides{config: cfg,
+		primary: side{"primary", b.StateFileStandby, b.LogFileStandby}, standby: side{"standby", b.StateFilePrimary, b.LogFilePrimary},
+		primaryNode: bed.DC2A, mainNode: bed.DC1A}
+}
+
+// writableProbe polls every node every few tens of milliseconds and
+// records any moment at which two of them accept writes.
+type writableProbe struct {
+	stop  chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	both  []string
+	polls int
+}
+
+func startWritableProbe(t *testing.T, b *bed.Bed) *writableProbe {
+	t.Helper()
+	p := &writableProbe{stop: make(chan struct{}), done: make(chan struct{})}
+	conns := map[string]*pgx.Conn{}
+	go func() {
+		defer close(p.done)
+		defer func() {
+			for _, c := range conns {
+				c.Close(context.Background())
+			}
+		}()
+		for {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			var writable []string
+			for _, n := range bed.NodeNames {
+				c := conns[n]
+				if c == nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+					var err error
+					c, err = writerConnect(ctx, b, n)
+					cancel()
+					if err != nil {
+						continue
+					}
+					conns[n] = c
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				var inRecovery bool
+				err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+				cancel()
+				if err != nil {
+					c.Close(context.Background())
+					delete(conns, n)
+					continue
+				}
+				if !inRecovery {
+					writable = append(writable, n)
+				}
+			}
+			p.mu.Lock()
+			p.polls++
+			if len(writable) > 1 {
+				p.both = append(p.both, strings.Join(writable, "+"))
+			}
+			p.mu.Unlock()
+			time.Sleep(30 * time.Millisecond)
+		}
+	}()
+	return p
+}
+
+func (p *writableProbe) Stop() (both []string, polls int) {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.both, p.polls
+}
+
+// switchoverUnderLoad runs a switchover from the sides of ps under write
+// load, with both halves run by run, and checks everything the issue asks:
+// zero acknowledged rows lost, never two writable primaries, no copy made,
+// the old primary and its standby following, the cascades streaming.
+func switchoverUnderLoad(t *testing.T, b *bed.Bed, ps pairSides, firstID int, run func() (demote, promote result)) {
+	t.Helper()
+	ctx := context.Background()
+	copies := baseBackups(t, b, bed.DC1A) + baseBackups(t, b, bed.DC2A)
+	probe := startWritableProbe(t, b)
+	w := startWriter(t, b, ps.primaryNode, firstID)
+	eventually(t, 30*time.Second, "writes acknowledged", func() (bool, string) { return w.Count() > 100, fmt.Sprint(w.Count()) })
+	d, p := run()
+	acks := w.Stop()
+	both, polls := probe.Stop()
+	if d.Code != 0 || p.Code != 0 {
+		t.Fatalf("switchover failed:\ndemote: %s\npromote: %s", d, p)
+	}
+	if len(both) > 0 {
+		t.Errorf("two writable primaries seen %d times in %d polls: %v", len(both), polls, both[:min(len(both), 5)])
+	}
+	present := presentIDs(t, b, ps.mainNode)
+	lost := 0
+	for _, a := range acks {
+		if !present[a.ID] {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d acknowledged rows lost", lost, len(acks))
+	}
+	t.Logf("%d acknowledged rows, none lost; %d polls of every node, never two writable", len(acks), polls)
+	if got := sql(t, b, ps.mainNode, "SELECT pg_is_in_recovery()"); got != "f" {
+		t.Fatalf("%s is not the primary after the switchover", ps.mainNode)
+	}
+	if got := baseBackups(t, b, bed.DC1A) + baseBackups(t, b, bed.DC2A) - copies; got != 0 {
+		t.Errorf("the switchover made %d copies (pg_basebackup)", got)
+	}
+	oldStandby, newCascade := bed.DC1B, bed.DC2B
+	if ps.primaryNode == bed.DC2A {
+		oldStandby, newCascade = bed.DC2B, bed.DC1B
+	}
+	tli := timelineOf(t, b, ps.mainNode)
+	for _, c := range []struct{ node, upstream string }{{ps.primaryNode, ps.mainNode}, {oldStandby, ps.primaryNode}, {newCascade, ps.mainNode}} {
+		want := fmt.Sprintf("streaming %d %s", b.Node(c.upstream).Port, tli)
+		eventually(t, 30*time.Second, c.node+" streams from "+c.upstream, func() (bool, string) {
+			got, err := b.SQL(ctx, c.node, "SELECT status || ' ' || sender_port || ' ' || received_tli FROM pg_stat_wal_receiver")
+			return err == nil && got == want, fmt.Sprint(got, err, " want ", want)
+		})
+	}
+	sql(t, b, ps.mainNode, fmt.Sprintf("INSERT INTO acked (id) VALUES (%d)", firstID+900000))
+	for _, n := range bed.NodeNames {
+		if n == ps.mainNode {
+			continue
+		}
+		eventually(t, 30*time.Second, n+" has the new primary's write", func() (bool, string) {
+			got, err := b.SQL(ctx, n, fmt.Sprintf("SELECT count(*) FROM acked WHERE id = %d", firstID+900000))
+			return err == nil && got == "1", fmt.Sprint(got, err)
+		})
+	}
+	if got := status(t, "", ps.primary).state("primary"); got != "recovery" {
+		t.Errorf("demoted side's state %q, want recovery", got)
+	}
+	if got := status(t, "", ps.standby).state("standby"); got != "archive" {
+		t.Errorf("promoted side's state %q, want archive", got)
+	}
+}
+
+func bothHalves(t *testing.T, ps pairSides) func() (result, result) {
+	return func() (d, p result) {
+		done := make(chan struct{})
+		go func() { defer close(done); p = switchHalf(t, sdrBin, nil, ps.config, ps.standby) }()
+		d = switchHalf(t, sdrBin, nil, ps.config, ps.primary)
+		<-done
+		return d, p
+	}
+}
+
+func newSwitchBed(t *testing.T) *bed.Bed {
+	t.Helper()
+	b := newBed(t)
+	seedData(t, b, 1)
+	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	prepareWriter(t, b, bed.DC1A)
+	eventually(t, 30*time.Second, "the writer role on the DR side", func() (bool, string) {
+		got, err := b.SQL(context.Background(), bed.DC2B, "SELECT count(*) FROM pg_roles WHERE rolname = 'writer'")
+		return err == nil && got == "1", fmt.Sprint(got, err)
+	})
+	return b
+}
+
+// TestSwitchover swaps the data centres with both halves started together,
+// under write load, then switches back.
+func TestSwitchover(t *testing.T) {
+	b := newSwitchBed(t)
+	t.Run("dc1 to dc2", func(t *testing.T) {
+		switchoverUnderLoad(t, b, sidesFor(t, b, bed.ClusterDC1), 1, bothHalves(t, sidesFor(t, b, bed.ClusterDC1)))
+	})
+	t.Run("and back", func(t *testing.T) {
+		ps := sidesFor(t, b, bed.ClusterDC2)
+		switchoverUnderLoad(t, b, ps, 100000, bothHalves(t, ps))
+	})
+}
+
+// TestSwitchoverHalvesApart runs the halves one after the other, in both
+// orders, with more than the walsender timeout between them.
+func TestSwitchoverHalvesApart(t *testing.T) {
+	b := newSwitchBed(t)
+	for _, n := range bed.NodeNames {
+		sql(t, b, n, "ALTER SYSTEM SET wal_sender_timeout = '2s'")
+		sql(t, b, n, "ALTER SYSTEM SET wal_receiver_timeout = '2s'")
+		sql(t, b, n, "SELECT pg_reload_conf()")
+	}
+	apart := func(ps pairSides, demoteFirst bool) func() (result, result) {
+		return func() (d, p result) {
+			done := make(chan struct{})
+			first, second := &d, &p
+			firstSide, secondSide := ps.primary, ps.standby
+			if !demoteFirst {
+				first, second = &p, &d
+				firstSide, secondSide = ps.standby, ps.primary
+			}
+			go func() { defer close(done); *first = switchHalf(t, sdrBin, nil, ps.config, firstSide) }()
+			time.Sleep(5 * time.Second)
+			*second = switchHalf(t, sdrBin, nil, ps.config, secondSide)
+			<-done
+			return d, p
+		}
+	}
+	t.Run("demote first", func(t *testing.T) {
+		ps := sidesFor(t, b, bed.ClusterDC1)
+		switchoverUnderLoad(t, b, ps, 1, apart(ps, true))
+	})
+	t.Run("promote first", func(t *testing.T) {
+		ps := sidesFor(t, b, bed.ClusterDC2)
+		switchoverUnderLoad(t, b, ps, 100000, apart(ps, false))
+	})
+}
+
+// TestSwitchoverKillAtEveryStep kills each half at every step and point,
+// one switchover per point, switching back and forth; each converges with
+// zero acknowledged rows lost.
+func TestSwitchoverKillAtEveryStep(t *testing.T) {
+	b := newSwitchBed(t)
+	points := []struct{ half, point string }{
+		{"primary", "3_demote:before"}, {"primary", "3_demote:before-stop"}, {"primary", "3_demote:after-effects"},
+		{"primary", "4_rejoin:before"}, {"primary", "4_rejoin:before-start"}, {"primary", "4_rejoin:after-effects"},
+		{"primary", "5_follow:after-effects"}, {"primary", "6_finish:after-effects"},
+		{"standby", "3_wait_primary:before"}, {"standby", "3_wait_primary:after-effects"}, {"standby", "4_promote:before-pg_promote"},
+		{"standby", "4_promote:after-pg_promote"}, {"standby", "4_promote:after-effects"}, {"standby", "5_follow:after-effects"},
+		{"standby", "6_finish:before"},
+	}
+	primary := bed.ClusterDC1
+	for i, pt := range points {
+		t.Run(pt.half+"/"+pt.point, func(t *testing.T) {
+			ps := sidesFor(t, b, primary)
+			killed, other := ps.primary, ps.standby
+			if pt.half == "standby" {
+				killed, other = ps.standby, ps.primary
+			}
+			switchoverUnderLoad(t, b, ps, (i+1)*1000000, func() (d, p result) {
+				done := make(chan struct{})
+				var o result
+				go func() { defer close(done); o = switchHalf(t, sdrBin, nil, ps.config, other) }()
+				k := switchHalf(t, sdrBinFP, []string{"SDR_FAILPOINT=" + pt.point + ":kill"}, ps.config, killed)
+				if k.Code != -1 {
+					t.Errorf("%s: want the half killed, got %s", pt.point, k)
+				}
+				r := switchHalf(t, sdrBin, nil, ps.config, killed)
+				<-done
+				if pt.half == "primary" {
+					return r, o
+				}
+				return o, r
+			})
+		})
+		if t.Failed() {
+			return
+		}
+		if primary == bed.ClusterDC1 {
+			primary = bed.ClusterDC2
+		} else {
+			primary = bed.ClusterDC1
+		}
+	}
+}
+
+// TestSwitchoverAbort: a demote half whose promote half never runs is
+// aborted and the old primary comes back with no row lost; once the DR
+// side promoted, an abort is refused.
+func TestSwitchoverAbort(t *testing.T) {
+	b := newSwitchBed(t)
+	ps := sidesFor(t, b, bed.ClusterDC1)
+	w := startWriter(t, b, bed.DC1A, 1)
+	eventually(t, 30*time.Second, "writes acknowledged", func() (bool, string) { return w.Count() > 50, fmt.Sprint(w.Count()) })
+	d := switchHalf(t, sdrBin, nil, ps.config, ps.primary, "--timeout", "5s")
+	acks := w.Stop()
+	if d.Code != 1 || status(t, "", ps.primary).state("primary") != "switchover_fail" {
+		t.Fatalf("demote half alone: want it to time out in switchover_fail: %s", d)
+	}
+	if !strings.Contains(d.Stderr, "token") {
+		t.Errorf("the demote half should print its token:\n%s", d.Stderr)
+	}
+	a := sdr(t, sdrBin, nil, "--config", ps.config, "--state", ps.primary.state, "switchover", "--role", "primary", "--abort", "--timeout", "1m")
+	if a.Code != 0 {
+		t.Fatalf("abort: %s", a)
+	}
+	if got := sql(t, b, bed.DC1A, "SELECT pg_is_in_recovery()"); got != "f" {
+		t.Fatalf("dc1-a is not the primary after the abort")
+	}
+	present := presentIDs(t, b, bed.DC1A)
+	for _, k := range acks {
+		if !present[k.ID] {
+			t.Fatalf("row %d lost by the abort", k.ID)
+		}
+	}
+	eventually(t, 30*time.Second, "dc2-a streams from dc1-a again", func() (bool, string) {
+		got, err := b.SQL(context.Background(), bed.DC2A, "SELECT status || ' ' || sender_port FROM pg_stat_wal_receiver")
+		return err == nil && got == fmt.Sprintf("streaming %d", b.Node(bed.DC1A).Port), fmt.Sprint(got, err)
+	})
+	if got := status(t, "", ps.primary).state("primary"); got != "archive" {
+		t.Errorf("state after the abort %q, want archive", got)
+	}
+	// A full switchover now, then an abort is refused.
+	switchoverUnderLoad(t, b, ps, 100000, bothHalves(t, ps))
+	a = sdr(t, sdrBin, nil, "--config", ps.config, "--state", ps.primary.state, "switchover", "--role", "primary", "--abort")
+	if a.Code != 2 || !strings.Contains(a.Stderr, "promoted") {
+		t.Fatalf("abort after the promotion: want a refusal (exit 2) saying the DR side promoted: %s", a)
+	}
+	if got := sql(t, b, bed.DC1A, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("a refused abort brought dc1-a back as a primary")
+	}
+}
