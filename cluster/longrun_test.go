@@ -131,9 +131,10 @@ func waitGone(t *testing.T, d time.Duration, pids ...int) {
 // within the group, writes their pids into dir and sleeps.
 func groupCmd(dir string) string {
 	q := func(n string) string { return ShellQuote(filepath.Join(dir, n)) }
-	return "sleep 300 & echo $! >" + q("child") +
+	// The leader's pid file comes last: once a test sees it, the others are there.
+	return "echo \"$SDR_TASK\" >" + q("tag") + "; sleep 300 & echo $! >" + q("child") +
 		"; (sleep 300 & echo $! >" + q("grandchild") + ")" +
-		"; echo $$ >" + q("leader") + "; echo \"$SDR_TASK\" >" + q("tag") + "; wait"
+		"; echo $$ >" + q("leader") + "; wait"
 }
 
 func TestRunLongConformance(t *testing.T) {
