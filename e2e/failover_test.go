@@ -166,6 +166,17 @@ func TestFailover(t *testing.T) {
 		}
 	})
 
+	t.Run("the old primary side's state file is stale", func(t *testing.T) {
+		d := status(t, b.ConfigPath, primarySide(b))
+		if d.state("primary") != "archive" {
+			t.Fatalf("the old primary side's recorded state is %q", d.state("primary"))
+		}
+		r := sdr(t, sdrBin, nil, "--config", b.ConfigPath, "--state", b.StateFilePrimary, "status")
+		if !strings.Contains(r.Stdout, "NOTE: stale") || !strings.Contains(r.Stdout, "timeline 2") {
+			t.Errorf("status of the old primary side should say it is stale:\n%s", r.Stdout)
+		}
+	})
+
 	t.Run("re-protect: the old primary cluster becomes the DR side", func(t *testing.T) {
 		if err := b.StartSSHD(ctx, bed.ClusterDC1); err != nil {
 			t.Fatal(err)

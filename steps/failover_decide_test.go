@@ -153,3 +153,30 @@ func TestParseAncestors(t *testing.T) {
 		t.Error("a bad line was accepted")
 	}
 }
+
+func TestStaleNote(t *testing.T) {
+	two, one := 2, 1
+	primaryOn2 := []NodeStatus{{Name: "dc2-a", Cluster: "standby", Reachable: true, Role: "primary", Timeline: &two}}
+	cases := []struct {
+		name     string
+		state    workflow.State
+		recorded string
+		nodes    []NodeStatus
+		stale    bool
+	}{
+		{"archive, a primary on a later timeline elsewhere", workflow.StateArchive, "1", primaryOn2, true},
+		{"archive, the primary on the recorded timeline", workflow.StateArchive, "1",
+			[]NodeStatus{{Name: "dc1-a", Reachable: true, Role: "primary", Timeline: &one}}, false},
+		{"archive, nothing reachable", workflow.StateArchive, "1", []NodeStatus{{Name: "dc2-a"}}, false},
+		{"not archive", workflow.StateRecovery, "1", primaryOn2, false},
+		{"no epoch recorded (an older sdr)", workflow.StateArchive, "", primaryOn2, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := StaleNote(c.state, c.recorded, c.nodes)
+			if (got != "") != c.stale || (c.stale && !strings.Contains(got, "dc2-a")) {
+				t.Fatalf("got %q", got)
+			}
+		})
+	}
+}

@@ -73,7 +73,51 @@ func (e *Env) waitStandby(ctx context.Context, rc *workflow.RunContext) error {
 	}
 	rc.Log.Info("main standby is streaming", zap.String("node", p.Name), zap.String("application_name", app), zap.Int("pid", o.PID),
 		zap.Time("backend_start", *o.BackendStart), zap.String("lsn", o.ReplayLSN))
-	return nil
+	return e.recordEpoch(ctx, rc, p)
+}
+
+// ValPrimaryTimeline is the primary's timeline when the primary side
+// reached archive: its epoch. A later promotion elsewhere (failover,
+// switchover) raises the pair's timeline past it, which is how `sdr status`
+// tells that this side's state is stale.
+const ValPrimaryTimeline = "primary.timeline"
+
+// recordEpoch records the primary's current timeline, replacing an earlier one.
+func (e *Env) recordEpoch(ctx context.Context, rc *workflow.RunContext, p *cluster.Node) error {
+	var tli int
+	if err := e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int`).Scan(&tli)
+	}); err != nil {
+		return fmt.Errorf("while reading the timeline of %s: %w", p.Name, err)
+	}
+	if err := rc.Forget(ctx, ValPrimaryTimeline); err != nil {
+		return err
+	}
+	_, err := rc.SaveOnce(ctx, ValPrimaryTimeline, fmt.Sprint(tli))
+	return err
+}
+
+// StaleNote explains, from the live facts, why a side's recorded state is
+// stale: the state file says this side is the primary of the pair
+// (archive) on timeline recorded, but a node of the pair runs as a primary
+// on a later timeline: the roles moved (a failover or a switchover) and
+// this side was not told. It returns "" when nothing is stale.
+func StaleNote(state workflow.State, recorded string, nodes []NodeStatus) string {
+	if state != workflow.StateArchive || recorded == "" {
+		return ""
+	}
+	var t int
+	if _, err := fmt.Sscan(recorded, &t); err != nil {
+		return ""
+	}
+	for _, n := range nodes {
+		if n.Reachable && n.Role == "primary" && n.Timeline != nil && *n.Timeline > t {
+			return fmt.Sprintf("stale: this side reached archive on timeline %d, but %s (cluster %s) runs as a primary on timeline %d: "+
+				"the primary moved (sdr failover or switchover); set primary: to that cluster and re-protect this side with start --role standby",
+				t, n.Name, n.Cluster, *n.Timeline)
+		}
+	}
+	return ""
 }
 
 // walsenderObs is sdr's slot on the primary and the walsender holding it.

@@ -36,6 +36,10 @@ type StatusDoc struct {
 	// reported last (a pg_basebackup's bytes, rate, time left); null when
 	// no live run reports any.
 	Progress *workflow.ProgressReport `json:"progress"`
+	// Stale explains, with live facts, that this side's state is out of
+	// date: it says archive, but the primary moved to the other cluster
+	// (a later timeline). Empty when nothing is stale or without --config.
+	Stale string `json:"stale"`
 
 	gone *store.Holder // the run the lock file names that no live process holds (text only)
 }
@@ -137,6 +141,7 @@ func loadStatus(c *cli.Context, d deps, g globals, history int) (StatusDoc, erro
 	if cfg != nil {
 		doc.Nodes = d.probe(c.Context, cfg)
 		doc.Live = "ok"
+		doc.Stale = staleNote(doc)
 	}
 	return doc, nil
 }
@@ -153,4 +158,19 @@ func runStatus(c *cli.Context, d deps, g globals, asJSON bool, history int) erro
 	}
 	printStatus(c.App.Writer, doc, d.now())
 	return nil
+}
+
+// staleNote is steps.StaleNote for the primary side recorded in doc.
+func staleNote(doc StatusDoc) string {
+	for _, side := range doc.Sides {
+		if side.Role != workflow.RolePrimary {
+			continue
+		}
+		for _, r := range doc.Workflows {
+			if r.Workflow == "start/primary" {
+				return steps.StaleNote(side.State, r.Values[steps.ValPrimaryTimeline], doc.Nodes)
+			}
+		}
+	}
+	return ""
 }

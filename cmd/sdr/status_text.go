@@ -26,6 +26,9 @@ func printStatus(w io.Writer, d StatusDoc, now time.Time) {
 	if len(d.Sides) == 0 {
 		fmt.Fprintln(w, "no DR state recorded yet: this side has not run sdr start")
 	}
+	if d.Stale != "" {
+		fmt.Fprintf(w, "NOTE: %s\n", d.Stale)
+	}
 	for _, s := range d.Sides {
 		fmt.Fprintf(w, "side %s: state %s since %s", s.Role, strings.ToUpper(string(s.State)), fmtTime(&s.Since))
 		if s.Step != "" {
