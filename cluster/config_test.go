@@ -575,3 +575,58 @@ func TestInputsOfNewSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestDocExamplesLoad loads every complete config example of
+// docs/config.md: the annotated one, and those for Debian and RHEL.
+func TestDocExamplesLoad(t *testing.T) {
+	raw, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(raw), -1)
+	cases := []struct {
+		name    string
+		heading string // the example's text starts after this
+		check   func(t *testing.T, c *Config)
+	}{
+		{"annotated", "## Annotated example", func(t *testing.T, c *Config) {
+			if n, _ := c.Node("dc1-b"); n.DataDir != "/var/lib/postgresql/15/main" {
+				t.Errorf("dc1-b data_dir %q, want it from primary.defaults", n.DataDir)
+			}
+		}},
+		{"Debian", "## Example: Debian or Ubuntu servers", func(t *testing.T, c *Config) {
+			n, _ := c.Node("dc2-a")
+			want := Service{Manager: ManagerSystemd, Version: "16", Cluster: "main", Unit: "postgresql@16-main", Systemctl: DefaultSystemctl}
+			if n.Service != want || n.BinDir != "/usr/lib/postgresql/16/bin" || n.ReplHost() != "fd00:20::1" || !n.SeparateConfig() {
+				t.Errorf("dc2-a = %+v", *n)
+			}
+		}},
+		{"RHEL", "## Example: RHEL, Rocky or Alma servers", func(t *testing.T, c *Config) {
+			n, _ := c.Node("dc2-b")
+			if n.Service.Unit != "postgresql-17" || n.BinDir != "/usr/pgsql-17/bin" || n.SeparateConfig() || n.SocketDir != "/run/postgresql" {
+				t.Errorf("dc2-b = %+v", *n)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			at := strings.Index(string(raw), tc.heading)
+			if at < 0 {
+				t.Fatalf("no %q in docs/config.md", tc.heading)
+			}
+			var text string
+			for _, b := range blocks {
+				if i := strings.Index(string(raw), b[0]); i > at {
+					text = b[1]
+					break
+				}
+			}
+			t.Setenv("SDR_ERP_PASSWORD", "x")
+			c, err := Parse("docs/config.md", []byte(text))
+			if err != nil {
+				t.Fatalf("the example does not load: %v\n%s", err, text)
+			}
+			tc.check(t, c)
+		})
+	}
+}

@@ -153,7 +153,8 @@ func checkRunningConf(n *cluster.Node, lay nodeLayout, c nodeConf, live nodeConf
 		out = append(out, fmt.Sprintf("%s: the PostgreSQL server running there has data_directory %s, not data_dir %s: "+
 			"set data_dir to the directory the server uses", n.Name, live.DataDirectory, n.DataDir))
 	}
-	if live.ConfigFile != c.ConfigFile {
+	same := func(a, b string) bool { return sameConfPath(a, b, n, lay) }
+	if !same(live.ConfigFile, c.ConfigFile) {
 		hint := "set config_dir: " + path.Dir(live.ConfigFile)
 		if _, ok := inData(live.ConfigFile, n, lay); ok {
 			hint = "leave config_dir empty"
@@ -162,12 +163,24 @@ func checkRunningConf(n *cluster.Node, lay nodeLayout, c nodeConf, live nodeConf
 		return out // the other files follow from the config file
 	}
 	for _, f := range []struct{ what, live, want string }{{"hba_file", live.HbaFile, c.HbaFile}, {"ident_file", live.IdentFile, c.IdentFile}} {
-		if f.live != f.want {
+		if !same(f.live, f.want) {
 			out = append(out, fmt.Sprintf("%s: the server reads %s = %s, but its configuration in %s says %s (it was started with other "+
 				"options): set %s in postgresql.conf, so that sdr edits the file the server reads", n.Name, f.what, f.live, n.ConfDir(), f.want, f.what))
 		}
 	}
 	return out
+}
+
+// sameConfPath reports whether two spellings name the same file: equal,
+// or the same file inside the data directory, reached once through
+// data_dir and once through its real path.
+func sameConfPath(a, b string, n *cluster.Node, lay nodeLayout) bool {
+	if path.Clean(a) == path.Clean(b) {
+		return true
+	}
+	ra, oka := inData(a, n, lay)
+	rb, okb := inData(b, n, lay)
+	return oka && okb && ra == rb
 }
 
 // liveConf asks n's running server where its files are.
