@@ -7,4 +7,11 @@
 // there? is the node already a standby of this primary?), so running it
 // again after a crash changes nothing that is already right. Decisions
 // are made by pure functions in decide.go, which are table-tested.
+//
+// Real servers: nodeconf.go finds the configuration a DR node's server
+// reads (its data directory, or config_dir such as Debian's /etc) and
+// proves a new copy would start with it before the swap; service.go starts
+// and stops nodes through their service manager (pg_ctl, pg_ctlcluster,
+// systemd, commands) and waits for the real state; pgversion.go holds
+// everything that differs between PostgreSQL 13 and 17.
 package steps
