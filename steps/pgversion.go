@@ -33,10 +33,10 @@ import (
 // reads pg_last_wal_receive_lsn() instead), pg_stat_replication,
 // pg_walfile_name (it fails during recovery in every version, so it is
 // only called on a server that is not in recovery), pg_basebackup's
-// -X stream, -c fast, -S, -P, -d and --tablespace-mapping (sdr uses no
-// --compress, whose syntax changed in 15), pg_ctl's start, stop and
-// status, and the pg_checkpoint role of 15 (sdr runs no CHECKPOINT as a
-// non-superuser).
+// -X stream, -c fast, -S, -P, -d and --tablespace-mapping (basebackupArgs;
+// sdr uses no --compress, whose syntax changed in 15), pg_ctl's start,
+// stop and status (service.go), postgres -C, and the pg_checkpoint role of
+// 15 (sdr runs no CHECKPOINT as a non-superuser).
 
 // pgVersion is a server version as server_version_num: 150018 for 15.18.
 // 0 means unknown.
@@ -163,6 +163,23 @@ func (f pgFeatures) slotSQL() string {
 		reason = `coalesce(invalidation_reason, '')`
 	}
 	return `SELECT slot_type, temporary, coalesce(wal_status, ''), active, ` + reason + ` FROM pg_replication_slots WHERE slot_name = $1`
+}
+
+// basebackupArgs are pg_basebackup's arguments (shell-quoted) for a copy
+// into dir from the server conninfo names, through slot ("" for none),
+// with each tablespace's location mapped from [0] to [1]: the WAL
+// streamed alongside (-X stream), a fast checkpoint, progress on stderr.
+// The same flags in 13 to 17; sdr asks for no compression, whose syntax
+// changed in 15 (-Z 5 before, --compress=client-gzip:5 from 15).
+func (f pgFeatures) basebackupArgs(dir, conninfo, slot string, mapping [][2]string) []string {
+	args := []string{"-D", q(dir), "-X", "stream", "-c", "fast", "-P", "-d", q(conninfo)}
+	if slot != "" {
+		args = append(args, "-S", q(slot))
+	}
+	for _, m := range mapping {
+		args = append(args, q(tablespaceMappingArg(m[0], m[1])))
+	}
+	return args
 }
 
 // copySettings are the settings the pre-swap check reads with postgres -C

@@ -3,6 +3,7 @@ package steps
 import (
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pgsdr/sdr/workflow"
@@ -204,6 +205,22 @@ func TestVersionedSQLUsesWhatItCan(t *testing.T) {
 				t.Errorf("copySettings has stats_temp_directory: %v, want %v", got, tc.statsTempDir)
 			}
 		})
+	}
+}
+
+func TestBasebackupArgsPerVersion(t *testing.T) {
+	want := "-D /d.sdr/new -X stream -c fast -P -d 'host=::1 port=5432 user=sdr_repl' -S sdr_p_dc2a --tablespace-mapping=/ts/one=/ts/one.dc2a.sdr/new"
+	for _, v := range versions {
+		t.Run(v.String(), func(t *testing.T) {
+			got := strings.Join(features(v).basebackupArgs("/d.sdr/new", "host=::1 port=5432 user=sdr_repl", "sdr_p_dc2a",
+				[][2]string{{"/ts/one", "/ts/one.dc2a.sdr/new"}}), " ")
+			if got != want {
+				t.Errorf("basebackupArgs =\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+	if got := strings.Join(features(150018).basebackupArgs("/d", "host=h", "", nil), " "); strings.Contains(got, "-S") {
+		t.Errorf("a cascade's copy without a slot got -S: %s", got)
 	}
 }
 

@@ -313,13 +313,12 @@ func (b *nodeBuild) copy(ctx context.Context) error {
 	conninfo := fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s",
 		conninfoQuote(cluster.ConninfoHost(b.up.Host)), b.up.Port, conninfoQuote(b.e.Config.Replication.User), conninfoQuote(b.lay.Pgpass()),
 		conninfoQuote(cluster.AppName(b.e.Config.Name, b.n.Name)+"_basebackup"))
-	args := []string{"exec", bin(b.n, "pg_basebackup"), "-D", q(b.lay.New()), "-X", "stream", "-c", "fast", "-P", "-d", q(conninfo)}
-	if b.up.Slot != "" {
-		args = append(args, "-S", q(b.up.Slot))
-	}
+	var mapping [][2]string
 	for _, t := range b.tss {
-		args = append(args, q(tablespaceMappingArg(t.Upstream, t.Live+".sdr/new")))
+		mapping = append(mapping, [2]string{t.Upstream, t.Live + ".sdr/new"})
 	}
+	args := append([]string{"exec", bin(b.n, "pg_basebackup")},
+		features(pgVersion(b.p.VersionNum)).basebackupArgs(b.lay.New(), conninfo, b.up.Slot, mapping)...)
 	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)))
 	pw := newProgressWriter(b.log)
 	start := time.Now()
