@@ -176,17 +176,27 @@ func startLog(n *cluster.Node) string {
 	return n.LogFile + " on it"
 }
 
+// startGrace is how long after a start command returned a postmaster may
+// still be missing from the data directory (a manager or an operator's
+// command that returns before the server wrote postmaster.pid).
+const startGrace = 15 * time.Second
+
 // waitAccepting waits, bounded by ctx and --timeout, until a postmaster
-// runs in dataDir and accepts an admin connection. A postmaster that is
-// gone ends the wait at once.
+// runs in dataDir and accepts an admin connection. No postmaster there
+// startGrace after the start command ends the wait.
 func (e *Env) waitAccepting(ctx context.Context, n *cluster.Node, dataDir string) error {
+	since := time.Now()
 	return poll(ctx, e.Timeout, pollFast, n.Name+" to accept connections", func(ctx context.Context) (bool, error) {
 		alive, err := e.pgRunning(ctx, n, dataDir)
 		if err != nil {
 			return false, err
 		}
 		if !alive {
-			return false, permanent(fmt.Errorf("no PostgreSQL runs in %s on %s after the start command", dataDir, n.Name))
+			err := fmt.Errorf("no PostgreSQL runs in %s on %s after the start command", dataDir, n.Name)
+			if time.Since(since) > startGrace {
+				return false, permanent(err)
+			}
+			return false, err
 		}
 		cctx, cancel := context.WithTimeout(ctx, e.Config.Timeouts.Connect.Duration)
 		defer cancel()
