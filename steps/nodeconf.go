@@ -143,6 +143,20 @@ func inCopy(p string, n *cluster.Node, lay nodeLayout, newDir string) string {
 	return p
 }
 
+// checkConfDataDir checks that the data_directory a separate
+// configuration names (real: its resolved path, "" when it does not
+// exist yet) is the node's data_dir; it returns the problem or "".
+func checkConfDataDir(n *cluster.Node, lay nodeLayout, c nodeConf, real string) string {
+	switch {
+	case real != "" && real == lay.DataDir:
+		return ""
+	case real == "" && (path.Clean(c.DataDirectory) == n.DataDir || path.Clean(c.DataDirectory) == lay.DataDir):
+		return "" // not made yet: compared as written
+	}
+	return fmt.Sprintf("%s: %s sets data_directory = %s, not data_dir %s: the service manager would start "+
+		"PostgreSQL there, not in the directory sdr rebuilds", n.Name, c.ConfigFile, c.DataDirectory, n.DataDir)
+}
+
 // checkRunningConf compares where a running server reads its files
 // (SHOW) with what sdr found with postgres -C. A difference means the
 // server was started with other files than sdr would use or edit: the

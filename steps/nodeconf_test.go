@@ -113,6 +113,37 @@ func TestOwnFilesAndInCopy(t *testing.T) {
 	}
 }
 
+func TestCheckConfDataDir(t *testing.T) {
+	conf := func(dd string) nodeConf {
+		return nodeConf{ConfigFile: "/etc/postgresql/15/main/postgresql.conf", DataDirectory: dd}
+	}
+	symlinked := &cluster.Node{Name: "dc2-a", DataDir: "/srv/pg", ConfigDir: "/etc/postgresql/15/main"}
+	symLayout := nodeLayout{DataDir: "/data/pg", Work: "/data/pg.sdr"}
+	cases := []struct {
+		name    string
+		n       *cluster.Node
+		lay     nodeLayout
+		c       nodeConf
+		real    string
+		refused bool
+	}{
+		{"the configuration names data_dir", debianNode, debianLayout, conf("/var/lib/postgresql/15/main"), "/var/lib/postgresql/15/main", false},
+		{"it names data_dir through a symlink", symlinked, symLayout, conf("/srv/pg"), "/data/pg", false},
+		{"it names the real path of a symlinked data_dir", symlinked, symLayout, conf("/data/pg"), "/data/pg", false},
+		{"the data directory does not exist yet", debianNode, debianLayout, conf("/var/lib/postgresql/15/main"), "", false},
+		{"it names another cluster's directory", debianNode, debianLayout, conf("/var/lib/postgresql/15/other"), "/var/lib/postgresql/15/other", true},
+		{"it names a directory that does not exist", debianNode, debianLayout, conf("/var/lib/postgresql/15/nothere"), "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := checkConfDataDir(tc.n, tc.lay, tc.c, tc.real)
+			if (got != "") != tc.refused {
+				t.Errorf("checkConfDataDir = %q, refused want %v", got, tc.refused)
+			}
+		})
+	}
+}
+
 func TestCheckRunningConf(t *testing.T) {
 	debConf := nodeConf{ConfigFile: "/etc/postgresql/15/main/postgresql.conf", HbaFile: "/etc/postgresql/15/main/pg_hba.conf",
 		IdentFile: "/etc/postgresql/15/main/pg_ident.conf", DataDirectory: "/var/lib/postgresql/15/main"}

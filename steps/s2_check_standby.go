@@ -101,9 +101,8 @@ func (e *Env) checkNodeSetup(ctx context.Context, n *cluster.Node, lay nodeLayou
 		if err != nil {
 			return nil, err
 		}
-		if real != lay.DataDir {
-			problems = append(problems, fmt.Sprintf("%s: %s sets data_directory = %s, not data_dir %s: the service manager would start "+
-				"PostgreSQL there, not in the directory sdr rebuilds", n.Name, conf.ConfigFile, conf.DataDirectory, n.DataDir))
+		if p := checkConfDataDir(n, lay, conf, real); p != "" {
+			problems = append(problems, p)
 		}
 	}
 	if running {
