@@ -77,7 +77,10 @@ type Duration struct{ time.Duration }
 
 // ClusterSpec is one cluster of the pair.
 type ClusterSpec struct {
-	Nodes []Node `yaml:"nodes"`
+	// Defaults are node settings for every node of this cluster that does
+	// not set them itself (all but name, host, replication_host and local).
+	Defaults Node   `yaml:"defaults"`
+	Nodes    []Node `yaml:"nodes"`
 	// Main names the node that is the cluster's main standby whenever the
 	// cluster is the DR side: it streams from the other cluster's primary,
 	// and the cluster's other nodes stream from it.
@@ -86,17 +89,81 @@ type ClusterSpec struct {
 
 // Node is one PostgreSQL instance.
 type Node struct {
-	Name      string `yaml:"name"`
-	Host      string `yaml:"host"`       // SSH host and PostgreSQL host as the other nodes reach it
-	SSHPort   int    `yaml:"ssh_port"`   // default 22
-	SSHUser   string `yaml:"ssh_user"`   // default "postgres"
-	PGPort    int    `yaml:"pg_port"`    // default 5432
-	DataDir   string `yaml:"data_dir"`   // absolute
-	BinDir    string `yaml:"bin_dir"`    // default /usr/lib/postgresql/15/bin
-	SocketDir string `yaml:"socket_dir"` // default /var/run/postgresql
-	LogFile   string `yaml:"log_file"`   // pg_ctl -l target when sdr starts the node; default <data_dir>.sdr/postgresql.log
-	Local     bool   `yaml:"local"`      // reach this node without SSH (sdr must run as the node's OS user)
+	Name string `yaml:"name"`
+	Host string `yaml:"host"` // SSH host; also the PostgreSQL host unless replication_host is set
+	// ReplicationHost is the address other nodes use for this node's
+	// PostgreSQL (streaming, pg_basebackup) and the address its own
+	// replication connections come from, when that network is not the
+	// one SSH uses. Default: Host. See ReplHost.
+	ReplicationHost string `yaml:"replication_host"`
+	SSHPort         int    `yaml:"ssh_port"`   // default 22
+	SSHUser         string `yaml:"ssh_user"`   // default "postgres"
+	PGPort          int    `yaml:"pg_port"`    // default 5432
+	DataDir         string `yaml:"data_dir"`   // absolute
+	BinDir          string `yaml:"bin_dir"`    // default /usr/lib/postgresql/<service.version, else 15>/bin
+	SocketDir       string `yaml:"socket_dir"` // default /var/run/postgresql
+	LogFile         string `yaml:"log_file"`   // pg_ctl -l target when sdr starts the node with pg_ctl; default <data_dir>.sdr/postgresql.log
+	// ConfigDir is the directory that holds the node's postgresql.conf
+	// when it is not the data directory (Debian: /etc/postgresql/15/main).
+	// "" means the data directory.
+	ConfigDir string  `yaml:"config_dir"`
+	Service   Service `yaml:"service"`
+	Local     bool    `yaml:"local"` // reach this node without SSH (sdr must run as the node's OS user)
 }
+
+// Service is how PostgreSQL is started and stopped on a node.
+type Service struct {
+	// Manager is one of ManagerPgCtl (the default), ManagerPgCtlCluster,
+	// ManagerSystemd or ManagerCommands.
+	Manager string `yaml:"manager"`
+	// Version and Cluster name a Debian cluster for pg_ctlcluster
+	// ("15", "main"). Both default from a config_dir of the form
+	// /etc/postgresql/<version>/<cluster>.
+	Version string `yaml:"version"`
+	Cluster string `yaml:"cluster"`
+	// Unit is the systemd unit (postgresql@15-main, postgresql-15).
+	// With pg_ctlcluster layouts it defaults to postgresql@<version>-<cluster>.
+	Unit string `yaml:"unit"`
+	// Systemctl is the command sdr runs, as ssh_user, to start and stop
+	// Unit: default "sudo -n systemctl".
+	Systemctl string `yaml:"systemctl"`
+	// Start, Stop and Status are the operator's commands (ManagerCommands),
+	// run with /bin/sh as ssh_user. Status exits 0 when PostgreSQL runs.
+	Start  string `yaml:"start"`
+	Stop   string `yaml:"stop"`
+	Status string `yaml:"status"`
+}
+
+// Service managers.
+const (
+	ManagerPgCtl        = "pg_ctl"
+	ManagerPgCtlCluster = "pg_ctlcluster"
+	ManagerSystemd      = "systemd"
+	ManagerCommands     = "commands"
+)
+
+// ReplHost is the address other nodes use for n's PostgreSQL, and the
+// address n's own replication connections come from: replication_host,
+// or host.
+func (n *Node) ReplHost() string {
+	if n.ReplicationHost != "" {
+		return n.ReplicationHost
+	}
+	return n.Host
+}
+
+// ConfDir is the directory PostgreSQL is pointed at with -D to find the
+// node's configuration: config_dir, or the data directory.
+func (n *Node) ConfDir() string {
+	if n.ConfigDir != "" {
+		return n.ConfigDir
+	}
+	return n.DataDir
+}
+
+// SeparateConfig reports whether the node's postgresql.conf lives outside
+// its data directory (config_dir set to another directory).
+func (n *Node) SeparateConfig() bool { return n.ConfigDir != "" && n.ConfigDir != n.DataDir }
 
 // UnmarshalYAML reads a duration written like "10s", "2m" or "1h30m".
 func (d *Duration) UnmarshalYAML(value *yaml.Node) error {
@@ -244,6 +311,26 @@ func (c *Config) Inputs() map[string]string {
 			m[p+"socket_dir"] = n.SocketDir
 			m[p+"log_file"] = n.LogFile
 			m[p+"local"] = strconv.FormatBool(n.Local)
+			// Settings added later are recorded only when they differ
+			// from what sdr did before they existed, so that a state file
+			// of an earlier run still matches an unchanged config.
+			opt := func(k, v string) {
+				if v != "" {
+					m[p+k] = v
+				}
+			}
+			opt("replication_host", n.ReplicationHost)
+			opt("config_dir", n.ConfigDir)
+			if n.Service.Manager != ManagerPgCtl {
+				opt("service.manager", n.Service.Manager)
+			}
+			opt("service.version", n.Service.Version)
+			opt("service.cluster", n.Service.Cluster)
+			opt("service.unit", n.Service.Unit)
+			opt("service.systemctl", n.Service.Systemctl)
+			opt("service.start", n.Service.Start)
+			opt("service.stop", n.Service.Stop)
+			opt("service.status", n.Service.Status)
 		}
 		m[side.name+".nodes"] = strings.Join(names, ",")
 	}

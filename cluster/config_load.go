@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ const (
 	DefaultSocketDir  = "/var/run/postgresql"
 	DefaultPGUser     = "postgres"
 	DefaultPGDatabase = "postgres"
+	DefaultSystemctl  = "sudo -n systemctl"
 
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultCommandTimeout = 2 * time.Minute
@@ -230,25 +232,101 @@ func (c *Config) SetDefaults() {
 	for _, cs := range []*ClusterSpec{&c.Primary, &c.Standby} {
 		for i := range cs.Nodes {
 			n := &cs.Nodes[i]
-			if n.SSHPort == 0 {
-				n.SSHPort = DefaultSSHPort
-			}
-			if n.SSHUser == "" {
-				n.SSHUser = DefaultSSHUser
-			}
-			if n.PGPort == 0 {
-				n.PGPort = DefaultPGPort
-			}
-			if n.BinDir == "" {
-				n.BinDir = DefaultBinDir
-			}
-			if n.SocketDir == "" {
-				n.SocketDir = DefaultSocketDir
-			}
-			if n.LogFile == "" && n.DataDir != "" {
-				n.LogFile = n.DataDir + LogFileSuffix
-			}
+			mergeNodeDefaults(n, cs.Defaults)
+			setNodeDefaults(n)
 		}
+	}
+}
+
+// mergeNodeDefaults fills every setting n leaves empty from the cluster's
+// defaults. name, host, replication_host and local are never taken from
+// them (Validate refuses them there).
+func mergeNodeDefaults(n *Node, d Node) {
+	str := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	if n.SSHPort == 0 {
+		n.SSHPort = d.SSHPort
+	}
+	if n.PGPort == 0 {
+		n.PGPort = d.PGPort
+	}
+	str(&n.SSHUser, d.SSHUser)
+	str(&n.DataDir, d.DataDir)
+	str(&n.BinDir, d.BinDir)
+	str(&n.SocketDir, d.SocketDir)
+	str(&n.LogFile, d.LogFile)
+	str(&n.ConfigDir, d.ConfigDir)
+	s, ds := &n.Service, d.Service
+	str(&s.Manager, ds.Manager)
+	str(&s.Version, ds.Version)
+	str(&s.Cluster, ds.Cluster)
+	str(&s.Unit, ds.Unit)
+	str(&s.Systemctl, ds.Systemctl)
+	str(&s.Start, ds.Start)
+	str(&s.Stop, ds.Stop)
+	str(&s.Status, ds.Status)
+}
+
+// debianConfRE matches a Debian cluster's configuration directory.
+var debianConfRE = regexp.MustCompile(`^/etc/postgresql/([0-9][0-9.]*)/([^/]+)$`)
+
+// DebianCluster returns the version and cluster name of a Debian
+// configuration directory /etc/postgresql/<version>/<cluster>.
+func DebianCluster(configDir string) (version, cluster string, ok bool) {
+	m := debianConfRE.FindStringSubmatch(configDir)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
+}
+
+// setNodeDefaults fills one node's remaining empty settings.
+func setNodeDefaults(n *Node) {
+	if n.SSHPort == 0 {
+		n.SSHPort = DefaultSSHPort
+	}
+	if n.SSHUser == "" {
+		n.SSHUser = DefaultSSHUser
+	}
+	if n.PGPort == 0 {
+		n.PGPort = DefaultPGPort
+	}
+	s := &n.Service
+	if s.Manager == "" {
+		s.Manager = ManagerPgCtl
+	}
+	// A Debian layout names its cluster in the configuration directory,
+	// and the cluster names its configuration directory.
+	if v, c, ok := DebianCluster(n.ConfigDir); ok && (s.Manager == ManagerPgCtlCluster || s.Manager == ManagerSystemd) {
+		if s.Version == "" && s.Cluster == "" {
+			s.Version, s.Cluster = v, c
+		}
+	}
+	if s.Manager == ManagerPgCtlCluster && n.ConfigDir == "" && s.Version != "" && s.Cluster != "" {
+		n.ConfigDir = "/etc/postgresql/" + s.Version + "/" + s.Cluster
+	}
+	if s.Manager == ManagerSystemd {
+		if s.Unit == "" && s.Version != "" && s.Cluster != "" {
+			s.Unit = "postgresql@" + s.Version + "-" + s.Cluster
+		}
+		if s.Systemctl == "" {
+			s.Systemctl = DefaultSystemctl
+		}
+	}
+	if n.BinDir == "" {
+		n.BinDir = DefaultBinDir
+		if s.Version != "" {
+			n.BinDir = "/usr/lib/postgresql/" + s.Version + "/bin"
+		}
+	}
+	if n.SocketDir == "" {
+		n.SocketDir = DefaultSocketDir
+	}
+	if n.LogFile == "" && n.DataDir != "" {
+		n.LogFile = n.DataDir + LogFileSuffix
 	}
 }
 
@@ -331,6 +409,17 @@ func (c *Config) Validate() error {
 		if len(side.cs.Nodes) == 0 {
 			return bad(field+".nodes", "the %s cluster needs at least one node", side.name)
 		}
+		d := side.cs.Defaults
+		for _, f := range []struct{ field, val string }{
+			{"name", d.Name}, {"host", d.Host}, {"replication_host", d.ReplicationHost},
+		} {
+			if f.val != "" {
+				return bad(field+".defaults."+f.field, "cannot be a default: set it on each node")
+			}
+		}
+		if d.Local {
+			return bad(field+".defaults.local", "cannot be a default: set it on each node")
+		}
 		for i, n := range side.cs.Nodes {
 			p := fmt.Sprintf("%s.nodes[%d]", field, i)
 			if err := c.validateNode(p, n, bad); err != nil {
@@ -340,16 +429,18 @@ func (c *Config) Validate() error {
 				return bad(p+".name", "%q is also the name of %s", n.Name, prev)
 			}
 			names[n.Name] = p
-			hd := strings.ToLower(n.Host) + "\x00" + n.DataDir
+			hd := hostKey(n.Host) + "\x00" + n.DataDir
 			if prev, ok := dirs[hd]; ok {
 				return bad(p+".data_dir", "%s on %s is also the data directory of node %q", n.DataDir, n.Host, prev.node)
 			}
 			dirs[hd] = where{p, n.Name}
-			hp := strings.ToLower(n.Host) + "\x00" + strconv.Itoa(n.PGPort)
-			if prev, ok := ports[hp]; ok {
-				return bad(p+".pg_port", "%s:%d is also the PostgreSQL address of node %q", n.Host, n.PGPort, prev.node)
+			for _, h := range uniqueHosts(n.Host, n.ReplHost()) {
+				hp := hostKey(h) + "\x00" + strconv.Itoa(n.PGPort)
+				if prev, ok := ports[hp]; ok && prev.node != n.Name {
+					return bad(p+".pg_port", "%s:%d is also the PostgreSQL address of node %q", h, n.PGPort, prev.node)
+				}
+				ports[hp] = where{p, n.Name}
 			}
-			ports[hp] = where{p, n.Name}
 		}
 	}
 
@@ -399,10 +490,14 @@ func (c *Config) validateNode(p string, n Node, bad func(field, format string, a
 		return bad(p+".name", "%q must start with [a-z0-9] and hold only [a-z0-9_-]", n.Name)
 	case n.Host == "":
 		return bad(p+".host", "is required")
-	case !hostRE.MatchString(n.Host):
-		return bad(p+".host", "%q is not a host name or IP address", n.Host)
 	case HostProblem(n.Host) != "":
 		return bad(p+".host", "%q %s", n.Host, HostProblem(n.Host))
+	case !hostRE.MatchString(n.Host):
+		return bad(p+".host", "%q is not a host name or IP address", n.Host)
+	case n.ReplicationHost != "" && HostProblem(n.ReplicationHost) != "":
+		return bad(p+".replication_host", "%q %s", n.ReplicationHost, HostProblem(n.ReplicationHost))
+	case n.ReplicationHost != "" && !hostRE.MatchString(n.ReplicationHost):
+		return bad(p+".replication_host", "%q is not a host name or IP address", n.ReplicationHost)
 	case n.SSHPort < 1 || n.SSHPort > 65535:
 		return bad(p+".ssh_port", "%d is not a port (1-65535)", n.SSHPort)
 	case n.PGPort < 1 || n.PGPort > 65535:
@@ -430,7 +525,107 @@ func (c *Config) validateNode(p string, n Node, bad func(field, format string, a
 	if strings.HasPrefix(n.LogFile, n.DataDir+"/") {
 		return bad(p+".log_file", "%q must be outside the data directory (it is replaced when the standby is rebuilt)", n.LogFile)
 	}
+	if n.ConfigDir != "" {
+		switch {
+		case !path.IsAbs(n.ConfigDir):
+			return bad(p+".config_dir", "%q must be an absolute path", n.ConfigDir)
+		case path.Clean(n.ConfigDir) != n.ConfigDir:
+			return bad(p+".config_dir", "%q must be a clean path (write %q)", n.ConfigDir, path.Clean(n.ConfigDir))
+		case strings.ContainsAny(n.ConfigDir, "\n\x00"):
+			return bad(p+".config_dir", "must not contain a newline")
+		case strings.HasPrefix(n.ConfigDir, n.DataDir+"/"):
+			return bad(p+".config_dir", "%q is inside the data directory %s, which a rebuild replaces: "+
+				"leave config_dir empty when postgresql.conf is in the data directory", n.ConfigDir, n.DataDir)
+		}
+	}
+	return validateService(p+".service", n, bad)
+}
+
+var (
+	// debianVersionRE is a Debian cluster version ("15", "9.6").
+	debianVersionRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+	// debianClusterRE is a Debian cluster name as pg_createcluster allows it.
+	debianClusterRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+	// unitRE is a systemd unit name.
+	unitRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9@:._\\-]*$`)
+)
+
+// validateService checks a node's service settings: the manager is known,
+// what it needs is set, and nothing that belongs to another manager is.
+func validateService(p string, n Node, bad func(field, format string, args ...any) error) error {
+	s := n.Service
+	set := map[string]string{"version": s.Version, "cluster": s.Cluster, "unit": s.Unit, "systemctl": s.Systemctl,
+		"start": s.Start, "stop": s.Stop, "status": s.Status}
+	allowed := map[string][]string{
+		ManagerPgCtl:        nil,
+		ManagerPgCtlCluster: {"version", "cluster"},
+		ManagerSystemd:      {"version", "cluster", "unit", "systemctl"},
+		ManagerCommands:     {"start", "stop", "status"},
+	}
+	want, ok := allowed[s.Manager]
+	if !ok {
+		return bad(p+".manager", "%q is not a service manager: use pg_ctl, pg_ctlcluster, systemd or commands", s.Manager)
+	}
+	for _, f := range []string{"version", "cluster", "unit", "systemctl", "start", "stop", "status"} {
+		if set[f] != "" && !slices.Contains(want, f) {
+			return bad(p+"."+f, "is not used with service.manager %s", s.Manager)
+		}
+	}
+	switch s.Manager {
+	case ManagerPgCtlCluster:
+		switch {
+		case s.Version == "" || s.Cluster == "":
+			return bad(p+".version", "service.manager pg_ctlcluster needs service.version and service.cluster "+
+				"(or config_dir /etc/postgresql/<version>/<cluster>)")
+		case !debianVersionRE.MatchString(s.Version):
+			return bad(p+".version", "%q is not a PostgreSQL major version like 15", s.Version)
+		case !debianClusterRE.MatchString(s.Cluster):
+			return bad(p+".cluster", "%q is not a Debian cluster name", s.Cluster)
+		}
+		if v, c, ok := DebianCluster(n.ConfigDir); ok && (v != s.Version || c != s.Cluster) {
+			return bad(p+".cluster", "%s/%s does not match config_dir %s", s.Version, s.Cluster, n.ConfigDir)
+		}
+	case ManagerSystemd:
+		switch {
+		case s.Unit == "":
+			return bad(p+".unit", "service.manager systemd needs service.unit (for example postgresql@15-main or postgresql-15)")
+		case !unitRE.MatchString(s.Unit):
+			return bad(p+".unit", "%q is not a systemd unit name", s.Unit)
+		case strings.TrimSpace(s.Systemctl) == "":
+			return bad(p+".systemctl", "must not be blank")
+		}
+	case ManagerCommands:
+		for _, f := range []string{"start", "stop", "status"} {
+			if strings.TrimSpace(set[f]) == "" {
+				return bad(p+"."+f, "service.manager commands needs service.start, service.stop and service.status")
+			}
+		}
+	}
 	return nil
+}
+
+// uniqueHosts returns the distinct hosts among hs, in order.
+func uniqueHosts(hs ...string) []string {
+	var out []string
+	for _, h := range hs {
+		dup := false
+		for _, o := range out {
+			dup = dup || SameHost(o, h)
+		}
+		if !dup {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// hostKey is a host's spelling for comparing: an IP address in canonical
+// form, a name in lower case.
+func hostKey(h string) string {
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.String()
+	}
+	return strings.ToLower(h)
 }
 
 // HostProblem says what is wrong with host as a node address that sdr
@@ -439,27 +634,10 @@ func (c *Config) validateNode(p string, n Node, bad func(field, format string, a
 // suffix), "+" and "@" special meanings, so such a host would open access
 // far wider than one node. Digits and dots that are not an IPv4 address
 // ("10.0.1") are refused too: pg_hba.conf would not read them as a host name.
-func HostProblem(host string) string {
-	switch strings.ToLower(host) {
-	case "all", "samehost", "samenet":
-		return "is a pg_hba.conf keyword, not a host: write the node's address or host name"
-	}
-	if host == "" {
-		return "is empty"
-	}
-	switch host[0] {
-	case '.':
-		return "starts with \".\", which pg_hba.conf reads as every host of a domain: write the node's own name"
-	case '+', '@':
-		return "starts with " + strconv.Quote(host[:1]) + ", which pg_hba.conf gives a special meaning"
-	case '-':
-		return "starts with \"-\": not a host name"
-	}
-	if strings.Trim(host, "0123456789.") == "" && net.ParseIP(host) == nil {
-		return "is not a valid IPv4 address"
-	}
-	return ""
-}
+// So are an IPv6 address in brackets or with a zone index ("[::1]",
+// "fe80::1%eth0"), a ":" in anything but an IPv6 address (a port belongs in
+// ssh_port or pg_port), and a name that is not a DNS name.
+func HostProblem(host string) string { return hostProblem(host) }
 
 // checkNameCollisions refuses two nodes of the pair whose slot or
 // application_name would be the same: one node's standby would then

@@ -78,12 +78,12 @@ func TestLoadValidWithDefaults(t *testing.T) {
 	}
 	want := Node{Name: "dc2-a", Host: "10.0.2.10", SSHPort: 22, SSHUser: "postgres", PGPort: 5432,
 		DataDir: "/var/lib/postgresql/15/main", BinDir: "/usr/lib/postgresql/15/bin", SocketDir: "/var/run/postgresql",
-		LogFile: "/var/lib/postgresql/15/main.sdr/postgresql.log"}
+		LogFile: "/var/lib/postgresql/15/main.sdr/postgresql.log", Service: Service{Manager: ManagerPgCtl}}
 	if got := *c.MainStandby(); got != want {
 		t.Errorf("main standby:\n got %+v\nwant %+v", got, want)
 	}
 	explicit := Node{Name: "dc2-b", Host: "10.0.2.11", SSHPort: 2222, SSHUser: "pg", PGPort: 5433, DataDir: "/srv/pg",
-		BinDir: "/opt/pg/bin", SocketDir: "/tmp", LogFile: "/var/log/pg.log"}
+		BinDir: "/opt/pg/bin", SocketDir: "/tmp", LogFile: "/var/log/pg.log", Service: Service{Manager: ManagerPgCtl}}
 	if got := c.StandbyCascades(); !reflect.DeepEqual(got, []Node{explicit}) {
 		t.Errorf("cascades: %+v", got)
 	}
@@ -152,6 +152,54 @@ func TestValidateProblems(t *testing.T) {
 		{"host file", func(c *Config) { c.Standby.Nodes[1].Host = "@hosts" }, "clusters.dc2.nodes[1].host"},
 		{"host short IPv4", func(c *Config) { c.Standby.Nodes[1].Host = "10.0.2" }, "clusters.dc2.nodes[1].host"},
 		{"host IPv4 out of range", func(c *Config) { c.Standby.Nodes[1].Host = "10.0.2.300" }, "clusters.dc2.nodes[1].host"},
+		{"host IPv6 in brackets", func(c *Config) { c.Standby.Nodes[1].Host = "[::1]" }, "clusters.dc2.nodes[1].host"},
+		{"host IPv6 with a zone", func(c *Config) { c.Standby.Nodes[1].Host = "fe80::1%eth0" }, "clusters.dc2.nodes[1].host"},
+		{"host with a port", func(c *Config) { c.Standby.Nodes[1].Host = "db1:5432" }, "clusters.dc2.nodes[1].host"},
+		{"host IPv6 bad", func(c *Config) { c.Standby.Nodes[1].Host = "fd00:::1" }, "clusters.dc2.nodes[1].host"},
+		{"host name with an empty label", func(c *Config) { c.Standby.Nodes[1].Host = "db..example.com" }, "clusters.dc2.nodes[1].host"},
+		{"host name label ends in -", func(c *Config) { c.Standby.Nodes[1].Host = "db-.example.com" }, "clusters.dc2.nodes[1].host"},
+		{"replication host keyword", func(c *Config) { c.Standby.Nodes[1].ReplicationHost = "samenet" }, "clusters.dc2.nodes[1].replication_host"},
+		{"replication host bad", func(c *Config) { c.Standby.Nodes[1].ReplicationHost = "a b" }, "clusters.dc2.nodes[1].replication_host"},
+		{"replication host and pg port of another node", func(c *Config) {
+			c.Standby.Nodes[0].ReplicationHost = "10.0.2.11"
+			c.Standby.Nodes[0].PGPort = 5433
+		}, "clusters.dc2.nodes[1].pg_port"},
+		{"same IPv6 spelled twice with the same pg port", func(c *Config) {
+			c.Standby.Nodes[0].Host, c.Standby.Nodes[1].Host = "fd00::1", "fd00:0:0::1"
+			c.Standby.Nodes[1].PGPort = 5432
+		}, "clusters.dc2.nodes[1].pg_port"},
+		{"defaults name", func(c *Config) { c.Standby.Defaults.Name = "x" }, "clusters.dc2.defaults.name"},
+		{"defaults host", func(c *Config) { c.Primary.Defaults.Host = "10.0.0.1" }, "clusters.dc1.defaults.host"},
+		{"defaults local", func(c *Config) { c.Primary.Defaults.Local = true }, "clusters.dc1.defaults.local"},
+		{"config dir relative", func(c *Config) { c.Standby.Nodes[0].ConfigDir = "etc/pg" }, "clusters.dc2.nodes[0].config_dir"},
+		{"config dir inside the data dir", func(c *Config) { c.Standby.Nodes[1].ConfigDir = "/srv/pg/conf" }, "clusters.dc2.nodes[1].config_dir"},
+		{"unknown manager", func(c *Config) { c.Standby.Nodes[0].Service.Manager = "runit" }, "clusters.dc2.nodes[0].service.manager"},
+		{"pg_ctlcluster without cluster", func(c *Config) {
+			c.Standby.Nodes[0].Service = Service{Manager: ManagerPgCtlCluster, Version: "15"}
+		}, "clusters.dc2.nodes[0].service.version"},
+		{"pg_ctlcluster bad version", func(c *Config) {
+			c.Standby.Nodes[0].Service = Service{Manager: ManagerPgCtlCluster, Version: "fifteen", Cluster: "main"}
+		}, "clusters.dc2.nodes[0].service.version"},
+		{"pg_ctlcluster cluster other than config_dir's", func(c *Config) {
+			c.Standby.Nodes[0].ConfigDir = "/etc/postgresql/15/main"
+			c.Standby.Nodes[0].Service = Service{Manager: ManagerPgCtlCluster, Version: "15", Cluster: "dr"}
+		}, "clusters.dc2.nodes[0].service.cluster"},
+		{"pg_ctlcluster with a unit", func(c *Config) {
+			c.Standby.Nodes[0].Service = Service{Manager: ManagerPgCtlCluster, Version: "15", Cluster: "main", Unit: "postgresql@15-main"}
+		}, "clusters.dc2.nodes[0].service.unit"},
+		{"systemd without unit", func(c *Config) {
+			c.Standby.Nodes[0].Service = Service{Manager: ManagerSystemd, Systemctl: "systemctl"}
+		}, "clusters.dc2.nodes[0].service.unit"},
+		{"systemd bad unit", func(c *Config) {
+			c.Standby.Nodes[0].Service = Service{Manager: ManagerSystemd, Unit: "postgresql 15", Systemctl: "systemctl"}
+		}, "clusters.dc2.nodes[0].service.unit"},
+		{"systemd with a start command", func(c *Config) {
+			c.Standby.Nodes[0].Service = Service{Manager: ManagerSystemd, Unit: "postgresql-15", Systemctl: "systemctl", Start: "x"}
+		}, "clusters.dc2.nodes[0].service.start"},
+		{"commands without status", func(c *Config) {
+			c.Standby.Nodes[0].Service = Service{Manager: ManagerCommands, Start: "a", Stop: "b"}
+		}, "clusters.dc2.nodes[0].service.status"},
+		{"pg_ctl with a unit", func(c *Config) { c.Standby.Nodes[0].Service.Unit = "postgresql-15" }, "clusters.dc2.nodes[0].service.unit"},
 		// Two long names cut to the same prefix whose hashes share their
 		// first 4 bytes: sha256("pair1\x00" + n50 + "-4397") and ... "-66406".
 		{"slot names collide", func(c *Config) {
@@ -331,6 +379,9 @@ func TestValidateAcceptsHosts(t *testing.T) {
 		{"short host name", "dc2b"},
 		{"host name with a keyword inside", "all-db1"},
 		{"host name ending in a dot", "dc2-b.example.com."},
+		{"localhost", "localhost"},
+		{"IPv6 full form", "fd00:0:0:0:0:0:2:11"},
+		{"IPv4-mapped IPv6", "::ffff:10.0.2.11"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mustLoad(t)
@@ -468,5 +519,186 @@ standby:
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Field != "primary" || !strings.Contains(err.Error(), "clusters:") {
 		t.Fatalf("the old format should be refused naming primary: and clusters:, got %v", err)
+	}
+}
+
+const debianYAML = `
+name: pair1
+replication:
+  user: repl
+  password_env: PW
+ssh:
+  identity_file: /etc/sdr/id
+  known_hosts: /etc/sdr/known_hosts
+primary: dc1
+clusters:
+  dc1:
+    main: dc1-a
+    defaults:
+      data_dir: /var/lib/postgresql/16/main
+      config_dir: /etc/postgresql/16/main
+      service:
+        manager: pg_ctlcluster
+    nodes:
+      - name: dc1-a
+        host: db1.dc1.example.com
+        replication_host: 10.1.0.1
+      - name: dc1-b
+        host: db2.dc1.example.com
+        pg_port: 5433
+        config_dir: /etc/postgresql/16/dr
+        data_dir: /srv/pg/16/dr
+  dc2:
+    main: dc2-a
+    defaults:
+      service:
+        manager: systemd
+        version: "16"
+        cluster: main
+    nodes:
+      - name: dc2-a
+        host: "fd00::21"
+        data_dir: /var/lib/postgresql/16/main
+      - name: dc2-b
+        host: "fd00::22"
+        data_dir: /var/lib/pgsql/16/data
+        bin_dir: /usr/pgsql-16/bin
+        service:
+          unit: postgresql-16
+          systemctl: systemctl
+`
+
+func TestDefaultsAndDerivedServiceSettings(t *testing.T) {
+	c, err := Load(writeConfig(t, debianYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(name string) *Node {
+		n, ok := c.Node(name)
+		if !ok {
+			t.Fatalf("no node %s", name)
+		}
+		return n
+	}
+	cases := []struct {
+		name string
+		got  Node
+		want Node
+	}{
+		{"cluster defaults, Debian cluster from config_dir", *get("dc1-a"), Node{Name: "dc1-a", Host: "db1.dc1.example.com", ReplicationHost: "10.1.0.1",
+			SSHPort: 22, SSHUser: "postgres", PGPort: 5432, DataDir: "/var/lib/postgresql/16/main", BinDir: "/usr/lib/postgresql/16/bin",
+			SocketDir: "/var/run/postgresql", LogFile: "/var/lib/postgresql/16/main.sdr/postgresql.log", ConfigDir: "/etc/postgresql/16/main",
+			Service: Service{Manager: ManagerPgCtlCluster, Version: "16", Cluster: "main"}}},
+		{"node settings win over defaults", *get("dc1-b"), Node{Name: "dc1-b", Host: "db2.dc1.example.com",
+			SSHPort: 22, SSHUser: "postgres", PGPort: 5433, DataDir: "/srv/pg/16/dr", BinDir: "/usr/lib/postgresql/16/bin",
+			SocketDir: "/var/run/postgresql", LogFile: "/srv/pg/16/dr.sdr/postgresql.log", ConfigDir: "/etc/postgresql/16/dr",
+			Service: Service{Manager: ManagerPgCtlCluster, Version: "16", Cluster: "dr"}}},
+		{"systemd unit from the Debian cluster", *get("dc2-a"), Node{Name: "dc2-a", Host: "fd00::21",
+			SSHPort: 22, SSHUser: "postgres", PGPort: 5432, DataDir: "/var/lib/postgresql/16/main", BinDir: "/usr/lib/postgresql/16/bin",
+			SocketDir: "/var/run/postgresql", LogFile: "/var/lib/postgresql/16/main.sdr/postgresql.log",
+			Service: Service{Manager: ManagerSystemd, Version: "16", Cluster: "main", Unit: "postgresql@16-main", Systemctl: DefaultSystemctl}}},
+		{"RHEL unit given on the node", *get("dc2-b"), Node{Name: "dc2-b", Host: "fd00::22",
+			SSHPort: 22, SSHUser: "postgres", PGPort: 5432, DataDir: "/var/lib/pgsql/16/data", BinDir: "/usr/pgsql-16/bin",
+			SocketDir: "/var/run/postgresql", LogFile: "/var/lib/pgsql/16/data.sdr/postgresql.log",
+			Service: Service{Manager: ManagerSystemd, Version: "16", Cluster: "main", Unit: "postgresql-16", Systemctl: "systemctl"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Errorf("\n got %+v\nwant %+v", tc.got, tc.want)
+			}
+		})
+	}
+	if h := get("dc1-a").ReplHost(); h != "10.1.0.1" {
+		t.Errorf("ReplHost of dc1-a = %q, want replication_host", h)
+	}
+	if h := get("dc1-b").ReplHost(); h != "db2.dc1.example.com" {
+		t.Errorf("ReplHost of dc1-b = %q, want host", h)
+	}
+	if d := get("dc2-b").ConfDir(); d != "/var/lib/pgsql/16/data" {
+		t.Errorf("ConfDir without config_dir = %q, want the data directory", d)
+	}
+}
+
+func TestInputsOfNewSettings(t *testing.T) {
+	// A config without the settings added for real servers records the
+	// same inputs as before they existed.
+	c := mustLoad(t)
+	for k := range c.Inputs() {
+		for _, f := range []string{"replication_host", "config_dir", "service."} {
+			if strings.Contains(k, f) {
+				t.Errorf("input %s recorded for a config that does not set it", k)
+			}
+		}
+	}
+	d, err := Load(writeConfig(t, debianYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := d.Inputs()
+	for k, v := range map[string]string{
+		"primary.nodes[dc1-a].replication_host": "10.1.0.1",
+		"primary.nodes[dc1-a].config_dir":       "/etc/postgresql/16/main",
+		"primary.nodes[dc1-a].service.manager":  "pg_ctlcluster",
+		"standby.nodes[dc2-b].service.unit":     "postgresql-16",
+	} {
+		if in[k] != v {
+			t.Errorf("%s = %q, want %q", k, in[k], v)
+		}
+	}
+}
+
+// TestDocExamplesLoad loads every complete config example of
+// docs/config.md: the annotated one, and those for Debian and RHEL.
+func TestDocExamplesLoad(t *testing.T) {
+	raw, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(raw), -1)
+	cases := []struct {
+		name    string
+		heading string // the example's text starts after this
+		check   func(t *testing.T, c *Config)
+	}{
+		{"annotated", "## Annotated example", func(t *testing.T, c *Config) {
+			if n, _ := c.Node("dc1-b"); n.DataDir != "/var/lib/postgresql/15/main" {
+				t.Errorf("dc1-b data_dir %q, want it from primary.defaults", n.DataDir)
+			}
+		}},
+		{"Debian", "## Example: Debian or Ubuntu servers", func(t *testing.T, c *Config) {
+			n, _ := c.Node("dc2-a")
+			want := Service{Manager: ManagerSystemd, Version: "16", Cluster: "main", Unit: "postgresql@16-main", Systemctl: DefaultSystemctl}
+			if n.Service != want || n.BinDir != "/usr/lib/postgresql/16/bin" || n.ReplHost() != "fd00:20::1" || !n.SeparateConfig() {
+				t.Errorf("dc2-a = %+v", *n)
+			}
+		}},
+		{"RHEL", "## Example: RHEL, Rocky or Alma servers", func(t *testing.T, c *Config) {
+			n, _ := c.Node("dc2-b")
+			if n.Service.Unit != "postgresql-17" || n.BinDir != "/usr/pgsql-17/bin" || n.SeparateConfig() || n.SocketDir != "/run/postgresql" {
+				t.Errorf("dc2-b = %+v", *n)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			at := strings.Index(string(raw), tc.heading)
+			if at < 0 {
+				t.Fatalf("no %q in docs/config.md", tc.heading)
+			}
+			var text string
+			for _, b := range blocks {
+				if i := strings.Index(string(raw), b[0]); i > at {
+					text = b[1]
+					break
+				}
+			}
+			t.Setenv("SDR_ERP_PASSWORD", "x")
+			c, err := Parse("docs/config.md", []byte(text))
+			if err != nil {
+				t.Fatalf("the example does not load: %v\n%s", err, text)
+			}
+			tc.check(t, c)
+		})
 	}
 }

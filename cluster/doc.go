@@ -5,7 +5,11 @@
 // docs/config.md describes every field. Validate checks it and reports the
 // first problem as a *ConfigError naming the field ("clusters.dc2.nodes[1].data_dir").
 // Inputs gives the settings that change what the DR steps do, for the
-// workflow's input fingerprint; it never holds a secret.
+// workflow's input fingerprint; it never holds a secret. A node may take
+// its settings from its cluster's defaults, keep its configuration in
+// config_dir, name its service manager (Service), and have a separate
+// replication_host. addr.go writes a host (name, IPv4, IPv6) in the form
+// each place needs: SSH, known_hosts, libpq, pg_hba.conf.
 //
 // Access runs shell commands and moves files on one node: over SSH
 // (golang.org/x/crypto/ssh, host keys checked against known_hosts) or, for
@@ -23,7 +27,8 @@
 // postmaster runs), RemoveTree / EmptyTrash (delete through a trash),
 // RunLong / KillTagged (long commands that end with the run, and what a
 // killed run left) and LockNode (a lock held by the node for as long as sdr
-// lives). Their refusals are the sentinels of errors.go.
+// lives), ShowSettings (postgres -C: settings as a server would have them).
+// Their refusals are the sentinels of errors.go.
 //
 // sdr talks to PostgreSQL with pgx through the node's Access: ConnectAdmin
 // dials the node's Unix socket through the SSH connection (peer

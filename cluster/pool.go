@@ -35,6 +35,14 @@ func Open(ctx context.Context, cfg *Config, log *zap.Logger) *Pool {
 	return &Pool{cfg: cfg, log: log, open: openAccess, entries: map[string]*poolEntry{}}
 }
 
+// OpenWith is Open with the function that opens each node's Access: for
+// tests, which give nodes fake ones.
+func OpenWith(cfg *Config, log *zap.Logger, open func(ctx context.Context, cfg *Config, n *Node) (Access, error)) *Pool {
+	p := Open(context.Background(), cfg, log)
+	p.open = open
+	return p
+}
+
 func openAccess(ctx context.Context, cfg *Config, n *Node) (Access, error) {
 	if n.Local {
 		return NewLocal(n), nil

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,7 +37,7 @@ var _ Access = (*SSH)(nil)
 // ssh.insecure_ignore_host_key is set. The connect (TCP and handshake) is
 // bounded by timeouts.connect and ctx.
 func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
-	addr := net.JoinHostPort(n.Host, strconv.Itoa(n.SSHPort))
+	addr := SSHAddress(n.Host, n.SSHPort)
 	where := fmt.Sprintf("ssh %s (%s)", n.Name, addr)
 
 	signer, err := loadIdentity(cfg.SSH.IdentityFile)
@@ -89,7 +88,8 @@ func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
 		var hk *hostKeyError
 		switch {
 		case errors.As(err, &hk):
-			return nil, fmt.Errorf("%s: host key not in %s (or changed): %w", where, hk.file, errors.Join(ErrHostKey, hk.err))
+			return nil, fmt.Errorf("%s: host key not in %s (or changed; the entry must be named %s): %w",
+				where, hk.file, KnownHostsName(n.Host, n.SSHPort), errors.Join(ErrHostKey, hk.err))
 		case strings.Contains(err.Error(), "unable to authenticate"):
 			return nil, fmt.Errorf("%s: authentication as %s failed (is the public key of %s in ~%s/.ssh/authorized_keys?): %w",
 				where, n.SSHUser, cfg.SSH.IdentityFile, n.SSHUser, ErrSSHAuth)

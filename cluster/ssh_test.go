@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,9 +34,9 @@ func TestDialSSHErrors(t *testing.T) {
 		contains []string
 	}{
 		{"changed host key", func(c *Config) { c.SSH.KnownHosts = wrongKnownHosts }, ErrHostKey,
-			[]string{"ssh dc1-a (" + srv.Addr + "): host key not in " + wrongKnownHosts + " (or changed)"}},
+			[]string{"ssh dc1-a (" + srv.Addr + "): host key not in " + wrongKnownHosts + " (or changed"}},
 		{"unknown host key", func(c *Config) { c.SSH.KnownHosts = emptyKnownHosts }, ErrHostKey,
-			[]string{"host key not in " + emptyKnownHosts}},
+			[]string{"host key not in " + emptyKnownHosts, "the entry must be named " + knownhosts.Normalize(srv.Addr)}},
 		{"wrong client key", func(c *Config) { c.SSH.IdentityFile = wrongIdentity }, ErrSSHAuth,
 			[]string{"ssh dc1-a (" + srv.Addr + "): authentication as postgres failed"}},
 		{"missing identity file", func(c *Config) { c.SSH.IdentityFile = filepath.Join(dir, "nope") }, os.ErrNotExist,
@@ -149,5 +150,45 @@ func TestPool(t *testing.T) {
 	p.Close()
 	if _, err := p.Get(context.Background(), "dc1-a"); !errors.Is(err, ErrPoolClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// TestDialSSHAddressForms reaches the node by an IPv6 address and by a
+// name, with known_hosts entries in OpenSSH's "[host]:port" form.
+func TestDialSSHAddressForms(t *testing.T) {
+	cases := []struct {
+		name   string
+		listen string
+		host   string
+	}{
+		{"IPv6 loopback", "[::1]:0", "::1"},
+		{"host name", "127.0.0.1:0", "localhost"},
+		{"IPv4", "127.0.0.1:0", "127.0.0.1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if ln, err := net.Listen("tcp", tc.listen); err != nil {
+				t.Skipf("no %s on this machine: %v", tc.listen, err)
+			} else {
+				ln.Close()
+			}
+			srv := startTestSSHServerOn(t, tc.listen)
+			line := knownhosts.Line([]string{KnownHostsName(tc.host, srv.Port)}, srv.HostKey)
+			if err := os.WriteFile(srv.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig(srv)
+			n, _ := cfg.Node("dc1-a")
+			n.Host = tc.host
+			a, err := DialSSH(context.Background(), cfg, n)
+			if err != nil {
+				t.Fatalf("DialSSH %s: %v", SSHAddress(tc.host, srv.Port), err)
+			}
+			defer a.Close()
+			out, err := a.Run(context.Background(), "echo ok", RunOpts{})
+			if err != nil || strings.TrimSpace(string(out)) != "ok" {
+				t.Fatalf("Run: %q, %v", out, err)
+			}
+		})
 	}
 }

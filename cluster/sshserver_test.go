@@ -74,6 +74,12 @@ func writeIdentity(t *testing.T, priv ed25519.PrivateKey, file string) {
 
 func startTestSSHServer(t *testing.T) *testSSHServer {
 	t.Helper()
+	return startTestSSHServerOn(t, "127.0.0.1:0")
+}
+
+// startTestSSHServerOn is startTestSSHServer listening on listen ("[::1]:0").
+func startTestSSHServerOn(t *testing.T, listen string) *testSSHServer {
+	t.Helper()
 	dir := t.TempDir()
 	hostSigner, _ := newTestKey(t)
 	clientSigner, clientPriv := newTestKey(t)
@@ -96,7 +102,7 @@ func startTestSSHServer(t *testing.T) *testSSHServer {
 	}
 	conf.AddHostKey(hostSigner)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}

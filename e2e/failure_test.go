@@ -17,9 +17,20 @@ import (
 )
 
 // TestKillDuringBasebackup kills sdr with SIGKILL while pg_basebackup
-// copies the main standby, then reruns the same command.
+// copies the main standby, then reruns the same command, on a bed of each
+// flavour (bedFlavours).
 func TestKillDuringBasebackup(t *testing.T) {
-	b := newBed(t)
+	needE2E(t)
+	for _, fl := range bedFlavours(t) {
+		t.Run(fl.name, func(t *testing.T) { testKillDuringBasebackup(t, fl) })
+	}
+}
+
+func testKillDuringBasebackup(t *testing.T, fl flavour) {
+	if fl.opts.Flavour == bed.FlavourDebian {
+		keepDebianMain(t)
+	}
+	b := newBedWith(t, fl.opts)
 	seedData(t, b, 15) // a copy that takes long enough to be killed in the middle
 	origSysID := sql(t, b, bed.DC2A, "SELECT system_identifier FROM pg_control_system()")
 	dc2a := b.Node(bed.DC2A)
@@ -116,6 +127,9 @@ func TestKillDuringBasebackup(t *testing.T) {
 		t.Fatalf("primary side: %s", p)
 	}
 	checkConverged(t, b)
+	if b.Flavour == bed.FlavourDebian {
+		checkDebianDR(t, b)
+	}
 }
 
 // TestPrimaryUnreachableDuringBuild freezes the primary while the standby

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -159,7 +158,7 @@ func checkConverged(t *testing.T, b *bed.Bed) {
 		})
 	}
 	for _, n := range []string{bed.DC1A, bed.DC1B} {
-		hba, err := os.ReadFile(filepath.Join(b.Node(n).DataDir, "pg_hba.conf"))
+		hba, err := os.ReadFile(b.HBAFile(n))
 		if err != nil {
 			t.Fatal(err)
 		}

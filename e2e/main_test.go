@@ -68,10 +68,17 @@ func needE2E(t *testing.T) {
 // test fails its directory and node logs are kept and printed.
 func newBed(t *testing.T) *bed.Bed {
 	t.Helper()
+	return newBedWith(t, bed.Options{})
+}
+
+// newBedWith is newBed with the bed's flavour and addressing in opts.
+func newBedWith(t *testing.T, opts bed.Options) *bed.Bed {
+	t.Helper()
 	needE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	b, err := bed.New(ctx, bed.Options{Log: t.Logf, KeepOnFailure: true})
+	opts.Log, opts.KeepOnFailure = t.Logf, true
+	b, err := bed.New(ctx, opts)
 	if err != nil {
 		t.Fatalf("building the test bed: %v", err)
 	}

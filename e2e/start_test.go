@@ -66,10 +66,21 @@ func (w *cmdlineWatcher) Stop() ([]string, int) {
 	return w.hits, w.scans
 }
 
-// TestStartPair runs both starts at the same time on a fresh bed and
-// checks the outcome in PostgreSQL itself.
+// TestStartPair runs both starts at the same time on a fresh bed of each
+// flavour (bedFlavours) and checks the outcome in PostgreSQL itself.
 func TestStartPair(t *testing.T) {
-	b := newBed(t)
+	needE2E(t)
+	for _, fl := range bedFlavours(t) {
+		t.Run(fl.name, func(t *testing.T) { testStartPair(t, fl) })
+	}
+}
+
+func testStartPair(t *testing.T, fl flavour) {
+	if fl.opts.Flavour == bed.FlavourDebian {
+		keepDebianMain(t)
+		noSystemd(t)
+	}
+	b := newBedWith(t, fl.opts)
 	ctx := context.Background()
 	if err := b.Pgbench(ctx, bed.DC1A, "-i", "-s", "2", "-q"); err != nil {
 		t.Fatal(err)
@@ -136,15 +147,21 @@ func TestStartPair(t *testing.T) {
 	})
 
 	t.Run("custom pg_hba and pg_ident lines survive", func(t *testing.T) {
-		for _, n := range []string{bed.DC2A, bed.DC2B} {
-			hba, err := os.ReadFile(filepath.Join(b.Node(n).DataDir, "pg_hba.conf"))
+		// dc2-a's own lines; dc2-b had them from its copy of dc2-a. On
+		// the Debian bed only dc2-a's files in /etc have them.
+		nodes := []string{bed.DC2A, bed.DC2B}
+		if b.Flavour == bed.FlavourDebian {
+			nodes = nodes[:1]
+		}
+		for _, n := range nodes {
+			hba, err := os.ReadFile(b.HBAFile(n))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !strings.Contains(string(hba), "10.99.0.0/24") {
 				t.Errorf("%s pg_hba.conf lost the custom line:\n%s", n, hba)
 			}
-			ident, err := os.ReadFile(filepath.Join(b.Node(n).DataDir, "pg_ident.conf"))
+			ident, err := os.ReadFile(b.IdentFile(n))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -217,12 +234,22 @@ func TestStartPair(t *testing.T) {
 		}
 	})
 
+	if b.Flavour == bed.FlavourDebian {
+		t.Run("DR nodes are Debian clusters in recovery; sdr wrote only the pg_hba.conf each server reads", func(t *testing.T) {
+			checkDebianDR(t, b)
+		})
+	}
+
+	if fl.opts.Addressing == bed.AddrNamesIPv6 {
+		t.Run("nodes named by host name and IPv6", func(t *testing.T) { checkNamesIPv6(t, b) })
+	}
+
 	t.Run("status names an unreachable node", func(t *testing.T) {
-		if err := b.PGCtl(ctx, bed.DC2B, "stop", "-m", "fast", "-w"); err != nil {
+		if err := b.StopNode(ctx, bed.DC2B); err != nil {
 			t.Fatal(err)
 		}
 		defer func() {
-			if err := b.PGCtl(ctx, bed.DC2B, "start"); err != nil {
+			if err := b.StartNode(ctx, bed.DC2B); err != nil {
 				t.Errorf("restarting dc2-b: %v", err)
 			}
 		}()
@@ -275,7 +302,7 @@ func snapshotPair(t *testing.T, b *bed.Bed) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, n := range bed.NodeNames {
-		hba, _ := os.ReadFile(filepath.Join(b.Node(n).DataDir, "pg_hba.conf"))
+		hba, _ := os.ReadFile(b.HBAFile(n))
 		auto, _ := os.ReadFile(filepath.Join(b.Node(n).DataDir, "postgresql.auto.conf"))
 		out[n+" pg_hba.conf"] = string(hba)
 		out[n+" postgresql.auto.conf"] = string(auto)

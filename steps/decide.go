@@ -2,7 +2,6 @@ package steps
 
 import (
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 
@@ -45,7 +44,6 @@ func choosePrimary(facts []pgFacts) (int, error) {
 const (
 	minFreeWalSenders = 2
 	minFreeSlots      = 2
-	minVersionNum     = 130000 // wal_keep_size exists since 13
 )
 
 // checkPrimarySettings checks the primary's settings for streaming to DR.
@@ -53,8 +51,9 @@ const (
 // then counts as capacity already reserved.
 func checkPrimarySettings(f pgFacts, slotExists bool) error {
 	var problems []string
-	if f.VersionNum < minVersionNum {
-		problems = append(problems, fmt.Sprintf("server_version_num %d is older than PostgreSQL 13", f.VersionNum))
+	if f.VersionNum < minMajor*10000 {
+		problems = append(problems, fmt.Sprintf("server_version_num %d is older than PostgreSQL %d (sdr supports %d to %d; it needs wal_keep_size)",
+			f.VersionNum, minMajor, minMajor, maxMajor))
 	}
 	if f.WalLevel != "replica" && f.WalLevel != "logical" {
 		problems = append(problems, fmt.Sprintf("wal_level is %s, needs replica or logical", f.WalLevel))
@@ -77,16 +76,8 @@ func checkPrimarySettings(f pgFacts, slotExists bool) error {
 	return nil
 }
 
-// hbaAddress is a pg_hba.conf address for host.
-func hbaAddress(host string) string {
-	if ip := net.ParseIP(host); ip != nil {
-		if ip.To4() != nil {
-			return ip.String() + "/32"
-		}
-		return ip.String() + "/128"
-	}
-	return host
-}
+// hbaAddress is a pg_hba.conf address for host (cluster.HBAAddress).
+func hbaAddress(host string) string { return cluster.HBAAddress(host) }
 
 // hbaLines is sdr's pg_hba.conf block: replication (and the database used
 // by the standby side's checks) for the replication user from each of
@@ -95,7 +86,7 @@ func hbaLines(cfg *cluster.Config, from []cluster.Node) []string {
 	seen := map[string]bool{}
 	var addrs []string
 	for _, n := range from {
-		a := hbaAddress(n.Host)
+		a := hbaAddress(n.ReplHost())
 		if !seen[a] {
 			seen[a] = true
 			addrs = append(addrs, a)
@@ -121,10 +112,14 @@ type upstream struct {
 
 // standbySettings are the lines sdr writes into a standby node's
 // postgresql.auto.conf. pg_basebackup copied the upstream's port, socket
-// directory and cluster_name, so they are set back to the node's own.
+// directory and cluster_name, so they are set back to the node's own. A
+// node whose postgresql.conf lives outside the data directory (config_dir)
+// keeps its own cluster_name (Debian's "15/main"); its port and socket
+// directory are set all the same, since the upstream's
+// postgresql.auto.conf may hold them.
 func standbySettings(cfg *cluster.Config, n *cluster.Node, up upstream, passfile string) []string {
 	conninfo := strings.Join([]string{
-		"host=" + conninfoQuote(up.Host),
+		"host=" + conninfoQuote(cluster.ConninfoHost(up.Host)),
 		fmt.Sprintf("port=%d", up.Port),
 		"user=" + conninfoQuote(cfg.Replication.User),
 		"passfile=" + conninfoQuote(passfile),
@@ -134,15 +129,19 @@ func standbySettings(cfg *cluster.Config, n *cluster.Node, up upstream, passfile
 	lines := []string{
 		"port = " + fmt.Sprint(n.PGPort),
 		"unix_socket_directories = " + confQuote(n.SocketDir),
-		"cluster_name = " + confQuote(n.Name),
+	}
+	if !n.SeparateConfig() {
+		lines = append(lines, "cluster_name = "+confQuote(n.Name))
+	}
+	lines = append(lines,
 		"hot_standby = on",
 		// Set here, not inherited: pg_basebackup copies whatever the
 		// upstream had. On: queries on the DR copy are not cancelled by
 		// vacuum on the upstream; the upstream keeps the rows they need
 		// (bounded by how long the longest query on the copy runs).
 		"hot_standby_feedback = on",
-		"primary_conninfo = " + confQuote(conninfo),
-	}
+		"primary_conninfo = "+confQuote(conninfo),
+	)
 	if up.Slot != "" {
 		lines = append(lines, "primary_slot_name = "+confQuote(up.Slot))
 	} else {

@@ -15,4 +15,11 @@
 // standby is behind the primary: `sdr status` and `sdr metrics` both show
 // what it returns. A copy reports its progress (pg_basebackup -P, parsed
 // in progress.go) through workflow.RunContext.Progress.
+//
+// Real servers: nodeconf.go finds the configuration a DR node's server
+// reads (its data directory, or config_dir such as Debian's /etc) and
+// proves a new copy would start with it before the swap; service.go starts
+// and stops nodes through their service manager (pg_ctl, pg_ctlcluster,
+// systemd, commands) and waits for the real state; pgversion.go holds
+// everything that differs between PostgreSQL 13 and 17.
 package steps

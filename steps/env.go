@@ -44,6 +44,7 @@ type Env struct {
 
 	mu      sync.Mutex
 	layouts map[string]nodeLayout
+	confs   map[string]nodeConf
 }
 
 // named reports whether the operator named node with --replace-diverged.

@@ -31,6 +31,14 @@ import (
 // address against a host name, samehost, samenet, @file, regular
 // expressions, include directives).
 
+// hbaSyntax is what a PostgreSQL version reads in pg_hba.conf beyond the
+// records every supported version reads (pgFeatures.hbaSyntax).
+type hbaSyntax struct {
+	Includes     bool // include, include_if_exists and include_dir lines (16)
+	Regex        bool // "/..." in the database and user fields is a regular expression (16)
+	Continuation bool // a line ending in "\" continues on the next (16)
+}
+
 // hbaToken is one item of a pg_hba.conf field.
 type hbaToken struct {
 	Value  string
@@ -46,13 +54,14 @@ type hbaRule struct {
 	Text    string // the record as written (continuations joined)
 	Fields  [][]hbaToken
 	InBlock bool // inside sdr's own block for this pair
+	Syn     hbaSyntax
 }
 
 // parseHBA splits pg_hba.conf content into records. Comments and blank
 // lines are dropped; a line ending in a backslash continues on the next
-// (PostgreSQL 16). Lines between "# BEGIN sdr <marker>" and its END are
-// marked InBlock.
-func parseHBA(content, marker string) []hbaRule {
+// when syn says so (PostgreSQL 16). Lines between "# BEGIN sdr <marker>"
+// and its END are marked InBlock.
+func parseHBA(content, marker string, syn hbaSyntax) []hbaRule {
 	var rules []hbaRule
 	lines := hbaLinesOf(content)
 	spans := hbaBlockSpans(lines, marker)
@@ -67,7 +76,7 @@ func parseHBA(content, marker string) []hbaRule {
 	for i := 0; i < len(lines); i++ {
 		start := i
 		text := lines[i]
-		for strings.HasSuffix(text, `\`) && i+1 < len(lines) {
+		for syn.Continuation && strings.HasSuffix(text, `\`) && i+1 < len(lines) {
 			i++
 			text = strings.TrimSuffix(text, `\`) + lines[i]
 		}
@@ -75,7 +84,7 @@ func parseHBA(content, marker string) []hbaRule {
 		if len(fields) == 0 {
 			continue
 		}
-		rules = append(rules, hbaRule{Line: start + 1, Text: strings.TrimSpace(text), Fields: fields, InBlock: inBlock(start)})
+		rules = append(rules, hbaRule{Line: start + 1, Text: strings.TrimSpace(text), Fields: fields, InBlock: inBlock(start), Syn: syn})
 	}
 	return rules
 }
@@ -179,6 +188,9 @@ func hbaRuleMatch(r hbaRule, conn hbaConn) (m match, explicit bool) {
 	}
 	switch typ := f[0][0]; {
 	case typ.keyword("include"), typ.keyword("include_if_exists"), typ.keyword("include_dir"):
+		if !r.Syn.Includes {
+			return noMatch, false // before 16 not a record: PostgreSQL refuses the file
+		}
 		return mayMatch, false // sdr does not read the included files
 	case typ.keyword("host"), typ.keyword("hostssl"), typ.keyword("hostnossl"), typ.keyword("hostgssenc"), typ.keyword("hostnogssenc"):
 	default:
@@ -187,7 +199,7 @@ func hbaRuleMatch(r hbaRule, conn hbaConn) (m match, explicit bool) {
 	if len(f) < 4 {
 		return noMatch, false
 	}
-	db := matchList(f[1], func(t hbaToken) match { return dbTokenMatch(t, conn) })
+	db := matchList(f[1], func(t hbaToken) match { return dbTokenMatch(t, conn, r.Syn) })
 	user := matchList(f[2], func(t hbaToken) match {
 		switch {
 		case t.keyword("all"):
@@ -197,7 +209,7 @@ func hbaRuleMatch(r hbaRule, conn hbaConn) (m match, explicit bool) {
 				return isMatch // a role is a member of itself
 			}
 			return noMatch // sdr refuses a replication role that is a member of other roles
-		case !t.Quoted && (strings.HasPrefix(t.Value, "@") || strings.HasPrefix(t.Value, "/")):
+		case !t.Quoted && (strings.HasPrefix(t.Value, "@") || r.Syn.Regex && strings.HasPrefix(t.Value, "/")):
 			return mayMatch // a file or a regular expression
 		case t.Value == conn.User:
 			explicit = true
@@ -218,12 +230,13 @@ func matchList(tokens []hbaToken, one func(hbaToken) match) match {
 	return m
 }
 
-func dbTokenMatch(t hbaToken, conn hbaConn) match {
+func dbTokenMatch(t hbaToken, conn hbaConn, syn hbaSyntax) match {
+	fileOrRegex := !t.Quoted && (strings.HasPrefix(t.Value, "@") || syn.Regex && strings.HasPrefix(t.Value, "/"))
 	if conn.Replication {
 		switch {
 		case t.keyword("replication"):
 			return isMatch
-		case !t.Quoted && (strings.HasPrefix(t.Value, "@") || strings.HasPrefix(t.Value, "/")):
+		case fileOrRegex:
 			return mayMatch
 		}
 		return noMatch // "all" does not match replication connections
@@ -238,7 +251,7 @@ func dbTokenMatch(t hbaToken, conn hbaConn) match {
 		return noMatch
 	case t.keyword("replication"):
 		return noMatch
-	case !t.Quoted && (strings.HasPrefix(t.Value, "@") || strings.HasPrefix(t.Value, "/")):
+	case fileOrRegex:
 		return mayMatch
 	case t.Value == conn.Database:
 		return isMatch
@@ -353,9 +366,10 @@ type hbaPlacement struct {
 }
 
 // placeHBABlock decides where sdr's block goes in a pg_hba.conf, or
-// refuses naming the shadowing line. file only names it in errors.
-func placeHBABlock(file, content, marker string, conns []hbaConn) (hbaPlacement, error) {
-	rules := parseHBA(content, marker)
+// refuses naming the shadowing line. file only names it in errors; syn is
+// how the server reads the file.
+func placeHBABlock(file, content, marker string, conns []hbaConn, syn hbaSyntax) (hbaPlacement, error) {
+	rules := parseHBA(content, marker, syn)
 	var p hbaPlacement
 	blockLine := 0
 	if spans := hbaBlockSpans(hbaLinesOf(content), marker); len(spans) > 0 {

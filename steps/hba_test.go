@@ -37,6 +37,9 @@ func TestHbaFields(t *testing.T) {
 	}
 }
 
+// syn16 is how PostgreSQL 16 and later read pg_hba.conf.
+var syn16 = features(160000).hbaSyntax()
+
 // The Debian/initdb default for PostgreSQL 15 with scram-sha-256.
 const defaultHBA = `# TYPE  DATABASE        USER            ADDRESS                 METHOD
 local   all             all                                     peer
@@ -139,7 +142,7 @@ func TestPlaceHBABlock(t *testing.T) {
 			if tt.conns != nil {
 				c = tt.conns
 			}
-			got, err := placeHBABlock("/etc/pg/pg_hba.conf", tt.content, "pair1", c)
+			got, err := placeHBABlock("/etc/pg/pg_hba.conf", tt.content, "pair1", c, syn16)
 			assertErr(t, err, tt.wantErr, true, "/etc/pg/pg_hba.conf")
 			for _, m := range tt.mentions {
 				if err != nil && !strings.Contains(err.Error(), m) {
@@ -167,13 +170,13 @@ func TestHBABlockTakesEffect(t *testing.T) {
 		defaultHBA + "host all all 0.0.0.0/0 reject\nhost all all ::/0 reject\n",
 		"include_dir conf.d\n",
 	} {
-		place, err := placeHBABlock("pg_hba.conf", content, "pair1", conns)
+		place, err := placeHBABlock("pg_hba.conf", content, "pair1", conns, syn16)
 		if err != nil {
 			t.Fatalf("placeHBABlock: %v\n%s", err, content)
 		}
 		out := cluster.InsertBlockBefore(content, "pair1", hbaLines(cfg, nodes), place.Before)
 		for _, c := range conns {
-			for _, r := range parseHBA(out, "pair1") {
+			for _, r := range parseHBA(out, "pair1", syn16) {
 				if m, _ := hbaRuleMatch(r, c); m == noMatch {
 					continue
 				}
@@ -184,7 +187,7 @@ func TestHBABlockTakesEffect(t *testing.T) {
 			}
 		}
 		// Placing again on the result changes nothing.
-		again, err := placeHBABlock("pg_hba.conf", out, "pair1", conns)
+		again, err := placeHBABlock("pg_hba.conf", out, "pair1", conns, syn16)
 		if err != nil || !again.Exists {
 			t.Errorf("second placement = %+v, %v; want the existing block kept", again, err)
 		}

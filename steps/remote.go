@@ -79,7 +79,7 @@ func (e *Env) remotePrimary(ctx context.Context) (remoteFacts, error) {
 func (e *Env) remoteNodeFacts(ctx context.Context, via cluster.Access, n *cluster.Node) (remoteFacts, bool, error) {
 	cctx, cancel := e.cmdCtx(ctx)
 	defer cancel()
-	c, err := cluster.ConnectReplUser(cctx, e.Config, via, n.Host, n.PGPort, e.Password, e.Config.Postgres.Database)
+	c, err := cluster.ConnectReplUser(cctx, e.Config, via, n.ReplHost(), n.PGPort, e.Password, e.Config.Postgres.Database)
 	if err != nil {
 		return remoteFacts{}, false, fmt.Errorf("primary-cluster node %s: %w", n.Name, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,10 +54,22 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	if err != nil {
 		return explainPrimaryNotReady(err, e.Config.Replication.User, e.Config.Standby.Main)
 	}
+	pv := pgVersion(p.VersionNum)
+	if err := checkSupported("the primary "+p.Node.Name, pv); err != nil {
+		return err
+	}
+	if pv.Major() > maxMajor {
+		rc.Log.Warn("the primary runs a PostgreSQL major newer than sdr knows; sdr uses the rules of the newest it knows",
+			zap.String("primary", p.Node.Name), zap.String("version", pv.String()), zap.Int("newest_known", maxMajor))
+	}
 	for i, n := range nodes {
-		if majors[i] != p.VersionNum/10000 {
-			return permanent(fmt.Errorf("%s has PostgreSQL %d binaries in %s, the primary %s runs %d",
-				n.Name, majors[i], n.BinDir, p.Node.Name, p.VersionNum/10000))
+		if majors[i] != pv.Major() {
+			return permanent(fmt.Errorf("%s has PostgreSQL %d binaries in %s, the primary %s runs %d: a standby needs the primary's major version",
+				n.Name, majors[i], n.BinDir, p.Node.Name, pv.Major()))
+		}
+		if v := n.Service.Version; v != "" && v != strconv.Itoa(pv.Major()) {
+			return permanent(fmt.Errorf("%s: service.version is %s, the primary %s runs PostgreSQL %d: the DR cluster must be of the primary's "+
+				"major version (create it with pg_createcluster %d <name>, or correct service.version)", n.Name, v, p.Node.Name, pv.Major(), pv.Major()))
 		}
 	}
 	if err := checkDiskRoom(disks, ready.DataBytes+ready.WalBytes); err != nil {
@@ -78,6 +91,66 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	return nil
 }
 
+// checkNodeSetup checks where a DR node's configuration is and who runs
+// its server (nodeconf.go, service.go). Problems come back as text to
+// report with the others; err is for what could not be looked at.
+func (e *Env) checkNodeSetup(ctx context.Context, n *cluster.Node, lay nodeLayout, running bool, pid int) ([]string, error) {
+	var problems []string
+	conf, err := e.confOf(ctx, n)
+	if err != nil {
+		if workflow.IsPermanent(err) {
+			return []string{err.Error()}, nil
+		}
+		return nil, err
+	}
+	if n.SeparateConfig() {
+		real, err := e.realPath(ctx, n, conf.DataDirectory)
+		if err != nil {
+			return nil, err
+		}
+		if p := checkConfDataDir(n, lay, conf, real); p != "" {
+			problems = append(problems, p)
+		}
+	}
+	if running {
+		live, err := e.liveConf(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		liveReal, err := e.realPath(ctx, n, live.DataDirectory)
+		if err != nil {
+			return nil, err
+		}
+		problems = append(problems, checkRunningConf(n, lay, conf, live, liveReal)...)
+	}
+	o, err := e.observeService(ctx, n, lay, running, pid)
+	if err != nil {
+		return nil, err
+	}
+	if err := decideService(o); err != nil {
+		problems = append(problems, err.Error())
+	}
+	return problems, nil
+}
+
+// realPath resolves p on n ("" when it does not exist).
+func (e *Env) realPath(ctx context.Context, n *cluster.Node, p string) (string, error) {
+	if !path.IsAbs(p) {
+		return "", nil
+	}
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	_, infos, err := cluster.StatPaths(cctx, a, p)
+	if err != nil {
+		return "", fmt.Errorf("while resolving %s on %s: %w", p, n.Name, err)
+	}
+	return infos[p].RealPath, nil
+}
+
 func indexOf(nodes []*cluster.Node, n *cluster.Node) int {
 	for i := range nodes {
 		if nodes[i] == n {
@@ -88,9 +161,11 @@ func indexOf(nodes []*cluster.Node, n *cluster.Node) int {
 }
 
 // checkDataDirs classifies every DR node's data directory, and checks its
-// layout, before anything is stopped: a directory that sdr must not
-// replace, or a layout a rebuild by renames cannot handle, is refused
-// here, naming the node, the directory and why.
+// layout, its configuration and its service manager, before anything is
+// stopped: a directory that sdr must not replace, a layout a rebuild by
+// renames cannot handle, a configuration sdr would not find or a server
+// run by another manager than the config says, is refused here, naming
+// the node, the directory and why.
 func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remoteFacts) error {
 	view := e.primaryView(ctx, rc.Log, p)
 	nodes := e.standbyNodes()
@@ -118,6 +193,11 @@ func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remo
 			problems[i] = append(problems[i], v.Reason)
 		}
 		problems[i] = append(problems[i], layoutProblems(n.Name, lay, pr.Dir, pr.Extra[path.Dir(lay.DataDir)], pr.Extra[lay.Work], tss, pr.Extra)...)
+		setup, err := e.checkNodeSetup(ctx, n, lay, o.Running, pr.PostmasterPID)
+		if err != nil {
+			return err
+		}
+		problems[i] = append(problems[i], setup...)
 		return nil
 	})
 	if err != nil {

@@ -47,6 +47,18 @@ type slotObs struct {
 	Type      string
 	Temporary bool
 	WalStatus string // "reserved", "extended", "unreserved", "lost", or "" (NULL)
+	Active    bool
+	// InvalidationReason is why the slot was invalidated ("wal_removed");
+	// PostgreSQL 17 and later, "" before.
+	InvalidationReason string
+}
+
+// lostWhy says why a slot lost WAL, for messages.
+func (o slotObs) lostWhy() string {
+	if o.InvalidationReason != "" {
+		return "wal_status lost, invalidation_reason " + o.InvalidationReason
+	}
+	return "wal_status lost"
 }
 
 const readinessSQL = `SELECT r.rolsuper,
@@ -56,8 +68,6 @@ const readinessSQL = `SELECT r.rolsuper,
 		WHERE t.spcname <> 'pg_global' AND NOT (t.oid = d.dattablespace OR has_tablespace_privilege(t.oid, 'CREATE'))), '{}'),
 	(pg_size_bytes(current_setting('max_wal_size')) + pg_size_bytes(current_setting('wal_keep_size')))::bigint
 	FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()`
-
-const slotSQL = `SELECT slot_type, temporary, coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`
 
 // primaryReady checks the remote primary p from the main standby: the
 // replication connection and what the replication user can read.
@@ -70,7 +80,7 @@ func (e *Env) primaryReady(ctx context.Context, p remoteFacts) (primaryReadiness
 	cctx, cancel := e.cmdCtx(ctx)
 	defer cancel()
 	var r primaryReadiness
-	rc, err := cluster.ConnectReplication(cctx, e.Config, via, p.Node.Host, p.Node.PGPort, e.Password)
+	rc, err := cluster.ConnectReplication(cctx, e.Config, via, p.Node.ReplHost(), p.Node.PGPort, e.Password)
 	if err != nil {
 		return r, fmt.Errorf("primary %s: %w", p.Node.Name, err)
 	}
@@ -84,7 +94,7 @@ func (e *Env) primaryReady(ctx context.Context, p remoteFacts) (primaryReadiness
 	}
 	r.ReplSystemID = string(results[0].Rows[0][0])
 
-	c, err := cluster.ConnectReplUser(cctx, e.Config, via, p.Node.Host, p.Node.PGPort, e.Password, e.Config.Postgres.Database)
+	c, err := cluster.ConnectReplUser(cctx, e.Config, via, p.Node.ReplHost(), p.Node.PGPort, e.Password, e.Config.Postgres.Database)
 	if err != nil {
 		return r, fmt.Errorf("primary-cluster node %s: %w", p.Node.Name, err)
 	}
@@ -92,7 +102,8 @@ func (e *Env) primaryReady(ctx context.Context, p remoteFacts) (primaryReadiness
 	if err := c.QueryRow(cctx, readinessSQL).Scan(&r.Super, &r.DataBytes, &r.Unmeasured, &r.WalBytes); err != nil {
 		return r, fmt.Errorf("while reading sizes on %s as %s: %w", p.Node.Name, e.Config.Replication.User, err)
 	}
-	err = c.QueryRow(cctx, slotSQL, e.slotName()).Scan(&r.Slot.Type, &r.Slot.Temporary, &r.Slot.WalStatus)
+	err = c.QueryRow(cctx, features(versionOf(c)).slotSQL(), e.slotName()).Scan(&r.Slot.Type, &r.Slot.Temporary, &r.Slot.WalStatus,
+		&r.Slot.Active, &r.Slot.InvalidationReason)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
@@ -142,8 +153,9 @@ func decidePrimaryReady(primary, slot, user string, sysID string, r primaryReadi
 		return permanent(fmt.Errorf("slot %s on the primary %s is a %s slot (temporary %t), not sdr's permanent physical slot; "+
 			"drop it on the primary, then run the primary side with --restart", slot, primary, r.Slot.Type, r.Slot.Temporary))
 	case r.Slot.WalStatus == "lost":
-		return permanent(fmt.Errorf("slot %s on the primary %s has lost WAL (wal_status lost; max_slot_wal_keep_size): a copy made through it "+
-			"could not stream. On the primary side run start --role primary --restart: its 4_retain_wal drops and recreates a lost slot", slot, primary))
+		return permanent(fmt.Errorf("slot %s on the primary %s has lost WAL (%s; max_slot_wal_keep_size): a copy made through it "+
+			"could not stream. On the primary side run start --role primary --restart: its 4_retain_wal drops and recreates a lost slot",
+			slot, primary, r.Slot.lostWhy()))
 	}
 	return nil
 }

@@ -112,12 +112,15 @@ func TestDecideSlot(t *testing.T) {
 		{"never used (wal_status NULL)", slotObs{Exists: true, Type: "physical"}, false, slotKeep},
 		{"lost and free", slotObs{Exists: true, Type: "physical", WalStatus: "lost"}, false, slotRecreate},
 		{"lost but held", slotObs{Exists: true, Type: "physical", WalStatus: "lost"}, true, slotRefuseLostActive},
+		{"lost, invalidated for removed WAL (17)", slotObs{Exists: true, Type: "physical", WalStatus: "lost", InvalidationReason: "wal_removed"}, false, slotRecreate},
 		{"logical", slotObs{Exists: true, Type: "logical", WalStatus: "reserved"}, false, slotRefuseKind},
 		{"temporary", slotObs{Exists: true, Type: "physical", Temporary: true}, false, slotRefuseKind},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := decideSlot(tt.obs, tt.active); got != tt.want {
+			o := tt.obs
+			o.Active = tt.active
+			if got := decideSlot(o); got != tt.want {
 				t.Errorf("decideSlot = %v, want %v", got, tt.want)
 			}
 		})

@@ -19,7 +19,7 @@ import (
 func (e *Env) pgpassContent() string {
 	var b strings.Builder
 	add := func(n cluster.Node) {
-		b.WriteString(cluster.PgpassLine(n.Host, strconv.Itoa(n.PGPort), "*", e.Config.Replication.User, e.Password))
+		b.WriteString(cluster.PgpassLine(cluster.ConninfoHost(n.ReplHost()), strconv.Itoa(n.PGPort), "*", e.Config.Replication.User, e.Password))
 		b.WriteString("\n")
 	}
 	for _, n := range e.Config.Primary.Nodes {
@@ -84,13 +84,15 @@ func pairSlotNames(cfg *cluster.Config) []string {
 	return out
 }
 
+// staleSlotsSQL lists the inactive slots among the names given.
+const staleSlotsSQL = `SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = ANY($1) AND NOT active`
+
 // dropStaleSlots drops this pair's inactive slots on a running standby
 // node (left, for example, from when the node was a primary): they would
 // keep WAL there for nobody.
 func (e *Env) dropStaleSlots(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
 	return e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
-		rows, err := c.Query(ctx, `SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = ANY($1) AND NOT active`,
-			pairSlotNames(e.Config))
+		rows, err := c.Query(ctx, staleSlotsSQL, pairSlotNames(e.Config))
 		if err != nil {
 			return fmt.Errorf("while listing slots on %s: %w", n.Name, err)
 		}

@@ -22,9 +22,7 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 	slot := e.slotName()
 	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
 		var o slotObs
-		var active bool
-		err := c.QueryRow(ctx, `SELECT slot_type, temporary, coalesce(wal_status, ''), active FROM pg_replication_slots WHERE slot_name = $1`, slot).
-			Scan(&o.Type, &o.Temporary, &o.WalStatus, &active)
+		err := c.QueryRow(ctx, features(versionOf(c)).slotSQL(), slot).Scan(&o.Type, &o.Temporary, &o.WalStatus, &o.Active, &o.InvalidationReason)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 		case err != nil:
@@ -32,7 +30,7 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 		default:
 			o.Exists = true
 		}
-		switch decideSlot(o, active) {
+		switch decideSlot(o) {
 		case slotCreate:
 			if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
 				return fmt.Errorf("while creating slot %s on %s: %w", slot, p.Name, err)
@@ -48,11 +46,11 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 			if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
 				return fmt.Errorf("while creating slot %s again on %s: %w", slot, p.Name, err)
 			}
-			rc.Log.Warn("replication slot had lost WAL (wal_status lost); dropped and created again: the main standby needs a new copy",
+			rc.Log.Warn("replication slot had lost WAL ("+o.lostWhy()+"); dropped and created again: the main standby needs a new copy",
 				zap.String("node", p.Name), zap.String("slot", slot))
 		case slotRefuseLostActive:
-			return fmt.Errorf("slot %s on %s has lost WAL (wal_status lost) but a walsender still holds it; "+
-				"sdr recreates it once it is free: stop the main standby's stream (or wait until it fails), then rerun", slot, p.Name)
+			return fmt.Errorf("slot %s on %s has lost WAL (%s) but a walsender still holds it; "+
+				"sdr recreates it once it is free: stop the main standby's stream (or wait until it fails), then rerun", slot, p.Name, o.lostWhy())
 		case slotRefuseKind:
 			return permanent(fmt.Errorf("slot %s on %s is a %s slot (temporary %t), not sdr's permanent physical slot: drop it, then rerun",
 				slot, p.Name, o.Type, o.Temporary))
@@ -119,6 +117,9 @@ func savedWalKeepChange(ctx context.Context, vals savedValues) (*walKeepChange, 
 	return &c, nil
 }
 
+// reloadSettingSQL reads a setting as the server has it now.
+const reloadSettingSQL = `SELECT setting FROM pg_settings WHERE name = $1`
+
 // reloadAndWait reloads the configuration and waits (bounded by ctx) until
 // the setting shows want. pg_reload_conf only signals the postmaster.
 func reloadAndWait(ctx context.Context, c *pgx.Conn, name, want string) error {
@@ -127,7 +128,7 @@ func reloadAndWait(ctx context.Context, c *pgx.Conn, name, want string) error {
 	}
 	return poll(ctx, configReloadWait, pollFast, "the reload of "+name, func(ctx context.Context) (bool, error) {
 		var got string
-		if err := c.QueryRow(ctx, `SELECT setting FROM pg_settings WHERE name = $1`, name).Scan(&got); err != nil {
+		if err := c.QueryRow(ctx, reloadSettingSQL, name).Scan(&got); err != nil {
 			return false, err
 		}
 		if got != want {
@@ -150,13 +151,13 @@ const (
 // decideSlot decides what 4_retain_wal does with the pair's slot. A slot
 // whose wal_status is "lost" is never accepted: a standby cannot stream
 // through it.
-func decideSlot(o slotObs, active bool) slotAction {
+func decideSlot(o slotObs) slotAction {
 	switch {
 	case !o.Exists:
 		return slotCreate
 	case o.Type != "physical" || o.Temporary:
 		return slotRefuseKind
-	case o.WalStatus == "lost" && active:
+	case o.WalStatus == "lost" && o.Active:
 		return slotRefuseLostActive
 	case o.WalStatus == "lost":
 		return slotRecreate

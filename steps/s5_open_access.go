@@ -21,7 +21,7 @@ func (e *Env) openAccess(ctx context.Context, rc *workflow.RunContext) error {
 	lines := hbaLines(e.Config, e.Config.Standby.Nodes)
 	var hosts []string
 	for _, n := range e.Config.Standby.Nodes {
-		hosts = append(hosts, n.Host)
+		hosts = append(hosts, n.ReplHost())
 	}
 	conns := hbaConns(e.Config.Replication.User, e.Config.Postgres.Database, hosts)
 	return forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {
@@ -57,7 +57,8 @@ func (e *Env) ensureHBABlock(ctx context.Context, n *cluster.Node, lines []strin
 		if err != nil {
 			return fmt.Errorf("while reading %s on %s: %w", hbaFile, n.Name, err)
 		}
-		place, err := placeHBABlock(hbaFile+" on "+n.Name, string(old), e.hbaMarker(), conns)
+		f := features(versionOf(c))
+		place, err := placeHBABlock(hbaFile+" on "+n.Name, string(old), e.hbaMarker(), conns, f.hbaSyntax())
 		if err != nil {
 			return err
 		}
@@ -72,7 +73,7 @@ func (e *Env) ensureHBABlock(ctx context.Context, n *cluster.Node, lines []strin
 			return fmt.Errorf("while reloading %s: %w", n.Name, err)
 		}
 		var bad []string
-		rows, err := c.Query(ctx, `SELECT line_number::text || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL`)
+		rows, err := c.Query(ctx, f.hbaErrorsSQL())
 		if err != nil {
 			return fmt.Errorf("while checking pg_hba.conf on %s: %w", n.Name, err)
 		}

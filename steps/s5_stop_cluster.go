@@ -53,28 +53,3 @@ func (e *Env) stopStandbyCluster(ctx context.Context, rc *workflow.RunContext) e
 	}
 	return stop(ctx, main)
 }
-
-// stopNode stops PostgreSQL on n with a fast shutdown, waiting for it,
-// bounded by --timeout.
-func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
-	lay, err := e.layoutOf(ctx, n)
-	if err != nil {
-		return err
-	}
-	lctx, cancel := e.longCtx(ctx)
-	defer cancel()
-	a, err := e.access(lctx, n)
-	if err != nil {
-		return err
-	}
-	secs := int(e.Timeout.Seconds())
-	if secs <= 0 {
-		secs = int(cluster.DefaultWaitTimeout.Seconds())
-	}
-	cmd := fmt.Sprintf("%s stop -D %s -m fast -w -t %d", bin(n, "pg_ctl"), q(lay.DataDir), secs)
-	if _, err := a.Run(lctx, cmd, cluster.RunOpts{}); err != nil {
-		return fmt.Errorf("while stopping %s: %w", n.Name, err)
-	}
-	rc.Log.Info("stopped", zap.String("node", n.Name))
-	return nil
-}

@@ -15,10 +15,10 @@ import (
 // main standby.
 func (e *Env) upstreams(p *cluster.Node) map[string]upstream {
 	main, cascades := e.mainStandby()
-	out := map[string]upstream{main.Name: {Node: p.Name, Host: p.Host, Port: p.PGPort, Slot: e.slotName()}}
+	out := map[string]upstream{main.Name: {Node: p.Name, Host: p.ReplHost(), Port: p.PGPort, Slot: e.slotName()}}
 	for _, c := range cascades {
 		// The main standby keeps the WAL a cascade needs in a slot of its own.
-		out[c.Name] = upstream{Node: main.Name, Host: main.Host, Port: main.PGPort, Slot: cluster.SlotName(e.Config.Name, c.Name)}
+		out[c.Name] = upstream{Node: main.Name, Host: main.ReplHost(), Port: main.PGPort, Slot: cluster.SlotName(e.Config.Name, c.Name)}
 	}
 	return out
 }

@@ -16,9 +16,6 @@ import (
 	"github.com/pgsdr/sdr/workflow"
 )
 
-// savedFiles are the standby node's own files kept across the rebuild.
-var savedFiles = []string{"pg_hba.conf", "pg_ident.conf"}
-
 // leftoverGrace is how long a process left by a killed run gets to end
 // after SIGTERM before it is killed.
 const leftoverGrace = 5 * time.Second
@@ -77,6 +74,9 @@ func (e *Env) currentCopy(ctx context.Context, n *cluster.Node) (string, error) 
 	return m.CopyID, nil
 }
 
+// cascadeSlotSQL tells whether a cascade's slot is still missing.
+const cascadeSlotSQL = `SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = $1`
+
 // ensureCascadeSlots creates, on the main standby, one physical slot per
 // cascade, so that the main standby itself keeps the WAL each cascade
 // needs from its copy on. A freshly built main standby has no slots.
@@ -85,7 +85,7 @@ func (e *Env) ensureCascadeSlots(ctx context.Context, rc *workflow.RunContext, m
 		for _, n := range cascades {
 			slot := cluster.SlotName(e.Config.Name, n.Name)
 			var created bool
-			err := c.QueryRow(ctx, `SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&created)
+			err := c.QueryRow(ctx, cascadeSlotSQL, slot).Scan(&created)
 			if err == nil && created {
 				_, err = c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot)
 			}
@@ -311,15 +311,14 @@ func (b *nodeBuild) copy(ctx context.Context) error {
 		return err
 	}
 	conninfo := fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s",
-		conninfoQuote(b.up.Host), b.up.Port, conninfoQuote(b.e.Config.Replication.User), conninfoQuote(b.lay.Pgpass()),
+		conninfoQuote(cluster.ConninfoHost(b.up.Host)), b.up.Port, conninfoQuote(b.e.Config.Replication.User), conninfoQuote(b.lay.Pgpass()),
 		conninfoQuote(cluster.AppName(b.e.Config.Name, b.n.Name)+"_basebackup"))
-	args := []string{"exec", bin(b.n, "pg_basebackup"), "-D", q(b.lay.New()), "-X", "stream", "-c", "fast", "-P", "-d", q(conninfo)}
-	if b.up.Slot != "" {
-		args = append(args, "-S", q(b.up.Slot))
-	}
+	var mapping [][2]string
 	for _, t := range b.tss {
-		args = append(args, q(tablespaceMappingArg(t.Upstream, t.Live+".sdr/new")))
+		mapping = append(mapping, [2]string{t.Upstream, t.Live + ".sdr/new"})
 	}
+	args := append([]string{"exec", bin(b.n, "pg_basebackup")},
+		features(pgVersion(b.p.VersionNum)).basebackupArgs(b.lay.New(), conninfo, b.up.Slot, mapping)...)
 	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)))
 	pw := newProgressWriter(b.log).reportTo(b.rc, b.n.Name)
 	defer pw.end()
@@ -336,15 +335,21 @@ func (b *nodeBuild) copy(ctx context.Context) error {
 	return nil
 }
 
-// saveOwnFiles copies the node's pg_hba.conf and pg_ident.conf aside,
-// once: a rerun after the swap must not save the copy's files instead.
+// saveOwnFiles copies aside, once, the node's pg_hba.conf and
+// pg_ident.conf that live in its data directory (nodeconf.go): a rerun
+// after the swap must not save the copy's files instead. Files outside the
+// data directory are not touched by the rebuild and are not saved.
 func (b *nodeBuild) saveOwnFiles(ctx context.Context) error {
-	saved, tmp := b.lay.Saved(), b.lay.Saved()+".tmp"
-	var cp []string
-	for _, f := range savedFiles {
-		cp = append(cp, fmt.Sprintf("if [ -f %[1]s ]; then cp -p %[1]s %[2]s/; fi", q(path.Join(b.lay.DataDir, f)), q(tmp)))
+	conf, err := b.e.confOf(ctx, b.n)
+	if err != nil {
+		return err
 	}
-	cmd := fmt.Sprintf("if [ -d %[1]s ]; then echo kept; exit 0; fi; rm -rf %[2]s && mkdir -p %[2]s && %[3]s && mv %[2]s %[1]s && ls %[1]s",
+	saved, tmp := b.lay.Saved(), b.lay.Saved()+".tmp"
+	cp := []string{"mkdir -p " + q(tmp)}
+	for _, f := range ownFiles(conf, b.n, b.lay) {
+		cp = append(cp, fmt.Sprintf("if [ -f %[1]s ]; then cp -p %[1]s %[2]s; fi", q(path.Join(b.lay.DataDir, f.Rel)), q(path.Join(tmp, f.Saved))))
+	}
+	cmd := fmt.Sprintf("if [ -d %[1]s ]; then echo kept; exit 0; fi; rm -rf %[2]s && %[3]s && mv %[2]s %[1]s && ls %[1]s",
 		q(saved), q(tmp), strings.Join(cp, " && "))
 	out, err := b.e.run(ctx, b.n, cmd, cluster.RunOpts{})
 	if err != nil {
@@ -360,14 +365,19 @@ func (b *nodeBuild) saveOwnFiles(ctx context.Context) error {
 
 // configure makes the copy in <work>/new a fully configured standby before
 // it is swapped in: the node's own pg_hba.conf and pg_ident.conf, sdr's
-// replication block, the standby settings, standby.signal, sdr's marker,
-// and tablespace links that point at the node's own locations. Whatever
-// starts PostgreSQL in it from then on starts a standby.
+// replication block in the pg_hba.conf the node's server reads, the
+// standby settings, standby.signal, sdr's marker, and tablespace links
+// that point at the node's own locations. Whatever starts PostgreSQL in it
+// from then on starts a standby.
 func (b *nodeBuild) configure(ctx context.Context) error {
 	dir := b.lay.New()
+	conf, err := b.e.confOf(ctx, b.n)
+	if err != nil {
+		return err
+	}
 	var cmds []string
-	for _, f := range savedFiles {
-		cmds = append(cmds, fmt.Sprintf("if [ -f %[1]s ]; then cp -p %[1]s %[2]s; fi", q(path.Join(b.lay.Saved(), f)), q(path.Join(dir, f))))
+	for _, f := range ownFiles(conf, b.n, b.lay) {
+		cmds = append(cmds, fmt.Sprintf("if [ -f %[1]s ]; then cp -p %[1]s %[2]s; fi", q(path.Join(b.lay.Saved(), f.Saved)), q(path.Join(dir, f.Rel))))
 	}
 	for _, t := range b.tss {
 		cmds = append(cmds, fmt.Sprintf("ln -sfn %s %s", q(t.Live), q(path.Join(dir, "pg_tblspc", t.OID))))
@@ -379,7 +389,7 @@ func (b *nodeBuild) configure(ctx context.Context) error {
 	cctx, cancel := b.e.cmdCtx(ctx)
 	defer cancel()
 	from := append(append([]cluster.Node{}, b.e.Config.Standby.Nodes...), b.e.Config.Primary.Nodes...)
-	if err := editFile(cctx, b.a, path.Join(dir, "pg_hba.conf"), b.e.Config.Name, hbaLines(b.e.Config, from)); err != nil {
+	if err := editFile(cctx, b.a, inCopy(conf.HbaFile, b.n, b.lay, dir), b.e.Config.Name, hbaLines(b.e.Config, from)); err != nil {
 		return err
 	}
 	settings, err := b.a.ReadFile(cctx, b.lay.StandbyConf())
@@ -405,6 +415,11 @@ func (b *nodeBuild) configure(ctx context.Context) error {
 func (b *nodeBuild) swap(ctx context.Context) error {
 	if err := b.observe(ctx); err != nil { // the swap may have been cut short
 		return err
+	}
+	if b.obs.DataCopy != b.obs.CopyID || b.obs.CopyID == "" {
+		if err := b.checkCopy(ctx); err != nil {
+			return err
+		}
 	}
 	var ops []renameOp
 	for _, t := range b.tss {
@@ -493,39 +508,5 @@ func editFile(ctx context.Context, a cluster.Access, p, marker string, lines []s
 	if err := a.WriteFile(ctx, p, []byte(updated), 0o600); err != nil {
 		return fmt.Errorf("while writing %s on %s: %w", p, a.Node().Name, err)
 	}
-	return nil
-}
-
-// startNode starts PostgreSQL on n unless it runs, waiting until it
-// accepts connections, bounded by --timeout. It is never started under
-// the tag of sdr's long commands, so that no cleanup of a later run can
-// mistake it for a leftover.
-func (e *Env) startNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
-	lay, err := e.layoutOf(ctx, n)
-	if err != nil {
-		return err
-	}
-	running, err := e.pgRunning(ctx, n, lay.DataDir)
-	if err != nil {
-		return err
-	}
-	if running {
-		return nil
-	}
-	lctx, cancel := e.longCtx(ctx)
-	defer cancel()
-	a, err := e.access(lctx, n)
-	if err != nil {
-		return err
-	}
-	secs := int(e.Timeout.Seconds())
-	if secs <= 0 {
-		secs = int(cluster.DefaultWaitTimeout.Seconds())
-	}
-	cmd := fmt.Sprintf("mkdir -p %s && %s start -D %s -l %s -w -t %d", q(path.Dir(n.LogFile)), bin(n, "pg_ctl"), q(lay.DataDir), q(n.LogFile), secs)
-	if _, err := a.Run(lctx, cmd, cluster.RunOpts{}); err != nil {
-		return fmt.Errorf("while starting %s (see %s on it): %w", n.Name, n.LogFile, err)
-	}
-	rc.Log.Info("started", zap.String("node", n.Name))
 	return nil
 }

@@ -80,7 +80,7 @@ func checkStreaming(node string, w walReceiverFacts, up upstream) error {
 		return permanent(fmt.Errorf("%s is not in recovery: it runs as a primary", node))
 	case w.Status != "streaming":
 		return fmt.Errorf("%s: wal receiver is %s, not streaming", node, w.Status)
-	case w.SenderHost != up.Host || w.SenderPort != up.Port:
+	case !cluster.SameHost(w.SenderHost, cluster.ConninfoHost(up.Host)) || w.SenderPort != up.Port:
 		return fmt.Errorf("%s streams from %s:%d, expected %s (%s:%d)", node, w.SenderHost, w.SenderPort, up.Node, up.Host, up.Port)
 	}
 	return nil

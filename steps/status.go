@@ -464,6 +464,7 @@ func resolveHosts(ctx context.Context, timeout time.Duration, all []cluster.Node
 	hosts := map[string]bool{}
 	for _, n := range all {
 		hosts[n.Host] = true
+		hosts[n.ReplHost()] = true
 	}
 	for _, s := range out {
 		if s.WalReceiver != nil && s.WalReceiver.SenderHost != "" && !strings.HasPrefix(s.WalReceiver.SenderHost, "/") {
@@ -517,7 +518,7 @@ func upstreamName(self *cluster.Node, host string, port int, nodes []cluster.Nod
 			if sameMachine(n) || isLoopback(n.Host) {
 				cands = append(cands, n)
 			}
-		case hostsMatch(n.Host, host, addrs):
+		case hostsMatch(n.Host, host, addrs) || hostsMatch(n.ReplHost(), host, addrs):
 			cands = append(cands, n)
 		}
 	}

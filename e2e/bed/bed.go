@@ -3,6 +3,14 @@
 // postgres OS user, and one private OpenSSH server through which sdr (running
 // as root) reaches every node as the OS user postgres.
 //
+// Two flavours (Options.Flavour): FlavourPgCtl (the default) keeps each
+// node's configuration in its data directory and runs it with pg_ctl;
+// FlavourDebian builds the nodes the way Debian does, with
+// pg_createcluster (configuration in /etc/postgresql/15/<cluster>,
+// clusters named sdrbed<id>_<node>) and runs them with pg_ctlcluster
+// (debian.go). Options.Addressing chooses how the config names the nodes:
+// all 127.0.0.1, or by name and IPv6 (AddrNamesIPv6).
+//
 // Layout under Bed.Dir:
 //
 //	bed.json                 the Bed itself (see Load), for sdr-bed down/sql
@@ -69,8 +77,40 @@ var NodeNames = []string{DC1A, DC1B, DC2A, DC2B}
 // StateFile is the name of the JSON file in Dir that describes the bed.
 const StateFile = "bed.json"
 
+// Flavours of the bed.
+const (
+	FlavourPgCtl  = "pg_ctl"
+	FlavourDebian = "debian"
+)
+
+// Addressings of the bed's nodes in sdr's config.
+const (
+	// AddrIPv4: every node's host is 127.0.0.1.
+	AddrIPv4 = "ipv4"
+	// AddrNamesIPv6: the primary cluster's nodes have host "localhost"
+	// (SSH by name) and replication_host "::1"; the standby cluster's
+	// nodes have host "::1". sshd and PostgreSQL listen on ::1 too, and
+	// the primary cluster's pg_hba.conf has no line for ::1 of its own,
+	// so the standby cluster streams only through sdr's "::1/128" lines.
+	AddrNamesIPv6 = "names-ipv6"
+)
+
+// HasIPv6Loopback reports whether ::1 can be listened on here.
+func HasIPv6Loopback() bool {
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
 // Options configure New.
 type Options struct {
+	// Flavour is FlavourPgCtl (default) or FlavourDebian.
+	Flavour string
+	// Addressing is AddrIPv4 (default) or AddrNamesIPv6.
+	Addressing string
 	// Dir is the base directory. It must be absolute, contain no spaces and
 	// be missing or empty. Default: a fresh /tmp/sdr-bed-XXXXXX.
 	Dir string
@@ -93,12 +133,21 @@ type NodeInfo struct {
 	DataDir   string `json:"data_dir"` // <NodeDir>/data
 	SocketDir string `json:"socket_dir"`
 	LogFile   string `json:"log_file"`
+	// Host and ReplicationHost are how sdr's config names the node.
+	Host            string `json:"host"`
+	ReplicationHost string `json:"replication_host,omitempty"`
+	// Cluster is the Debian cluster name, ConfigDir its configuration
+	// directory /etc/postgresql/15/<cluster> (FlavourDebian).
+	Cluster   string `json:"cluster,omitempty"`
+	ConfigDir string `json:"config_dir,omitempty"`
 }
 
 // Bed is a running test bed. All fields are filled by New (or Load).
 type Bed struct {
-	Dir  string `json:"dir"`
-	Name string `json:"name"`
+	Dir        string `json:"dir"`
+	Name       string `json:"name"`
+	Flavour    string `json:"flavour"`
+	Addressing string `json:"addressing"`
 
 	ConfigPath       string `json:"config_path"`   // <Dir>/sdr.yaml
 	PasswordFile     string `json:"password_file"` // <Dir>/repl.pass
@@ -212,9 +261,32 @@ func New(ctx context.Context, opts Options) (_ *Bed, err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	flavour, addressing := opts.Flavour, opts.Addressing
+	if flavour == "" {
+		flavour = FlavourPgCtl
+	}
+	if addressing == "" {
+		addressing = AddrIPv4
+	}
+	if flavour != FlavourPgCtl && flavour != FlavourDebian {
+		return nil, fmt.Errorf("bed: unknown flavour %q", flavour)
+	}
+	if addressing != AddrIPv4 && addressing != AddrNamesIPv6 {
+		return nil, fmt.Errorf("bed: unknown addressing %q", addressing)
+	}
+	if addressing == AddrNamesIPv6 && !HasIPv6Loopback() {
+		return nil, errors.New("bed: addressing names-ipv6 needs IPv6 on the loopback interface (ip -6 addr show lo)")
+	}
+	if flavour == FlavourDebian {
+		if err := checkDebianTools(); err != nil {
+			return nil, err
+		}
+	}
 	b := &Bed{
 		Dir:              dir,
 		Name:             name,
+		Flavour:          flavour,
+		Addressing:       addressing,
 		ConfigPath:       filepath.Join(dir, "sdr.yaml"),
 		PasswordFile:     filepath.Join(dir, "repl.pass"),
 		ReplicationUser:  "sdr_repl",
@@ -269,13 +341,25 @@ func New(ctx context.Context, opts Options) (_ *Bed, err error) {
 			return b, err
 		}
 		nd := filepath.Join(dir, "nodes", n)
-		b.Nodes[n] = &NodeInfo{
+		ni := &NodeInfo{
 			Name: n, Side: side, Upstream: up[n], Port: p,
 			NodeDir:   nd,
 			DataDir:   filepath.Join(nd, "data"),
 			SocketDir: filepath.Join(dir, "run", n),
 			LogFile:   filepath.Join(dir, "logs", n+".log"),
+			Host:      "127.0.0.1",
 		}
+		if addressing == AddrNamesIPv6 {
+			ni.Host = "::1"
+			if side == "primary" {
+				ni.Host, ni.ReplicationHost = "localhost", "::1"
+			}
+		}
+		if flavour == FlavourDebian {
+			ni.Cluster = debianClusterName(dir, n)
+			ni.ConfigDir = filepath.Join(debianConfRoot, ni.Cluster)
+		}
+		b.Nodes[n] = ni
 	}
 	// Save early so that sdr-bed down can clean up even a half-built bed.
 	if err := b.save(); err != nil {
@@ -411,7 +495,7 @@ func (b *Bed) writePassword() error {
 // SSH
 
 func (b *Bed) setupSSH(ctx context.Context) error {
-	b.logf("bed: setting up sshd on 127.0.0.1:%d", b.SSHPort)
+	b.logf("bed: setting up the data centres' sshd on ports %d and %d (addressing %s)", b.SSHPort, b.SSHPortDC2, b.Addressing)
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return err
 	}
@@ -440,11 +524,14 @@ func (b *Bed) setupSSH(ctx context.Context) error {
 	if len(f) < 2 {
 		return fmt.Errorf("bad host key %q", hostPub)
 	}
-	// The same host key under the names tests use for this host, for
-	// both data centres' sshd.
+	// The same host key under the names tests use for this host, in
+	// OpenSSH's form for a port other than 22 ([host]:port), for both data
+	// centres' sshd.
 	var kh strings.Builder
 	for _, port := range []int{b.SSHPort, b.SSHPortDC2} {
-		fmt.Fprintf(&kh, "[127.0.0.1]:%d %s %s\n[localhost]:%d %s %s\n", port, f[0], f[1], port, f[0], f[1])
+		for _, h := range []string{"127.0.0.1", "localhost", "::1"} {
+			fmt.Fprintf(&kh, "[%s]:%d %s %s\n", h, port, f[0], f[1])
+		}
 	}
 	if err := os.WriteFile(b.KnownHosts, []byte(kh.String()), 0o644); err != nil {
 		return err
@@ -477,12 +564,16 @@ func (b *Bed) sshdFiles(dc string) (port int, cfg, pid, log string) {
 
 func (b *Bed) writeSSHDConfig(dc string) error {
 	port, cfgPath, pidFile, _ := b.sshdFiles(dc)
+	listen, family := "ListenAddress 127.0.0.1", "inet"
+	if b.Addressing == AddrNamesIPv6 {
+		listen, family = "ListenAddress 127.0.0.1\nListenAddress ::1", "any"
+	}
 	// StrictModes would reject authorized_keys below /tmp (world-writable),
 	// so it is off; the files are root-owned and not writable by others.
 	cfg := fmt.Sprintf(`# sshd of data centre %[6]s for the sdr test bed in %[1]s
 Port %[2]d
-ListenAddress 127.0.0.1
-AddressFamily inet
+%[6]s
+AddressFamily %[7]s
 HostKey %[3]s
 PidFile %[4]s
 AuthorizedKeysFile %[5]s
@@ -505,7 +596,7 @@ MaxStartups 200
 MaxSessions 200
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
-`, b.Dir, port, b.HostKey, pidFile, b.AuthorizedKeys, dc)
+`, b.Dir, port, b.HostKey, pidFile, b.AuthorizedKeys, dc, listen, family)
 	return os.WriteFile(cfgPath, []byte(cfg), 0o644)
 }
 
@@ -592,6 +683,9 @@ func (b *Bed) SSH(ctx context.Context, command string) (string, error) {
 // PostgreSQL
 
 func (b *Bed) buildDC(ctx context.Context, primary, standby string) error {
+	if b.Flavour == FlavourDebian {
+		return b.buildDebianDC(ctx, primary, standby)
+	}
 	p := b.Nodes[primary]
 	b.logf("bed: initdb %s (port %d)", primary, p.Port)
 	if _, err := b.asPostgres(ctx, filepath.Join(BinDir, "initdb"), "-D", p.DataDir,
@@ -600,6 +694,9 @@ func (b *Bed) buildDC(ctx context.Context, primary, standby string) error {
 		return err
 	}
 	if err := b.writeNodeConf(p); err != nil {
+		return err
+	}
+	if err := b.limitHBA(p); err != nil {
 		return err
 	}
 	if primary == DC2A {
@@ -623,6 +720,9 @@ func (b *Bed) buildDC(ctx context.Context, primary, standby string) error {
 		return err
 	}
 	if err := b.writeNodeConf(s); err != nil {
+		return err
+	}
+	if err := b.limitHBA(s); err != nil {
 		return err
 	}
 	conninfo := fmt.Sprintf("host=%s port=%d user=postgres application_name=%s", p.SocketDir, p.Port, standby)
@@ -657,14 +757,84 @@ func (b *Bed) writeNodeConf(n *NodeInfo) error {
 	}
 	s += fmt.Sprintf(`# sdr-bed begin
 port = %d
-listen_addresses = '127.0.0.1'
+listen_addresses = '%s'
 unix_socket_directories = '%s'
 cluster_name = '%s'
 wal_keep_size = '256MB'
 log_replication_commands = on
 # sdr-bed end
-`, n.Port, n.SocketDir, n.Name)
+`, n.Port, b.listenAddresses(), n.SocketDir, n.Name)
 	return os.WriteFile(path, []byte(s), 0o600) // existing file: owner kept
+}
+
+// listenAddresses is listen_addresses for every node.
+func (b *Bed) listenAddresses() string {
+	if b.Addressing == AddrNamesIPv6 {
+		return "127.0.0.1,::1"
+	}
+	return "127.0.0.1"
+}
+
+// HBAFile, IdentFile and ConfFile are the files node's server reads.
+func (b *Bed) HBAFile(node string) string   { return b.confPath(node, "pg_hba.conf") }
+func (b *Bed) IdentFile(node string) string { return b.confPath(node, "pg_ident.conf") }
+func (b *Bed) ConfFile(node string) string  { return b.confPath(node, "postgresql.conf") }
+
+func (b *Bed) confPath(node, file string) string {
+	n := b.Node(node)
+	if n.ConfigDir != "" {
+		return filepath.Join(n.ConfigDir, file)
+	}
+	return filepath.Join(n.DataDir, file)
+}
+
+// limitHBA drops, with AddrNamesIPv6, the default pg_hba.conf lines for
+// ::1 from a primary-cluster node: connections from the standby cluster
+// (from ::1) then need sdr's own lines.
+func (b *Bed) limitHBA(n *NodeInfo) error {
+	if b.Addressing != AddrNamesIPv6 || n.Side != "primary" {
+		return nil
+	}
+	path := b.HBAFile(n.Name)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var kept []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 4 && f[0] == "host" && f[3] == "::1/128" {
+			continue
+		}
+		kept = append(kept, l)
+	}
+	return os.WriteFile(path, []byte(strings.Join(kept, "\n")), 0o600) // existing file: owner kept
+}
+
+// StartNode starts node's PostgreSQL the way its flavour does (pg_ctl or
+// pg_ctlcluster) and waits until it accepts connections.
+func (b *Bed) StartNode(ctx context.Context, node string) error {
+	n, err := b.node(node)
+	if err != nil {
+		return err
+	}
+	if n.Cluster != "" {
+		_, err := b.asPostgres(ctx, "pg_ctlcluster", "15", n.Cluster, "start")
+		return err
+	}
+	return b.PGCtl(ctx, node, "start")
+}
+
+// StopNode stops node's PostgreSQL (fast) the way its flavour does.
+func (b *Bed) StopNode(ctx context.Context, node string) error {
+	n, err := b.node(node)
+	if err != nil {
+		return err
+	}
+	if n.Cluster != "" {
+		_, err := b.asPostgres(ctx, "pg_ctlcluster", "--mode", "fast", "15", n.Cluster, "stop")
+		return err
+	}
+	return b.PGCtl(ctx, node, "stop", "-m", "fast", "-w")
 }
 
 // WaitStreaming waits until standby shows up as streaming in upstream's
@@ -800,19 +970,33 @@ func (b *Bed) ConfigMap() map[string]any {
 		var l []any
 		for _, name := range names {
 			n := b.Nodes[name]
-			l = append(l, map[string]any{
+			m := map[string]any{
 				"name":       n.Name,
-				"host":       "127.0.0.1",
-				"ssh_port":   b.sshPortOf(name),
-				"ssh_user":   b.SSHUser,
+				"host":       n.Host,
 				"pg_port":    n.Port,
 				"data_dir":   n.DataDir,
-				"bin_dir":    BinDir,
 				"socket_dir": n.SocketDir,
-				"log_file":   n.LogFile,
-			})
+			}
+			if n.ReplicationHost != "" {
+				m["replication_host"] = n.ReplicationHost
+			}
+			if n.ConfigDir != "" {
+				// pg_ctlcluster's version and cluster come from config_dir.
+				m["config_dir"] = n.ConfigDir
+			} else {
+				m["log_file"] = n.LogFile
+			}
+			l = append(l, m)
 		}
 		return l
+	}
+	// What every node shares is written once per cluster, as defaults.
+	defaults := func(sshPort int) map[string]any {
+		d := map[string]any{"ssh_port": sshPort, "ssh_user": b.SSHUser, "bin_dir": BinDir}
+		if b.Flavour == FlavourDebian {
+			d["service"] = map[string]any{"manager": "pg_ctlcluster"}
+		}
+		return d
 	}
 	return map[string]any{
 		"name": b.Name,
@@ -828,8 +1012,8 @@ func (b *Bed) ConfigMap() map[string]any {
 		"timeouts": map[string]any{"connect": "10s", "command": "5m", "wait": "5m"},
 		"primary":  ClusterDC1,
 		"clusters": map[string]any{
-			ClusterDC1: map[string]any{"main": DC1A, "nodes": nodes(DC1A, DC1B)},
-			ClusterDC2: map[string]any{"main": DC2A, "nodes": nodes(DC2A, DC2B)},
+			ClusterDC1: map[string]any{"defaults": defaults(b.SSHPort), "main": DC1A, "nodes": nodes(DC1A, DC1B)},
+			ClusterDC2: map[string]any{"defaults": defaults(b.SSHPortDC2), "main": DC2A, "nodes": nodes(DC2A, DC2B)},
 		},
 	}
 }
@@ -862,8 +1046,9 @@ func (b *Bed) WriteConfigTo(path string, mutate func(*map[string]any)) (string, 
 // follow, sorted.
 var keyOrder = []string{"name", "replication", "postgres", "ssh", "timeouts", "primary", "clusters", ClusterDC1, ClusterDC2,
 	"user", "password_file", "password_env", "database", "identity_file", "known_hosts",
-	"connect", "command", "wait", "main", "nodes",
-	"host", "ssh_port", "ssh_user", "pg_port", "data_dir", "bin_dir", "socket_dir", "log_file", "local"}
+	"connect", "command", "wait", "defaults", "main", "nodes",
+	"host", "replication_host", "ssh_port", "ssh_user", "pg_port", "data_dir", "config_dir", "bin_dir", "socket_dir", "log_file",
+	"service", "local"}
 
 // orderedYAML turns maps into yaml.Nodes with keys in keyOrder.
 func orderedYAML(v any) any {
@@ -1045,6 +1230,11 @@ func closeDir(dir string, b *Bed, keepLogs bool, logf func(string, ...any)) erro
 		}()
 	}
 	wg.Wait()
+
+	// Debian clusters of the bed: their configuration in /etc.
+	if err := dropDebianClusters(dir, b); err != nil {
+		errs = append(errs, err)
+	}
 
 	// Each data centre's sshd by its PidFile.
 	for _, name := range []string{"sshd.pid", "sshd-dc2.pid"} {

@@ -1,7 +1,8 @@
 // Command sdr-bed builds and tears down the sdr end-to-end test bed (see
 // package e2e/bed) for manual use and shell scripts.
 //
-//	sdr-bed up   [--dir D] [--name N] [--keep-on-failure]  build; print and write D/bed.env
+//	sdr-bed up   [--dir D] [--name N] [--flavour pg_ctl|debian] [--addressing ipv4|names-ipv6] [--keep-on-failure]
+//	                                                        build; print and write D/bed.env
 //	sdr-bed down [--dir D] [--keep-logs]                    stop everything, remove D
 //	sdr-bed sql  [--dir D] NODE QUERY                       run a query as postgres
 //	sdr-bed env  [--dir D]                                  print D/bed.env lines again
@@ -28,7 +29,7 @@ const defaultDir = "/tmp/sdr-demo"
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
-  sdr-bed up   [--dir D] [--name N] [--keep-on-failure]
+  sdr-bed up   [--dir D] [--name N] [--flavour pg_ctl|debian] [--addressing ipv4|names-ipv6] [--keep-on-failure]
   sdr-bed down [--dir D] [--keep-logs]
   sdr-bed sql  [--dir D] NODE QUERY
   sdr-bed env  [--dir D]
@@ -53,8 +54,10 @@ func main() {
 	case "up":
 		name := fs.String("name", "drpair", "DR pair name")
 		keep := fs.Bool("keep-on-failure", false, "keep the directory and logs when up fails")
+		flavour := fs.String("flavour", bed.FlavourPgCtl, "pg_ctl: configuration in the data directories, pg_ctl; debian: pg_createcluster clusters run by pg_ctlcluster")
+		addressing := fs.String("addressing", bed.AddrIPv4, "ipv4: every host 127.0.0.1; names-ipv6: hosts localhost and ::1")
 		fs.Parse(args)
-		err = up(ctx, abs(*dir), *name, *keep)
+		err = up(ctx, bed.Options{Dir: abs(*dir), Name: *name, KeepOnFailure: *keep, Flavour: *flavour, Addressing: *addressing, Log: logf})
 	case "down":
 		keep := fs.Bool("keep-logs", false, "stop the processes but keep the directory")
 		fs.Parse(args)
@@ -122,7 +125,8 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, format+"\n", args...)
 }
 
-func up(ctx context.Context, dir, name string, keep bool) error {
+func up(ctx context.Context, opts bed.Options) error {
+	dir := opts.Dir
 	if _, err := os.Stat(dir); err == nil {
 		if ents, _ := os.ReadDir(dir); len(ents) > 0 {
 			if !bed.IsBedDir(dir) {
@@ -134,7 +138,7 @@ func up(ctx context.Context, dir, name string, keep bool) error {
 			}
 		}
 	}
-	b, err := bed.New(ctx, bed.Options{Dir: dir, Name: name, Log: logf, KeepOnFailure: keep})
+	b, err := bed.New(ctx, opts)
 	if err != nil {
 		return err
 	}

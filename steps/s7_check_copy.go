@@ -1,0 +1,77 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+)
+
+// checkCopy proves, before the swap, that the configured copy in
+// <work>/new would start as this node's standby with the configuration
+// the node's service manager gives it: postgres -C reads that
+// configuration with the copy as the data directory (config_dir's
+// postgresql.conf, or the copy's own), and checkCopyConfig decides. It
+// starts nothing and changes nothing; a problem stops the rebuild before
+// the node's data directory is touched.
+func (b *nodeBuild) checkCopy(ctx context.Context) error {
+	conf, err := b.e.confOf(ctx, b.n)
+	if err != nil {
+		return err
+	}
+	newDir := b.lay.New()
+	f := features(pgVersion(b.p.VersionNum))
+	confDir, override := newDir, ""
+	if b.n.SeparateConfig() {
+		confDir, override = b.n.ConfigDir, newDir
+	}
+	cctx, cancel := b.e.cmdCtx(ctx)
+	defer cancel()
+	s, err := cluster.ShowSettings(cctx, b.a, b.n.BinDir, confDir, override, f.copySettings())
+	if err != nil {
+		return err
+	}
+	o := copyObs{Settings: s, Exists: map[string]bool{}}
+	if b.n.SeparateConfig() {
+		live, err := cluster.ShowSettings(cctx, b.a, b.n.BinDir, b.n.ConfigDir, "", []string{"data_directory"})
+		if err != nil {
+			return err
+		}
+		o.LiveDataDirectory = live.Values["data_directory"]
+	}
+	paths := copyPaths(s, newDir)
+	if len(paths) > 0 {
+		var list []string
+		for _, p := range paths {
+			list = append(list, p)
+		}
+		sort.Strings(list)
+		_, infos, err := cluster.StatPaths(cctx, b.a, list...)
+		if err != nil {
+			return fmt.Errorf("while checking the files the new copy of %s needs: %w", b.n.Name, err)
+		}
+		for p, pi := range infos {
+			o.Exists[p] = pi.Exists
+		}
+	}
+	w := copyWant{Node: b.n.Name, Copy: newDir, DataDirs: []string{b.n.DataDir, b.lay.DataDir}, Separate: b.n.SeparateConfig(),
+		HbaFile: inCopy(conf.HbaFile, b.n, b.lay, newDir), IdentFile: inCopy(conf.IdentFile, b.n, b.lay, newDir),
+		Port: b.n.PGPort, SocketDir: path.Clean(b.n.SocketDir), AppName: cluster.AppName(b.e.Config.Name, b.n.Name), Slot: b.up.Slot}
+	if problems := checkCopyConfig(w, o); len(problems) > 0 {
+		hint := ""
+		if s.NoConfig && !b.n.SeparateConfig() {
+			hint = fmt.Sprintf(" (%s keeps its postgresql.conf outside its data directory, so the copy has none: give %s a postgresql.conf "+
+				"of its own outside the data directory and set config_dir to its directory)", b.up.Node, b.n.Name)
+		}
+		return permanent(fmt.Errorf("the new copy was not swapped in, the data directory of %s is unchanged: %s%s",
+			b.n.Name, strings.Join(problems, "; "), hint))
+	}
+	b.log.Info("the new copy starts with the node's configuration", zap.String("config_file", s.Values["config_file"]),
+		zap.String("hba_file", s.Values["hba_file"]), zap.String("data_directory", s.Values["data_directory"]))
+	return nil
+}

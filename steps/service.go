@@ -1,0 +1,378 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/workflow"
+)
+
+// How sdr starts and stops PostgreSQL on a DR node: always through the
+// node's service manager (service.manager), never around it, and always
+// waiting for the real state afterwards (a live postmaster in the data
+// directory that accepts connections; or none), bounded by --timeout.
+//
+//	manager        start                              stop                                   running?
+//	pg_ctl         pg_ctl start -D <conf> -l <log> -w  pg_ctl stop -D <conf> -m fast -w       pg_ctl status -D <conf>
+//	pg_ctlcluster  pg_ctlcluster <v> <c> start        pg_ctlcluster --mode fast <v> <c> stop pg_ctlcluster <v> <c> status
+//	systemd        <systemctl> start <unit>           <systemctl> stop <unit>                systemctl is-active --quiet <unit>
+//	commands       service.start                      service.stop                           service.status (exit 0: runs)
+//
+// <conf> is config_dir, or the data directory. Without systemd on the
+// node (containers, this project's test bed) pg_ctlcluster runs pg_ctl
+// itself; with systemd, pg_ctlcluster run by a user other than root would
+// start the cluster outside systemd, so sdr refuses that combination for a
+// cluster systemd starts (start.conf "auto") and asks for manager systemd.
+
+// serviceCmds are the command lines of a node's service manager.
+type serviceCmds struct {
+	Start, Stop, Status string
+	// Describe names the manager in messages ("systemd unit postgresql@15-main").
+	Describe string
+}
+
+// serviceCommands returns n's service commands. wait bounds pg_ctl's own
+// waiting; sdr waits for the real state after each command anyway.
+func serviceCommands(n *cluster.Node, wait time.Duration) serviceCmds {
+	secs := int(wait.Seconds())
+	if secs <= 0 {
+		secs = int(cluster.DefaultWaitTimeout.Seconds())
+	}
+	s := n.Service
+	switch s.Manager {
+	case cluster.ManagerPgCtlCluster:
+		vc := q(s.Version) + " " + q(s.Cluster)
+		return serviceCmds{
+			Start:    "pg_ctlcluster " + vc + " start",
+			Stop:     "pg_ctlcluster --mode fast " + vc + " stop",
+			Status:   "pg_ctlcluster " + vc + " status",
+			Describe: "pg_ctlcluster " + s.Version + " " + s.Cluster,
+		}
+	case cluster.ManagerSystemd:
+		return serviceCmds{
+			Start:    s.Systemctl + " start " + q(s.Unit),
+			Stop:     s.Systemctl + " stop " + q(s.Unit),
+			Status:   "systemctl is-active --quiet " + q(s.Unit),
+			Describe: "systemd unit " + s.Unit,
+		}
+	case cluster.ManagerCommands:
+		return serviceCmds{Start: s.Start, Stop: s.Stop, Status: s.Status, Describe: "the service commands of " + n.Name}
+	}
+	conf := n.ConfDir()
+	return serviceCmds{
+		Start: fmt.Sprintf("mkdir -p %s && %s start -D %s -l %s -w -t %d", q(path.Dir(n.LogFile)), bin(n, "pg_ctl"), q(conf), q(n.LogFile), secs),
+		Stop:  fmt.Sprintf("%s stop -D %s -m fast -w -t %d", bin(n, "pg_ctl"), q(conf), secs),
+		// pg_ctl status: 0 running, 3 not running, 4 no data directory.
+		Status:   fmt.Sprintf("%s status -D %s", bin(n, "pg_ctl"), q(conf)),
+		Describe: "pg_ctl",
+	}
+}
+
+// statusRunning reads the exit of a status command: 0 runs, 126 and 127
+// (the command cannot run) are errors, anything else does not run.
+func statusRunning(err error) (bool, error) {
+	var ce *cluster.CommandError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ce) && ce.ExitCode != 126 && ce.ExitCode != 127 && ce.ExitCode > 0:
+		return false, nil
+	}
+	return false, err
+}
+
+// serviceRunning asks n's service manager whether it runs PostgreSQL.
+func (e *Env) serviceRunning(ctx context.Context, n *cluster.Node) (bool, error) {
+	cmds := serviceCommands(n, e.Timeout)
+	_, err := e.run(ctx, n, cmds.Status, cluster.RunOpts{})
+	up, err := statusRunning(err)
+	if err != nil {
+		return false, fmt.Errorf("while asking %s whether PostgreSQL runs on %s: %w", cmds.Describe, n.Name, err)
+	}
+	return up, nil
+}
+
+// outsideManager is the error for a server that runs where its service
+// manager does not know of it.
+func outsideManager(n *cluster.Node, dataDir, describe string) error {
+	return permanent(fmt.Errorf("PostgreSQL runs in %s on %s, but %s does not report it running: it was started outside its service "+
+		"manager. sdr starts and stops %s only through %s (service.manager): stop that server the way it was started, "+
+		"start it with %s (or correct service.*), then rerun", dataDir, n.Name, describe, n.Name, describe, describe))
+}
+
+// startNode starts PostgreSQL on n through its service manager unless it
+// runs, then waits, bounded by --timeout, until a postmaster runs in the
+// data directory and accepts connections, and checks that the manager
+// reports it running. It is never started under the tag of sdr's long
+// commands, so that no cleanup of a later run can mistake it for a
+// leftover.
+func (e *Env) startNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return err
+	}
+	cmds := serviceCommands(n, e.Timeout)
+	running, err := e.pgRunning(ctx, n, lay.DataDir)
+	if err != nil {
+		return err
+	}
+	if running {
+		up, err := e.serviceRunning(ctx, n)
+		if err != nil {
+			return err
+		}
+		if !up {
+			return outsideManager(n, lay.DataDir, cmds.Describe)
+		}
+		return nil
+	}
+	lctx, cancel := e.longCtx(ctx)
+	defer cancel()
+	a, err := e.access(lctx, n)
+	if err != nil {
+		return err
+	}
+	_, runErr := a.Run(lctx, cmds.Start, cluster.RunOpts{})
+	if runErr != nil {
+		alive, err := e.pgRunning(ctx, n, lay.DataDir)
+		if err != nil || !alive {
+			return fmt.Errorf("while starting %s with %s (see %s): %w", n.Name, cmds.Describe, startLog(n), runErr)
+		}
+		rc.Log.Warn("the start command failed but PostgreSQL runs; waiting until it accepts connections",
+			zap.String("node", n.Name), zap.Error(runErr))
+	}
+	if err := e.waitAccepting(lctx, n, lay.DataDir); err != nil {
+		return fmt.Errorf("while starting %s with %s (see %s): %w", n.Name, cmds.Describe, startLog(n), err)
+	}
+	up, err := e.serviceRunning(ctx, n)
+	if err != nil {
+		return err
+	}
+	if !up {
+		return outsideManager(n, lay.DataDir, cmds.Describe)
+	}
+	rc.Log.Info("started", zap.String("node", n.Name), zap.String("by", cmds.Describe))
+	return nil
+}
+
+// startLog says where to look when a start fails.
+func startLog(n *cluster.Node) string {
+	switch n.Service.Manager {
+	case cluster.ManagerPgCtlCluster:
+		return "/var/log/postgresql/postgresql-" + n.Service.Version + "-" + n.Service.Cluster + ".log or the log file set for the cluster"
+	case cluster.ManagerSystemd:
+		return "journalctl -u " + n.Service.Unit + " and the server log"
+	case cluster.ManagerCommands:
+		return "the server log"
+	}
+	return n.LogFile + " on it"
+}
+
+// startGrace is how long after a start command returned a postmaster may
+// still be missing from the data directory (a manager or an operator's
+// command that returns before the server wrote postmaster.pid).
+const startGrace = 15 * time.Second
+
+// waitAccepting waits, bounded by ctx and --timeout, until a postmaster
+// runs in dataDir and accepts an admin connection. No postmaster there
+// startGrace after the start command ends the wait.
+func (e *Env) waitAccepting(ctx context.Context, n *cluster.Node, dataDir string) error {
+	since := time.Now()
+	return poll(ctx, e.Timeout, pollFast, n.Name+" to accept connections", func(ctx context.Context) (bool, error) {
+		alive, err := e.pgRunning(ctx, n, dataDir)
+		if err != nil {
+			return false, err
+		}
+		if !alive {
+			err := fmt.Errorf("no PostgreSQL runs in %s on %s after the start command", dataDir, n.Name)
+			if time.Since(since) > startGrace {
+				return false, permanent(err)
+			}
+			return false, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, e.Config.Timeouts.Connect.Duration)
+		defer cancel()
+		c, err := e.admin(cctx, n)
+		if err != nil {
+			return false, err
+		}
+		c.Close(context.WithoutCancel(ctx))
+		return true, nil
+	})
+}
+
+// stopNode stops PostgreSQL on n through its service manager with a fast
+// shutdown, then waits, bounded by --timeout, until no postmaster runs in
+// the data directory. A server its manager does not report running is not
+// stopped: it was started some other way, and stopping it through sdr
+// would leave the manager out of step.
+func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return err
+	}
+	cmds := serviceCommands(n, e.Timeout)
+	running, err := e.pgRunning(ctx, n, lay.DataDir)
+	if err != nil || !running {
+		return err
+	}
+	up, err := e.serviceRunning(ctx, n)
+	if err != nil {
+		return err
+	}
+	if !up {
+		return outsideManager(n, lay.DataDir, cmds.Describe)
+	}
+	lctx, cancel := e.longCtx(ctx)
+	defer cancel()
+	a, err := e.access(lctx, n)
+	if err != nil {
+		return err
+	}
+	_, runErr := a.Run(lctx, cmds.Stop, cluster.RunOpts{})
+	if runErr != nil {
+		rc.Log.Warn("the stop command failed; waiting for PostgreSQL to end", zap.String("node", n.Name), zap.Error(runErr))
+	}
+	err = poll(lctx, e.Timeout, pollFast, "PostgreSQL on "+n.Name+" to stop", func(ctx context.Context) (bool, error) {
+		alive, err := e.pgRunning(ctx, n, lay.DataDir)
+		if err == nil && alive {
+			err = fmt.Errorf("PostgreSQL still runs in %s", lay.DataDir)
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		if runErr != nil {
+			err = fmt.Errorf("%w (the stop command: %w)", err, runErr)
+		}
+		return fmt.Errorf("while stopping %s with %s: %w", n.Name, cmds.Describe, err)
+	}
+	rc.Log.Info("stopped", zap.String("node", n.Name), zap.String("by", cmds.Describe))
+	return nil
+}
+
+// serviceObs is what one look at a DR node says about who runs its
+// PostgreSQL.
+type serviceObs struct {
+	Node     string
+	Describe string // the configured manager, for messages
+	Manager  string
+	Unit     string // service.unit (systemd)
+	SSHUser  string
+	Version  string // service.version (pg_ctlcluster)
+	Cluster  string
+	DataDir  string
+
+	Systemd   bool   // systemd runs on the node (/run/systemd/system)
+	StartConf string // pg_ctlcluster: the first word of start.conf ("auto", "manual", "disabled"), "" when none
+	Running   bool   // a postmaster runs in the data directory
+	PID       int    // its pid
+	// CgroupUnit is the systemd service whose cgroup holds the
+	// postmaster ("postgresql@15-main.service"), "" when none, and
+	// CgroupUnitMainPID that unit's MainPID.
+	CgroupUnit        string
+	CgroupUnitMainPID int
+	ManagerRunning    bool // the manager's status command says it runs
+}
+
+// decideService refuses a DR node whose service manager in the config is
+// not the one that runs (or would run) its PostgreSQL, before step 5
+// stops anything: sdr must never leave a node running outside the
+// manager that ran it.
+func decideService(o serviceObs) error {
+	unitOf := strings.TrimSuffix(o.CgroupUnit, ".service")
+	switch {
+	case o.Running && o.CgroupUnit != "" && o.CgroupUnitMainPID == o.PID &&
+		(o.Manager != cluster.ManagerSystemd || unitOf != strings.TrimSuffix(o.Unit, ".service")):
+		return permanent(fmt.Errorf("%s: PostgreSQL runs under systemd unit %s, but the config has it run by %s: set service.manager: systemd "+
+			"and service.unit: %s for %s, so that sdr stops and starts it through systemd", o.Node, unitOf, o.Describe, unitOf, o.Node))
+	case o.Running && !o.ManagerRunning:
+		return permanent(fmt.Errorf("%s: PostgreSQL runs in %s (pid %d), but %s does not report it running: it was started outside its "+
+			"service manager. Stop it the way it was started and start it with %s (or correct service.*), then rerun",
+			o.Node, o.DataDir, o.PID, o.Describe, o.Describe))
+	case !o.Running && o.ManagerRunning:
+		return permanent(fmt.Errorf("%s: %s reports PostgreSQL running, but no PostgreSQL runs in data_dir %s: the service runs "+
+			"another data directory; correct data_dir or service.*", o.Node, o.Describe, o.DataDir))
+	case o.Manager == cluster.ManagerPgCtlCluster && o.Systemd && o.SSHUser != "root" && o.StartConf == "auto":
+		return permanent(fmt.Errorf("%s: systemd runs on this machine and starts cluster %s/%s (start.conf auto), but pg_ctlcluster run as %s "+
+			"would start it outside systemd: set service.manager: systemd (unit postgresql@%s-%s) and let %s run service.systemctl "+
+			"(default %q, see docs/config.md)", o.Node, o.Version, o.Cluster, o.SSHUser, o.Version, o.Cluster, o.SSHUser, cluster.DefaultSystemctl))
+	}
+	return nil
+}
+
+// cgroupService returns the systemd service whose cgroup /proc/<pid>/cgroup
+// names ("postgresql@15-main.service"), or "" when the process is in none
+// (a login session's scope, a container's root, no systemd).
+func cgroupService(cgroup string) string {
+	for _, line := range strings.Split(cgroup, "\n") {
+		f := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(f) != 3 || !(f[0] == "0" && f[1] == "" || f[1] == "name=systemd") {
+			continue
+		}
+		parts := strings.Split(f[2], "/")
+		for i := len(parts) - 1; i >= 0; i-- {
+			if strings.HasSuffix(parts[i], ".service") {
+				return parts[i]
+			}
+			if strings.HasSuffix(parts[i], ".scope") || strings.HasSuffix(parts[i], ".slice") {
+				break
+			}
+		}
+	}
+	return ""
+}
+
+// observeService looks at who runs n's PostgreSQL, in two remote commands
+// at most (the second only when the postmaster is in a systemd service).
+func (e *Env) observeService(ctx context.Context, n *cluster.Node, lay nodeLayout, running bool, pid int) (serviceObs, error) {
+	cmds := serviceCommands(n, e.Timeout)
+	o := serviceObs{Node: n.Name, Describe: cmds.Describe, Manager: n.Service.Manager, Unit: n.Service.Unit, SSHUser: n.SSHUser,
+		Version: n.Service.Version, Cluster: n.Service.Cluster, DataDir: lay.DataDir, Running: running, PID: pid}
+	var script strings.Builder
+	script.WriteString("[ -d /run/systemd/system ] && echo systemd\n")
+	if pid > 0 {
+		fmt.Fprintf(&script, "sed 's/^/cgroup /' /proc/%d/cgroup 2>/dev/null\n", pid)
+	}
+	if n.Service.Manager == cluster.ManagerPgCtlCluster {
+		fmt.Fprintf(&script, "f=%s; [ -f \"$f\" ] && grep -v '^[[:space:]]*#' \"$f\" | awk 'NF { print \"startconf \" $1; exit }'\n",
+			q(path.Join(n.ConfDir(), "start.conf")))
+	}
+	script.WriteString("exit 0\n")
+	out, err := e.run(ctx, n, script.String(), cluster.RunOpts{})
+	if err != nil {
+		return o, fmt.Errorf("while looking at the service manager of %s: %w", n.Name, err)
+	}
+	var cgroup []string
+	for _, line := range strings.Split(out, "\n") {
+		switch k, v, _ := strings.Cut(line, " "); k {
+		case "systemd":
+			o.Systemd = true
+		case "cgroup":
+			cgroup = append(cgroup, v)
+		case "startconf":
+			o.StartConf = v
+		}
+	}
+	if o.Systemd {
+		o.CgroupUnit = cgroupService(strings.Join(cgroup, "\n"))
+	}
+	if o.CgroupUnit != "" {
+		out, err := e.run(ctx, n, "systemctl show -p MainPID --value "+q(o.CgroupUnit), cluster.RunOpts{})
+		if err != nil {
+			return o, fmt.Errorf("while asking systemd about %s on %s: %w", o.CgroupUnit, n.Name, err)
+		}
+		o.CgroupUnitMainPID, _ = strconv.Atoi(strings.TrimSpace(out))
+	}
+	if o.ManagerRunning, err = e.serviceRunning(ctx, n); err != nil {
+		return o, err
+	}
+	return o, nil
+}
