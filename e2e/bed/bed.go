@@ -572,8 +572,8 @@ func (b *Bed) writeSSHDConfig(dc string) error {
 	// so it is off; the files are root-owned and not writable by others.
 	cfg := fmt.Sprintf(`# sshd of data centre %[6]s for the sdr test bed in %[1]s
 Port %[2]d
-%[6]s
-AddressFamily %[7]s
+%[7]s
+AddressFamily %[8]s
 HostKey %[3]s
 PidFile %[4]s
 AuthorizedKeysFile %[5]s
