@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 
 	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/steps"
@@ -52,54 +50,20 @@ after a kill resumes; it never promotes twice, and never promotes another node.`
 
 func runFailover(c *cli.Context, g globals, acceptLoss bool, timeout time.Duration) error {
 	ctx := c.Context
-	if timeout < 0 {
-		return usagef("--timeout must be positive, got %s", timeout)
-	}
-	cfg, err := loadConfig(g)
+	cfg, password, timeout, err := runConfig(g, timeout, true)
 	if err != nil {
 		return err
 	}
-	// The failover reads PostgreSQL as the replication user from the main
-	// standby, as the standby side does.
-	password, err := cfg.Password()
-	if err != nil {
-		return usageErr(err)
-	}
-	if timeout == 0 {
-		timeout = cfg.Timeouts.Wait.Duration
-	}
-	log, closeLog, err := newLogger(c.App.ErrWriter, g.logFile, g.verbose)
-	if err != nil {
-		return err
-	}
-	defer closeLog()
 	role := workflow.RoleStandby
-	db, err := openStore(g, cfg.Name, role, cfg.StandbyName)
+	s, err := openSession(c, g, cfg, role, cfg.StandbyName, "failover", nil)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	runID := newRunID(now)
-	cmdLog := log.With(zap.String("run_id", runID), zap.String("step", "-"))
-	host, _ := os.Hostname()
-	lock, err := store.Acquire(db.Path(), store.Holder{PID: os.Getpid(), Host: host, Started: now.UTC(), RunID: runID,
-		Command: "failover"}, 2*time.Second)
-	if err != nil {
-		return usageErr(err)
-	}
-	defer lock.Release()
-	if cfg.SSH.InsecureIgnoreHostKey {
-		cmdLog.Warn("ssh.insecure_ignore_host_key is set: SSH host keys are NOT verified")
-	}
-	pool := cluster.Open(ctx, cfg, cmdLog)
-	defer pool.Close()
-	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout, AcceptDataLoss: acceptLoss}
+	defer s.close()
+	env := &steps.Env{Config: cfg, Pool: s.pool, Password: password, Timeout: timeout, AcceptDataLoss: acceptLoss}
 	wf := steps.Failover(env)
-	inputs := cfg.Inputs()
-	inputs["action"], inputs["role"] = wf.Action, string(role)
-	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
-	cmdLog.Info(fmt.Sprintf("sdr failover of DR pair %s: cluster %s takes over from %s (state file %s)", cfg.Name, cfg.StandbyName, cfg.PrimaryName, db.Path()))
-	res, err := runner.Run(ctx, wf, inputs, workflow.Options{})
+	res, err := s.run(c, cfg, wf, nil, workflow.Options{})
+	db := s.db
 	if rerr := reportRun(c, wf, cfg.Name, res, err); rerr != nil {
 		return rerr
 	}

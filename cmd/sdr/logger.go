@@ -9,16 +9,6 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// newLogger builds the console logger (short human lines on w) and, when
-// logFile is set, a JSON-lines logger into that file.
-func newLogger(w io.Writer, logFile string, verbose bool) (*zap.Logger, func(), error) {
-	o, err := newOutput(w, logFile, verbose)
-	if err != nil {
-		return nil, nil, err
-	}
-	return o.log, o.close, nil
-}
-
 // output is what a run writes for people: the logger, and the console
 // under it, which on a terminal also keeps a progress line.
 type output struct {

@@ -5,12 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 
 	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/steps"
@@ -90,69 +88,25 @@ func openStore(g globals, pair string, role workflow.Role, cluster string) (*sto
 
 func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Duration, restart bool, replaceDiverged []string) error {
 	ctx := c.Context
-	if timeout < 0 {
-		return usagef("--timeout must be positive, got %s", timeout)
-	}
-	cfg, err := loadConfig(g)
+	cfg, password, timeout, err := runConfig(g, timeout, true)
 	if err != nil {
 		return err
-	}
-	password, err := cfg.Password()
-	if err != nil {
-		return usageErr(err)
-	}
-	if timeout == 0 {
-		timeout = cfg.Timeouts.Wait.Duration
 	}
 	for _, n := range replaceDiverged {
 		if _, ok := cfg.Node(n); !ok || cfg.IsPrimaryNode(n) {
 			return usagef("--replace-diverged %s: not a node of the standby cluster in %s", n, cfg.Path)
 		}
 	}
-	out, err := newOutput(c.App.ErrWriter, g.logFile, g.verbose)
+	s, err := openSession(c, g, cfg, role, cfg.ClusterOf(string(role)), "start --role "+string(role),
+		func(db *store.DB) error { return checkNotPromoted(ctx, db, cfg, role) })
 	if err != nil {
 		return err
 	}
-	defer out.close()
-	log := out.log
-	db, err := openStore(g, cfg.Name, role, cfg.ClusterOf(string(role)))
-	if err != nil {
-		return err
-	}
-	if err := checkNotPromoted(ctx, db, cfg, role); err != nil {
-		return err
-	}
-	now := time.Now()
-	runID := newRunID(now)
-	// The runner adds run_id and step to its own lines; lines of the
-	// command itself carry the run id and step "-".
-	cmdLog := log.With(zap.String("run_id", runID), zap.String("step", "-"))
-	host, _ := os.Hostname()
-	lock, err := store.Acquire(db.Path(), store.Holder{PID: os.Getpid(), Host: host, Started: now.UTC(), RunID: runID,
-		Command: "start --role " + string(role)}, 2*time.Second)
-	if err != nil {
-		return usageErr(err)
-	}
-	defer lock.Release()
-	if h := lock.TookOver; h != nil {
-		cmdLog.Warn("took over the lock of a run that is gone", zap.Int("old_pid", h.PID),
-			zap.String("old_host", h.Host), zap.Time("old_started", h.Started), zap.String("old_run_id", h.RunID))
-	}
-	if cfg.SSH.InsecureIgnoreHostKey {
-		cmdLog.Warn("ssh.insecure_ignore_host_key is set: SSH host keys are NOT verified")
-	}
-	pool := cluster.Open(ctx, cfg, cmdLog)
-	defer pool.Close()
-	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout, ReplaceDiverged: replaceDiverged,
+	defer s.close()
+	env := &steps.Env{Config: cfg, Pool: s.pool, Password: password, Timeout: timeout, ReplaceDiverged: replaceDiverged,
 		ResetReplicationPassword: c.Bool("reset-replication-password")}
 	wf := steps.Start(role, env)
-	inputs := cfg.Inputs()
-	inputs["action"], inputs["role"] = wf.Action, string(role)
-	progress, progressDone := runProgress(out, db.Path())
-	defer progressDone()
-	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }, Progress: progress}
-	cmdLog.Info(fmt.Sprintf("sdr start --role %s for DR pair %s (state file %s)", role, cfg.Name, db.Path()))
-	res, err := runner.Run(ctx, wf, inputs, workflow.Options{Restart: restart})
+	res, err := s.run(c, cfg, wf, nil, workflow.Options{Restart: restart})
 	return reportRun(c, wf, cfg.Name, res, err)
 }
 

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 
-	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/steps"
 	"github.com/pgsdr/sdr/store"
 	"github.com/pgsdr/sdr/workflow"
@@ -100,58 +97,24 @@ func checkSomethingToStop(ctx context.Context, g globals, pair string, role work
 
 func runStop(c *cli.Context, g globals, role workflow.Role, timeout time.Duration, restart bool, opts steps.StopOptions, noStartRecord bool) error {
 	ctx := c.Context
-	if timeout < 0 {
-		return usagef("--timeout must be positive, got %s", timeout)
-	}
-	cfg, err := loadConfig(g)
+	cfg, _, timeout, err := runConfig(g, timeout, false)
 	if err != nil {
 		return err
-	}
-	if timeout == 0 {
-		timeout = cfg.Timeouts.Wait.Duration
 	}
 	if !noStartRecord {
 		if err := checkSomethingToStop(ctx, g, cfg.Name, role); err != nil {
 			return usageErr(err)
 		}
 	}
-	log, closeLog, err := newLogger(c.App.ErrWriter, g.logFile, g.verbose)
+	s, err := openSession(c, g, cfg, role, cfg.ClusterOf(string(role)), "stop --role "+string(role), nil)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
-	db, err := openStore(g, cfg.Name, role, cfg.ClusterOf(string(role)))
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	runID := newRunID(now)
-	cmdLog := log.With(zap.String("run_id", runID), zap.String("step", "-"))
-	host, _ := os.Hostname()
-	lock, err := store.Acquire(db.Path(), store.Holder{PID: os.Getpid(), Host: host, Started: now.UTC(), RunID: runID,
-		Command: "stop --role " + string(role)}, 2*time.Second)
-	if err != nil {
-		return usageErr(err)
-	}
-	defer lock.Release()
-	if h := lock.TookOver; h != nil {
-		cmdLog.Warn("took over the lock of a run that is gone", zap.Int("old_pid", h.PID),
-			zap.String("old_host", h.Host), zap.Time("old_started", h.Started), zap.String("old_run_id", h.RunID))
-	}
-	if cfg.SSH.InsecureIgnoreHostKey {
-		cmdLog.Warn("ssh.insecure_ignore_host_key is set: SSH host keys are NOT verified")
-	}
-	pool := cluster.Open(ctx, cfg, cmdLog)
-	defer pool.Close()
+	defer s.close()
 	// The replication password is not needed: stop logs in as the admin
 	// user only, and removes the password file without reading it.
-	env := &steps.Env{Config: cfg, Pool: pool, Timeout: timeout}
+	env := &steps.Env{Config: cfg, Pool: s.pool, Timeout: timeout}
 	wf := steps.Stop(role, env, opts)
-	inputs := cfg.Inputs()
-	inputs["action"], inputs["role"] = wf.Action, string(role)
-	inputs["drop_role"] = strconv.FormatBool(opts.DropRole)
-	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
-	cmdLog.Info(fmt.Sprintf("sdr stop --role %s for DR pair %s (state file %s)", role, cfg.Name, db.Path()))
-	res, err := runner.Run(ctx, wf, inputs, workflow.Options{Restart: restart})
+	res, err := s.run(c, cfg, wf, map[string]string{"drop_role": strconv.FormatBool(opts.DropRole)}, workflow.Options{Restart: restart})
 	return reportRun(c, wf, cfg.Name, res, err)
 }

@@ -2,15 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"time"
 
 	"github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 
-	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/steps"
-	"github.com/pgsdr/sdr/store"
 	"github.com/pgsdr/sdr/workflow"
 )
 
@@ -70,63 +65,29 @@ At the end each side says which config field to change (primary:).`,
 }
 
 func runSwitchover(c *cli.Context, g globals, role workflow.Role) error {
-	ctx := c.Context
-	timeout := c.Duration("timeout")
-	if timeout < 0 {
-		return usagef("--timeout must be positive, got %s", timeout)
-	}
-	cfg, err := loadConfig(g)
+	cfg, password, timeout, err := runConfig(g, c.Duration("timeout"), true)
 	if err != nil {
 		return err
 	}
-	password, err := cfg.Password()
-	if err != nil {
-		return usageErr(err)
-	}
-	if timeout == 0 {
-		timeout = cfg.Timeouts.Wait.Duration
-	}
-	log, closeLog, err := newLogger(c.App.ErrWriter, g.logFile, g.verbose)
-	if err != nil {
-		return err
-	}
-	defer closeLog()
-	db, err := openStore(g, cfg.Name, role, cfg.ClusterOf(string(role)))
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	runID := newRunID(now)
-	cmdLog := log.With(zap.String("run_id", runID), zap.String("step", "-"))
-	host, _ := os.Hostname()
 	command := "switchover --role " + string(role)
 	if c.Bool("abort") {
 		command += " --abort"
 	}
-	lock, err := store.Acquire(db.Path(), store.Holder{PID: os.Getpid(), Host: host, Started: now.UTC(), RunID: runID, Command: command}, 2*time.Second)
+	s, err := openSession(c, g, cfg, role, cfg.ClusterOf(string(role)), command, nil)
 	if err != nil {
-		return usageErr(err)
+		return err
 	}
-	defer lock.Release()
-	if cfg.SSH.InsecureIgnoreHostKey {
-		cmdLog.Warn("ssh.insecure_ignore_host_key is set: SSH host keys are NOT verified")
-	}
-	pool := cluster.Open(ctx, cfg, cmdLog)
-	defer pool.Close()
-	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: timeout}
+	defer s.close()
+	env := &steps.Env{Config: cfg, Pool: s.pool, Password: password, Timeout: timeout}
 	var wf workflow.Workflow
 	if c.Bool("abort") {
 		wf = steps.SwitchoverAbort(env)
 	} else {
 		wf = steps.Switchover(role, env, steps.SwitchoverOptions{MaxLag: c.Int64("max-lag"), Token: c.String("token")})
 	}
-	inputs := cfg.Inputs()
-	inputs["action"], inputs["role"] = wf.Action, string(role)
-	runner := &workflow.Runner{Store: db, Log: log, NewRunID: func() string { return runID }}
-	cmdLog.Info(fmt.Sprintf("sdr %s for DR pair %s: cluster %s (state file %s)", command, cfg.Name, cfg.ClusterOf(string(role)), db.Path()))
 	// A finished switchover is over: running the command again starts a
 	// new one (whose checks refuse it when nothing is to be switched).
-	res, err := runner.Run(ctx, wf, inputs, workflow.Options{NewIfComplete: true})
+	res, err := s.run(c, cfg, wf, nil, workflow.Options{NewIfComplete: true})
 	if rerr := reportRun(c, wf, cfg.Name, res, err); rerr != nil {
 		return rerr
 	}
