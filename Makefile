@@ -32,7 +32,7 @@ unit:
 # through the built binary. Installs postgresql-15 and openssh-server with
 # apt when they are missing (needs root).
 e2e: build build-failpoints
-	SDR_E2E=1 SDR_BIN=$(CURDIR)/$(BIN) SDR_BIN_FP=$(CURDIR)/$(BIN_FP) $(GO) test -p 1 -count=1 -v -timeout 60m ./e2e/... 2>&1 | tee e2e-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go|\s+bed)' ; test $${PIPESTATUS[0]} -eq 0
+	SDR_E2E=1 SDR_BIN=$(CURDIR)/$(BIN) SDR_BIN_FP=$(CURDIR)/$(BIN_FP) $(GO) test -p 1 -parallel 2 -count=1 -v -timeout 60m ./e2e/... 2>&1 | tee e2e-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go|\s+bed)' ; test $${PIPESTATUS[0]} -eq 0
 
 # A local sandbox: two clusters on loopback, both starts, then status.
 demo: build

@@ -56,6 +56,7 @@ func freePort(t *testing.T) int {
 // one-line error naming what is wrong, exit code 2 (or 1 for a step that
 // found the problem on a node), and no state change. They share one bed.
 func TestBadInput(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	ctx := context.Background()
 	// The primary side's role exists, so standby-side cases reach the

@@ -107,6 +107,7 @@ func waitPrimaryInStep8(t *testing.T, b *bed.Bed, done <-chan struct{}) {
 // while copying, then put back to the DBA's value) or above it (not
 // touched).
 func TestWalKeepSizeDBAChangeSurvivesRestart(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	mustStartBoth(t, b)
 	if got := sql(t, b, bed.DC1A, "SELECT setting FROM pg_settings WHERE name = 'wal_keep_size'"); got != "256" {
@@ -140,6 +141,7 @@ func TestWalKeepSizeDBAChangeSurvivesRestart(t *testing.T) {
 // TestSuperuserReplicationUserRefused: a replication.user that exists as a
 // superuser is refused by both sides in step 2, before anything changes.
 func TestSuperuserReplicationUserRefused(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	user := b.ReplicationUser
 	sql(t, b, bed.DC1A, "CREATE ROLE "+user+" SUPERUSER LOGIN PASSWORD '"+strings.ReplaceAll(b.Password, "'", "''")+"'")
@@ -185,6 +187,7 @@ func TestSuperuserReplicationUserRefused(t *testing.T) {
 // start. A rebuild of the standby side must stop in its step 2, with a
 // clear error, before 5_stop_cluster stops any DR node.
 func TestRejectLineStopsStandbyInStep2(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	mustStartBoth(t, b)
 	hbaFile := filepath.Join(b.Node(bed.DC1A).DataDir, "pg_hba.conf")
@@ -239,6 +242,7 @@ func TestRejectLineStopsStandbyInStep2(t *testing.T) {
 // use started after the primary's pass began and after its 8_wait_standby
 // began.
 func TestWaitStandbyAfterRestartWaitsForNewStream(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	mustStartBoth(t, b)
 	oldStart := sql(t, b, bed.DC1A, "SELECT backend_start FROM pg_stat_replication WHERE application_name = '"+mainApp(b)+"'")

@@ -59,6 +59,7 @@ func historyFiles(t *testing.T, dir string) []string {
 // standby start with the old config, and re-protecting the old primary
 // cluster as the DR side of the new primary.
 func TestFailover(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	ctx := context.Background()
 	seedData(t, b, 1)
@@ -250,6 +251,7 @@ func promotionValue(t *testing.T, b *bed.Bed, field string) string {
 // answer (frozen), but its SSH does: the failover fences it, and after the
 // failover it can only start as a standby.
 func TestFailoverFencesPartitioned(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	ctx := context.Background()
 	seedData(t, b, 1)
@@ -301,6 +303,7 @@ func TestFailoverFencesPartitioned(t *testing.T) {
 // TestFailoverKillAtEveryStep kills the failover at every step and point,
 // and reruns: it converges with exactly one promotion.
 func TestFailoverKillAtEveryStep(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {

@@ -20,6 +20,7 @@ import (
 // copies the main standby, then reruns the same command, on a bed of each
 // flavour (bedFlavours).
 func TestKillDuringBasebackup(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	needE2E(t)
 	for _, fl := range bedFlavours(t) {
 		t.Run(fl.name, func(t *testing.T) { testKillDuringBasebackup(t, fl) })
@@ -137,6 +138,7 @@ func testKillDuringBasebackup(t *testing.T, fl flavour) {
 // is back reaches recovery. The primary side, started alone first, times
 // out in backup_fail and reaches archive on a rerun after the standby is fixed.
 func TestPrimaryUnreachableDuringBuild(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 
@@ -187,6 +189,7 @@ func TestPrimaryUnreachableDuringBuild(t *testing.T) {
 // TestConcurrentRuns: a second run on the same state file fails fast and
 // names the holder; after kill -9 of the holder, the next run takes over.
 func TestConcurrentRuns(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	ps := primarySide(b)
@@ -233,6 +236,7 @@ func TestConcurrentRuns(t *testing.T) {
 // interrupted, with its *_fail state) and the process exits 1; the same
 // command then resumes.
 func TestSigterm(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) { signalCase(t, sig) })
 	}

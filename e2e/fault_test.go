@@ -35,6 +35,7 @@ var failState = map[string]string{
 // the pair converges with intact data and no doubled side effects. Each
 // case has its own bed; two cases run at a time.
 func TestFaultMatrix(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	needE2E(t)
 	ways := []struct{ name, spec string }{
 		{"before", "%s:before"},

@@ -136,6 +136,7 @@ func floatOf(t *testing.T, b *bed.Bed, node, query string) float64 {
 // cannot be asked has no lag samples at all (never 0). --textfile writes
 // the same atomically.
 func TestMetricsMatchPostgres(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {

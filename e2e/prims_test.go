@@ -20,6 +20,7 @@ import (
 // only imitates (stdin closed when the connection drops, processes left
 // running, the login shell) is checked here against the real thing.
 func TestNodePrimitivesOverOpenSSH(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	cfg, err := cluster.Load(b.ConfigPath)
 	if err != nil {

@@ -51,6 +51,7 @@ func slowBinDir(t *testing.T, b *bed.Bed, rate string) string {
 // line. The watch shows the running step and the copy's progress, read
 // from the running sdr process.
 func TestBasebackupProgressInATerminal(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	srv, err := term.New(b.Dir)
 	if errors.Is(err, term.ErrNoTmux) {

@@ -95,6 +95,7 @@ func noLeftovers(t *testing.T, b *bed.Bed) {
 // primary, and then a stopped one, as a DR node under another host
 // spelling: step 2 refuses before anything is stopped.
 func TestRebuildRefusesPrimaryClusterNode(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	if p := start(t, b, primarySide(b), "--timeout", "3s"); p.Code != 1 {
@@ -175,6 +176,7 @@ func TestRebuildRefusesPrimaryClusterNode(t *testing.T) {
 // stops it: a --restart rebuild refuses it, and with --replace-diverged it
 // is rebuilt while the diverged directory is kept aside.
 func TestPromotedCopyIsKept(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
@@ -245,6 +247,7 @@ func TestPromotedCopyIsKept(t *testing.T) {
 // primary has a tablespace holding a table, with a DR node whose data_dir
 // is a symlink.
 func TestTablespaceAndSymlink(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	ctx := context.Background()
 	seedData(t, b, 1)
@@ -334,6 +337,7 @@ func TestTablespaceAndSymlink(t *testing.T) {
 // resuming the run the previous one cut short. The pair converges, and no
 // copy is made twice.
 func TestKillAtEveryPhase(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	primaryDone := make(chan result, 1)
@@ -369,6 +373,7 @@ func TestKillAtEveryPhase(t *testing.T) {
 // that may be killed in turn. A rerun either converges or is killed: it
 // never fails by itself. Afterwards nothing of an earlier run is left.
 func TestRandomKillsDuringBuild(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 3)
 	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
@@ -488,6 +493,7 @@ func waitStep7(t *testing.T, sd side, before int, done chan error) bool {
 // slot it needs is held by pg_receivewal): the error names the cause, not
 // only pg_basebackup's cleanup lines. Once the slot is free, a rerun converges.
 func TestRemoteErrorShowsCause(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {

@@ -69,6 +69,7 @@ func (w *cmdlineWatcher) Stop() ([]string, int) {
 // TestStartPair runs both starts at the same time on a fresh bed of each
 // flavour (bedFlavours) and checks the outcome in PostgreSQL itself.
 func TestStartPair(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	needE2E(t)
 	for _, fl := range bedFlavours(t) {
 		t.Run(fl.name, func(t *testing.T) { testStartPair(t, fl) })

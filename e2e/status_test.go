@@ -71,6 +71,7 @@ func (d lagDoc) node(t *testing.T, name string) lagNode {
 // not streaming with the lag unknown (null), never 0. After the walsender
 // is thawed, the main standby streams and catches up again.
 func TestStatusLagCutLink(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {

@@ -202,6 +202,7 @@ func checkRunning(t *testing.T, b *bed.Bed, before primaryBefore) {
 // same time, checks that nothing of the pair is left and that a second
 // stop changes nothing, then starts again and checks the pair converges.
 func TestStopBothSidesThenStartAgain(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	before := primaryBeforeStart(t, b)
@@ -306,6 +307,7 @@ var stopSteps = map[string][]string{
 // each N; a rerun of the same commands must finish the stop, and a start
 // afterwards must bring the pair back.
 func TestStopKilledAtEachStep(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	before := primaryBeforeStart(t, b)
@@ -391,6 +393,7 @@ func findStopStep(d statusDoc, name string) *stepRec {
 // the nodes down with their own data directories. A start of both sides
 // afterwards converges.
 func TestStopAfterUnfinishedStart(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	before := primaryBeforeStart(t, b)
@@ -494,6 +497,7 @@ func workflowValues(t *testing.T, s side, key string) map[string]string {
 // primary data centre: the DR side's stop needs nothing from there. Once
 // the primary cluster is back, its own stop finishes the teardown.
 func TestStopStandbyWithPrimaryDown(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	before := primaryBeforeStart(t, b)

@@ -210,6 +210,7 @@ func newSwitchBed(t *testing.T) *bed.Bed {
 // TestSwitchover swaps the data centres with both halves started together,
 // under write load, then switches back.
 func TestSwitchover(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newSwitchBed(t)
 	t.Run("dc1 to dc2", func(t *testing.T) {
 		switchoverUnderLoad(t, b, sidesFor(t, b, bed.ClusterDC1), 1, bothHalves(t, sidesFor(t, b, bed.ClusterDC1)))
@@ -223,6 +224,7 @@ func TestSwitchover(t *testing.T) {
 // TestSwitchoverHalvesApart runs the halves one after the other, in both
 // orders, with more than the walsender timeout between them.
 func TestSwitchoverHalvesApart(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newSwitchBed(t)
 	for _, n := range bed.NodeNames {
 		sql(t, b, n, "ALTER SYSTEM SET wal_sender_timeout = '2s'")
@@ -259,6 +261,7 @@ func TestSwitchoverHalvesApart(t *testing.T) {
 // one switchover per point, switching back and forth; each converges with
 // zero acknowledged rows lost.
 func TestSwitchoverKillAtEveryStep(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newSwitchBed(t)
 	points := []struct{ half, point string }{
 		{"primary", "3_demote:before"}, {"primary", "3_demote:before-stop"}, {"primary", "3_demote:after-effects"},
@@ -307,6 +310,7 @@ func TestSwitchoverKillAtEveryStep(t *testing.T) {
 // aborted and the old primary comes back with no row lost; once the DR
 // side promoted, an abort is refused.
 func TestSwitchoverAbort(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newSwitchBed(t)
 	ps := sidesFor(t, b, bed.ClusterDC1)
 	w := startWriter(t, b, bed.DC1A, 1)
