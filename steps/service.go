@@ -297,7 +297,12 @@ func decideService(o serviceObs) error {
 		return permanent(fmt.Errorf("%s: PostgreSQL runs in %s (pid %d), but %s does not report it running: it was started outside its "+
 			"service manager. Stop it the way it was started and start it with %s (or correct service.*), then rerun",
 			o.Node, o.DataDir, o.PID, o.Describe, o.Describe))
-	case !o.Running && o.ManagerRunning:
+	case !o.Running && o.ManagerRunning && o.Manager != cluster.ManagerPgCtl:
+		// (pg_ctl is no manager of its own: it reads postmaster.pid and
+		// asks the kernel whether that pid lives. A pid file left by a
+		// killed server whose pid is a zombie or was reused says
+		// "running" though no postmaster runs there: stale, not a server
+		// elsewhere.)
 		return permanent(fmt.Errorf("%s: %s reports PostgreSQL running, but no PostgreSQL runs in data_dir %s: the service runs "+
 			"another data directory; correct data_dir or service.*", o.Node, o.Describe, o.DataDir))
 	case o.Manager == cluster.ManagerPgCtlCluster && o.Systemd && o.SSHUser != "root" && o.StartConf == "auto":

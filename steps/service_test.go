@@ -127,6 +127,7 @@ func TestDecideService(t *testing.T) {
 	}{
 		{"pg_ctl, stopped, no systemd", base, ""},
 		{"pg_ctl, running", with(func(o *serviceObs) { o.Running, o.PID, o.ManagerRunning = true, 812, true }), ""},
+		{"pg_ctl, a stale postmaster.pid whose pid lives (zombie, reused)", with(func(o *serviceObs) { o.ManagerRunning = true }), ""},
 		{"pg_ctl, but systemd's unit runs it", with(func(o *serviceObs) {
 			o.Systemd, o.Running, o.PID, o.ManagerRunning = true, true, 812, true
 			o.CgroupUnit, o.CgroupUnitMainPID = "postgresql@15-main.service", 812
