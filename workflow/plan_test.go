@@ -305,7 +305,10 @@ func TestRunnerKeepsTheLastTransferOfEachPart(t *testing.T) {
 func TestPlanReadsOtherWorkflowsThroughTheScratchStore(t *testing.T) {
 	st := newFakeStore()
 	other := Workflow{Action: "start", Role: RolePrimary, Steps: []Step{{Num: 1, Name: "1_save", Roles: []Role{RolePrimary},
-		Run: func(ctx context.Context, rc *RunContext) error { _, err := rc.SaveOnce(ctx, "raised", "from=0;to=1024"); return err }}}}
+		Run: func(ctx context.Context, rc *RunContext) error {
+			_, err := rc.SaveOnce(ctx, "raised", "from=0;to=1024")
+			return err
+		}}}}
 	r := newRunner(st)
 	if _, err := r.Run(context.Background(), other, nil, Options{}); err != nil {
 		t.Fatal(err)
