@@ -66,7 +66,9 @@ func (c *countingAccess) Start(context.Context, string, RunOpts) (Proc, error) {
 	c.start++
 	return nil, nil
 }
-func (c *countingAccess) ReadFile(context.Context, string) ([]byte, error) { return []byte("content"), nil }
+func (c *countingAccess) ReadFile(context.Context, string) ([]byte, error) {
+	return []byte("content"), nil
+}
 func (c *countingAccess) Dial(context.Context, string, string) (net.Conn, error) {
 	return nil, errors.New("no network in this test")
 }
