@@ -154,7 +154,7 @@ func (e *Env) planWaitReplay(ctx context.Context, rc *workflow.RunContext, token
 	}
 	main, _ := e.mainStandby()
 	it := workflow.PlanItem{Kind: "node", Action: "wait", Node: main.Name,
-		What: fmt.Sprintf("hold %s's node lock and wait up to %s until it has replayed the old primary's shutdown checkpoint, %s", main.Name, e.Timeout, how)}
+		What: fmt.Sprintf("hold %s's node lock and wait up to %s until it has replayed the old primary's shutdown checkpoint, %s", main.Name, e.runWait(), how)}
 	return workflow.PlanEntry{Summary: it.What, Items: []workflow.PlanItem{it},
 		Notes: []string{"the demote half (switchover --role primary on the other side) stops the old primary; this half waits for it"}}, nil
 }

@@ -220,10 +220,16 @@ func blockLine(lines []string, marker string) int {
 func (e *Env) planWaitStandby(_ context.Context, _ *workflow.RunContext) (workflow.PlanEntry, error) {
 	app := cluster.AppName(e.Config.Name, e.Config.Standby.Main)
 	it := workflow.PlanItem{Kind: "process", Action: "wait", Node: e.Config.Standby.Main, Name: app,
-		What: fmt.Sprintf("wait up to %s until walsender %s streams through slot %s, started after this run's 2_check_cluster (the copy the standby side makes now)",
-			e.Timeout, app, e.slotName())}
+		What: fmt.Sprintf("wait up to %s until the main standby's walsender (application_name %s) streams through slot %s, started after this run's "+
+			"2_check_cluster (the stream of the copy the standby side makes now)", e.runWait(), app, e.slotName())}
 	return workflow.PlanEntry{Summary: it.What, Items: []workflow.PlanItem{it},
 		Notes: []string{"the standby side's start makes the copy: run it too (at the same time, or after this one)"}}, nil
+}
+
+// runWait says how long a run waits where a plan does not: its --timeout,
+// by default timeouts.wait.
+func (e *Env) runWait() string {
+	return fmt.Sprintf("the run's --timeout (default timeouts.wait: %s)", e.Config.Timeouts.Wait.Duration)
 }
 
 // planFinishPrimary: what 9_finish would do with wal_keep_size

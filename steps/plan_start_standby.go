@@ -370,10 +370,10 @@ func (e *Env) buildItems(ctx context.Context, rc *workflow.RunContext, bn builtN
 func (e *Env) planStartStandbyCluster(_ context.Context, _ *workflow.RunContext) (workflow.PlanEntry, error) {
 	main, cascades := e.mainStandby()
 	items := []workflow.PlanItem{{Kind: "node", Action: "wait", Node: main.Name,
-		What: fmt.Sprintf("start it, then wait up to %s until it streams from the primary through slot %s", e.Timeout, e.slotName())}}
+		What: fmt.Sprintf("start it, then wait up to %s until it streams from the primary through slot %s", e.runWait(), e.slotName())}}
 	for _, n := range cascades {
 		items = append(items, workflow.PlanItem{Kind: "node", Action: "wait", Node: n.Name,
-			What: fmt.Sprintf("start it, then wait up to %s until it streams from %s through slot %s", e.Timeout, main.Name, cluster.SlotName(e.Config.Name, n.Name))})
+			What: fmt.Sprintf("start it, then wait up to %s until it streams from %s through slot %s", e.runWait(), main.Name, cluster.SlotName(e.Config.Name, n.Name))})
 	}
 	return workflow.PlanEntry{Summary: "start every standby node, the main standby first, and check that each streams from its upstream", Items: items}, nil
 }

@@ -195,7 +195,7 @@ func detachItems(node, autoPath, auto, hbaPath, hba, marker string, running bool
 	was := confAssignments(strings.Join(block, "\n"))
 	_, gone := detachAutoConf(auto, marker)
 	for _, name := range gone {
-		out = append(out, workflow.PlanItem{Kind: "setting", Action: "remove", Node: node, Name: name, Old: was[name], New: notSet,
+		out = append(out, workflow.PlanItem{Kind: "setting", Action: "remove", Node: node, Name: name, Old: hideSecrets(was[name]), New: notSet,
 			Where: autoPath + " (sdr's block)", What: name + " leaves sdr's block"})
 	}
 	if len(gone) == 0 {

@@ -262,3 +262,25 @@ func TestSlotAndFenceItems(t *testing.T) {
 		})
 	}
 }
+
+func TestHideSecrets(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"no password", "host=a port=5432 user=r passfile=/p", "host=a port=5432 user=r passfile=/p"},
+		{"plain", "host=a password=s3cret user=r", "host=a password=(hidden) user=r"},
+		{"quoted with a space and a quote", `host=a password='s3 c\'ret' user=r`, "host=a password=(hidden) user=r"},
+		{"spaces around =", "password = x", "password=(hidden)"},
+		{"upper case", "PASSWORD=x", "password=(hidden)"},
+		{"passfile is not a password", "passfile=/x/pgpass", "passfile=/x/pgpass"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := hideSecrets(tc.in); got != tc.want {
+				t.Fatalf("hideSecrets(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+	items := settingChanges("n", "w", []string{"primary_conninfo = 'host=b passfile=/p'"}, "primary_conninfo = 'host=a password=topsecret'\n")
+	if strings.Contains(items[0].Old, "topsecret") {
+		t.Fatalf("a password reached the plan: %+v", items[0])
+	}
+}

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -67,6 +68,15 @@ func confAssignments(content string) map[string]string {
 	return out
 }
 
+// passwordRE finds a password in a libpq connection string.
+var passwordRE = regexp.MustCompile(`(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']+)`)
+
+// hideSecrets hides a password written into a setting's value (say, a
+// primary_conninfo someone set by hand): a plan never shows one.
+func hideSecrets(v string) string {
+	return passwordRE.ReplaceAllString(v, "password=(hidden)")
+}
+
 // notSet is how a plan shows a setting no file sets.
 const notSet = "(not set)"
 
@@ -91,7 +101,7 @@ func settingChanges(node, where string, lines []string, files ...string) []workf
 		if !set {
 			old = notSet
 		}
-		it := workflow.PlanItem{Kind: "setting", Action: "set", Node: node, Name: name, Old: old, New: v, Where: where}
+		it := workflow.PlanItem{Kind: "setting", Action: "set", Node: node, Name: name, Old: hideSecrets(old), New: hideSecrets(v), Where: where}
 		if set && old == v {
 			it.Action = "keep"
 		}

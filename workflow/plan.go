@@ -154,15 +154,7 @@ func (r *Runner) Plan(ctx context.Context, wf Workflow, inputs map[string]string
 	if err != nil {
 		return nil, fmt.Errorf("while reading the %s side's state: %w", wf.Role, err)
 	}
-	p := &Plan{Workflow: key, Action: wf.Action, Role: wf.Role, Steps: make([]PlanEntry, len(wf.Steps))}
-	for i, s := range wf.Steps {
-		p.Steps[i] = PlanEntry{Num: s.Num, Step: s.Name, Short: s.Short, CheckOnly: s.CheckOnly, OnStart: s.OnStart, OnDone: s.OnDone, OnFail: s.OnFail,
-			Items: []PlanItem{}, Notes: []string{}}
-		if !s.AppliesTo(wf.Role) {
-			p.Steps[i].Short = "(nothing to do for this role)"
-			p.Steps[i].OnStart, p.Steps[i].OnDone, p.Steps[i].OnFail = "", "", ""
-		}
-	}
+	p := newPlan(wf)
 	if rec != nil && rec.Complete && opts.NewIfComplete {
 		rec = nil
 	}
@@ -173,10 +165,8 @@ func (r *Runner) Plan(ctx context.Context, wf Workflow, inputs map[string]string
 	fp := Fingerprint(inputs)
 	if current && rec.Fingerprint != fp && !opts.Restart {
 		ic := &InputsChangedError{Workflow: key, Changes: DiffInputs(rec.Inputs, inputs)}
-		p.InputsChanged, p.RefusedAt, p.Refusal = ic.Changes, "inputs", NewErrorRecord(ic)
-		for i := range p.Steps {
-			p.Steps[i].Status = PlanNotReached
-		}
+		p.InputsChanged = ic.Changes
+		p.refuse("inputs", ic)
 		return p, nil
 	}
 	work := cloneRecord(rec)
@@ -263,6 +253,36 @@ func (r *Runner) Plan(ctx context.Context, wf Workflow, inputs map[string]string
 	}
 	p.Allowed = !refused
 	return p, nil
+}
+
+// RefusedPlan is the plan of a run that would be refused before any step,
+// at (a name for what refuses it: "lock", "state file"), because of err.
+func RefusedPlan(wf Workflow, at string, err error) *Plan {
+	p := newPlan(wf)
+	p.refuse(at, err)
+	return p
+}
+
+// newPlan lists wf's steps, with nothing decided yet.
+func newPlan(wf Workflow) *Plan {
+	p := &Plan{Workflow: wf.Key(), Action: wf.Action, Role: wf.Role, Steps: []PlanEntry{}}
+	for _, s := range wf.Steps {
+		e := PlanEntry{Num: s.Num, Step: s.Name, Short: s.Short, CheckOnly: s.CheckOnly, OnStart: s.OnStart, OnDone: s.OnDone, OnFail: s.OnFail,
+			Items: []PlanItem{}, Notes: []string{}}
+		if !s.AppliesTo(wf.Role) {
+			e.Short, e.OnStart, e.OnDone, e.OnFail = "(nothing to do for this role)", "", "", ""
+		}
+		p.Steps = append(p.Steps, e)
+	}
+	return p
+}
+
+// refuse makes p a plan refused before any step.
+func (p *Plan) refuse(at string, err error) {
+	p.Allowed, p.RefusedAt, p.Refusal = false, at, NewErrorRecord(err)
+	for i := range p.Steps {
+		p.Steps[i].Status = PlanNotReached
+	}
 }
 
 // recordedStatus is the plan status of a step a run would not run again.

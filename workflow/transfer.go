@@ -80,14 +80,18 @@ func (rc *RunContext) LastTransfer(ctx context.Context, part string) (Transfer, 
 	return t, true, nil
 }
 
+// minTransferSeconds: a part whose reports span less than this says
+// little about a rate (a small copy reports once or twice) and is not kept.
+const minTransferSeconds = 1.0
+
 // transferValues turns the parts a step ended into the values to keep.
-// A part that moved nothing, or whose reports span no time, says nothing
-// about a rate and is left out.
+// A part that moved nothing, or whose reports span less than
+// minTransferSeconds, is left out.
 func transferValues(step, runID string, parts []PartProgress) map[string]string {
 	out := map[string]string{}
 	for _, p := range parts {
 		secs := p.Updated.Sub(p.Started).Seconds()
-		if p.Done <= 0 || secs <= 0 {
+		if p.Done <= 0 || secs < minTransferSeconds {
 			continue
 		}
 		out[TransferValue(step, p.Part)] = Transfer{Bytes: p.Done, Seconds: secs, Ended: p.Updated, RunID: runID}.String()
