@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -216,14 +217,48 @@ func blockLine(lines []string, marker string) int {
 	return 0
 }
 
-// planWaitStandby: 8_wait_standby only waits; it says for what.
-func (e *Env) planWaitStandby(_ context.Context, _ *workflow.RunContext) (workflow.PlanEntry, error) {
-	app := cluster.AppName(e.Config.Name, e.Config.Standby.Main)
+// planWaitStandby: 8_wait_standby waits; it says for what, and how the
+// slot's walsender looks now (decideStreamReady on the step's own probe).
+func (e *Env) planWaitStandby(ctx context.Context, rc *workflow.RunContext) (workflow.PlanEntry, error) {
+	p, _, err := e.findPrimary(ctx)
+	if err != nil {
+		return workflow.PlanEntry{}, err
+	}
+	app, slot := cluster.AppName(e.Config.Name, e.Config.Standby.Main), e.slotName()
 	it := workflow.PlanItem{Kind: "process", Action: "wait", Node: e.Config.Standby.Main, Name: app,
 		What: fmt.Sprintf("wait up to %s until the main standby's walsender (application_name %s) streams through slot %s, started after this run's "+
-			"2_check_cluster (the stream of the copy the standby side makes now)", e.runWait(), app, e.slotName())}
-	return workflow.PlanEntry{Summary: it.What, Items: []workflow.PlanItem{it},
-		Notes: []string{"the standby side's start makes the copy: run it too (at the same time, or after this one)"}}, nil
+			"2_check_cluster (the stream of the copy the standby side makes now)", e.runWait(), app, slot)}
+	entry := workflow.PlanEntry{Summary: it.What, Items: []workflow.PlanItem{it}}
+	var o walsenderObs
+	if err := e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
+		var err error
+		o, err = queryWalsender(ctx, c, slot)
+		return err
+	}); err != nil {
+		return workflow.PlanEntry{}, fmt.Errorf("while looking at slot %s on %s: %w", slot, p.Name, err)
+	}
+	if !o.SlotExists {
+		entry.Notes = append(entry.Notes, "slot "+slot+" does not exist yet: 4_retain_wal creates it; the standby side's start makes the copy "+
+			"that streams through it (run it too, at the same time or after this one)")
+		return entry, nil
+	}
+	var since time.Time
+	if v, ok, err := rc.Value(ctx, valWaitSince); err != nil {
+		return workflow.PlanEntry{}, err
+	} else if ok {
+		if since, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return workflow.PlanEntry{}, permanent(fmt.Errorf("saved %s %q is not a time: %w; rerun with --restart", valWaitSince, v, err))
+		}
+	}
+	switch err := decideStreamReady(o, app, slot, since); {
+	case err == nil:
+		entry.Notes = append(entry.Notes, "the main standby streams through the slot already, on a walsender started after this run's pass began: the step ends at once")
+	case workflow.IsPermanent(err):
+		return workflow.PlanEntry{}, err
+	default:
+		entry.Notes = append(entry.Notes, "now: "+err.Error()+"; the step waits for the standby side's copy to stream")
+	}
+	return entry, nil
 }
 
 // runWait says how long a run waits where a plan does not: its --timeout,
