@@ -99,7 +99,7 @@ func slotDropItem(node string, sl slotRow) workflow.PlanItem {
 	it := workflow.PlanItem{Kind: "slot", Action: "drop", Node: node, Name: sl.Name, What: "drop slot " + sl.Name}
 	switch decideSlotRelease(sl) {
 	case slotTerminate:
-		it.What = fmt.Sprintf("end process %d, which holds slot %s (pg_terminate_backend: the stream to the DR side), then drop the slot", sl.PID, sl.Name)
+		it.What = fmt.Sprintf("end process %d, which holds slot %s (pg_terminate_backend: the walsender streaming through it), then drop the slot", sl.PID, sl.Name)
 	case slotWaitFree:
 		it.What = "drop slot " + sl.Name + " once the process holding it lets go"
 	case slotGone:
@@ -253,7 +253,9 @@ func (s *stopRun) planDropStandbySlots(ctx context.Context, _ *workflow.RunConte
 	if err != nil {
 		return workflow.PlanEntry{}, err
 	}
-	return entryOf(items, "drop the cascades' slots on the DR nodes"), nil
+	entry := entryOf(items, "drop the cascades' slots on the DR nodes")
+	entry.Notes = append(entry.Notes, "decided on who holds the slots now: after 3_detach no cascade streams, so a slot is usually free when the step runs")
+	return entry, nil
 }
 
 // planRemoveFiles: what 5_remove_files would remove from each DR node's
