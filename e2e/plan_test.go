@@ -114,12 +114,14 @@ type bedSnap map[string]nodeSnap
 // restartpoint changes by itself, without anyone asking.
 var volatileControl = regexp.MustCompile(`(?i)checkpoint|last modified|minimum recovery|redo|fake lsn|backup (start|end)`)
 
-func snapshotBed(t *testing.T, b *bed.Bed) bedSnap {
+func snapshotBed(t *testing.T, b *bed.Bed) bedSnap { return snapshotNodes(t, b, bed.NodeNames...) }
+
+func snapshotNodes(t *testing.T, b *bed.Bed, nodes ...string) bedSnap {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out := bedSnap{}
-	for _, name := range bed.NodeNames {
+	for _, name := range nodes {
 		n := b.Node(name)
 		s := nodeSnap{Files: map[string]string{}, Control: map[string]string{}}
 		for _, f := range []string{"pg_hba.conf", "pg_ident.conf", "postgresql.conf", "postgresql.auto.conf", "standby.signal", "sdr_copy"} {
@@ -187,7 +189,7 @@ func entries(t *testing.T, dir string) []string {
 // sameBed fails the test, naming what changed, when after differs from before.
 func sameBed(t *testing.T, what string, before, after bedSnap) {
 	t.Helper()
-	for _, name := range bed.NodeNames {
+	for name := range before {
 		if !reflect.DeepEqual(before[name], after[name]) {
 			bj, _ := json.MarshalIndent(before[name], "", " ")
 			aj, _ := json.MarshalIndent(after[name], "", " ")
@@ -402,5 +404,41 @@ func TestPlan(t *testing.T) {
 	}
 	if got := sql(t, b, bed.DC1A, "SELECT count(*) FROM pg_stat_replication WHERE application_name = '"+mainApp(b)+"' AND state = 'streaming'"); got != "1" {
 		t.Errorf("the main standby no longer streams after the plans: %s", got)
+	}
+
+	// The primary data centre is lost: the failover's plan needs
+	// --accept-data-loss, then says it cannot fence the old primary and
+	// which node it would promote, with the data-loss window.
+	killDC1(t, b)
+	dr := []string{bed.DC2A, bed.DC2B}
+	before = snapshotNodes(t, b, dr...)
+	r = plan(t, b.ConfigPath, s, "failover")
+	if r.Code != 2 || !strings.Contains(r.Stdout, "REFUSED at 2_check_cluster") || !strings.Contains(r.Stdout, "--accept-data-loss") {
+		t.Errorf("plan failover with the primary lost, without --accept-data-loss: %s", r)
+	}
+	r, pj = planDocOf(t, b.ConfigPath, s, "failover", "--accept-data-loss")
+	// 3_fence can reach no node of data centre 1, so it changes nothing.
+	if r.Code != 0 || !pj.Allowed || pj.step("3_fence").Status != "no_change" || pj.step("4_promote").Status != "would_change" {
+		t.Fatalf("plan failover --accept-data-loss: %s", r)
+	}
+	for _, it := range pj.step("3_fence").Items {
+		if it.Action != "none" || !strings.Contains(it.What, "NOT fenced") {
+			t.Errorf("3_fence item %+v: data centre 1's SSH is down, so it cannot be fenced", it)
+		}
+	}
+	var promoted, window bool
+	for _, it := range pj.step("4_promote").Items {
+		promoted = promoted || (it.Action == "promote" && it.Node == bed.DC2A)
+		window = window || (it.Kind == "wal" && strings.Contains(it.What, "data-loss window: the main standby received WAL up to"))
+	}
+	if !promoted || !window {
+		t.Errorf("4_promote items %+v: want the promotion of %s and the data-loss window", pj.step("4_promote").Items, bed.DC2A)
+	}
+	sameBed(t, "plans of a failover", before, snapshotNodes(t, b, dr...))
+	if digest(s.state) != standbyState {
+		t.Errorf("a failover plan changed the DR side's state file")
+	}
+	if got := sql(t, b, bed.DC2A, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Errorf("dc2-a left recovery after a plan")
 	}
 }
