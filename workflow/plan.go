@@ -127,11 +127,6 @@ type Plan struct {
 	Steps     []PlanEntry `json:"steps"`
 }
 
-// Planning reports whether the step runs in a plan (Runner.Plan): then
-// nothing may be changed on any node, and values saved go to a scratch
-// copy of the records.
-func (rc *RunContext) Planning() bool { return rc.planning }
-
 // Plan says what Run(ctx, wf, inputs, opts) would do now, step by step,
 // without doing it. It reads the store, never writes it, and changes
 // nothing on any node: CheckOnly steps run (or their Plan, which runs the
@@ -224,7 +219,7 @@ func (r *Runner) Plan(ctx context.Context, wf Workflow, inputs map[string]string
 			e.Notes = append(e.Notes, "the last run failed here ("+sr.Error.Message+"): a run tries the step again")
 		}
 		rc := &RunContext{RunID: "plan", Role: wf.Role, Step: s.Name, Log: log.With(zap.String("step", s.Name)), Now: r.now,
-			store: scratch, key: key, fp: func(string, FailpointName) error { return nil }, planning: true}
+			store: scratch, key: key, fp: func(string, FailpointName) error { return nil }}
 		got, err := planStep(ctx, s, rc)
 		if got.Summary != "" {
 			e.Summary = got.Summary

@@ -25,7 +25,6 @@ type RunContext struct {
 	key      string
 	fp       func(step string, point FailpointName) error
 	progress *progressTracker
-	planning bool
 }
 
 // Progress reports how far part of the running step got: done out of
