@@ -127,6 +127,13 @@ func InsertBlockBefore(content, marker string, lines []string, before int) strin
 	return b.String()
 }
 
+// BlockText is the block for marker holding lines, line by line, as
+// ReplaceBlock and InsertBlockBefore write it (without newlines).
+func BlockText(marker string, lines []string) []string {
+	out := append([]string{blockBegin(marker)}, lines...)
+	return append(out, blockEnd(marker))
+}
+
 // HasBlock reports whether content holds a complete block for marker.
 func HasBlock(content, marker string) bool { return CountBlocks(content, marker) > 0 }
 

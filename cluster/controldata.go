@@ -168,7 +168,7 @@ func ReadControlData(ctx context.Context, a Access, binDir, dataDir string) (Con
 	script := fmt.Sprintf(`d=%s
 [ -f "$d/global/pg_control" ] || { printf '%%s\n' "no $d/global/pg_control" >&2; exit %d; }
 LANG=C LC_ALL=C exec %s -D "$d"`, ShellQuote(dataDir), exitNotExist, ShellQuote(path.Join(binDir, "pg_controldata")))
-	out, err := runScript(ctx, a, "pg_controldata -D "+dataDir, script)
+	out, err := runReadScript(ctx, a, "pg_controldata -D "+dataDir, script)
 	var ce *CommandError
 	if errors.As(err, &ce) && ce.ExitCode == exitNotExist {
 		return ControlData{}, fmt.Errorf("on %s: %s has no global/pg_control: %w", node, dataDir, fs.ErrNotExist)

@@ -53,6 +53,9 @@ var (
 	// ErrBadControlData means pg_controldata's output lacks a field or
 	// holds a value that cannot be read.
 	ErrBadControlData = errors.New("unreadable pg_controldata output")
+	// ErrReadOnly means a change was asked of a node through an Access
+	// made by ReadOnly (sdr plan): it was refused before reaching the node.
+	ErrReadOnly = errors.New("refused: this access only reads")
 )
 
 // ConfigError is one problem in the config file. Field is the path of the

@@ -42,7 +42,7 @@ func StatPaths(ctx context.Context, a Access, paths ...string) (Machine, map[str
 	for i, p := range paths {
 		fmt.Fprintf(&b, "sdr_path %d %s\n", i, ShellQuote(path.Clean(p)))
 	}
-	out, err := runScript(ctx, a, "examining "+strings.Join(paths, " "), b.String())
+	out, err := runReadScript(ctx, a, "examining "+strings.Join(paths, " "), b.String())
 	if err != nil {
 		return Machine{}, nil, fmt.Errorf("while examining %s: %w", strings.Join(paths, ", "), err)
 	}

@@ -32,6 +32,7 @@ func ConnectAdmin(ctx context.Context, cfg *Config, a Access) (*pgx.Conn, error)
 	cc.Database = cfg.Postgres.Database
 	cc.Password = ""
 	cc.RuntimeParams = map[string]string{"application_name": "sdr"}
+	readOnlySession(cc, a)
 	setDial(cc, cfg, a)
 
 	conn, err := connect(ctx, cfg, cc)
@@ -56,6 +57,7 @@ func ConnectReplUser(ctx context.Context, cfg *Config, via Access, host string, 
 	cc.Database = database
 	cc.Password = password // only ever in this struct, never in a DSN or log
 	cc.RuntimeParams = map[string]string{"application_name": "sdr_check"}
+	readOnlySession(cc, via)
 	setDial(cc, cfg, via)
 
 	conn, err := connect(ctx, cfg, cc)
@@ -125,6 +127,15 @@ func IsPasswordAuthError(err error) bool {
 	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "28P01"
+}
+
+// readOnlySession makes a session opened through a ReadOnly Access read
+// only (default_transaction_read_only), named sdr_plan in pg_stat_activity.
+func readOnlySession(cc *pgx.ConnConfig, a Access) {
+	if IsReadOnly(a) {
+		cc.RuntimeParams["default_transaction_read_only"] = "on"
+		cc.RuntimeParams["application_name"] = "sdr_plan"
+	}
 }
 
 // setDial makes pgx dial through a and never resolve names itself: the node

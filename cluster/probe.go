@@ -79,7 +79,7 @@ func ProbeDataDir(ctx context.Context, a Access, binDir, dataDir string, files [
 	for i, f := range full {
 		fmt.Fprintf(&b, "sdr_file %d %s\n", i, ShellQuote(f))
 	}
-	out, err := runScript(ctx, a, "probing "+dataDir, b.String())
+	out, err := runReadScript(ctx, a, "probing "+dataDir, b.String())
 	if err != nil {
 		return DataDirProbe{}, fmt.Errorf("while probing data directory %s: %w", dataDir, err)
 	}

@@ -124,6 +124,12 @@ func checkPaths(paths ...string) error {
 	return nil
 }
 
+// runReadScript runs the script of a primitive that only reads: marked
+// so, it also runs through an Access made by ReadOnly.
+func runReadScript(ctx context.Context, a Access, what, script string) ([]byte, error) {
+	return runScript(ctx, a, what, readOnlyMark+script)
+}
+
 // runScript runs a primitive's script. A *CommandError from it gets what
 // as its Cmd, so that messages name the operation, not the script text.
 func runScript(ctx context.Context, a Access, what, script string) ([]byte, error) {

@@ -11,6 +11,11 @@
 // are made by pure functions in decide.go and stop_decide.go, which are
 // table-tested.
 //
+// Every step that changes something also has a Plan (plan_*.go), which
+// sdr plan calls instead of its Run: it probes as the step does and calls
+// the same decisions, and describes what the step would do without doing
+// it (workflow.Runner.Plan; the Env of a plan reaches nodes read-only).
+//
 // Probe (status.go) reads the live facts of every node, and how far each
 // standby is behind the primary: `sdr status` and `sdr metrics` both show
 // what it returns. A copy reports its progress (pg_basebackup -P, parsed

@@ -41,6 +41,12 @@ type Env struct {
 	// old primary cannot be shown to have lost nothing
 	// (--accept-data-loss).
 	AcceptDataLoss bool
+	// ReadOnly makes every node access refuse changes (cluster.ReadOnly):
+	// sdr plan sets it, so that a plan cannot change a node even by mistake.
+	ReadOnly bool
+	// CopyRate is the rate, in bytes per second, a plan assumes for a
+	// copy when the state file records none (sdr plan --copy-rate).
+	CopyRate float64
 
 	mu      sync.Mutex
 	layouts map[string]nodeLayout
@@ -74,7 +80,11 @@ func (e *Env) cmdCtx(ctx context.Context) (context.Context, context.CancelFunc) 
 }
 
 func (e *Env) access(ctx context.Context, n *cluster.Node) (cluster.Access, error) {
-	return e.Pool.Get(ctx, n.Name)
+	a, err := e.Pool.Get(ctx, n.Name)
+	if err != nil || !e.ReadOnly {
+		return a, err
+	}
+	return cluster.ReadOnly(a), nil
 }
 
 // run runs a command on node n, bounded by the command timeout.

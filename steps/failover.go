@@ -35,9 +35,9 @@ func failoverSteps(e *Env) []workflow.Step {
 		{Num: 1, Name: "1_prepare", Short: "validate the config and record this run's inputs", Roles: standbyOnly, CheckOnly: true, Run: e.prepare},
 		{Num: 2, Name: "2_check_cluster", Short: "check the DR nodes; probe the old primary cluster; state the data-loss window; refuse if the old primary runs",
 			Roles: standbyOnly, CheckOnly: true, Run: e.checkFailover},
-		{Num: 3, Name: "3_fence", Short: "stop every old-primary node sdr can reach and leave it unable to start as a primary", Roles: standbyOnly, Run: e.fenceOldPrimary},
+		{Num: 3, Name: "3_fence", Short: "stop every old-primary node sdr can reach and leave it unable to start as a primary", Roles: standbyOnly, Run: e.fenceOldPrimary, Plan: e.planFence},
 		{Num: 4, Name: "4_promote", Short: "promote the main standby (pg_promote, then a checkpoint) and record the promotion", Roles: standbyOnly,
-			OnStart: workflow.StatePromote, OnFail: workflow.StatePromoteFail, Run: e.promoteMain},
+			OnStart: workflow.StatePromote, OnFail: workflow.StatePromoteFail, Run: e.promoteMain, Plan: e.planPromoteMain},
 		{Num: 5, Name: "5_follow", Short: "check that every cascade streams from the new primary on its new timeline", Roles: standbyOnly,
 			OnFail: workflow.StatePromoteFail, Run: e.cascadesFollow},
 		{Num: 6, Name: "6_finish", Short: "the DR side is a primary without DR: say which config field to change", Roles: standbyOnly,
@@ -267,16 +267,7 @@ func (e *Env) fenceOldPrimary(ctx context.Context, rc *workflow.RunContext) erro
 	nodes := e.primaryNodes()
 	unreached := make([]string, len(nodes))
 	err = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
-		bound := e.Config.Timeouts.Connect.Duration + 2*time.Second
-		sctx, cancel := context.WithTimeout(ctx, bound)
-		a, err := e.access(sctx, n)
-		var pr cluster.DataDirProbe
-		if err == nil {
-			pr, err = cluster.ProbeDataDir(sctx, a, n.BinDir, n.DataDir, []string{fenceMarkerName}, nil)
-		}
-		cancel()
-		o := oldPrimaryObs{Node: n.Name, SSH: err == nil, PostmasterAlive: pr.PostmasterAlive}
-		_, o.Fenced = pr.Files[fenceMarkerName]
+		a, pr, o, err := e.observeFence(ctx, n)
 		switch decideFence(o) {
 		case fenceUnreach:
 			unreached[indexOf(nodes, n)] = n.Name
@@ -305,6 +296,23 @@ func (e *Env) fenceOldPrimary(ctx context.Context, rc *workflow.RunContext) erro
 		return err
 	}
 	return nil
+}
+
+// observeFence probes old-primary node n over SSH for 3_fence, bounded
+// by the connect timeout. err says why SSH or the probe failed (o.SSH is
+// then false); it is not the step's error.
+func (e *Env) observeFence(ctx context.Context, n *cluster.Node) (cluster.Access, cluster.DataDirProbe, oldPrimaryObs, error) {
+	bound := e.Config.Timeouts.Connect.Duration + 2*time.Second
+	sctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	a, err := e.access(sctx, n)
+	var pr cluster.DataDirProbe
+	if err == nil {
+		pr, err = cluster.ProbeDataDir(sctx, a, n.BinDir, n.DataDir, []string{fenceMarkerName}, nil)
+	}
+	o := oldPrimaryObs{Node: n.Name, SSH: err == nil, PostmasterAlive: pr.PostmasterAlive}
+	_, o.Fenced = pr.Files[fenceMarkerName]
+	return a, pr, o, err
 }
 
 // stopForFence stops an old-primary node: a fast shutdown, then an
@@ -385,12 +393,7 @@ func (e *Env) promote(ctx context.Context, rc *workflow.RunContext, after func(c
 	if err != nil {
 		return err
 	}
-	var intentSys string
-	var intentTLI int
-	if fs := strings.Fields(intent); len(fs) == 2 {
-		intentSys = fs[0]
-		intentTLI, _ = strconv.Atoi(fs[1])
-	}
+	intentSys, intentTLI := parseIntent(intent)
 	done, err := promotedAlready(main.Name, f.InRecovery, f.SystemID, f.Timeline, intentSys, intentTLI)
 	if err != nil {
 		return err
@@ -460,6 +463,17 @@ func (e *Env) promote(ctx context.Context, rc *workflow.RunContext, after func(c
 	rc.Log.Warn("promotion recorded", zap.String("node", main.Name), zap.Int("timeline", rec.Timeline), zap.String("switch_point", rec.SwitchPoint),
 		zap.String("system_identifier", rec.SystemID))
 	return nil
+}
+
+// parseIntent reads valFailoverIntent: the main standby's system
+// identifier and timeline right before promoting ("", 0 when none).
+func parseIntent(intent string) (string, int) {
+	fs := strings.Fields(intent)
+	if len(fs) != 2 {
+		return "", 0
+	}
+	tli, _ := strconv.Atoi(fs[1])
+	return fs[0], tli
 }
 
 // withAdminLong is withAdmin bounded by ctx only (for pg_promote and CHECKPOINT).

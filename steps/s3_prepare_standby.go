@@ -92,13 +92,9 @@ const staleSlotsSQL = `SELECT slot_name::text FROM pg_replication_slots WHERE sl
 // keep WAL there for nobody.
 func (e *Env) dropStaleSlots(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
 	return e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
-		rows, err := c.Query(ctx, staleSlotsSQL, pairSlotNames(e.Config))
+		slots, err := staleSlots(ctx, c, n.Name, pairSlotNames(e.Config))
 		if err != nil {
-			return fmt.Errorf("while listing slots on %s: %w", n.Name, err)
-		}
-		slots, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("while listing slots on %s: %w", n.Name, err)
+			return err
 		}
 		for _, s := range slots {
 			if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, s); err != nil {
@@ -108,4 +104,17 @@ func (e *Env) dropStaleSlots(ctx context.Context, rc *workflow.RunContext, n *cl
 		}
 		return nil
 	})
+}
+
+// staleSlots lists the slots among names on the node of c that no process holds.
+func staleSlots(ctx context.Context, c *pgx.Conn, node string, names []string) ([]string, error) {
+	rows, err := c.Query(ctx, staleSlotsSQL, names)
+	if err != nil {
+		return nil, fmt.Errorf("while listing slots on %s: %w", node, err)
+	}
+	slots, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("while listing slots on %s: %w", node, err)
+	}
+	return slots, nil
 }

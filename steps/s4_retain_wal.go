@@ -21,16 +21,11 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 	}
 	slot := e.slotName()
 	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
-		var o slotObs
-		err := c.QueryRow(ctx, features(versionOf(c)).slotSQL(), slot).Scan(&o.Type, &o.Temporary, &o.WalStatus, &o.Active, &o.InvalidationReason)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return fmt.Errorf("while looking for slot %s on %s: %w", slot, p.Name, err)
-		default:
-			o.Exists = true
+		o, err := querySlot(ctx, c, p.Name, slot)
+		if err != nil {
+			return err
 		}
-		switch decideSlot(o) {
+		switch act := decideSlot(o); act {
 		case slotCreate:
 			if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
 				return fmt.Errorf("while creating slot %s on %s: %w", slot, p.Name, err)
@@ -48,12 +43,8 @@ func (e *Env) retainWAL(ctx context.Context, rc *workflow.RunContext) error {
 			}
 			rc.Log.Warn("replication slot had lost WAL ("+o.lostWhy()+"); dropped and created again: the main standby needs a new copy",
 				zap.String("node", p.Name), zap.String("slot", slot))
-		case slotRefuseLostActive:
-			return fmt.Errorf("slot %s on %s has lost WAL (%s) but a walsender still holds it; "+
-				"sdr recreates it once it is free: stop the main standby's stream (or wait until it fails), then rerun", slot, p.Name, o.lostWhy())
-		case slotRefuseKind:
-			return permanent(fmt.Errorf("slot %s on %s is a %s slot (temporary %t), not sdr's permanent physical slot: drop it, then rerun",
-				slot, p.Name, o.Type, o.Temporary))
+		case slotRefuseLostActive, slotRefuseKind:
+			return slotRefusal(act, p.Name, slot, o)
 		default:
 			rc.Log.Info("replication slot already exists", zap.String("node", p.Name), zap.String("slot", slot), zap.String("wal_status", o.WalStatus))
 		}
@@ -75,20 +66,8 @@ func (e *Env) raiseWalKeep(ctx context.Context, rc *workflow.RunContext, node st
 		return err
 	}
 	d := decideWalKeepRaise(o, prev, raisedWalKeepSizeMB)
-	switch {
-	case d.Record == nil && prev != nil:
-		if err := rc.Forget(ctx, valWalKeepChange); err != nil {
-			return err
-		}
-	case d.Record != nil && (prev == nil || *d.Record != *prev):
-		if prev != nil {
-			if err := rc.Forget(ctx, valWalKeepChange); err != nil {
-				return err
-			}
-		}
-		if _, err := rc.SaveOnce(ctx, valWalKeepChange, d.Record.String()); err != nil {
-			return err
-		}
+	if err := keepWalKeepRecord(ctx, rc, prev, d); err != nil {
+		return err
 	}
 	if !d.Raise {
 		rc.Log.Info("wal_keep_size left as it is: "+d.Why, zap.String("node", node), zap.Int("wal_keep_size_mb", o.MB))
@@ -102,6 +81,50 @@ func (e *Env) raiseWalKeep(ctx context.Context, rc *workflow.RunContext, node st
 	}
 	rc.Log.Info("wal_keep_size raised", zap.String("node", node), zap.String("from", o.String()), zap.Int("to_mb", d.Record.ToMB))
 	return nil
+}
+
+// keepWalKeepRecord makes the saved change record the one d holds
+// (none when d holds none); prev is the record saved before.
+func keepWalKeepRecord(ctx context.Context, rc *workflow.RunContext, prev *walKeepChange, d walKeepRaise) error {
+	switch {
+	case d.Record == nil && prev != nil:
+		return rc.Forget(ctx, valWalKeepChange)
+	case d.Record != nil && (prev == nil || *d.Record != *prev):
+		if prev != nil {
+			if err := rc.Forget(ctx, valWalKeepChange); err != nil {
+				return err
+			}
+		}
+		_, err := rc.SaveOnce(ctx, valWalKeepChange, d.Record.String())
+		return err
+	}
+	return nil
+}
+
+// querySlot reads the pair's slot on the primary (Exists false when there
+// is none) and whether a process holds it.
+func querySlot(ctx context.Context, c *pgx.Conn, node, slot string) (slotObs, error) {
+	var o slotObs
+	err := c.QueryRow(ctx, features(versionOf(c)).slotSQL(), slot).Scan(&o.Type, &o.Temporary, &o.WalStatus, &o.Active, &o.InvalidationReason)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return o, fmt.Errorf("while looking for slot %s on %s: %w", slot, node, err)
+	default:
+		o.Exists = true
+	}
+	return o, nil
+}
+
+// slotRefusal is why 4_retain_wal refuses the slot it found (act is
+// slotRefuseLostActive or slotRefuseKind).
+func slotRefusal(act slotAction, node, slot string, o slotObs) error {
+	if act == slotRefuseLostActive {
+		return fmt.Errorf("slot %s on %s has lost WAL (%s) but a walsender still holds it; "+
+			"sdr recreates it once it is free: stop the main standby's stream (or wait until it fails), then rerun", slot, node, o.lostWhy())
+	}
+	return permanent(fmt.Errorf("slot %s on %s is a %s slot (temporary %t), not sdr's permanent physical slot: drop it, then rerun",
+		slot, node, o.Type, o.Temporary))
 }
 
 // savedWalKeepChange returns the change record of 4_retain_wal, or nil.

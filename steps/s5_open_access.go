@@ -49,21 +49,17 @@ func (e *Env) ensureHBABlock(ctx context.Context, n *cluster.Node, lines []strin
 	}
 	changed := false
 	err = e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
-		var hbaFile string
-		if err := c.QueryRow(ctx, `SELECT current_setting('hba_file')`).Scan(&hbaFile); err != nil {
-			return fmt.Errorf("while reading hba_file on %s: %w", n.Name, err)
-		}
-		old, err := a.ReadFile(ctx, hbaFile)
-		if err != nil {
-			return fmt.Errorf("while reading %s on %s: %w", hbaFile, n.Name, err)
-		}
-		f := features(versionOf(c))
-		place, err := placeHBABlock(hbaFile+" on "+n.Name, string(old), e.hbaMarker(), conns, f.hbaSyntax())
+		hbaFile, old, err := hbaFileOf(ctx, a, c)
 		if err != nil {
 			return err
 		}
-		updated := cluster.InsertBlockBefore(string(old), e.hbaMarker(), lines, place.Before)
-		if updated != string(old) {
+		f := features(versionOf(c))
+		place, err := placeHBABlock(hbaFile+" on "+n.Name, old, e.hbaMarker(), conns, f.hbaSyntax())
+		if err != nil {
+			return err
+		}
+		updated := cluster.InsertBlockBefore(old, e.hbaMarker(), lines, place.Before)
+		if updated != old {
 			if err := a.WriteFile(ctx, hbaFile, []byte(updated), 0o600); err != nil {
 				return fmt.Errorf("while writing %s on %s: %w", hbaFile, n.Name, err)
 			}
@@ -87,4 +83,19 @@ func (e *Env) ensureHBABlock(ctx context.Context, n *cluster.Node, lines []strin
 		return nil
 	})
 	return changed, err
+}
+
+// hbaFileOf returns the live hba_file of the node behind c and its
+// content, read through a.
+func hbaFileOf(ctx context.Context, a cluster.Access, c *pgx.Conn) (string, string, error) {
+	node := a.Node().Name
+	var hbaFile string
+	if err := c.QueryRow(ctx, `SELECT current_setting('hba_file')`).Scan(&hbaFile); err != nil {
+		return "", "", fmt.Errorf("while reading hba_file on %s: %w", node, err)
+	}
+	raw, err := a.ReadFile(ctx, hbaFile)
+	if err != nil {
+		return "", "", fmt.Errorf("while reading %s on %s: %w", hbaFile, node, err)
+	}
+	return hbaFile, string(raw), nil
 }

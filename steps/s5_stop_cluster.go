@@ -15,34 +15,14 @@ import (
 // again right before it is stopped; one that sdr must not replace is
 // never stopped (2_check_cluster refuses it first, with the reason).
 func (e *Env) stopStandbyCluster(ctx context.Context, rc *workflow.RunContext) error {
-	p, err := e.remotePrimary(ctx)
+	found, err := e.observeToStop(ctx, rc)
 	if err != nil {
 		return err
 	}
-	view := e.primaryView(ctx, rc.Log, p)
 	nodes := e.standbyNodes()
-	running := make([]bool, len(nodes))
-	err = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
-		lay, err := e.layoutOf(ctx, n)
-		if err != nil {
-			return err
-		}
-		o, _, err := e.observeDir(ctx, n, lay, nil, nil)
-		if err != nil {
-			return err
-		}
-		if v := ClassifyDataDir(o, view, e.named(n.Name)); !v.Replace {
-			return permanent(fmt.Errorf("nothing was stopped: %s", v.Reason))
-		}
-		running[indexOf(nodes, n)] = o.Running
-		return nil
-	})
-	if err != nil {
-		return err
-	}
 	main, cascades := e.mainStandby()
 	stop := func(ctx context.Context, n *cluster.Node) error {
-		if !running[indexOf(nodes, n)] {
+		if !found[indexOf(nodes, n)].Running {
 			rc.Log.Info("already stopped", zap.String("node", n.Name))
 			return nil
 		}
@@ -53,3 +33,40 @@ func (e *Env) stopStandbyCluster(ctx context.Context, rc *workflow.RunContext) e
 	}
 	return stop(ctx, main)
 }
+
+// toStop is what 5_stop_cluster found of one standby node.
+type toStop struct {
+	Running bool
+	Verdict Verdict
+}
+
+// observeToStop classifies each standby node's data directory (in the
+// order of e.standbyNodes) and refuses, before anything is stopped, one
+// that sdr must not replace.
+func (e *Env) observeToStop(ctx context.Context, rc *workflow.RunContext) ([]toStop, error) {
+	p, err := e.remotePrimary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	view := e.primaryView(ctx, rc.Log, p)
+	nodes := e.standbyNodes()
+	found := make([]toStop, len(nodes))
+	err = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
+		lay, err := e.layoutOf(ctx, n)
+		if err != nil {
+			return err
+		}
+		o, _, err := e.observeDir(ctx, n, lay, nil, nil)
+		if err != nil {
+			return err
+		}
+		v := ClassifyDataDir(o, view, e.named(n.Name))
+		if !v.Replace {
+			return permanent(fmt.Errorf("nothing was stopped: %s", v.Reason))
+		}
+		found[indexOf(nodes, n)] = toStop{Running: o.Running, Verdict: v}
+		return nil
+	})
+	return found, err
+}
+

@@ -27,27 +27,9 @@ type savedValues interface {
 // restoreWalKeep puts wal_keep_size back by the change record in vals
 // (walkeep.go), then deletes the record.
 func (e *Env) restoreWalKeep(ctx context.Context, log *zap.Logger, vals savedValues) error {
-	rec, err := savedWalKeepChange(ctx, vals)
+	rec, legacy, err := walKeepRecord(ctx, vals)
 	if err != nil {
 		return err
-	}
-	legacy := false
-	if rec == nil {
-		orig, origSet, err := vals.Value(ctx, valLegacyWalKeepSize)
-		if err != nil {
-			return err
-		}
-		auto, _, err := vals.Value(ctx, valLegacyWalKeepSizeAuto)
-		if err != nil {
-			return err
-		}
-		c, ok, err := legacyWalKeepChange(orig, origSet, auto)
-		if err != nil {
-			return permanent(fmt.Errorf("%w: check wal_keep_size on the primary yourself", err))
-		}
-		if ok {
-			rec, legacy = &c, true
-		}
 	}
 	p, _, err := e.findPrimary(ctx)
 	if err != nil {
@@ -84,6 +66,32 @@ func (e *Env) restoreWalKeep(ctx context.Context, log *zap.Logger, vals savedVal
 		log.Debug("values saved by an earlier sdr version consumed", zap.String("value", valLegacyWalKeepSize))
 	}
 	return nil
+}
+
+// walKeepRecord returns the record of sdr's raise of wal_keep_size in
+// vals (nil when there is none), and whether it was made from the values
+// an earlier version of sdr saved.
+func walKeepRecord(ctx context.Context, vals savedValues) (*walKeepChange, bool, error) {
+	rec, err := savedWalKeepChange(ctx, vals)
+	if err != nil || rec != nil {
+		return rec, false, err
+	}
+	orig, origSet, err := vals.Value(ctx, valLegacyWalKeepSize)
+	if err != nil {
+		return nil, false, err
+	}
+	auto, _, err := vals.Value(ctx, valLegacyWalKeepSizeAuto)
+	if err != nil {
+		return nil, false, err
+	}
+	c, ok, err := legacyWalKeepChange(orig, origSet, auto)
+	if err != nil {
+		return nil, false, permanent(fmt.Errorf("%w: check wal_keep_size on the primary yourself", err))
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	return &c, true, nil
 }
 
 // reloadAndWaitWalKeep reloads the configuration and waits (bounded) until

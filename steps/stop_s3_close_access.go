@@ -25,16 +25,12 @@ func (s *stopRun) closeAccess(ctx context.Context, rc *workflow.RunContext) erro
 			return err
 		}
 		return e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
-			var hbaFile string
-			if err := c.QueryRow(ctx, `SELECT current_setting('hba_file')`).Scan(&hbaFile); err != nil {
-				return fmt.Errorf("while reading hba_file on %s: %w", n.Name, err)
-			}
-			old, err := a.ReadFile(ctx, hbaFile)
+			hbaFile, old, err := hbaFileOf(ctx, a, c)
 			if err != nil {
-				return fmt.Errorf("while reading %s on %s: %w", hbaFile, n.Name, err)
+				return err
 			}
-			updated := cluster.ReplaceBlock(string(old), e.hbaMarker(), nil)
-			if updated != string(old) {
+			updated := cluster.ReplaceBlock(old, e.hbaMarker(), nil)
+			if updated != old {
 				if err := a.WriteFile(ctx, hbaFile, []byte(updated), 0o600); err != nil {
 					return fmt.Errorf("while writing %s on %s: %w", hbaFile, n.Name, err)
 				}
@@ -42,7 +38,7 @@ func (s *stopRun) closeAccess(ctx context.Context, rc *workflow.RunContext) erro
 			if err := reloadCheckHBA(ctx, c, n.Name, hbaFile); err != nil {
 				return err
 			}
-			if updated != string(old) {
+			if updated != old {
 				rc.Log.Info("sdr's pg_hba.conf block removed and reloaded", zap.String("node", n.Name), zap.String("file", hbaFile))
 			} else {
 				rc.Log.Info("no sdr pg_hba.conf block (already removed); reloaded", zap.String("node", n.Name), zap.String("file", hbaFile))

@@ -35,12 +35,13 @@ func switchoverSteps(e *Env, o SwitchoverOptions) []workflow.Step {
 			Run: func(ctx context.Context, rc *workflow.RunContext) error { return e.checkDemote(ctx, rc, o.MaxLag) }},
 		{Num: 2, Name: "2_check_cluster", Short: "the DR nodes are in recovery and the main standby answers", Roles: promote, CheckOnly: true, Run: e.checkPromoteHalf},
 		{Num: 3, Name: "3_demote", Short: "stop the primary with a fast shutdown; check pg_control says shut down; record the token", Roles: demote,
-			OnStart: workflow.StateSwitchover, OnFail: workflow.StateSwitchoverFail, Run: e.demotePrimary},
+			OnStart: workflow.StateSwitchover, OnFail: workflow.StateSwitchoverFail, Run: e.demotePrimary, Plan: e.planDemote},
 		{Num: 3, Name: "3_wait_primary", Short: "wait until the main standby has replayed the old primary's shutdown checkpoint", Roles: promote,
 			OnStart: workflow.StateSwitchover, OnFail: workflow.StateSwitchoverFail,
 			Run: func(ctx context.Context, rc *workflow.RunContext) error {
 				return e.waitShutdownReplayed(ctx, rc, o.Token)
-			}},
+			},
+			Plan: e.planWaitShutdownReplayed(o.Token)},
 		{Num: 4, Name: "4_rejoin", Short: "once the new primary is promoted past the token, start the old primary as its standby", Roles: demote,
 			OnFail: workflow.StateSwitchoverFail, Run: e.rejoinOldPrimary},
 		{Num: 4, Name: "4_promote", Short: "promote the main standby, keep the old primary's WAL in a slot, checkpoint, record it", Roles: promote,

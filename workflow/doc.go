@@ -14,6 +14,10 @@
 // command line writes it to a sidecar file that `sdr status` reads, and
 // draws the console's progress line).
 //
+// Runner.Plan walks a workflow the way Run would, without recording
+// anything or changing any node: steps that only look run, every other
+// step answers with its Plan (plan.go). `sdr plan` prints the result.
+//
 // The package knows nothing about PostgreSQL, SSH or bbolt: the store
 // package implements Store, and the steps package builds the workflows.
 package workflow

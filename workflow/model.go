@@ -100,6 +100,14 @@ type Step struct {
 	OnFail  State
 
 	Run func(ctx context.Context, rc *RunContext) error
+	// Plan, when set, says what Run would do, without doing it (see
+	// Runner.Plan): it probes the nodes and calls the same decisions Run
+	// calls, and must change nothing on any node. Values it saves with
+	// rc.SaveOnce go to the plan's scratch copy of the record, so that a
+	// later step's Plan sees what this step would have saved. For a
+	// CheckOnly step, Plan replaces Run in a plan and must run the same
+	// checks (usually Run calls it); without Plan, a plan runs Run.
+	Plan func(ctx context.Context, rc *RunContext) (PlanEntry, error)
 }
 
 // AppliesTo reports whether the step does something for role.
@@ -235,7 +243,9 @@ type Record struct {
 	Runs        int               `json:"runs"`
 	Steps       []StepRecord      `json:"steps"`
 	// Values are saved by steps for later steps and later runs. They are
-	// write-once and survive --restart. They never hold secrets.
+	// write-once and survive --restart. They never hold secrets. The
+	// runner also keeps here the last Transfer of each part of a step that
+	// reported progress (TransferValue), replacing the one before.
 	Values map[string]string `json:"values,omitempty"`
 }
 

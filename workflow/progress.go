@@ -90,7 +90,8 @@ type progressTracker struct {
 	failed   bool
 	parts    map[string]*partTrack
 	lastSent time.Time
-	sent     bool // a report with parts went to the sink
+	sent     bool           // a report with parts went to the sink
+	ended    []PartProgress // the parts that ended, as they were last
 }
 
 func newProgressTracker(runID, step string, every time.Duration, now func() time.Time, sink ProgressSink, onErr func(error)) *progressTracker {
@@ -131,21 +132,28 @@ func (t *progressTracker) update(part string, done, total int64) {
 func (t *progressTracker) end(part string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.parts[part]; !ok {
+	pt, ok := t.parts[part]
+	if !ok {
 		return
 	}
+	t.ended = append(t.ended, pt.p)
 	delete(t.parts, part)
 	t.send(t.now())
 }
 
-// close ends every part. The sink hears of it only when it heard of a part.
-func (t *progressTracker) close() {
+// close ends every part and returns every part that ended during the
+// step, as it was last. The sink hears of it only when it heard of a part.
+func (t *progressTracker) close() []PartProgress {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for _, pt := range t.parts {
+		t.ended = append(t.ended, pt.p)
+	}
 	t.parts = map[string]*partTrack{}
 	if t.sent {
 		t.send(t.now())
 	}
+	return t.ended
 }
 
 // report builds the current report; the caller holds t.mu.

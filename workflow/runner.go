@@ -31,8 +31,8 @@ type RunContext struct {
 // total bytes (total 0 when unknown). Call it as often as the work
 // advances; the runner hands it on to its ProgressSink (the sidecar file
 // that `sdr status` reads, the console's progress line) at most every
-// Runner.ProgressEvery. It never fails the step and does nothing when the
-// runner has no sink.
+// Runner.ProgressEvery, and when the step ends it keeps what each part
+// moved and how long that took (Transfer). It never fails the step.
 func (rc *RunContext) Progress(part string, done, total int64) {
 	if rc.progress != nil {
 		rc.progress.update(part, done, total)
@@ -416,10 +416,22 @@ func (r *Runner) sideState(ctx context.Context, role Role) State {
 
 // setStep writes one step transition, and the state it causes, in one transaction.
 func (r *Runner) setStep(ctx context.Context, wf Workflow, s Step, runID string, fn func(sr *StepRecord, now time.Time) State) error {
+	return r.setStepValues(ctx, wf, s, runID, nil, fn)
+}
+
+// setStepValues is setStep that also sets vals in the record's values,
+// replacing what was there (the transfers the step measured).
+func (r *Runner) setStepValues(ctx context.Context, wf Workflow, s Step, runID string, vals map[string]string, fn func(sr *StepRecord, now time.Time) State) error {
 	return r.Store.Update(ctx, wf.Key(), wf.Role, func(recp **Record, side *Side) error {
 		rec := *recp
 		if rec == nil {
 			return fmt.Errorf("workflow %s has no record", wf.Key())
+		}
+		if len(vals) > 0 && rec.Values == nil {
+			rec.Values = map[string]string{}
+		}
+		for k, v := range vals {
+			rec.Values[k] = v
 		}
 		sr := rec.Step(s.Name)
 		if sr == nil {
@@ -482,15 +494,11 @@ func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string,
 	}
 	log.Info(s.Short)
 	rc := &RunContext{RunID: runID, Role: wf.Role, Step: s.Name, Log: log, Now: r.now, store: r.Store, key: wf.Key(), fp: r.failpoint}
-	if r.Progress != nil {
-		rc.progress = newProgressTracker(runID, s.Name, r.ProgressEvery, r.now, r.Progress, func(err error) {
-			log.Warn("could not hand on the step's progress (sdr status will not show it)", zap.Error(err))
-		})
-	}
+	rc.progress = newProgressTracker(runID, s.Name, r.ProgressEvery, r.now, r.Progress, func(err error) {
+		log.Warn("could not hand on the step's progress (sdr status will not show it)", zap.Error(err))
+	})
 	err = r.safeRun(ctx, s, rc)
-	if rc.progress != nil {
-		rc.progress.close()
-	}
+	transfers := transferValues(s.Name, runID, rc.progress.close())
 	if err == nil {
 		err = r.failpoint(s.Name, FailAfterEffects)
 	}
@@ -499,7 +507,7 @@ func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string,
 			err = fmt.Errorf("%w: %w", ErrInterrupted, err)
 		}
 		rec := NewErrorRecord(err)
-		if werr := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
+		if werr := r.setStepValues(wctx, wf, s, runID, transfers, func(sr *StepRecord, now time.Time) State {
 			sr.Status, sr.Ended, sr.Error = StatusFailed, &now, rec
 			return s.OnFail
 		}); werr != nil {
@@ -513,7 +521,7 @@ func (r *Runner) runStep(ctx context.Context, wf Workflow, s Step, runID string,
 		log.Error("step failed", fields...)
 		return true, false, &StepError{Step: s.Name, Err: err}
 	}
-	if err := r.setStep(wctx, wf, s, runID, func(sr *StepRecord, now time.Time) State {
+	if err := r.setStepValues(wctx, wf, s, runID, transfers, func(sr *StepRecord, now time.Time) State {
 		sr.Status, sr.Ended, sr.Error = StatusDone, &now, nil
 		return s.OnDone
 	}); err != nil {

@@ -75,8 +75,10 @@ func newApp(stdout, stderr io.Writer, d deps) *cli.App {
 on the disaster-standby side. Each run is a list of numbered steps checkpointed in
 the state file. If a run fails, is killed or loses its network, run the same
 command again: it resumes at the step that did not finish. "sdr stop --role ..."
-takes a side's half of the pair apart the same way. "sdr status" shows where a
-side stands (-w to keep watching); "sdr metrics" exports it for Prometheus.
+takes a side's half of the pair apart the same way. "sdr plan start --role ..."
+(or stop, failover, switchover) runs the checks and says what a run would do,
+changing nothing. "sdr status" shows where a side stands (-w to keep watching);
+"sdr metrics" exports it for Prometheus.
 
 Exit codes: 0 ok; 1 a step failed (fix the cause, then rerun the same command);
 2 refused, nothing was changed: bad usage or config, a refused run, or a check
@@ -92,7 +94,7 @@ Exit codes: 0 ok; 1 a step failed (fix the cause, then rerun the same command);
 			&cli.StringFlag{Name: "log-file", EnvVars: []string{"SDR_LOG_FILE"}, Usage: "append JSON log lines to `FILE`"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show debug lines on the console"},
 		},
-		Commands: []*cli.Command{startCommand(), stopCommand(), failoverCommand(), switchoverCommand(), statusCommand(d), metricsCommand(d)},
+		Commands: []*cli.Command{startCommand(), stopCommand(), failoverCommand(), switchoverCommand(), planCommand(), statusCommand(d), metricsCommand(d)},
 	}
 	app.Commands = append(app.Commands, extraCommands()...)
 	return app

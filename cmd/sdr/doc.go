@@ -9,8 +9,13 @@
 // facts of steps.Probe. The console (console.go, progress.go) keeps a
 // progress line under the log lines on a terminal.
 //
+// plan (plan.go, plan_text.go) builds an action's workflow on a read-only
+// steps.Env and asks workflow.Runner.Plan what a run would do; it reads
+// the state file as status does and writes nothing.
+//
 // Exit codes: 0 ok, 1 a step failed (rerun the same command to resume),
 // 2 bad usage, bad config or a refused run (inputs changed, another run
-// holds the state file, a state file of another pair), 3 status or
+// holds the state file, a state file of another pair; a plan whose run
+// would not go ahead), 3 status or
 // metrics found no state file. README.md has the table.
 package main
