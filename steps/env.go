@@ -41,6 +41,9 @@ type Env struct {
 	// old primary cannot be shown to have lost nothing
 	// (--accept-data-loss).
 	AcceptDataLoss bool
+	// NoRewind makes start --role standby copy a former primary again
+	// instead of rewinding it with pg_rewind (start --no-rewind).
+	NoRewind bool
 
 	mu      sync.Mutex
 	layouts map[string]nodeLayout
