@@ -23,17 +23,30 @@ func failover(t *testing.T, bin string, env []string, b *bed.Bed, config string,
 }
 
 // killDC1 takes data centre 1 down as a disaster would: its PostgreSQL
-// servers die at once and its sshd goes away.
+// servers die at once and its sshd goes away. It returns once the killed
+// processes are gone (reaped: a dead postmaster left as a zombie still
+// answers pg_ctl status).
 func killDC1(t *testing.T, b *bed.Bed) {
 	t.Helper()
+	var killed []int
 	for _, n := range []string{bed.DC1A, bed.DC1B} {
 		if _, err := os.Stat(filepath.Join(b.Node(n).DataDir, "postmaster.pid")); err == nil {
-			signalAll(postgresPIDs(t, b.Node(n).DataDir), syscall.SIGKILL)
+			pids := postgresPIDs(t, b.Node(n).DataDir)
+			signalAll(pids, syscall.SIGKILL)
+			killed = append(killed, pids...)
 		}
 	}
 	if err := b.StopSSHD(bed.ClusterDC1); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 30*time.Second, "the killed PostgreSQL processes of data centre 1 are gone", func() (bool, string) {
+		for _, p := range killed {
+			if err := syscall.Kill(p, 0); err == nil {
+				return false, fmt.Sprintf("pid %d still there", p)
+			}
+		}
+		return true, ""
+	})
 }
 
 // timelineOf reads a running node's current timeline.

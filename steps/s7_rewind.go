@@ -158,6 +158,11 @@ func (b *nodeBuild) buildByRewind(ctx context.Context) error {
 		return err
 	}
 	b.log.Info("rewind of the former primary resumes", zap.String("action", string(action)), zap.String("phase", orNone(o.Phase)))
+	if o.KeptDone && action != rwKeep {
+		// Kept by an earlier run: say where again.
+		b.log.Warn("the former primary's WAL after the fork and its pg_control are kept; sdr never deletes them",
+			zap.String("kept_in", b.lay.Kept(o.CopyID)))
+	}
 	if action == rwDone {
 		return b.setPhase(ctx, phaseStarted)
 	}
