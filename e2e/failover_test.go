@@ -213,6 +213,9 @@ func TestFailover(t *testing.T) {
 		if !strings.Contains(s.Stderr, kept[0]) {
 			t.Errorf("the standby side should print where the diverged directory is kept (%s)", kept[0])
 		}
+		if !strings.Contains(s.Stderr, "not rewound but copied again") || !strings.Contains(s.Stderr, "wal_log_hints off and no data checksums") {
+			t.Errorf("the standby side should say why the former primary is copied, not rewound:\n%s", s.Stderr)
+		}
 		eventually(t, 30*time.Second, "dc1-a streams from dc2-a", func() (bool, string) {
 			got, err := b.SQL(ctx, bed.DC1A, "SELECT status || ' ' || sender_port FROM pg_stat_wal_receiver")
 			return err == nil && got == fmt.Sprintf("streaming %d", b.Node(bed.DC2A).Port), fmt.Sprint(got, err)
