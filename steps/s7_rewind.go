@@ -24,7 +24,7 @@ import (
 // from the fork on and its pg_control, in <work>/diverged-<id>) →
 // rewinding (pg_rewind started) → rewound → configured → started.
 
-// rewindSockDir is the 0700 directory in the node's work directory where
+// RewindSockDir is the 0700 directory in the node's work directory where
 // the primary's Unix socket is forwarded while pg_rewind runs.
 func (l nodeLayout) RewindSockDir() string { return path.Join(l.Work, "rewind") }
 
@@ -44,8 +44,10 @@ func (b *nodeBuild) chooseMethod(ctx context.Context) (rejoinMethod, error) {
 	if b.probe.Control != nil {
 		o.Control = *b.probe.Control
 	}
-	if o.Kind == DirFormerPrimary && o.IsMain && !o.NoRewind && o.Recorded != rejoinCopy && o.Recorded != rejoinCopyKeep &&
-		(o.Control.WalLogHints || o.Control.DataChecksums != 0) {
+	// What only a rewind needs is looked at only while a rewind is still
+	// a choice: not once pg_rewind has run (the record decides then).
+	undecided := o.Recorded == "" || (o.Recorded == rejoinRewind && (o.Phase == "" || o.Phase == phaseSaved || o.Phase == phaseKept))
+	if undecided && o.Kind == DirFormerPrimary && o.IsMain && !o.NoRewind && (o.Control.WalLogHints || o.Control.DataChecksums != 0) {
 		if err := b.observeForRewind(ctx, &o); err != nil {
 			return "", err
 		}
@@ -327,8 +329,6 @@ func (b *nodeBuild) pgRewind(ctx context.Context) error {
 		// The files are kept in diverged-<id>; the rewind's configure
 		// writes standby.signal again.
 		cmds = append(cmds, "rm -f "+q(path.Join(b.lay.DataDir, "standby.signal"))+" "+q(path.Join(b.lay.DataDir, "recovery.signal")))
-		b.log.Warn("signal files removed for pg_rewind's crash recovery of the former primary (kept in the diverged directory)",
-			zap.String("dir", b.lay.DataDir))
 	}
 	args := []string{"exec", bin(b.n, "pg_rewind"), "--target-pgdata=" + q(b.lay.DataDir),
 		"--source-server=" + q(rewindConninfo(b.lay.RewindSockDir(), src.PGPort, b.e.Config.Postgres.User, b.e.Config.Postgres.Database))}
@@ -365,6 +365,8 @@ func (b *nodeBuild) pgRewind(ctx context.Context) error {
 		if _, err := b.e.run(ctx, b.n, strings.Join(cmds, " && "), cluster.RunOpts{}); err != nil {
 			return fmt.Errorf("while preparing pg_rewind on %s: %w", b.n.Name, err)
 		}
+		b.log.Warn("signal files removed for pg_rewind's crash recovery of the former primary (kept in the diverged directory)",
+			zap.String("dir", b.lay.DataDir))
 	}
 	b.log.Info("pg_rewind started", zap.String("from", src.Name), zap.String("dir", b.lay.DataDir), zap.String("state", stateOf(cd)))
 	lw := &lineLog{log: b.log, msg: "pg_rewind"}
