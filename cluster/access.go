@@ -46,6 +46,14 @@ type Access interface {
 	// Dial opens a connection from the node's point of view:
 	// ("unix", socketPath) or ("tcp", "host:port").
 	Dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// ListenUnix listens on a Unix socket at path on the node: over SSH
+	// by remote streamlocal forwarding (streamlocal-forward@openssh.com,
+	// which OpenSSH allows unless AllowStreamLocalForwarding says no),
+	// locally with a socket on this machine. The socket file must not
+	// exist. Closing the listener stops the forwarding; over SSH the
+	// socket file stays on the node (sshd does not remove it): ForwardUnix
+	// removes it.
+	ListenUnix(ctx context.Context, path string) (net.Listener, error)
 	// Node is the node this Access reaches.
 	Node() *Node
 	// Close releases the connection. Further calls fail.

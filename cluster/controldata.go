@@ -65,6 +65,7 @@ type ControlData struct {
 	DataChecksums  int    // "Data page checksum version" (0 = off)
 	WalLogHints    bool   // "wal_log_hints setting" on/off
 	ControlVersion int    // "pg_control version number"
+	WALSegSize     uint64 // "Bytes per WAL segment" (0 when pg_controldata did not print it)
 }
 
 // ParseControlData reads the output of pg_controldata run with LANG=C
@@ -150,6 +151,13 @@ func ParseControlData(out string) (ControlData, error) {
 	case "off", "":
 	default:
 		errs = append(errs, fmt.Errorf("%q is %q, not on or off", "wal_log_hints setting", hints))
+	}
+	if v, ok := fields["Bytes per WAL segment"]; ok {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 || n&(n-1) != 0 {
+			errs = append(errs, fmt.Errorf("%q is %q, not a power of two", "Bytes per WAL segment", v))
+		}
+		cd.WALSegSize = n
 	}
 	if len(errs) > 0 {
 		return cd, fmt.Errorf("%w: %w", ErrBadControlData, errors.Join(errs...))

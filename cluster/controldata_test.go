@@ -57,14 +57,14 @@ func TestParseControlData(t *testing.T) {
 	const sysid = "7710582882480885847"
 	initdb := ControlData{SystemID: sysid, State: StateShutDown, CheckpointLSN: 0x1500718, RedoLSN: 0x1500718,
 		RedoWALFile: "000000010000000000000001", TimeLineID: 1, PrevTimeLineID: 1,
-		CheckpointTime: "Sat Nov 21 11:19:36 2026", ControlVersion: 1300}
+		CheckpointTime: "Sat Nov 21 11:19:36 2026", ControlVersion: 1300, WALSegSize: 16 << 20}
 	with := func(cd ControlData, f func(*ControlData)) ControlData { f(&cd); return cd }
 	standby := ControlData{SystemID: sysid, State: StateInArchiveRecovery, CheckpointLSN: 0x5000060, RedoLSN: 0x5000028,
 		RedoWALFile: "000000010000000000000005", TimeLineID: 1, PrevTimeLineID: 1,
-		CheckpointTime: "Sat Nov 21 11:19:58 2026", MinRecoveryLSN: 0x5000100, MinRecoveryTLI: 1, ControlVersion: 1300}
+		CheckpointTime: "Sat Nov 21 11:19:58 2026", MinRecoveryLSN: 0x5000100, MinRecoveryTLI: 1, ControlVersion: 1300, WALSegSize: 16 << 20}
 	promoted := ControlData{SystemID: sysid, State: StateShutDown, CheckpointLSN: 0x6000F28, RedoLSN: 0x6000F28,
 		RedoWALFile: "000000020000000000000006", TimeLineID: 2, PrevTimeLineID: 2,
-		CheckpointTime: "Sat Nov 21 11:19:59 2026", ControlVersion: 1300}
+		CheckpointTime: "Sat Nov 21 11:19:59 2026", ControlVersion: 1300, WALSegSize: 16 << 20}
 	cases := []struct {
 		file string
 		want ControlData
@@ -135,6 +135,8 @@ func TestParseControlDataErrors(t *testing.T) {
 			[]string{`"Latest checkpoint's REDO WAL file" is empty`}},
 		{"wal_log_hints neither on nor off", replace("wal_log_hints setting:                off", "wal_log_hints setting:                maybe"),
 			[]string{`"wal_log_hints setting" is "maybe"`}},
+		{"WAL segment size not a power of two", replace("Bytes per WAL segment:                16777216", "Bytes per WAL segment:                16777215"),
+			[]string{`"Bytes per WAL segment" is "16777215"`}},
 		{"corrupt pg_control", "WARNING: Calculated CRC checksum does not match value stored in file.\n" +
 			"Either the file is corrupt, or it has a different layout than this program\nis expecting.  The results below are untrustworthy.\n\n" + good,
 			[]string{"Calculated CRC checksum does not match"}},

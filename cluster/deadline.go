@@ -40,6 +40,15 @@ func (c *deadlineConn) SetDeadline(t time.Time) error {
 func (c *deadlineConn) SetReadDeadline(t time.Time) error  { return c.SetDeadline(t) }
 func (c *deadlineConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
 
+// CloseWrite half-closes the connection when the one underneath can (an
+// SSH channel can: it sends EOF).
+func (c *deadlineConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *deadlineConn) Close() error {
 	c.mu.Lock()
 	if c.timer != nil {

@@ -34,6 +34,9 @@
 // dials the node's Unix socket through the SSH connection (peer
 // authentication as the SSH user), and ConnectReplUser checks the
 // replication credentials over TCP from a node's point of view.
+// ForwardUnix gives a program on one node (pg_rewind) a Unix socket that
+// leads to another node's socket through sdr's own SSH connections
+// (Access.ListenUnix: remote streamlocal forwarding).
 //
 // ReplaceBlock and friends edit sdr's marked blocks in files shared with
 // people (pg_hba.conf, postgresql.auto.conf), keeping every other line.

@@ -230,3 +230,14 @@ func (l *Local) Dial(ctx context.Context, network, addr string) (net.Conn, error
 	}
 	return c, nil
 }
+
+// ListenUnix listens on a Unix socket on this machine (removed again when
+// the listener is closed).
+func (l *Local) ListenUnix(ctx context.Context, path string) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("on %s: listening on %s: %w", l.node.Name, path, err)
+	}
+	return ln, nil
+}

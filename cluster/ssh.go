@@ -356,3 +356,33 @@ func (s *SSH) Dial(ctx context.Context, network, addr string) (net.Conn, error) 
 	}
 	return withDeadlines(c), nil
 }
+
+// ListenUnix asks the node's sshd to listen on the Unix socket path and
+// to pass each connection to it back through this connection
+// (streamlocal-forward@openssh.com). The request is bounded by ctx.
+func (s *SSH) ListenUnix(ctx context.Context, path string) (net.Listener, error) {
+	type result struct {
+		ln  net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		ln, err := s.client.ListenUnix(path)
+		ch <- result{ln, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("on %s: listening on %s through ssh (is AllowStreamLocalForwarding off in its sshd_config, "+
+				"or does the socket file exist?): %w", s.node.Name, path, r.err)
+		}
+		return r.ln, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.ln != nil {
+				_ = r.ln.Close()
+			}
+		}()
+		return nil, fmt.Errorf("on %s: listening on %s through ssh: %w", s.node.Name, path, context.Cause(ctx))
+	}
+}

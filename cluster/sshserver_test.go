@@ -160,7 +160,7 @@ func (s *testSSHServer) serveConn(c net.Conn, conf *ssh.ServerConfig) {
 		return
 	}
 	defer sc.Close()
-	go ssh.DiscardRequests(reqs)
+	go s.serveGlobal(sc, reqs)
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "session":
@@ -211,6 +211,12 @@ func forward(nc ssh.NewChannel, network, addr string) {
 		return
 	}
 	go ssh.DiscardRequests(reqs)
+	pipeConn(ch, c)
+}
+
+// pipeConn copies both ways between an SSH channel and a connection, then
+// closes both.
+func pipeConn(ch ssh.Channel, c net.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -230,6 +236,72 @@ func forward(nc ssh.NewChannel, network, addr string) {
 		ch.Close()
 		c.Close()
 	}()
+}
+
+// serveGlobal answers the connection's global requests: remote Unix socket
+// forwarding (streamlocal-forward@openssh.com and its cancel) as OpenSSH
+// does, refusing a socket file that exists (StreamLocalBindUnlink no) and
+// leaving the file behind when the forwarding ends. Each connection to the
+// socket is passed to the client in a forwarded-streamlocal@openssh.com
+// channel. Any other request is refused.
+func (s *testSSHServer) serveGlobal(sc *ssh.ServerConn, reqs <-chan *ssh.Request) {
+	listeners := map[string]net.Listener{}
+	defer func() {
+		for _, ln := range listeners {
+			ln.Close()
+		}
+	}()
+	for req := range reqs {
+		var p struct{ Path string }
+		switch req.Type {
+		case "streamlocal-forward@openssh.com":
+			if err := ssh.Unmarshal(req.Payload, &p); err != nil || listeners[p.Path] != nil {
+				req.Reply(false, nil)
+				continue
+			}
+			ln, err := net.Listen("unix", p.Path)
+			if err != nil {
+				req.Reply(false, nil)
+				continue
+			}
+			ln.(*net.UnixListener).SetUnlinkOnClose(false)
+			listeners[p.Path] = ln
+			req.Reply(true, nil)
+			s.wg.Add(1)
+			go func(path string) {
+				defer s.wg.Done()
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						ch, creqs, err := sc.OpenChannel("forwarded-streamlocal@openssh.com",
+							ssh.Marshal(struct{ Path, Reserved string }{path, ""}))
+						if err != nil {
+							c.Close()
+							return
+						}
+						go ssh.DiscardRequests(creqs)
+						pipeConn(ch, c)
+					}()
+				}
+			}(p.Path)
+		case "cancel-streamlocal-forward@openssh.com":
+			if err := ssh.Unmarshal(req.Payload, &p); err != nil || listeners[p.Path] == nil {
+				req.Reply(false, nil)
+				continue
+			}
+			ln := listeners[p.Path]
+			delete(listeners, p.Path)
+			ln.Close()
+			req.Reply(true, nil)
+		default:
+			if req.WantReply {
+				req.Reply(false, nil)
+			}
+		}
+	}
 }
 
 // serveSession handles one session: env is ignored, exec runs the command,

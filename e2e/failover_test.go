@@ -23,17 +23,30 @@ func failover(t *testing.T, bin string, env []string, b *bed.Bed, config string,
 }
 
 // killDC1 takes data centre 1 down as a disaster would: its PostgreSQL
-// servers die at once and its sshd goes away.
+// servers die at once and its sshd goes away. It returns once the killed
+// processes are gone (reaped: a dead postmaster left as a zombie still
+// answers pg_ctl status).
 func killDC1(t *testing.T, b *bed.Bed) {
 	t.Helper()
+	var killed []int
 	for _, n := range []string{bed.DC1A, bed.DC1B} {
 		if _, err := os.Stat(filepath.Join(b.Node(n).DataDir, "postmaster.pid")); err == nil {
-			signalAll(postgresPIDs(t, b.Node(n).DataDir), syscall.SIGKILL)
+			pids := postgresPIDs(t, b.Node(n).DataDir)
+			signalAll(pids, syscall.SIGKILL)
+			killed = append(killed, pids...)
 		}
 	}
 	if err := b.StopSSHD(bed.ClusterDC1); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 30*time.Second, "the killed PostgreSQL processes of data centre 1 are gone", func() (bool, string) {
+		for _, p := range killed {
+			if err := syscall.Kill(p, 0); err == nil {
+				return false, fmt.Sprintf("pid %d still there", p)
+			}
+		}
+		return true, ""
+	})
 }
 
 // timelineOf reads a running node's current timeline.
@@ -200,6 +213,9 @@ func TestFailover(t *testing.T) {
 		}
 		if !strings.Contains(s.Stderr, kept[0]) {
 			t.Errorf("the standby side should print where the diverged directory is kept (%s)", kept[0])
+		}
+		if !strings.Contains(s.Stderr, "not rewound but copied again") || !strings.Contains(s.Stderr, "wal_log_hints off and no data checksums") {
+			t.Errorf("the standby side should say why the former primary is copied, not rewound:\n%s", s.Stderr)
 		}
 		eventually(t, 30*time.Second, "dc1-a streams from dc2-a", func() (bool, string) {
 			got, err := b.SQL(ctx, bed.DC1A, "SELECT status || ' ' || sender_port FROM pg_stat_wal_receiver")

@@ -3,6 +3,8 @@ package steps
 import (
 	"fmt"
 	"strings"
+
+	"github.com/pgsdr/sdr/cluster"
 )
 
 // The data-directory classifier. Every stop, move and delete of a DR
@@ -172,6 +174,9 @@ type PrimaryView struct {
 	// Ancestors are the timelines the primary's timeline forked from (its
 	// timeline history), when known.
 	Ancestors map[int]bool
+	// Forks gives, for each ancestor timeline, the switch point where the
+	// primary's history left it (from the same history).
+	Forks map[int]cluster.LSN
 }
 
 // Verdict is the classifier's decision for one data directory.

@@ -27,4 +27,9 @@
 // and stops nodes through their service manager (pg_ctl, pg_ctlcluster,
 // systemd, commands) and waits for the real state; pgversion.go holds
 // everything that differs between PostgreSQL 13 and 17.
+//
+// Re-protect after a failover: 7_build_standby rewinds a former primary
+// with pg_rewind in place when its pg_control allows it (rewind_decide.go
+// decides, s7_rewind.go acts, with its own recorded phases), keeping its
+// WAL from the fork on first, and copies it otherwise.
 package steps

@@ -47,6 +47,9 @@ type Env struct {
 	// CopyRate is the rate, in bytes per second, a plan assumes for a
 	// copy when the state file records none (sdr plan --copy-rate).
 	CopyRate float64
+	// NoRewind makes start --role standby copy a former primary again
+	// instead of rewinding it with pg_rewind (start --no-rewind).
+	NoRewind bool
 
 	mu      sync.Mutex
 	layouts map[string]nodeLayout

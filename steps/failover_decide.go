@@ -231,21 +231,3 @@ func promotedAlready(node string, inRecovery bool, sysID string, tli int, intent
 	}
 	return true, nil
 }
-
-// parseAncestors returns every parent timeline in a timeline history file.
-func parseAncestors(text string) (map[int]bool, error) {
-	out := map[int]bool{}
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Fields(line)
-		tli, err := strconv.Atoi(f[0])
-		if err != nil {
-			return nil, fmt.Errorf("timeline history: cannot read line %q", line)
-		}
-		out[tli] = true
-	}
-	return out, nil
-}

@@ -144,13 +144,15 @@ func TestPromotedAlready(t *testing.T) {
 	}
 }
 
-func TestParseAncestors(t *testing.T) {
-	got, err := parseAncestors("1\t0/5000A0\tno recovery target specified\n\n2\t0/7001238\tx\n")
-	if err != nil || !got[1] || !got[2] || got[3] || len(got) != 2 {
+func TestParseForks(t *testing.T) {
+	got, err := parseForks("1\t0/5000A0\tno recovery target specified\n\n2\t0/7001238\tx\n")
+	if err != nil || len(got) != 2 || got[1] != 0x5000A0 || got[2] != 0x7001238 {
 		t.Fatalf("got %v %v", got, err)
 	}
-	if _, err := parseAncestors("x 0/1\n"); err == nil {
-		t.Error("a bad line was accepted")
+	for _, bad := range []string{"x 0/1\n", "1\n", "1\t0-1\tx\n"} {
+		if _, err := parseForks(bad); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
 	}
 }
 

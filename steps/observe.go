@@ -130,11 +130,18 @@ func conninfoValue(conninfo, key string) string {
 // sdr's markers still apply to every DR node.
 func (e *Env) primaryView(ctx context.Context, log *zap.Logger, p remoteFacts) PrimaryView {
 	pair := e.Config.Name
-	anc, err := e.timelineAncestors(ctx, p)
+	forks, err := e.timelineForks(ctx, p)
 	if err != nil {
 		log.Info("the primary's timeline history could not be read; directories of earlier timelines are refused", zap.Error(err))
 	}
-	v := PrimaryView{Pair: pair, SystemID: p.SystemID, TimeLineID: p.TimeLineID, Ancestors: anc,
+	var anc map[int]bool
+	if forks != nil {
+		anc = map[int]bool{}
+		for tli := range forks {
+			anc[tli] = true
+		}
+	}
+	v := PrimaryView{Pair: pair, SystemID: p.SystemID, TimeLineID: p.TimeLineID, Ancestors: anc, Forks: forks,
 		AppName:  func(node string) string { return cluster.AppName(pair, node) },
 		SlotName: func(node string) string { return cluster.SlotName(pair, node) },
 	}
@@ -198,10 +205,11 @@ func layoutProblems(node string, lay nodeLayout, data, parent, work cluster.Path
 	return out
 }
 
-// timelineAncestors reads the primary's timeline history over a
-// replication connection from the main standby (TIMELINE_HISTORY, which
-// the replication user may run) and returns the timelines it forked from.
-func (e *Env) timelineAncestors(ctx context.Context, p remoteFacts) (map[int]bool, error) {
+// timelineForks reads the primary's timeline history over a replication
+// connection from the main standby (TIMELINE_HISTORY, which the
+// replication user may run) and returns the timelines it forked from, each
+// with the switch point where it left it.
+func (e *Env) timelineForks(ctx context.Context, p remoteFacts) (map[int]cluster.LSN, error) {
 	if p.TimeLineID <= 1 {
 		return nil, nil
 	}
@@ -224,5 +232,5 @@ func (e *Env) timelineAncestors(ctx context.Context, p remoteFacts) (map[int]boo
 	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) < 2 {
 		return nil, fmt.Errorf("TIMELINE_HISTORY %d on %s returned no history", p.TimeLineID, p.Node.Name)
 	}
-	return parseAncestors(string(results[0].Rows[0][1]))
+	return parseForks(string(results[0].Rows[0][1]))
 }

@@ -69,4 +69,3 @@ func (e *Env) observeToStop(ctx context.Context, rc *workflow.RunContext) ([]toS
 	})
 	return found, err
 }
-

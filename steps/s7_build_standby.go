@@ -127,6 +127,17 @@ func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster
 	if err := b.observe(ctx); err != nil {
 		return err
 	}
+	method, err := b.chooseMethod(ctx)
+	if err != nil {
+		return err
+	}
+	b.method = method
+	switch method {
+	case rejoinRewind:
+		return b.buildByRewind(ctx)
+	case rejoinCopyKeep:
+		b.keepWhatever()
+	}
 	action, err := planNodeBuild(b.obs)
 	if err != nil {
 		return err
@@ -231,12 +242,24 @@ type nodeBuild struct {
 	obs     buildObs
 	verdict Verdict
 	probe   cluster.DataDirProbe
+	method  rejoinMethod // how the node rejoins (chooseMethod); "" until chosen
 }
 
 // observe probes the node and reads the recorded phase and copy id.
 func (b *nodeBuild) observe(ctx context.Context) error {
+	phase, err := b.rc.Phase(ctx, b.n.Name)
+	if err != nil {
+		return err
+	}
+	copyID, err := b.rc.Phase(ctx, copyPart(b.n.Name))
+	if err != nil {
+		return err
+	}
 	files := []string{b.lay.NewComplete(), path.Join(b.lay.New(), markerName), path.Join(b.lay.New(), "standby.signal")}
 	extra := []string{b.lay.Old(), b.lay.New()}
+	if copyID != "" {
+		extra = append(extra, b.lay.Kept(copyID))
+	}
 	for _, t := range b.tss {
 		extra = append(extra, t.Live, t.Live+".sdr/new", t.Live+".sdr/old")
 	}
@@ -246,13 +269,8 @@ func (b *nodeBuild) observe(ctx context.Context) error {
 	}
 	b.probe = pr
 	b.verdict = ClassifyDataDir(o, b.view, b.e.named(b.n.Name))
-	phase, err := b.rc.Phase(ctx, b.n.Name)
-	if err != nil {
-		return err
-	}
-	copyID, err := b.rc.Phase(ctx, copyPart(b.n.Name))
-	if err != nil {
-		return err
+	if b.method == rejoinCopyKeep {
+		b.keepWhatever()
 	}
 	b.obs = buildObs{Node: b.n.Name, Phase: phase, CopyID: copyID, Verdict: b.verdict,
 		Running: o.Running, InRecovery: o.InRecovery, WantFrom: b.wantFrom}
@@ -265,6 +283,22 @@ func (b *nodeBuild) observe(ctx context.Context) error {
 		b.obs.NewReady = signal && m.Node == b.n.Name
 	}
 	return nil
+}
+
+// keepWhatever makes the copy path move the data directory aside and keep
+// it, whatever the classifier makes of what a cut-short pg_rewind left
+// there, as long as it is a directory of this system that no server runs in.
+func (b *nodeBuild) keepWhatever() {
+	switch b.verdict.Kind {
+	case DirMissing, DirOtherCluster, DirPrimaryNode:
+		return
+	}
+	if b.probe.PostmasterAlive {
+		return
+	}
+	b.verdict.Replace, b.verdict.KeepAside = true, true
+	b.verdict.Reason += "; an earlier pg_rewind of it did not finish: it is moved aside and kept, never deleted"
+	b.obs.Verdict = b.verdict
 }
 
 func (b *nodeBuild) setPhase(ctx context.Context, phase string) error {
@@ -370,7 +404,12 @@ func (b *nodeBuild) saveOwnFiles(ctx context.Context) error {
 // that point at the node's own locations. Whatever starts PostgreSQL in it
 // from then on starts a standby.
 func (b *nodeBuild) configure(ctx context.Context) error {
-	dir := b.lay.New()
+	return b.configureIn(ctx, b.lay.New())
+}
+
+// configureIn makes dir (the new copy, or the data directory itself after
+// a rewind) a fully configured standby of this node.
+func (b *nodeBuild) configureIn(ctx context.Context, dir string) error {
 	conf, err := b.e.confOf(ctx, b.n)
 	if err != nil {
 		return err
@@ -384,7 +423,7 @@ func (b *nodeBuild) configure(ctx context.Context) error {
 	}
 	cmds = append(cmds, "touch "+q(path.Join(dir, "standby.signal")))
 	if _, err := b.e.run(ctx, b.n, strings.Join(cmds, " && "), cluster.RunOpts{}); err != nil {
-		return fmt.Errorf("while configuring the new copy of %s in %s: %w", b.n.Name, dir, err)
+		return fmt.Errorf("while configuring %s as a standby of %s: %w", dir, b.n.Name, err)
 	}
 	cctx, cancel := b.e.cmdCtx(ctx)
 	defer cancel()
@@ -402,9 +441,9 @@ func (b *nodeBuild) configure(ctx context.Context) error {
 	}
 	m := CopyMarker{Pair: b.e.Config.Name, Node: b.n.Name, SystemID: b.p.SystemID, CopyID: b.obs.CopyID, From: b.wantFrom}
 	if err := b.a.WriteFile(cctx, path.Join(dir, markerName), []byte(m.String()), 0o600); err != nil {
-		return fmt.Errorf("while writing sdr's marker into the new copy of %s: %w", b.n.Name, err)
+		return fmt.Errorf("while writing sdr's marker into %s on %s: %w", dir, b.n.Name, err)
 	}
-	b.log.Info("new copy configured as a standby", zap.String("dir", dir), zap.String("upstream", b.up.Node))
+	b.log.Info("configured as a standby", zap.String("dir", dir), zap.String("upstream", b.up.Node))
 	return nil
 }
 
@@ -417,7 +456,7 @@ func (b *nodeBuild) swap(ctx context.Context) error {
 		return err
 	}
 	if b.obs.DataCopy != b.obs.CopyID || b.obs.CopyID == "" {
-		if err := b.checkCopy(ctx); err != nil {
+		if err := b.checkCopy(ctx, b.lay.New()); err != nil {
 			return err
 		}
 	}

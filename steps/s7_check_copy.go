@@ -19,12 +19,13 @@ import (
 // postgresql.conf, or the copy's own), and checkCopyConfig decides. It
 // starts nothing and changes nothing; a problem stops the rebuild before
 // the node's data directory is touched.
-func (b *nodeBuild) checkCopy(ctx context.Context) error {
+//
+// After a rewind, newDir is the data directory itself, configured in place.
+func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 	conf, err := b.e.confOf(ctx, b.n)
 	if err != nil {
 		return err
 	}
-	newDir := b.lay.New()
 	f := features(pgVersion(b.p.VersionNum))
 	confDir, override := newDir, ""
 	if b.n.SeparateConfig() {
@@ -67,6 +68,10 @@ func (b *nodeBuild) checkCopy(ctx context.Context) error {
 		if s.NoConfig && !b.n.SeparateConfig() {
 			hint = fmt.Sprintf(" (%s keeps its postgresql.conf outside its data directory, so the copy has none: give %s a postgresql.conf "+
 				"of its own outside the data directory and set config_dir to its directory)", b.up.Node, b.n.Name)
+		}
+		if newDir == b.lay.DataDir {
+			return permanent(fmt.Errorf("the rewound data directory of %s was not started (it holds standby.signal, so whatever starts it "+
+				"starts a standby): %s%s", b.n.Name, strings.Join(problems, "; "), hint))
 		}
 		return permanent(fmt.Errorf("the new copy was not swapped in, the data directory of %s is unchanged: %s%s",
 			b.n.Name, strings.Join(problems, "; "), hint))

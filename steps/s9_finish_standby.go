@@ -46,7 +46,7 @@ func (e *Env) finishStandby(ctx context.Context, rc *workflow.RunContext) error 
 		lctx, lcancel := e.longCtx(ctx)
 		defer lcancel()
 		remove := []struct{ dir, trash string }{{lay.Old(), lay.Trash()}, {lay.Saved(), lay.Trash()}, {lay.Saved() + ".tmp", lay.Trash()},
-			{lay.New(), lay.Trash()}}
+			{lay.New(), lay.Trash()}, {lay.RewindSockDir(), lay.Trash()}}
 		for _, t := range tss {
 			remove = append(remove, struct{ dir, trash string }{t.Live + ".sdr/old", t.Live + ".sdr/trash"})
 		}

@@ -65,6 +65,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{"config error in status", []string{"--state", state, "--config", badYAML, "status"}, badYAML},
 		{"start with arguments", []string{"--state", state, "start", "--role", "primary", "extra"}, "extra"},
 		{"unknown flag", []string{"--state", state, "status", "--bogus"}, "bogus"},
+		{"--no-rewind on the primary side", []string{"--state", state, "start", "--role", "primary", "--no-rewind"}, "--no-rewind applies to --role standby only"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,7 +248,8 @@ func TestStartHelpListsSteps(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	for _, step := range []string{"1_prepare", "2_check_cluster", "3_prepare_replication", "4_retain_wal", "5_open_access",
-		"5_stop_cluster", "6_set_guc", "7_build_standby", "8_wait_standby", "8_start_cluster", "9_finish", "--restart", "role primary:", "role standby:"} {
+		"5_stop_cluster", "6_set_guc", "7_build_standby", "8_wait_standby", "8_start_cluster", "9_finish", "--restart", "role primary:", "role standby:",
+		"--no-rewind", "pg_rewind"} {
 		if !strings.Contains(stdout, step) {
 			t.Errorf("start --help does not list %s", step)
 		}

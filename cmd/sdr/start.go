@@ -20,7 +20,7 @@ func startCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "start",
 		Usage:     "turn this side into its half of the DR pair (resumable: rerun to continue)",
-		UsageText: "sdr --config FILE --state FILE start --role primary|standby [--timeout D] [--restart] [--reset-replication-password]",
+		UsageText: "sdr --config FILE --state FILE start --role primary|standby [--timeout D] [--restart] [--replace-diverged NODE] [--no-rewind] [--reset-replication-password]",
 		Description: "Steps (the same numbers on both sides; a step with nothing to do for a role is recorded as skipped):\n" +
 			steps.StartHelp() + `
 While a node is copied, a terminal shows one progress line under the log lines
@@ -30,7 +30,14 @@ A rerun with the same config starts at the first step that is not done, after
 re-checking the live cluster. A rerun whose config changed is refused and the
 changes are named; --restart starts again from step 1 (values saved by earlier
 runs are kept: on the primary side, the record that step 4 raised
-wal_keep_size, which step 9 consumes).`,
+wal_keep_size, which step 9 consumes).
+
+Re-protect after a failover (--role standby on the old primary cluster, once
+primary: names the new one): the former primary is rewound with pg_rewind when
+its pg_control shows wal_log_hints on or data checksums, after its WAL from the
+fork on and its pg_control are kept in <data_dir>.sdr/diverged-<id>; otherwise
+(or with --no-rewind, or after a pg_rewind that did not finish) it is copied
+again and its whole data directory is kept there. sdr never deletes either.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "role", Required: true, Usage: "`primary` (run on the primary side) or standby (run on the DR side)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "bound for waits (primary: for the main standby to stream; standby: for the primary to accept the replication user, for each pg_basebackup, for streaming); default timeouts.wait from the config"},
@@ -38,6 +45,8 @@ wal_keep_size, which step 9 consumes).`,
 			&cli.StringSliceFlag{Name: "replace-diverged", Usage: "standby role: allow the rebuild to replace `NODE`'s data directory although it is diverged " +
 				"(promoted, may hold writes the primary does not have) or not recognised as an sdr copy; it is moved aside into " +
 				"<data_dir>.sdr/diverged-* and kept, never deleted. Repeat for several nodes. Never applies to a primary-cluster node"},
+			&cli.BoolFlag{Name: "no-rewind", Usage: "standby role, re-protect after a failover: copy the former primary again (its whole data directory " +
+				"is moved aside and kept) instead of rewinding it with pg_rewind, which sdr does when its pg_control shows wal_log_hints on or data checksums"},
 			&cli.BoolFlag{Name: "reset-replication-password", Usage: "primary side: set the password of replication.user even though sdr did not create that role for this pair (by default sdr refuses to change it)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -51,6 +60,9 @@ wal_keep_size, which step 9 consumes).`,
 			named := c.StringSlice("replace-diverged")
 			if len(named) > 0 && role != workflow.RoleStandby {
 				return usagef("--replace-diverged applies to --role standby only")
+			}
+			if c.Bool("no-rewind") && role != workflow.RoleStandby {
+				return usagef("--no-rewind applies to --role standby only")
 			}
 			return runStart(c, readGlobals(c), role, c.Duration("timeout"), c.Bool("restart"), named)
 		},
@@ -104,7 +116,7 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	}
 	defer s.close()
 	env := &steps.Env{Config: cfg, Pool: s.pool, Password: password, Timeout: timeout, ReplaceDiverged: replaceDiverged,
-		ResetReplicationPassword: c.Bool("reset-replication-password")}
+		ResetReplicationPassword: c.Bool("reset-replication-password"), NoRewind: c.Bool("no-rewind")}
 	wf := steps.Start(role, env)
 	res, err := s.run(c, cfg, wf, nil, workflow.Options{Restart: restart})
 	return reportRun(c, wf, cfg.Name, res, err)

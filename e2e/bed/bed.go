@@ -121,6 +121,9 @@ type Options struct {
 	// KeepOnFailure keeps Dir (with the logs) when New fails. Processes are
 	// stopped either way.
 	KeepOnFailure bool
+	// WalLogHints sets wal_log_hints = on on every node (from initdb on),
+	// so that a former primary can be rewound with pg_rewind.
+	WalLogHints bool
 }
 
 // NodeInfo describes one PostgreSQL instance of the bed.
@@ -177,6 +180,8 @@ type Bed struct {
 
 	BinDir string               `json:"bin_dir"`
 	Nodes  map[string]*NodeInfo `json:"nodes"`
+	// WalLogHints: every node runs with wal_log_hints = on (Options).
+	WalLogHints bool `json:"wal_log_hints,omitempty"`
 
 	log func(format string, args ...any)
 }
@@ -298,6 +303,7 @@ func New(ctx context.Context, opts Options) (_ *Bed, err error) {
 		SSHUser:          "postgres",
 		BinDir:           BinDir,
 		Nodes:            map[string]*NodeInfo{},
+		WalLogHints:      opts.WalLogHints,
 		log:              logf,
 	}
 	b.SSHConfig = filepath.Join(b.SSHDir, "sshd_config")
@@ -762,9 +768,17 @@ unix_socket_directories = '%s'
 cluster_name = '%s'
 wal_keep_size = '256MB'
 log_replication_commands = on
-# sdr-bed end
-`, n.Port, b.listenAddresses(), n.SocketDir, n.Name)
+%s# sdr-bed end
+`, n.Port, b.listenAddresses(), n.SocketDir, n.Name, b.extraSettings())
 	return os.WriteFile(path, []byte(s), 0o600) // existing file: owner kept
+}
+
+// extraSettings are the settings of Options for every node's configuration.
+func (b *Bed) extraSettings() string {
+	if b.WalLogHints {
+		return "wal_log_hints = on\n"
+	}
+	return ""
 }
 
 // listenAddresses is listen_addresses for every node.

@@ -77,7 +77,7 @@ func (b *Bed) createDebianCluster(ctx context.Context, n *NodeInfo) error {
 listen_addresses = '%s'
 wal_keep_size = '256MB'
 log_replication_commands = on
-`, n.Name, b.listenAddresses())
+%s`, n.Name, b.listenAddresses(), b.extraSettings())
 	p := filepath.Join(n.ConfigDir, "conf.d", "sdr-bed.conf")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		return err
