@@ -69,7 +69,9 @@ sdr_show() {
 	for i, n := range names {
 		fmt.Fprintf(&b, "sdr_i=%d sdr_show%s -C %s\n", i, over, n)
 	}
-	out, err := runScript(ctx, a, "postgres -C in "+confDir, b.String())
+	// postgres -C reads the configuration only (the temporary file holds
+	// its stderr and is removed): a plan may run it.
+	out, err := runReadScript(ctx, a, "postgres -C in "+confDir, b.String())
 	if err != nil {
 		return Settings{}, fmt.Errorf("while reading the settings of %s with postgres -C: %w", confDir, err)
 	}

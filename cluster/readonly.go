@@ -75,7 +75,13 @@ var readOnlyPrograms = map[string]func(args []string) bool{
 	"readlink":       nil,
 	"pg_controldata": nil,
 	"pg_ctl":         func(args []string) bool { return len(args) > 0 && args[0] == "status" },
-	"postgres":       func(args []string) bool { return len(args) == 1 && (args[0] == "--version" || args[0] == "-V") },
+	// pg_ctlcluster <version> <cluster> status, systemctl is-active [--quiet] <unit>:
+	// the status commands of the service managers.
+	"pg_ctlcluster": func(args []string) bool { return len(args) == 3 && args[2] == "status" },
+	"systemctl": func(args []string) bool {
+		return len(args) >= 2 && args[0] == "is-active" && (len(args) == 2 || len(args) == 3 && args[1] == "--quiet")
+	},
+	"postgres": func(args []string) bool { return len(args) == 1 && (args[0] == "--version" || args[0] == "-V") },
 }
 
 // readOnlyCommand reports whether cmd only reads: a script of a read-only
