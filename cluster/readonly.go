@@ -64,6 +64,12 @@ func (r *readOnlyAccess) WriteFile(_ context.Context, p string, _ []byte, _ fs.F
 // (runReadScript); ReadOnly lets them run.
 const readOnlyMark = "# sdr: reads only\n"
 
+// ReadOnlyScript marks a script that only reads (it changes nothing on
+// the node) so that a ReadOnly access runs it: the probes of the steps'
+// checks, which a plan runs. Mark nothing that writes: ReadOnly trusts
+// the mark.
+func ReadOnlyScript(script string) string { return readOnlyMark + script }
+
 // readOnlyPrograms are the programs ReadOnly runs as a simple command, and
 // what their arguments must be (nil: any).
 var readOnlyPrograms = map[string]func(args []string) bool{
@@ -79,7 +85,13 @@ var readOnlyPrograms = map[string]func(args []string) bool{
 	// the status commands of the service managers.
 	"pg_ctlcluster": func(args []string) bool { return len(args) == 3 && args[2] == "status" },
 	"systemctl": func(args []string) bool {
-		return len(args) >= 2 && args[0] == "is-active" && (len(args) == 2 || len(args) == 3 && args[1] == "--quiet")
+		switch {
+		case len(args) >= 2 && args[0] == "is-active":
+			return len(args) == 2 || len(args) == 3 && args[1] == "--quiet"
+		case len(args) >= 2 && args[0] == "show":
+			return true
+		}
+		return false
 	},
 	"postgres": func(args []string) bool { return len(args) == 1 && (args[0] == "--version" || args[0] == "-V") },
 }

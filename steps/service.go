@@ -351,7 +351,7 @@ func (e *Env) observeService(ctx context.Context, n *cluster.Node, lay nodeLayou
 			q(path.Join(n.ConfDir(), "start.conf")))
 	}
 	script.WriteString("exit 0\n")
-	out, err := e.run(ctx, n, script.String(), cluster.RunOpts{})
+	out, err := e.run(ctx, n, cluster.ReadOnlyScript(script.String()), cluster.RunOpts{})
 	if err != nil {
 		return o, fmt.Errorf("while looking at the service manager of %s: %w", n.Name, err)
 	}
