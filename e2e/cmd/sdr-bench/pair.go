@@ -29,13 +29,22 @@ type pairSetup struct {
 	PostgreSQL   string  `json:"postgresql"`
 }
 
-// newPair builds a bed in dir ("" for a new /tmp/sdr-bed-*), loads
+// newPair builds a bed in dir ("" for a new /tmp/sdr-bench-*: a name of
+// its own, apart from the test beds' /tmp/sdr-bed-*, which other people's
+// clean-ups on a shared machine may remove), loads
 // pgbench data at scale on dc1-a, creates the writing client's table and
 // role, runs both sdr starts and waits until the DR pair streams and the
 // DR side has the client's role. On error the bed is closed with its logs
 // kept, and the error says where.
 func newPair(ctx context.Context, o options, dir string) (*bed.Bed, pairSetup, error) {
 	var ps pairSetup
+	if dir == "" {
+		d, err := os.MkdirTemp("/tmp", "sdr-bench-")
+		if err != nil {
+			return nil, ps, err
+		}
+		dir = d
+	}
 	b, err := bed.New(ctx, bed.Options{Dir: dir, Log: logf})
 	if err != nil {
 		return nil, ps, err
