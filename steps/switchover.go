@@ -38,7 +38,9 @@ func switchoverSteps(e *Env, o SwitchoverOptions) []workflow.Step {
 			OnStart: workflow.StateSwitchover, OnFail: workflow.StateSwitchoverFail, Run: e.demotePrimary},
 		{Num: 3, Name: "3_wait_primary", Short: "wait until the main standby has replayed the old primary's shutdown checkpoint", Roles: promote,
 			OnStart: workflow.StateSwitchover, OnFail: workflow.StateSwitchoverFail,
-			Run: func(ctx context.Context, rc *workflow.RunContext) error { return e.waitShutdownReplayed(ctx, rc, o.Token) }},
+			Run: func(ctx context.Context, rc *workflow.RunContext) error {
+				return e.waitShutdownReplayed(ctx, rc, o.Token)
+			}},
 		{Num: 4, Name: "4_rejoin", Short: "once the new primary is promoted past the token, start the old primary as its standby", Roles: demote,
 			OnFail: workflow.StateSwitchoverFail, Run: e.rejoinOldPrimary},
 		{Num: 4, Name: "4_promote", Short: "promote the main standby, keep the old primary's WAL in a slot, checkpoint, record it", Roles: promote,
