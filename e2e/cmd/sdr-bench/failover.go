@@ -107,6 +107,7 @@ type failoverReport struct {
 	Runs    int     `json:"runs"`
 	RetryMS float64 `json:"retry_ms"`
 	Settle  float64 `json:"settle_s"`
+	Connect string  `json:"connect_timeout"` // timeouts.connect of the sdr failover runs
 	Load    struct {
 		Start [3]float64 `json:"start"`
 		End   [3]float64 `json:"end"`
@@ -127,7 +128,10 @@ func (r *failoverReport) kind(scenario, k string) *failoverKind {
 
 func runFailoverBench(ctx context.Context, o options) (*failoverReport, error) {
 	rep := &failoverReport{Version: 1, Date: time.Now().UTC().Format(time.RFC3339), Machine: machineInfo(), Scale: o.scale, Runs: o.runs,
-		RetryMS: float64(o.retry) / float64(time.Millisecond), Settle: failoverSettle.Seconds()}
+		RetryMS: float64(o.retry) / float64(time.Millisecond), Settle: failoverSettle.Seconds(), Connect: "10s (the bed's)"}
+	if o.connectTimeout > 0 {
+		rep.Connect = o.connectTimeout.String()
+	}
 	rep.Load.Start[0], rep.Load.Start[1], rep.Load.Start[2] = loadavg()
 	kinds := []string{kindPromote, kindSDR}
 	bins := map[string]string{kindSDR: o.sdr}
@@ -300,8 +304,18 @@ func bareFailover(ctx context.Context, b *bed.Bed, t0 time.Time, r *failoverRun)
 // sdrFailover runs `sdr failover --accept-data-loss` on the DR side and
 // reads its steps and its pg_promote call from its records.
 func sdrFailover(ctx context.Context, o options, b *bed.Bed, bin string, r *failoverRun) (time.Time, error) {
+	config := b.ConfigPath
+	if o.connectTimeout > 0 {
+		c, err := b.WriteConfig(func(m *map[string]any) {
+			(*m)["timeouts"].(map[string]any)["connect"] = o.connectTimeout.String()
+		})
+		if err != nil {
+			return time.Time{}, err
+		}
+		config = c
+	}
 	off := fileSize(b.LogFileStandby)
-	cmd, out, t0, err := startProc(ctx, b.Dir, bin, "--config", b.ConfigPath, "--state", b.StateFileStandby, "--log-file", b.LogFileStandby,
+	cmd, out, t0, err := startProc(ctx, b.Dir, bin, "--config", config, "--state", b.StateFileStandby, "--log-file", b.LogFileStandby,
 		"failover", "--accept-data-loss", "--timeout", "2m")
 	if err != nil {
 		return t0, err

@@ -62,6 +62,7 @@ func main() {
 	flag.Float64Var(&o.quietCores, "quiet-cores", 0.3, "before each run, wait until fewer CPU cores than this are busy (the bed is idle then)")
 	flag.DurationVar(&o.quietWait, "quiet-wait", 3*time.Minute, "the longest wait for a quiet machine before each run (0: do not wait)")
 	flag.StringVar(&o.lossList, "dc-loss", lossKill, "failover: how data centre 1 is lost, comma-separated: kill (servers and sshd die; connections refused), freeze (they hang; connections time out)")
+	flag.DurationVar(&o.connectTimeout, "connect-timeout", 0, "failover: run sdr failover with this timeouts.connect (default: the bed's, 10s)")
 	flag.DurationVar(&o.retry, "retry", 2*time.Millisecond, "failover and switchover: the writing client's pause between two INSERTs")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-bench start|failover|switchover|all] [-baseline BIN] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
@@ -121,6 +122,8 @@ type options struct {
 	retry      time.Duration
 	lossList   string
 	losses     []string // parsed from lossList
+
+	connectTimeout time.Duration
 }
 
 func (o *options) check() error {
@@ -174,6 +177,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-timeout %s: must be positive", o.timeout)
 	case o.quietWait < 0:
 		return fmt.Errorf("-quiet-wait %s: must not be negative", o.quietWait)
+	case o.connectTimeout < 0:
+		return fmt.Errorf("-connect-timeout %s: must not be negative", o.connectTimeout)
 	case o.retry <= 0 || o.retry > time.Second:
 		return fmt.Errorf("-retry %s: must be more than 0 and at most 1s", o.retry)
 	}

@@ -66,7 +66,7 @@ func (r *failoverReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(bw, "runs: %d of each kind, alternately; data centre 1 lost, the action %.1f s later; "+
 		"a client retries an INSERT on the main standby every %.0f ms\n", r.Runs, r.Settle, r.RetryMS)
 	fmt.Fprintln(bw, "  kill: its PostgreSQL servers get SIGKILL and its sshd goes away (connections to it are refused at once)")
-	fmt.Fprintln(bw, "  freeze: its PostgreSQL servers and sshd get SIGSTOP (connections to it hang until the client's timeout)")
+	fmt.Fprintf(bw, "  freeze: its PostgreSQL servers and sshd get SIGSTOP (connections to it hang until the client's timeout; sdr's timeouts.connect: %s)\n", r.Connect)
 	fmt.Fprintln(bw)
 
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
