@@ -46,17 +46,27 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags failpoints ./...
 
-# Benchmarks: the Go micro-benchmarks of workflow and store, then sdr
-# against the raw PostgreSQL floor on a test bed (needs root; takes a few
-# minutes; docs/performance.md). make bench SCALE=200 RUNS=5 BENCH_ARGS=-json
-SCALE ?= 50
+# Benchmarks (need root; take a few minutes each; docs/performance.md).
+# BENCH picks the sections, comma-separated: start (the default: the Go
+# micro-benchmarks of workflow and store, then sdr start against the raw
+# PostgreSQL floor), failover (sdr failover against pg_promote alone),
+# switchover (the write-unavailability window of sdr switchover against a
+# bare fast shutdown plus pg_promote), or all. SCALE is the pgbench scale
+# (default: 50 for start and switchover, 10 for failover).
+#   make bench SCALE=200 RUNS=5 BENCH_ARGS=-json
+#   make bench BENCH=failover
+#   make bench BENCH=switchover RUNS=5
+BENCH ?= start
+SCALE ?=
 RUNS  ?= 3
 BENCH_ARGS ?=
+comma := ,
+BENCH_MICRO := $(filter start all,$(subst $(comma), ,$(BENCH)))
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./workflow/... ./store/...
+	$(if $(BENCH_MICRO),$(GO) test -run '^$$' -bench . -benchmem ./workflow/... ./store/...)
 	$(GO) build -o bin/sdr-bench ./e2e/cmd/sdr-bench
 	$(GO) build -o bin/sdr-bench-shim ./e2e/cmd/sdr-bench-shim
-	bin/sdr-bench -sdr $(CURDIR)/$(BIN) -shim $(CURDIR)/bin/sdr-bench-shim -scale $(SCALE) -runs $(RUNS) $(BENCH_ARGS)
+	bin/sdr-bench -sdr $(CURDIR)/$(BIN) -shim $(CURDIR)/bin/sdr-bench-shim -bench $(BENCH) $(if $(SCALE),-scale $(SCALE)) -runs $(RUNS) $(BENCH_ARGS)
 
 clean:
 	rm -rf bin unit-test.log e2e-test.log

@@ -159,58 +159,84 @@ func (e *Env) drFacts(ctx context.Context, rc *workflow.RunContext) (map[string]
 // probeOldPrimary looks at every node of the old primary cluster over
 // every path sdr has, each bounded by the connect timeout: from the main
 // standby as the replication user, and over SSH (the postmaster, pg_control,
-// PostgreSQL on its own socket).
+// PostgreSQL on its own socket). The paths of a node are probed at the same
+// time, so that a data centre that does not answer at all (its packets
+// dropped) costs one connect timeout, not one per path.
 func (e *Env) probeOldPrimary(ctx context.Context, rc *workflow.RunContext, sysID string) []oldPrimaryObs {
 	nodes := e.primaryNodes()
 	obs := make([]oldPrimaryObs, len(nodes))
 	main, _ := e.mainStandby()
 	bound := e.Config.Timeouts.Connect.Duration + 2*time.Second
 	_ = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
-		o := &obs[indexOf(nodes, n)]
-		o.Node = n.Name
-		pctx, cancel := context.WithTimeout(ctx, bound)
-		defer cancel()
-		if via, err := e.access(pctx, main); err == nil {
-			_, inRecovery, err := e.remoteNodeFacts(pctx, via, n)
-			if err == nil {
-				o.PGAnswered, o.PGPrimary = true, !inRecovery
-			} else {
-				o.PGErr = err.Error()
-			}
-		}
-		sctx, scancel := context.WithTimeout(ctx, bound)
-		defer scancel()
-		a, err := e.access(sctx, n)
-		if err != nil {
-			o.SSHErr = err.Error()
-			return nil
-		}
-		pr, err := cluster.ProbeDataDir(sctx, a, n.BinDir, n.DataDir, []string{fenceMarkerName}, nil)
-		if err != nil {
-			o.SSHErr = err.Error()
-			return nil
-		}
-		o.SSH, o.PostmasterAlive = true, pr.PostmasterAlive
-		_, o.Fenced = pr.Files[fenceMarkerName]
-		if c := pr.Control; c != nil {
-			o.State, o.CheckpointLSN, o.SystemID = c.State, c.CheckpointLSN, c.SystemID
-		}
-		if pr.PostmasterAlive {
-			err := e.withAdmin(sctx, n, func(ctx context.Context, c *pgx.Conn) error {
-				var inRecovery bool
-				if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
-					return err
-				}
-				o.AdminAnswered, o.AdminPrimary = true, !inRecovery
-				return nil
-			})
-			if err != nil && o.PGErr == "" {
-				o.PGErr = err.Error()
-			}
-		}
+		var viaDR oldPrimaryObs
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			viaDR = e.probeFromDR(ctx, main, n, bound)
+		}()
+		viaSSH := e.probeOverSSH(ctx, n, bound)
+		<-done
+		obs[indexOf(nodes, n)] = mergeOldPrimaryObs(n.Name, viaDR, viaSSH)
 		return nil
 	})
 	return obs
+}
+
+// probeFromDR asks old-primary node n, from the main standby as the
+// replication user (the path the WAL came over), whether it is a primary.
+func (e *Env) probeFromDR(ctx context.Context, main, n *cluster.Node, bound time.Duration) oldPrimaryObs {
+	var o oldPrimaryObs
+	pctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	via, err := e.access(pctx, main)
+	if err != nil {
+		return o
+	}
+	_, inRecovery, err := e.remoteNodeFacts(pctx, via, n)
+	if err == nil {
+		o.PGAnswered, o.PGPrimary = true, !inRecovery
+	} else {
+		o.PGErr = err.Error()
+	}
+	return o
+}
+
+// probeOverSSH looks at old-primary node n over SSH: its data directory
+// (postmaster, pg_control, sdr's fence marker) and, when a postmaster
+// runs, PostgreSQL on its own socket.
+func (e *Env) probeOverSSH(ctx context.Context, n *cluster.Node, bound time.Duration) oldPrimaryObs {
+	var o oldPrimaryObs
+	sctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	a, err := e.access(sctx, n)
+	if err != nil {
+		o.SSHErr = err.Error()
+		return o
+	}
+	pr, err := cluster.ProbeDataDir(sctx, a, n.BinDir, n.DataDir, []string{fenceMarkerName}, nil)
+	if err != nil {
+		o.SSHErr = err.Error()
+		return o
+	}
+	o.SSH, o.PostmasterAlive = true, pr.PostmasterAlive
+	_, o.Fenced = pr.Files[fenceMarkerName]
+	if c := pr.Control; c != nil {
+		o.State, o.CheckpointLSN, o.SystemID = c.State, c.CheckpointLSN, c.SystemID
+	}
+	if pr.PostmasterAlive {
+		err := e.withAdmin(sctx, n, func(ctx context.Context, c *pgx.Conn) error {
+			var inRecovery bool
+			if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+				return err
+			}
+			o.AdminAnswered, o.AdminPrimary = true, !inRecovery
+			return nil
+		})
+		if err != nil {
+			o.PGErr = err.Error()
+		}
+	}
+	return o
 }
 
 const windowSQL = `SELECT coalesce(pg_last_wal_receive_lsn()::text, ''), coalesce(pg_last_wal_replay_lsn()::text, ''),

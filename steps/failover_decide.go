@@ -32,6 +32,20 @@ type oldPrimaryObs struct {
 	Fenced          bool // already carries sdr's fence marker
 }
 
+// mergeOldPrimaryObs joins what the two paths saw of node: the answer
+// to the main standby from dr, everything seen over SSH from ssh. PGErr
+// says why PostgreSQL did not answer the main standby, or, when it did
+// not fail there, why it did not answer on its own socket.
+func mergeOldPrimaryObs(node string, dr, ssh oldPrimaryObs) oldPrimaryObs {
+	o := ssh
+	o.Node = node
+	o.PGAnswered, o.PGPrimary = dr.PGAnswered, dr.PGPrimary
+	if dr.PGErr != "" {
+		o.PGErr = dr.PGErr
+	}
+	return o
+}
+
 // answersAsPrimary reports whether the node answered as a primary on any path.
 func (o oldPrimaryObs) answersAsPrimary() bool {
 	return (o.PGAnswered && o.PGPrimary) || (o.AdminAnswered && o.AdminPrimary)

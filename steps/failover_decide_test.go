@@ -182,3 +182,41 @@ func TestStaleNote(t *testing.T) {
 		})
 	}
 }
+
+func TestMergeOldPrimaryObs(t *testing.T) {
+	sshUp := oldPrimaryObs{SSH: true, PostmasterAlive: true, AdminAnswered: true, AdminPrimary: true, State: "in production", SystemID: "7"}
+	tests := []struct {
+		name    string
+		dr, ssh oldPrimaryObs
+		want    oldPrimaryObs
+		primary bool
+	}{
+		{name: "answers as a primary to the main standby only",
+			dr: oldPrimaryObs{PGAnswered: true, PGPrimary: true}, ssh: oldPrimaryObs{SSHErr: "i/o timeout"},
+			want: oldPrimaryObs{Node: "dc1-a", PGAnswered: true, PGPrimary: true, SSHErr: "i/o timeout"}, primary: true},
+		{name: "answers as a primary over SSH only",
+			dr: oldPrimaryObs{PGErr: "connection refused"}, ssh: sshUp,
+			want: oldPrimaryObs{Node: "dc1-a", PGErr: "connection refused", SSH: true, PostmasterAlive: true, AdminAnswered: true, AdminPrimary: true,
+				State: "in production", SystemID: "7"}, primary: true},
+		{name: "the main standby's error wins over the socket's",
+			dr: oldPrimaryObs{PGErr: "timeout via the main standby"}, ssh: oldPrimaryObs{SSH: true, PostmasterAlive: true, PGErr: "socket: timeout"},
+			want: oldPrimaryObs{Node: "dc1-a", PGErr: "timeout via the main standby", SSH: true, PostmasterAlive: true}},
+		{name: "the socket's error when the main standby's path failed without one",
+			dr: oldPrimaryObs{}, ssh: oldPrimaryObs{SSH: true, PostmasterAlive: true, PGErr: "socket: timeout"},
+			want: oldPrimaryObs{Node: "dc1-a", PGErr: "socket: timeout", SSH: true, PostmasterAlive: true}},
+		{name: "nothing answers",
+			dr: oldPrimaryObs{PGErr: "timeout"}, ssh: oldPrimaryObs{SSHErr: "timeout"},
+			want: oldPrimaryObs{Node: "dc1-a", PGErr: "timeout", SSHErr: "timeout"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := mergeOldPrimaryObs("dc1-a", tc.dr, tc.ssh)
+			if got != tc.want {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+			if got.answersAsPrimary() != tc.primary {
+				t.Errorf("answersAsPrimary() = %v, want %v", got.answersAsPrimary(), tc.primary)
+			}
+		})
+	}
+}

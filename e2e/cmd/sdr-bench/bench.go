@@ -48,8 +48,13 @@ func (p proc) String() string {
 
 // startSDR starts sdr with args; wait finishes it.
 func (bm *bench) startSDR(ctx context.Context, bin string, args ...string) (*exec.Cmd, *bytes.Buffer, time.Time, error) {
+	return startProc(ctx, bm.bed.Dir, bin, args...)
+}
+
+// startProc starts sdr with args in dir; wait finishes it.
+func startProc(ctx context.Context, dir, bin string, args ...string) (*exec.Cmd, *bytes.Buffer, time.Time, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = bm.bed.Dir
+	cmd.Dir = dir
 	// Interrupted, sdr records the interruption and exits.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
@@ -78,7 +83,12 @@ func wait(cmd *exec.Cmd, out *bytes.Buffer, start time.Time) proc {
 }
 
 func (bm *bench) sdrOnce(ctx context.Context, args ...string) (proc, error) {
-	cmd, out, start, err := bm.startSDR(ctx, bm.sdr, args...)
+	return runProc(ctx, bm.bed.Dir, bm.sdr, args...)
+}
+
+// runProc runs sdr with args in dir and waits for it.
+func runProc(ctx context.Context, dir, bin string, args ...string) (proc, error) {
+	cmd, out, start, err := startProc(ctx, dir, bin, args...)
 	if err != nil {
 		return proc{}, err
 	}
@@ -245,7 +255,14 @@ func (bm *bench) runPair(ctx context.Context, bin string, restart bool) (sdrRun,
 
 // stepTimes reads the step durations of the last run from status --json.
 func (bm *bench) stepTimes(ctx context.Context, state string) ([]stepTime, error) {
-	p, err := bm.sdrOnce(ctx, "--state", state, "status", "--json")
+	return readStepTimes(ctx, bm.bed.Dir, bm.sdr, state, "")
+}
+
+// readStepTimes reads, from status --json of a state file, the durations
+// of the steps done by the last run of every workflow, or of the
+// workflow named workflow ("failover/standby") when it is not "".
+func readStepTimes(ctx context.Context, dir, sdr, state, workflow string) ([]stepTime, error) {
+	p, err := runProc(ctx, dir, sdr, "--state", state, "status", "--json")
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +271,8 @@ func (bm *bench) stepTimes(ctx context.Context, state string) ([]stepTime, error
 	}
 	var doc struct {
 		Workflows []struct {
-			Steps []struct {
+			Workflow string `json:"workflow"`
+			Steps    []struct {
 				Name    string     `json:"name"`
 				Status  string     `json:"status"`
 				Started *time.Time `json:"started"`
@@ -267,6 +285,9 @@ func (bm *bench) stepTimes(ctx context.Context, state string) ([]stepTime, error
 	}
 	var out []stepTime
 	for _, w := range doc.Workflows {
+		if workflow != "" && w.Workflow != workflow {
+			continue
+		}
 		for _, s := range w.Steps {
 			if s.Status != "done" || s.Started == nil || s.Ended == nil {
 				continue
@@ -412,6 +433,12 @@ func (bm *bench) prepareRun(ctx context.Context) (cleanup time.Duration, env run
 // waitQuiet writes back dirty pages, then waits, up to -quiet-wait, until
 // fewer than -quiet-cores CPU cores are busy over one second.
 func (bm *bench) waitQuiet(ctx context.Context) (runEnv, error) {
+	return waitQuiet(ctx, bm.o.quietCores, bm.o.quietWait)
+}
+
+// waitQuiet writes back dirty pages, then waits, up to quietWait, until
+// fewer than quietCores CPU cores are busy over one second.
+func waitQuiet(ctx context.Context, quietCores float64, quietWait time.Duration) (runEnv, error) {
 	var env runEnv
 	syscall.Sync() // write back what the last run left dirty before the next one starts
 	waitStart := time.Now()
@@ -421,7 +448,7 @@ func (bm *bench) waitQuiet(ctx context.Context) (runEnv, error) {
 			return env, err
 		}
 		env.BusyBefore = busy
-		if busy <= bm.o.quietCores || time.Since(waitStart) >= bm.o.quietWait {
+		if busy <= quietCores || time.Since(waitStart) >= quietWait {
 			break
 		}
 	}

@@ -1,15 +1,27 @@
-// Command sdr-bench measures sdr's standby start against the raw
-// PostgreSQL floor: the same rebuild of the DR cluster done by hand with
-// pg_ctl and pg_basebackup. It builds a test bed (package e2e/bed: primary
-// dc1-a with its standby dc1-b, DR main standby dc2-a and its cascade
-// dc2-b, PostgreSQL 15 as the postgres OS user, a private sshd), loads
-// pgbench data at the given scale, and then runs the floor procedure and
-// `sdr start` (both roles at once) alternately, from the same starting
-// state, -runs times each. It also times a rerun of a finished start,
-// `sdr status` with and without live facts, and records the peak RSS of
-// every sdr process. See docs/performance.md for what each figure means.
+// Command sdr-bench measures sdr against what PostgreSQL's own tools do
+// alone, on a test bed (package e2e/bed: primary dc1-a with its standby
+// dc1-b, DR main standby dc2-a and its cascade dc2-b, PostgreSQL 15 as the
+// postgres OS user, one sshd per data centre) loaded with pgbench data at
+// the given scale. -bench chooses the sections (comma-separated, or all):
 //
-//	sdr-bench -sdr bin/sdr [-baseline BIN] [-scale 50] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
+//   - start (the default): the floor procedure (the same rebuild of the
+//     DR cluster done by hand with pg_ctl and pg_basebackup) and `sdr
+//     start` (both roles at once) alternately, from the same starting
+//     state, -runs times each; a rerun of a finished start, `sdr status`
+//     with and without live facts, and the peak RSS of every sdr process.
+//   - failover: on a fresh DR pair for every run, the primary data centre
+//     is killed, then the time from starting `sdr failover
+//     --accept-data-loss`, or a bare pg_promote() on the main standby, to
+//     the first write a retrying client gets accepted on the new primary.
+//   - switchover: on one DR pair, the write-unavailability window of a
+//     client writing continuously (from its last write accepted on the old
+//     primary to its first on the new one) through `sdr switchover` with
+//     both halves started together, and through a bare fast shutdown plus
+//     pg_promote(); each run switches there and back.
+//
+// See docs/performance.md for what each figure means.
+//
+//	sdr-bench -sdr bin/sdr [-bench start|failover|switchover|all] [-baseline BIN] [-scale N] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
 //
 // It needs root (like the end-to-end tests) and takes the machine for a
 // few minutes. It is a benchmark, not a test: nothing gates on its numbers.
@@ -38,8 +50,9 @@ func main() {
 	flag.StringVar(&o.sdr, "sdr", "bin/sdr", "the sdr binary to measure")
 	flag.StringVar(&o.baseline, "baseline", "", "a second sdr binary (say, built from main) to run in every round as well, for comparison")
 	flag.StringVar(&o.shim, "shim", "", "the sdr-bench-shim binary (default: sdr-bench-shim beside this program)")
-	flag.IntVar(&o.scale, "scale", 50, "pgbench scale of the primary's data (50 is about 750 MiB)")
-	flag.IntVar(&o.runs, "runs", 3, "timed runs of the floor procedure and of sdr start, each (alternately)")
+	flag.StringVar(&o.benchList, "bench", "start", "sections to run, comma-separated: start, failover, switchover, or all")
+	flag.IntVar(&o.scale, "scale", 0, "pgbench scale of the primary's data (50 is about 750 MiB); default 50 for start and switchover, 10 for failover")
+	flag.IntVar(&o.runs, "runs", 3, "timed runs of each kind (floor and sdr start; pg_promote and sdr failover; bare and sdr switchover), alternately")
 	flag.IntVar(&o.reps, "reps", 10, "repetitions of the short commands (rerun of a finished start, status)")
 	flag.BoolVar(&o.json, "json", false, "print one JSON document instead of the table")
 	flag.StringVar(&o.jsonOut, "json-out", "", "also write the JSON document to this file")
@@ -48,9 +61,12 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound for each timed run")
 	flag.Float64Var(&o.quietCores, "quiet-cores", 0.3, "before each run, wait until fewer CPU cores than this are busy (the bed is idle then)")
 	flag.DurationVar(&o.quietWait, "quiet-wait", 3*time.Minute, "the longest wait for a quiet machine before each run (0: do not wait)")
+	flag.StringVar(&o.lossList, "dc-loss", lossKill, "failover: how data centre 1 is lost, comma-separated: kill (servers and sshd die; connections refused), freeze (they hang; connections time out)")
+	flag.DurationVar(&o.connectTimeout, "connect-timeout", 0, "failover: run sdr failover with this timeouts.connect (default: the bed's, 10s)")
+	flag.DurationVar(&o.retry, "retry", 2*time.Millisecond, "failover and switchover: the writing client's pause between two INSERTs")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-baseline BIN] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
-			"Measures sdr start against the raw pg_basebackup/pg_ctl floor on a test bed (needs root). See docs/performance.md.\n")
+		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-bench start|failover|switchover|all] [-baseline BIN] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
+			"Measures sdr start, failover and switchover against PostgreSQL's own tools on a test bed (needs root). See docs/performance.md.\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -64,7 +80,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := runBench(ctx, o)
+	rep, err := runSections(ctx, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sdr-bench: %v\n", err)
 		os.Exit(1)
@@ -87,20 +103,27 @@ func main() {
 }
 
 type options struct {
-	sdr      string
-	baseline string
-	shim     string
-	scale    int
-	runs     int
-	reps     int
-	json     bool
-	jsonOut  string
-	dir      string
-	keep     bool
-	timeout  time.Duration
+	benchList string
+	sections  []string // parsed from benchList
+	sdr       string
+	baseline  string
+	shim      string
+	scale     int
+	runs      int
+	reps      int
+	json      bool
+	jsonOut   string
+	dir       string
+	keep      bool
+	timeout   time.Duration
 
 	quietCores float64
 	quietWait  time.Duration
+	retry      time.Duration
+	lossList   string
+	losses     []string // parsed from lossList
+
+	connectTimeout time.Duration
 }
 
 func (o *options) check() error {
@@ -125,19 +148,27 @@ func (o *options) check() error {
 		}
 		o.baseline = abs
 	}
-	if o.shim == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		o.shim = filepath.Join(filepath.Dir(self), "sdr-bench-shim")
+	if o.sections, err = parseSections(o.benchList); err != nil {
+		return err
 	}
-	if fi, err := os.Stat(o.shim); err != nil || fi.IsDir() {
-		return fmt.Errorf("-shim %s: not a file (build it with go build -o bin/sdr-bench-shim ./e2e/cmd/sdr-bench-shim)", o.shim)
+	if o.losses, err = parseLosses(o.lossList); err != nil {
+		return err
+	}
+	if o.has(sectionStart) {
+		if o.shim == "" {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			o.shim = filepath.Join(filepath.Dir(self), "sdr-bench-shim")
+		}
+		if fi, err := os.Stat(o.shim); err != nil || fi.IsDir() {
+			return fmt.Errorf("-shim %s: not a file (build it with go build -o bin/sdr-bench-shim ./e2e/cmd/sdr-bench-shim)", o.shim)
+		}
 	}
 	switch {
-	case o.scale < 1:
-		return fmt.Errorf("-scale %d: must be at least 1", o.scale)
+	case o.scale < 0:
+		return fmt.Errorf("-scale %d: must be at least 1 (0: each section's default)", o.scale)
 	case o.runs < 1:
 		return fmt.Errorf("-runs %d: must be at least 1", o.runs)
 	case o.reps < 1:
@@ -146,6 +177,10 @@ func (o *options) check() error {
 		return fmt.Errorf("-timeout %s: must be positive", o.timeout)
 	case o.quietWait < 0:
 		return fmt.Errorf("-quiet-wait %s: must not be negative", o.quietWait)
+	case o.connectTimeout < 0:
+		return fmt.Errorf("-connect-timeout %s: must not be negative", o.connectTimeout)
+	case o.retry <= 0 || o.retry > time.Second:
+		return fmt.Errorf("-retry %s: must be more than 0 and at most 1s", o.retry)
 	}
 	return nil
 }
@@ -154,7 +189,7 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
 }
 
-func writeJSONFile(path string, rep *report) error {
+func writeJSONFile(path string, rep jsonTable) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
