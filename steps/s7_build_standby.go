@@ -103,36 +103,63 @@ func (e *Env) ensureCascadeSlots(ctx context.Context, rc *workflow.RunContext, m
 // buildNode makes n a standby of up, resuming at its recorded phase.
 // wantFrom is, for a cascade, the main standby's current copy id.
 func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, p remoteFacts, view PrimaryView, wantFrom string) error {
-	log := rc.Log.With(zap.String("node", n.Name))
-	a, err := e.access(ctx, n)
+	b, release, err := e.prepareNode(ctx, rc, n, up, p, view, wantFrom)
 	if err != nil {
 		return err
 	}
-	lay, err := e.layoutOf(ctx, n)
-	if err != nil {
-		return err
-	}
-	lock, err := e.lockNode(ctx, rc, a, lay)
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	main, _ := e.mainStandby()
-	tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
-	if err := e.endLeftovers(ctx, log, a, lay, tss); err != nil {
-		return err
-	}
-
-	b := &nodeBuild{e: e, rc: rc, log: log, a: a, n: n, lay: lay, up: up, p: p, view: view, wantFrom: wantFrom, tss: tss}
-	if err := b.observe(ctx); err != nil {
-		return err
-	}
+	defer release()
 	action, err := planNodeBuild(b.obs)
 	if err != nil {
 		return err
 	}
-	log.Info("rebuild of the node resumes", zap.String("action", string(action)), zap.String("phase", orNone(b.obs.Phase)),
+	b.logResume(action)
+	return b.runFrom(ctx, action)
+}
+
+// prepareNode takes the node-side lock on n's directories, ends what an
+// earlier run left running on them, and observes the node. release frees
+// the lock.
+func (e *Env) prepareNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, p remoteFacts, view PrimaryView,
+	wantFrom string) (b *nodeBuild, release func(), err error) {
+	log := rc.Log.With(zap.String("node", n.Name))
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	lock, err := e.lockNode(ctx, rc, a, lay)
+	if err != nil {
+		return nil, nil, err
+	}
+	release = func() { lock.Release() }
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
+	main, _ := e.mainStandby()
+	tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
+	if err := e.endLeftovers(ctx, log, a, lay, tss); err != nil {
+		return nil, nil, err
+	}
+	b = &nodeBuild{e: e, rc: rc, log: log, a: a, n: n, lay: lay, up: up, p: p, view: view, wantFrom: wantFrom, tss: tss}
+	if err := b.observe(ctx); err != nil {
+		return nil, nil, err
+	}
+	return b, release, nil
+}
+
+func (b *nodeBuild) logResume(action buildAction) {
+	b.log.Info("rebuild of the node resumes", zap.String("action", string(action)), zap.String("phase", orNone(b.obs.Phase)),
 		zap.String("data_dir", string(b.verdict.Kind)))
+}
+
+// runFrom runs the node's rebuild stages from action on, recording each
+// phase as it is reached.
+func (b *nodeBuild) runFrom(ctx context.Context, action buildAction) error {
 	stages := []struct {
 		from  buildAction
 		phase string
@@ -144,7 +171,7 @@ func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster
 		{actStart, phaseStarted, b.start},
 	}
 	if action == actDone {
-		log.Info("this run's copy already runs as a standby")
+		b.log.Info("this run's copy already runs as a standby")
 		return b.setPhase(ctx, phaseStarted)
 	}
 	on := false
@@ -278,6 +305,48 @@ func (b *nodeBuild) setPhase(ctx context.Context, phase string) error {
 // copy saves the node's own files, then copies the upstream into <work>/new
 // with pg_basebackup (tablespaces into <location>.sdr/new beside each).
 func (b *nodeBuild) copy(ctx context.Context) error {
+	if err := b.beginCopy(ctx); err != nil {
+		return err
+	}
+	copyID := b.obs.CopyID
+	lctx, cancel := b.e.longCtx(ctx)
+	defer cancel()
+	conninfo := fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s",
+		conninfoQuote(cluster.ConninfoHost(b.up.Host)), b.up.Port, conninfoQuote(b.e.Config.Replication.User), conninfoQuote(b.lay.Pgpass()),
+		conninfoQuote(cluster.AppName(b.e.Config.Name, b.n.Name)+"_basebackup"))
+	var mapping [][2]string
+	for _, t := range b.tss {
+		mapping = append(mapping, [2]string{t.Upstream, t.Live + ".sdr/new"})
+	}
+	var wan cluster.CopyOptions
+	if b.up.Node == b.p.Node.Name {
+		// Only the copy from the primary crosses between the data centres.
+		wan = b.e.Config.Copy
+	}
+	args := append([]string{"exec", bin(b.n, "pg_basebackup")},
+		features(pgVersion(b.p.VersionNum)).basebackupArgs(b.lay.New(), conninfo, b.up.Slot, mapping, wan)...)
+	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)),
+		zap.String("compress", orNone(wan.Compress)), zap.String("max_rate", orNone(wan.MaxRate)))
+	pw := newProgressWriter(b.log).reportTo(b.rc, b.n.Name)
+	defer pw.end()
+	start := time.Now()
+	if _, err := cluster.RunLong(lctx, b.a, b.lay.Tag(), strings.Join(args, " "), cluster.RunOpts{Stderr: pw}); err != nil {
+		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", b.n.Name, b.up.Node, err)
+	}
+	pw.flush()
+	if _, err := b.e.ensureFile(ctx, b.n, b.lay.NewComplete(), copyID+"\n"); err != nil {
+		return err
+	}
+	b.obs.NewComplete = copyID
+	b.log.Info("pg_basebackup finished", zap.String("dir", b.lay.New()), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// beginCopy starts a new copy of the node: it saves the node's own files,
+// records the copy id (this run's id and the node's name), and removes
+// what an earlier attempt left half built in <work>/new (and beside each
+// tablespace), so that <work>/new is free for the copy.
+func (b *nodeBuild) beginCopy(ctx context.Context) error {
 	if err := b.saveOwnFiles(ctx); err != nil {
 		return err
 	}
@@ -307,32 +376,8 @@ func (b *nodeBuild) copy(ctx context.Context) error {
 	if len(mk) > 0 {
 		cmd += " && mkdir -p " + strings.Join(mk, " ") + " && chmod 700 " + strings.Join(mk, " ")
 	}
-	if _, err := b.e.run(ctx, b.n, cmd, cluster.RunOpts{}); err != nil {
-		return err
-	}
-	conninfo := fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s",
-		conninfoQuote(cluster.ConninfoHost(b.up.Host)), b.up.Port, conninfoQuote(b.e.Config.Replication.User), conninfoQuote(b.lay.Pgpass()),
-		conninfoQuote(cluster.AppName(b.e.Config.Name, b.n.Name)+"_basebackup"))
-	var mapping [][2]string
-	for _, t := range b.tss {
-		mapping = append(mapping, [2]string{t.Upstream, t.Live + ".sdr/new"})
-	}
-	args := append([]string{"exec", bin(b.n, "pg_basebackup")},
-		features(pgVersion(b.p.VersionNum)).basebackupArgs(b.lay.New(), conninfo, b.up.Slot, mapping)...)
-	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)))
-	pw := newProgressWriter(b.log).reportTo(b.rc, b.n.Name)
-	defer pw.end()
-	start := time.Now()
-	if _, err := cluster.RunLong(lctx, b.a, b.lay.Tag(), strings.Join(args, " "), cluster.RunOpts{Stderr: pw}); err != nil {
-		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", b.n.Name, b.up.Node, err)
-	}
-	pw.flush()
-	if _, err := b.e.ensureFile(ctx, b.n, b.lay.NewComplete(), copyID+"\n"); err != nil {
-		return err
-	}
-	b.obs.NewComplete = copyID
-	b.log.Info("pg_basebackup finished", zap.String("dir", b.lay.New()), zap.Duration("took", time.Since(start)))
-	return nil
+	_, err := b.e.run(ctx, b.n, cmd, cluster.RunOpts{})
+	return err
 }
 
 // saveOwnFiles copies aside, once, the node's pg_hba.conf and
