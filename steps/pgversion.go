@@ -262,13 +262,15 @@ func (f pgFeatures) checkCopyOptions(o cluster.CopyOptions, primary string, v pg
 // extractCommand is the command that unpacks the fan-out copy's tar
 // stream, read on stdin, into dir (which it creates, mode 0700), keeping
 // the archive's permissions; a compressed stream is decompressed by the
-// program of copy.compress's method, run by tar.
+// program of copy.compress's method, run by tar. What follows the
+// archive's end is read and dropped, so that the relay never writes to a
+// command that has stopped reading.
 func extractCommand(dir string, wan cluster.CopyOptions) string {
-	cmd := "mkdir -m 700 -- " + q(dir) + " && exec tar -x -p -f - -C " + q(dir)
+	cmd := "mkdir -m 700 -- " + q(dir) + " && tar -x -p -f - -C " + q(dir)
 	if method, _, ok := wan.CompressMethod(); ok {
 		cmd += " -I " + q(decompressor(method))
 	}
-	return cmd
+	return cmd + " && exec cat >/dev/null"
 }
 
 // decompressor is the program that undoes a compression method.

@@ -295,10 +295,10 @@ func TestExtractCommand(t *testing.T) {
 		o    cluster.CopyOptions
 		want string
 	}{
-		{"plain", cluster.CopyOptions{}, "mkdir -m 700 -- '/d d.sdr/new' && exec tar -x -p -f - -C '/d d.sdr/new'"},
-		{"zstd", cluster.CopyOptions{Compress: "server-zstd:9"}, "mkdir -m 700 -- '/d d.sdr/new' && exec tar -x -p -f - -C '/d d.sdr/new' -I zstd"},
-		{"lz4", cluster.CopyOptions{Compress: "server-lz4"}, "mkdir -m 700 -- '/d d.sdr/new' && exec tar -x -p -f - -C '/d d.sdr/new' -I lz4"},
-		{"gzip", cluster.CopyOptions{Compress: "server-gzip"}, "mkdir -m 700 -- '/d d.sdr/new' && exec tar -x -p -f - -C '/d d.sdr/new' -I gzip"},
+		{"plain", cluster.CopyOptions{}, "mkdir -m 700 -- '/d d.sdr/new' && tar -x -p -f - -C '/d d.sdr/new' && exec cat >/dev/null"},
+		{"zstd", cluster.CopyOptions{Compress: "server-zstd:9"}, "mkdir -m 700 -- '/d d.sdr/new' && tar -x -p -f - -C '/d d.sdr/new' -I zstd && exec cat >/dev/null"},
+		{"lz4", cluster.CopyOptions{Compress: "server-lz4"}, "mkdir -m 700 -- '/d d.sdr/new' && tar -x -p -f - -C '/d d.sdr/new' -I lz4 && exec cat >/dev/null"},
+		{"gzip", cluster.CopyOptions{Compress: "server-gzip"}, "mkdir -m 700 -- '/d d.sdr/new' && tar -x -p -f - -C '/d d.sdr/new' -I gzip && exec cat >/dev/null"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

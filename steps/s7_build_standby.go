@@ -21,7 +21,9 @@ import (
 const leftoverGrace = 5 * time.Second
 
 // buildStandby rebuilds the main standby from the primary, then every
-// cascade standby from the main standby, in parallel. Each node goes
+// cascade standby from the main standby, in parallel (or, with
+// copy.fan_out, every node from one copy of the primary: s7_fanout.go).
+// Each node goes
 // through the phases saved, copied, configured, swapped and started,
 // recorded in the store; a rerun resumes each node at its phase after
 // checking the node agrees, and never copies again once a copy is complete.
@@ -33,6 +35,13 @@ func (e *Env) buildStandby(ctx context.Context, rc *workflow.RunContext) error {
 	view := e.primaryView(ctx, rc.Log, p)
 	ups := e.upstreams(p.Node)
 	main, cascades := e.mainStandby()
+	fan, why := useFanOut(e.Config.Copy.FanOut, len(cascades), len(p.Tablespaces))
+	if fan {
+		return e.buildFanOut(ctx, rc, ups, p, view)
+	}
+	if why != "" {
+		rc.Log.Info("copy.fan_out is on, but the fan-out copy is not used: " + why)
+	}
 	if err := e.buildNode(ctx, rc, main, ups[main.Name], p, view, ""); err != nil {
 		return err
 	}
@@ -353,7 +362,7 @@ func (b *nodeBuild) beginCopy(ctx context.Context) error {
 	if err := b.setPhase(ctx, phaseSaved); err != nil {
 		return err
 	}
-	copyID := b.rc.RunID + "/" + b.n.Name
+	copyID := newCopyID(b.rc, b.n.Name)
 	if err := b.rc.SetPhase(context.WithoutCancel(ctx), copyPart(b.n.Name), copyID); err != nil {
 		return err
 	}
