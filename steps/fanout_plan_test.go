@@ -1,8 +1,14 @@
 package steps
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgsdr/sdr/cluster"
 )
@@ -153,6 +159,63 @@ func TestBackupStartLSN(t *testing.T) {
 			got, err := backupStartLSN(tc.in)
 			if (err != nil) != tc.wantErr || got != tc.want {
 				t.Fatalf("got %s %v, want %s error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestFanOutSource runs the main standby's script with stand-ins for
+// pg_basebackup and tar: the stream reaches both stdout and the local
+// extract, and a failure on either side ends the script with the right
+// exit code instead of hanging.
+func TestFanOutSource(t *testing.T) {
+	const big = "head -c 3000000 /dev/zero | tr '\\0' x"
+	cases := []struct {
+		name     string
+		pgbb     string
+		extract  func(dir string) string
+		wantCode int
+		wantOut  int // bytes on stdout (-1: do not check)
+		wantFile int // bytes the extract wrote (-1: do not check)
+	}{
+		{"both sides succeed", big, func(d string) string { return "cat >" + q(d+"/got") }, 0, 3000000, 3000000},
+		{"pg_basebackup fails after some output", "printf abc; exit 3", func(d string) string { return "cat >" + q(d+"/got") }, 3, 3, 3},
+		{"extract fails at the end", big, func(d string) string { return "cat >" + q(d+"/got") + "; exit 2" }, fanOutExitUnpack, 3000000, 3000000},
+		{"extract stops reading early", big, func(d string) string { return "head -c 10 >" + q(d+"/got") + "; exit 2" }, 141, -1, 10},
+		{"extract cannot start", big, func(d string) string { return "mkdir " + q(d+"/no/such") + " && cat >" + q(d+"/got") }, 141, -1, -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			script := fanOutSource(tc.pgbb, dir+"/fifo", tc.extract(dir))
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
+			var out bytes.Buffer
+			cmd.Stdout = &out
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatal("the script hung")
+			}
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			}
+			if code != tc.wantCode {
+				t.Fatalf("exit code %d, want %d (%v)", code, tc.wantCode, err)
+			}
+			if tc.wantOut >= 0 && out.Len() != tc.wantOut {
+				t.Errorf("stdout %d bytes, want %d", out.Len(), tc.wantOut)
+			}
+			if tc.wantFile >= 0 {
+				got, _ := os.ReadFile(dir + "/got")
+				if len(got) != tc.wantFile {
+					t.Errorf("extract wrote %d bytes, want %d", len(got), tc.wantFile)
+				}
+			}
+			if _, err := os.Stat(dir + "/fifo"); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the FIFO is left: %v", err)
 			}
 		})
 	}

@@ -17,12 +17,13 @@ import (
 )
 
 // The fan-out copy (copy.fan_out). The main standby's node runs
-// pg_basebackup from the primary as one tar stream on its stdout; sdr
-// reads it through its connection to that node and writes the same bytes
-// into tar -x on every DR node at once (the main standby's node included),
-// each into <work>/new. So the copy crosses between the data centres once
-// (primary -> main standby's node, pg_basebackup's own connection), and
-// then goes main standby's node -> sdr -> each DR node over sdr's
+// pg_basebackup from the primary as one tar stream, which tee hands both
+// to tar -x on that node (through a FIFO in its work directory) and to its
+// stdout; sdr reads that through its connection to the node and writes the
+// same bytes into tar -x on every cascade's node at once, each into
+// <work>/new. So the copy crosses between the data centres once (primary
+// -> main standby's node, pg_basebackup's own connection), and then goes
+// main standby's node -> sdr -> each cascade's node over sdr's
 // connections. Then only the starts are in order: the main standby first,
 // then each cascade, streaming from the main standby through its slot
 // there. Each node still goes through the recorded phases saved, copied,
@@ -180,12 +181,7 @@ func (e *Env) buildFanOut(ctx context.Context, rc *workflow.RunContext, ups map[
 // fan-out record), so that its rebuild starts over with a new copy. The
 // copy itself, never swapped in, is removed by that new copy.
 func (b *nodeBuild) forgetCopy(ctx context.Context) error {
-	for _, part := range []string{fanOutPart(b.n.Name), copyPart(b.n.Name), b.n.Name} {
-		if err := b.rc.SetPhase(context.WithoutCancel(ctx), part, ""); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.rc.SetPhases(context.WithoutCancel(ctx), map[string]string{fanOutPart(b.n.Name): "", copyPart(b.n.Name): "", b.n.Name: ""})
 }
 
 // fanOutCopy makes the fan-out copy into <work>/new of src (the main
@@ -205,9 +201,9 @@ func (e *Env) fanOutCopy(ctx context.Context, rc *workflow.RunContext, src *node
 	cctx, cancel := context.WithCancelCause(lctx)
 	defer cancel(nil)
 
-	// tar -x on every node, reading the stream on its stdin.
+	// tar -x on every cascade's node, reading the stream on its stdin.
 	var sinks []*relaySink
-	for _, b := range all {
+	for _, b := range cascades {
 		proc, err := cluster.StartFed(cctx, b.a, b.lay.Tag(), extractCommand(b.lay.New(), wan), cluster.RunOpts{})
 		if err != nil {
 			for _, s := range sinks {
@@ -224,14 +220,15 @@ func (e *Env) fanOutCopy(ctx context.Context, rc *workflow.RunContext, src *node
 	conninfo := fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s",
 		conninfoQuote(cluster.ConninfoHost(src.up.Host)), src.up.Port, conninfoQuote(e.Config.Replication.User), conninfoQuote(src.lay.Pgpass()),
 		conninfoQuote(cluster.AppName(e.Config.Name, src.n.Name)+"_basebackup"))
-	args := append([]string{"exec", bin(src.n, "pg_basebackup")}, features(pgVersion(p.VersionNum)).tarStreamArgs(conninfo, wan)...)
+	args := append([]string{bin(src.n, "pg_basebackup")}, features(pgVersion(p.VersionNum)).tarStreamArgs(conninfo, wan)...)
+	script := fanOutSource(strings.Join(args, " "), src.lay.FanOutFIFO(), extractCommand(src.lay.New(), wan))
 	src.log.Info("fan-out copy started: pg_basebackup on the main standby's node, its tar stream unpacked on every DR node",
 		zap.String("from", src.up.Node), zap.Strings("to", names), zap.String("compress", orNone(wan.Compress)),
 		zap.String("max_rate", orNone(wan.MaxRate)))
 	pw := newProgressWriter(src.log).reportTo(partsReporter{to: rc, parts: names}, "")
 	defer pw.end()
 	start := time.Now()
-	_, runErr := cluster.RunLong(cctx, src.a, src.lay.Tag(), strings.Join(args, " "), cluster.RunOpts{Stdout: r, Stderr: pw})
+	_, runErr := cluster.RunLong(cctx, src.a, src.lay.Tag(), script, cluster.RunOpts{Stdout: r, Stderr: pw})
 	first := r.failure()
 	if runErr != nil {
 		cancel(runErr) // ends the unpacking on every node
@@ -277,29 +274,69 @@ func (e *Env) fanOutCopy(ctx context.Context, rc *workflow.RunContext, src *node
 		return nil, err
 	}
 
-	// Each node's copy is complete: the cascades first, so that a copy
-	// recorded complete on the main standby is one the cascades have too
-	// (a main standby copied again takes the cascades along anyway).
+	// Each node's copy is complete: new.complete on every node, then the
+	// phase copied of all of them (and the cascades' fan-out records) in
+	// one record, so that a rerun sees the copy complete everywhere or
+	// nowhere.
+	err = forEachBuild(ctx, all, func(ctx context.Context, b *nodeBuild) error {
+		_, err := e.ensureFile(ctx, b.n, b.lay.NewComplete(), b.obs.CopyID+"\n")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
 	recs := map[string]fanOutRecord{}
-	for _, b := range append(append([]*nodeBuild{}, cascades...), src) {
+	phases := map[string]string{}
+	for _, b := range all {
+		b.obs.NewComplete = b.obs.CopyID
+		phases[b.n.Name] = phaseCopied
 		if b != src {
 			rec := fanOutRecord{Main: src.obs.CopyID, Copy: b.obs.CopyID, StartLSN: startLSN}
-			if err := rc.SetPhase(context.WithoutCancel(ctx), fanOutPart(b.n.Name), rec.String()); err != nil {
-				return nil, err
-			}
 			recs[b.n.Name] = rec
+			phases[fanOutPart(b.n.Name)] = rec.String()
 		}
-		if _, err := e.ensureFile(ctx, b.n, b.lay.NewComplete(), b.obs.CopyID+"\n"); err != nil {
-			return nil, err
-		}
-		b.obs.NewComplete = b.obs.CopyID
-		if err := b.setPhase(ctx, phaseCopied); err != nil {
+	}
+	if err := rc.SetPhases(context.WithoutCancel(ctx), phases); err != nil {
+		return nil, err
+	}
+	for _, b := range append(append([]*nodeBuild{}, cascades...), src) {
+		b.log.Info("phase reached", zap.String("phase", phaseCopied))
+		if err := rc.Failpoint(phaseCopied + "@" + b.n.Name); err != nil {
 			return nil, err
 		}
 	}
 	src.log.Info("fan-out copy finished", zap.Strings("nodes", names), zap.Int64("bytes", r.bytes()),
 		zap.Duration("streamed_in", streamed), zap.Duration("took", time.Since(start)), zap.Stringer("start_lsn", startLSN))
 	return recs, nil
+}
+
+// fanOutExitUnpack is the exit code of fanOutSource when pg_basebackup
+// succeeded but unpacking the copy on the main standby's node failed.
+const fanOutExitUnpack = 70
+
+// fanOutSource is the script the main standby's node runs for the fan-out
+// copy: pgbb (pg_basebackup writing the tar stream on stdout) piped into
+// tee, which writes it both to stdout (to sdr, for the cascades) and into
+// fifo, read by extract (tar -x into the node's own <work>/new). It exits
+// with pg_basebackup's exit code, or fanOutExitUnpack when only extract
+// failed. Either side failing ends the other: an extract that stops
+// reading makes tee, and so pg_basebackup, die of SIGPIPE; a
+// pg_basebackup that fails ends the stream, and extract reads EOF.
+func fanOutSource(pgbb, fifo, extract string) string {
+	return fmt.Sprintf(`sdr_f=%s
+rm -f -- "$sdr_f" && mkfifo -m 600 -- "$sdr_f" || exit 1
+( %s ) <"$sdr_f" &
+sdr_t=$!
+{ sdr_rc=$( { { ( %s ) 3>&- 4>&-; echo $? >&3; } | tee -- "$sdr_f" >&4 3>&- 4>&-; } 3>&1 ); } 4>&1
+wait "$sdr_t"
+sdr_trc=$?
+rm -f -- "$sdr_f"
+[ "$sdr_rc" = 0 ] || exit "${sdr_rc:-1}"
+if [ "$sdr_trc" != 0 ]; then
+	echo "sdr: unpacking the copy on this node failed (exit code $sdr_trc)" >&2
+	exit %d
+fi
+`, q(fifo), extract, pgbb, fanOutExitUnpack)
 }
 
 // copyStart reads where the backup in b's <work>/new starts.
