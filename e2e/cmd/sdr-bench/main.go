@@ -9,7 +9,7 @@
 // `sdr status` with and without live facts, and records the peak RSS of
 // every sdr process. See docs/performance.md for what each figure means.
 //
-//	sdr-bench -sdr bin/sdr [-baseline BIN] [-scale 50] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
+//	sdr-bench -sdr bin/sdr [-baseline BIN] [-fanout] [-compress server-zstd] [-scale 50] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
 //
 // It needs root (like the end-to-end tests) and takes the machine for a
 // few minutes. It is a benchmark, not a test: nothing gates on its numbers.
@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -37,6 +38,8 @@ func main() {
 	var o options
 	flag.StringVar(&o.sdr, "sdr", "bin/sdr", "the sdr binary to measure")
 	flag.StringVar(&o.baseline, "baseline", "", "a second sdr binary (say, built from main) to run in every round as well, for comparison")
+	flag.BoolVar(&o.fanout, "fanout", false, "also run sdr with copy.fan_out in every round (and the figures of the copy to a ready DR cluster)")
+	flag.StringVar(&o.compress, "compress", "", "also run the floor and sdr with this server-side compression (copy.compress, e.g. server-zstd) in every round")
 	flag.StringVar(&o.shim, "shim", "", "the sdr-bench-shim binary (default: sdr-bench-shim beside this program)")
 	flag.IntVar(&o.scale, "scale", 50, "pgbench scale of the primary's data (50 is about 750 MiB)")
 	flag.IntVar(&o.runs, "runs", 3, "timed runs of the floor procedure and of sdr start, each (alternately)")
@@ -49,7 +52,7 @@ func main() {
 	flag.Float64Var(&o.quietCores, "quiet-cores", 0.3, "before each run, wait until fewer CPU cores than this are busy (the bed is idle then)")
 	flag.DurationVar(&o.quietWait, "quiet-wait", 3*time.Minute, "the longest wait for a quiet machine before each run (0: do not wait)")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-baseline BIN] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
+		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-baseline BIN] [-fanout] [-compress METHOD] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
 			"Measures sdr start against the raw pg_basebackup/pg_ctl floor on a test bed (needs root). See docs/performance.md.\n")
 		flag.PrintDefaults()
 	}
@@ -89,6 +92,8 @@ func main() {
 type options struct {
 	sdr      string
 	baseline string
+	fanout   bool
+	compress string
 	shim     string
 	scale    int
 	runs     int
@@ -101,6 +106,47 @@ type options struct {
 
 	quietCores float64
 	quietWait  time.Duration
+}
+
+// sdrKind is one kind of timed sdr run: a binary and the copy settings
+// of its config (nil: the bed's config as it is).
+type sdrKind struct {
+	name string
+	copy map[string]any
+}
+
+func (k sdrKind) compressed() bool { return k.copy != nil && k.copy["compress"] != nil }
+
+// copyText shows the copy settings, for the report.
+func (k sdrKind) copyText() string {
+	if k.copy == nil {
+		return "copy: defaults"
+	}
+	var parts []string
+	for _, key := range []string{"fan_out", "compress", "max_rate"} {
+		if v, ok := k.copy[key]; ok {
+			parts = append(parts, fmt.Sprintf("%s: %v", key, v))
+		}
+	}
+	return "copy: {" + strings.Join(parts, ", ") + "}"
+}
+
+// sdrKinds are the sdr runs of every round, in order.
+func (o *options) sdrKinds() []sdrKind {
+	kinds := []sdrKind{{name: "sdr"}}
+	if o.fanout {
+		kinds = append(kinds, sdrKind{name: "sdr fan-out", copy: map[string]any{"fan_out": true}})
+	}
+	if o.compress != "" {
+		kinds = append(kinds, sdrKind{name: "sdr compressed", copy: map[string]any{"compress": o.compress}})
+		if o.fanout {
+			kinds = append(kinds, sdrKind{name: "sdr fan-out compressed", copy: map[string]any{"fan_out": true, "compress": o.compress}})
+		}
+	}
+	if o.baseline != "" {
+		kinds = append(kinds, sdrKind{name: "baseline"})
+	}
+	return kinds
 }
 
 func (o *options) check() error {
