@@ -23,8 +23,8 @@ type bench struct {
 	bed           *bed.Bed
 	sdr           string
 	shimDir       string
-	config        string // the bed's config with every bin_dir at shimDir
-	lastConfig    string // the config of the last timed sdr run (the short commands use it)
+	config        string            // the bed's config with every bin_dir at shimDir
+	lastConfig    string            // the config of the last timed sdr run (the short commands use it)
 	configs       map[string]string // the configs of the sdr kinds with copy settings, by kind
 	floorPassFile string
 	floorBinary   string // a copy of this program that postgres can run

@@ -26,21 +26,21 @@ type report struct {
 		End   [3]float64 `json:"end"`
 	} `json:"loadavg"`
 
-	Floor       Stats           `json:"floor"`
-	FloorPhases []namedStats    `json:"floor_phases"`
-	FloorRuns   []floorRun      `json:"floor_runs"`
+	Floor       Stats        `json:"floor"`
+	FloorPhases []namedStats `json:"floor_phases"`
+	FloorRuns   []floorRun   `json:"floor_runs"`
 	// FloorReady is the floor from the main standby's copy to the cascade
 	// streaming; FloorMainCopy the main standby's copy alone.
-	FloorReady          Stats         `json:"floor_dr_ready"`
-	FloorMainCopy       Stats         `json:"floor_main_copy"`
-	FloorCompressed     *floorSummary `json:"floor_compressed,omitempty"` // with -compress
-	FloorCompressedRuns []floorRun    `json:"floor_compressed_runs,omitempty"`
-	SDR                 sdrSummary    `json:"sdr"`
-	Variants            []sdrSummary  `json:"variants,omitempty"` // with -fanout, -compress
-	Baseline            *sdrSummary   `json:"baseline,omitempty"` // with -baseline
-	Short       []shortStats    `json:"short"`
-	Shim        shimCalibration `json:"shim"`
-	FirstStart  *sdrRun         `json:"first_start"`
+	FloorReady          Stats           `json:"floor_dr_ready"`
+	FloorMainCopy       Stats           `json:"floor_main_copy"`
+	FloorCompressed     *floorSummary   `json:"floor_compressed,omitempty"` // with -compress
+	FloorCompressedRuns []floorRun      `json:"floor_compressed_runs,omitempty"`
+	SDR                 sdrSummary      `json:"sdr"`
+	Variants            []sdrSummary    `json:"variants,omitempty"` // with -fanout, -compress
+	Baseline            *sdrSummary     `json:"baseline,omitempty"` // with -baseline
+	Short               []shortStats    `json:"short"`
+	Shim                shimCalibration `json:"shim"`
+	FirstStart          *sdrRun         `json:"first_start"`
 }
 
 type machine struct {

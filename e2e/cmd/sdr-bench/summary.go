@@ -58,8 +58,8 @@ type sdrSummary struct {
 	Label       string                 `json:"label"`
 	Copy        string                 `json:"copy"` // the copy settings of its config
 	Binary      string                 `json:"binary"`
-	Ready       Stats                  `json:"dr_ready"`           // 7_build_standby + 8_start_cluster of the standby role
-	ReadyRatio  float64                `json:"dr_ready_ratio"`     // median Ready / the floor's median main standby copy (of the same compression)
+	Ready       Stats                  `json:"dr_ready"`       // 7_build_standby + 8_start_cluster of the standby role
+	ReadyRatio  float64                `json:"dr_ready_ratio"` // median Ready / the floor's median main standby copy (of the same compression)
 	Wall        Stats                  `json:"wall"`
 	Ratio       float64                `json:"ratio_to_floor"` // median wall / median floor
 	Tools       Stats                  `json:"tools"`          // union of pg_basebackup and pg_ctl start/stop calls
