@@ -123,7 +123,7 @@ type floorAcc struct {
 // to the cascade streaming: what sdr's 7_build_standby and
 // 8_start_cluster do.
 var floorReadyPhases = map[string]bool{"basebackup main": true, "configure main": true, "start main": true, "wait main streams": true,
-	"move cascade aside": true, "basebackup cascade": true, "configure cascade": true, "start cascade": true, "wait cascade streams": true}
+	"move cascade aside": true, "create cascade slot": true, "basebackup cascade": true, "configure cascade": true, "start cascade": true, "wait cascade streams": true}
 
 func (f *floorAcc) add(wall time.Duration, phases []floorPhase) {
 	if f.phaseRuns == nil {
