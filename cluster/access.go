@@ -76,6 +76,15 @@ type Proc interface {
 type RunOpts struct {
 	Stdin  io.Reader
 	Stderr io.Writer
+	// Stdout, when set, receives the command's own stdout as it arrives
+	// (a stream too large to hold, like a tar archive), and Run and
+	// Proc.Wait return no stdout. The command's output is complete only
+	// when the call returns no error: over SSH the last bytes are held
+	// back until the end marker proves the output was not cut short. A
+	// Write error does not stop the command: the rest of its output is
+	// drained and the call returns that error (wrapped) once it ends; the
+	// caller ends the command through ctx if it should stop.
+	Stdout io.Writer
 	// Env is set for the command with "export K='v';". Values are visible
 	// in the command line, so they must never be secrets (a PGPASSFILE
 	// path is fine, a password is not).
@@ -151,11 +160,63 @@ rm -f -- "$t"
 exit 1`, ShellQuote(p), mode.Perm())
 }
 
-// commandOutput collects a command's output: stdout whole, stderr both kept
-// (bounded) and, optionally, streamed.
+// commandOutput collects a command's output: stdout whole (or streamed,
+// see RunOpts.Stdout), stderr both kept (bounded) and, optionally,
+// streamed.
 type commandOutput struct {
 	stdout bytes.Buffer
+	stream *drainWriter // RunOpts.Stdout, or nil
 	stderr tailBuffer
+}
+
+// stdoutWriter is where the command's stdout goes: stream when set.
+func (o *commandOutput) stdoutWriter(stream io.Writer) io.Writer {
+	if stream == nil {
+		return &o.stdout
+	}
+	o.stream = &drainWriter{w: stream}
+	return o.stream
+}
+
+// stdoutBytes is the stdout to return: none when it was streamed.
+func (o *commandOutput) stdoutBytes() []byte {
+	if o.stream != nil {
+		return nil
+	}
+	return o.stdout.Bytes()
+}
+
+// streamErr is the first error the stdout stream returned.
+func (o *commandOutput) streamErr() error {
+	if o.stream == nil {
+		return nil
+	}
+	return o.stream.error()
+}
+
+// drainWriter passes writes on to w until w fails once; from then on it
+// drops them, so that a command whose reader gave up is not blocked.
+type drainWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	err error
+}
+
+func (d *drainWriter) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err == nil {
+		if _, err := d.w.Write(p); err != nil {
+			d.err = err
+		}
+	}
+	return len(p), nil
+}
+
+func (d *drainWriter) error() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
 }
 
 func (o *commandOutput) stderrWriter(stream io.Writer) io.Writer {

@@ -340,6 +340,42 @@ x=$(printf '%s' "q'\\\"!"); printf '%s\n' "$x" # comment`
 				t.Fatal("want error")
 			}
 		}},
+		{"stdout streamed, large and binary", func(t *testing.T, a Access, dir string) {
+			var got syncBuffer
+			// 3 MiB of bytes 0-255, the end marker's length and more in every write.
+			out, err := a.Run(context.Background(), "head -c 3145728 /dev/urandom | tee "+ShellQuote(filepath.Join(dir, "sent")),
+				RunOpts{Stdout: &got})
+			if err != nil || out != nil {
+				t.Fatalf("got %d bytes returned, %v", len(out), err)
+			}
+			sent, err := os.ReadFile(filepath.Join(dir, "sent"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal([]byte(got.String()), sent) {
+				t.Fatalf("streamed %d bytes, the command wrote %d (or they differ)", len(got.String()), len(sent))
+			}
+		}},
+		{"stdout streamed, exit code kept", func(t *testing.T, a Access, dir string) {
+			var got syncBuffer
+			_, err := a.Run(context.Background(), "printf part; exit 7", RunOpts{Stdout: &got})
+			var ce *CommandError
+			if !errors.As(err, &ce) || ce.ExitCode != 7 {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		{"stdout stream whose reader fails: the command is not blocked", func(t *testing.T, a Access, dir string) {
+			w := &failingWriter{after: 1000}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := a.Run(ctx, "head -c 2000000 /dev/zero; echo done >"+ShellQuote(filepath.Join(dir, "done")), RunOpts{Stdout: w})
+			if err == nil || !errors.Is(err, errReaderGaveUp) {
+				t.Fatalf("got %v, want the reader's error", err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "done")); string(b) != "done\n" {
+				t.Fatalf("the command did not run to its end: %q", b)
+			}
+		}},
 		{"concurrent runs", func(t *testing.T, a Access, dir string) {
 			var wg sync.WaitGroup
 			errs := make(chan error, 8)
@@ -380,6 +416,25 @@ x=$(printf '%s' "q'\\\"!"); printf '%s\n' "$x" # comment`
 			}
 		})
 	}
+}
+
+var errReaderGaveUp = errors.New("reader gave up")
+
+// failingWriter takes after bytes, then fails every write.
+type failingWriter struct {
+	mu    sync.Mutex
+	after int
+	n     int
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n+len(p) > w.after {
+		return 0, errReaderGaveUp
+	}
+	w.n += len(p)
+	return len(p), nil
 }
 
 // conformanceCase is one case of a conformance table: it runs against

@@ -22,6 +22,9 @@ type Config struct {
 	Postgres    PGAdmin     `yaml:"postgres"`
 	SSH         SSHConfig   `yaml:"ssh"`
 	Timeouts    Timeouts    `yaml:"timeouts"`
+	// Copy is how the DR cluster's copy of the primary is made: WAN
+	// options for the copy from the primary, and the fan-out copy.
+	Copy CopyOptions `yaml:"copy"`
 	// PrimaryCluster (`primary:`) names the cluster that is the primary
 	// now. It is the one field an operator changes when the primary moves
 	// (after a failover or a switchover).
@@ -70,6 +73,23 @@ type Timeouts struct {
 	Connect Duration `yaml:"connect"` // SSH and PostgreSQL connects; default 10s
 	Command Duration `yaml:"command"` // one remote command or SQL call; default 2m
 	Wait    Duration `yaml:"wait"`    // default for --timeout (waits for streaming, basebackup); default 30m
+}
+
+// CopyOptions are the settings of the copy from the primary (copy:). The
+// WAN options apply only to the copy that crosses from the primary's data
+// centre, never to a cascade's copy from the main standby.
+type CopyOptions struct {
+	// Compress is pg_basebackup's server-side compression of that copy:
+	// "" (none), server-gzip, server-lz4 or server-zstd, optionally with
+	// a level after ":" (server-zstd:3). PostgreSQL 15 and later.
+	Compress string `yaml:"compress"`
+	// MaxRate is pg_basebackup's --max-rate for that copy: a number of
+	// kB/s, or with a k or M suffix (100M); 32k to 1024M. "" is no limit.
+	MaxRate string `yaml:"max_rate"`
+	// FanOut streams the one copy from the primary to every DR node at
+	// the same time, instead of copying each cascade from the main
+	// standby once the main standby runs.
+	FanOut bool `yaml:"fan_out"`
 }
 
 // Duration is a time.Duration written as "10s" in YAML.
@@ -293,6 +313,17 @@ func (c *Config) Inputs() map[string]string {
 	}
 	if c.Replication.PasswordEnv != "" {
 		m["replication.password_env"] = c.Replication.PasswordEnv
+	}
+	// Recorded only when set, so that a state file written before these
+	// settings existed still matches a config that leaves them out.
+	if c.Copy.Compress != "" {
+		m["copy.compress"] = c.Copy.Compress
+	}
+	if c.Copy.MaxRate != "" {
+		m["copy.max_rate"] = c.Copy.MaxRate
+	}
+	if c.Copy.FanOut {
+		m["copy.fan_out"] = "true"
 	}
 	for _, side := range []struct {
 		name string

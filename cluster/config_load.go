@@ -390,6 +390,10 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if field, problem := c.Copy.problem(); problem != "" {
+		return bad("copy."+field, "%s", problem)
+	}
+
 	if !c.SSH.InsecureIgnoreHostKey && c.SSH.KnownHosts == "" && c.anyRemote() {
 		return bad("ssh.known_hosts", "is required (or set ssh.insecure_ignore_host_key: true, which skips host key checks)")
 	}
@@ -679,4 +683,79 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// Compression methods of copy.compress, and the levels pg_basebackup
+// accepts for each.
+var compressLevels = map[string][2]int{"gzip": {1, 9}, "lz4": {1, 12}, "zstd": {1, 22}}
+
+// compressRE is copy.compress: server-<method>[:<level>].
+var compressRE = regexp.MustCompile(`^server-([a-z0-9]+)(?::([0-9]+))?$`)
+
+// maxRateRE is copy.max_rate: kB/s, or with a k or M suffix.
+var maxRateRE = regexp.MustCompile(`^([0-9]+)([kM]?)$`)
+
+// CompressMethod returns the method and the level (0 when not given) of
+// copy.compress; ok is false when it is not set or not valid.
+func (o CopyOptions) CompressMethod() (method string, level int, ok bool) {
+	m := compressRE.FindStringSubmatch(o.Compress)
+	if m == nil {
+		return "", 0, false
+	}
+	if _, known := compressLevels[m[1]]; !known {
+		return "", 0, false
+	}
+	if m[2] != "" {
+		level, _ = strconv.Atoi(m[2])
+	}
+	return m[1], level, true
+}
+
+// MaxRateKB returns copy.max_rate in kB/s (0 when not set).
+func (o CopyOptions) MaxRateKB() int {
+	m := maxRateRE.FindStringSubmatch(o.MaxRate)
+	if m == nil {
+		return 0
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		return 0
+	}
+	if m[2] == "M" {
+		n *= 1024
+	}
+	return n
+}
+
+// problem checks the copy settings and returns the field and what is
+// wrong with it ("" when nothing is).
+func (o CopyOptions) problem() (field, problem string) {
+	if o.Compress != "" {
+		m := compressRE.FindStringSubmatch(o.Compress)
+		switch {
+		case m == nil && strings.HasPrefix(o.Compress, "client-"):
+			return "compress", fmt.Sprintf("%q: sdr uses server-side compression only (the copy crosses the network compressed; "+
+				"the copy on disk is not): write server-gzip, server-lz4 or server-zstd", o.Compress)
+		case m == nil:
+			return "compress", fmt.Sprintf("%q is not server-gzip, server-lz4 or server-zstd, optionally with a level (server-zstd:3)", o.Compress)
+		}
+		r, known := compressLevels[m[1]]
+		if !known {
+			return "compress", fmt.Sprintf("%q: unknown method %s (use gzip, lz4 or zstd)", o.Compress, m[1])
+		}
+		if m[2] != "" {
+			if l, err := strconv.Atoi(m[2]); err != nil || l < r[0] || l > r[1] {
+				return "compress", fmt.Sprintf("%q: the %s level must be %d to %d", o.Compress, m[1], r[0], r[1])
+			}
+		}
+	}
+	if o.MaxRate != "" {
+		if maxRateRE.FindStringSubmatch(o.MaxRate) == nil {
+			return "max_rate", fmt.Sprintf("%q is not a rate in kB/s like 102400, 100000k or 100M", o.MaxRate)
+		}
+		if kb := o.MaxRateKB(); kb < 32 || kb > 1024*1024 {
+			return "max_rate", fmt.Sprintf("%q is out of pg_basebackup's range, 32k to 1024M (kB/s)", o.MaxRate)
+		}
+	}
+	return "", ""
 }

@@ -143,6 +143,16 @@ func TestValidateProblems(t *testing.T) {
 		{"timeout negative", func(c *Config) { c.Timeouts.Wait.Duration = -time.Second }, "timeouts.wait"},
 		{"repl user is postgres.user", func(c *Config) { c.Replication.User = "postgres" }, "replication.user"},
 		{"repl user is a custom postgres.user", func(c *Config) { c.Postgres.User, c.Replication.User = "dba", "dba" }, "replication.user"},
+		{"copy.compress unknown method", func(c *Config) { c.Copy.Compress = "server-bzip2" }, "copy.compress"},
+		{"copy.compress client-side", func(c *Config) { c.Copy.Compress = "client-zstd" }, "copy.compress"},
+		{"copy.compress without server-", func(c *Config) { c.Copy.Compress = "zstd" }, "copy.compress"},
+		{"copy.compress level too high", func(c *Config) { c.Copy.Compress = "server-gzip:10" }, "copy.compress"},
+		{"copy.compress level zero", func(c *Config) { c.Copy.Compress = "server-lz4:0" }, "copy.compress"},
+		{"copy.compress detail words", func(c *Config) { c.Copy.Compress = "server-zstd:level=3,workers=2" }, "copy.compress"},
+		{"copy.max_rate unit", func(c *Config) { c.Copy.MaxRate = "100MB" }, "copy.max_rate"},
+		{"copy.max_rate too low", func(c *Config) { c.Copy.MaxRate = "31k" }, "copy.max_rate"},
+		{"copy.max_rate too high", func(c *Config) { c.Copy.MaxRate = "1025M" }, "copy.max_rate"},
+		{"copy.max_rate huge", func(c *Config) { c.Copy.MaxRate = "99999999999999999999" }, "copy.max_rate"},
 		{"host all", func(c *Config) { c.Standby.Nodes[1].Host = "all" }, "clusters.dc2.nodes[1].host"},
 		{"host ALL", func(c *Config) { c.Standby.Nodes[1].Host = "ALL" }, "clusters.dc2.nodes[1].host"},
 		{"host samehost", func(c *Config) { c.Standby.Nodes[0].Host = "samehost" }, "clusters.dc2.nodes[0].host"},
@@ -642,6 +652,54 @@ func TestInputsOfNewSettings(t *testing.T) {
 		"primary.nodes[dc1-a].service.manager":  "pg_ctlcluster",
 		"standby.nodes[dc2-b].service.unit":     "postgresql-16",
 	} {
+		if in[k] != v {
+			t.Errorf("%s = %q, want %q", k, in[k], v)
+		}
+	}
+}
+
+func TestCopyOptions(t *testing.T) {
+	cases := []struct {
+		name          string
+		o             CopyOptions
+		method        string
+		level, rateKB int
+	}{
+		{"none", CopyOptions{}, "", 0, 0},
+		{"zstd", CopyOptions{Compress: "server-zstd"}, "zstd", 0, 0},
+		{"gzip level", CopyOptions{Compress: "server-gzip:9"}, "gzip", 9, 0},
+		{"lz4 level", CopyOptions{Compress: "server-lz4:12"}, "lz4", 12, 0},
+		{"rate kB/s", CopyOptions{MaxRate: "32"}, "", 0, 32},
+		{"rate k", CopyOptions{MaxRate: "2048k"}, "", 0, 2048},
+		{"rate M", CopyOptions{MaxRate: "100M"}, "", 0, 102400},
+		{"rate 1024M", CopyOptions{MaxRate: "1024M", Compress: "server-zstd:22"}, "zstd", 22, 1048576},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if f, p := tc.o.problem(); p != "" {
+				t.Fatalf("refused: %s: %s", f, p)
+			}
+			m, l, ok := tc.o.CompressMethod()
+			if m != tc.method || l != tc.level || ok != (tc.method != "") {
+				t.Errorf("CompressMethod = %q %d %v, want %q %d", m, l, ok, tc.method, tc.level)
+			}
+			if got := tc.o.MaxRateKB(); got != tc.rateKB {
+				t.Errorf("MaxRateKB = %d, want %d", got, tc.rateKB)
+			}
+		})
+	}
+}
+
+func TestInputsOfCopySettings(t *testing.T) {
+	c := mustLoad(t)
+	for k := range c.Inputs() {
+		if strings.HasPrefix(k, "copy.") {
+			t.Errorf("input %s recorded for a config without copy settings", k)
+		}
+	}
+	c.Copy = CopyOptions{Compress: "server-lz4", MaxRate: "100M", FanOut: true}
+	in := c.Inputs()
+	for k, v := range map[string]string{"copy.compress": "server-lz4", "copy.max_rate": "100M", "copy.fan_out": "true"} {
 		if in[k] != v {
 			t.Errorf("%s = %q, want %q", k, in[k], v)
 		}

@@ -116,3 +116,76 @@ func (g *stderrGate) flush() {
 		g.pending = nil
 	}
 }
+
+// streamFrame passes a remote command's own stdout on to w as it arrives,
+// for commands whose output is too large to hold (a tar stream): it drops
+// what comes before the begin marker, and holds back the last len(end)
+// bytes, which must be the end marker when the command has ended. A
+// failed write to w is kept (see err) and the rest of the output is
+// drained, so that the remote side is never blocked by a reader that gave
+// up.
+type streamFrame struct {
+	mu      sync.Mutex
+	f       frame
+	w       io.Writer
+	begun   bool
+	pending []byte // before the begin marker
+	tail    []byte // the last bytes seen after it, up to len(f.end)
+	n       int64  // bytes passed on to w
+	werr    error
+}
+
+func newStreamFrame(f frame, w io.Writer) *streamFrame {
+	return &streamFrame{f: f, w: w}
+}
+
+func (s *streamFrame) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(p)
+	if !s.begun {
+		s.pending = append(s.pending, p...)
+		i := bytes.Index(s.pending, s.f.begin)
+		if i < 0 {
+			if len(s.pending) > tailMax {
+				s.pending = append([]byte(nil), s.pending[len(s.pending)-tailMax:]...)
+			}
+			return n, nil
+		}
+		p = append([]byte(nil), s.pending[i+len(s.f.begin):]...)
+		s.begun, s.pending = true, nil
+	}
+	keep := len(s.f.end)
+	if len(p) >= keep {
+		s.pass(s.tail)
+		s.pass(p[:len(p)-keep])
+		s.tail = append(s.tail[:0], p[len(p)-keep:]...)
+		return n, nil
+	}
+	s.tail = append(s.tail, p...)
+	if over := len(s.tail) - keep; over > 0 {
+		s.pass(s.tail[:over])
+		s.tail = append([]byte(nil), s.tail[over:]...)
+	}
+	return n, nil
+}
+
+// pass hands b on to w unless an earlier write failed.
+func (s *streamFrame) pass(b []byte) {
+	if len(b) == 0 || s.werr != nil {
+		return
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.werr = err
+		return
+	}
+	s.n += int64(len(b))
+}
+
+// result says whether the begin and end markers were seen, and the first
+// error w returned.
+func (s *streamFrame) result() (begun, ended bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.begun, s.begun && bytes.Equal(s.tail, s.f.end), s.werr
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -94,5 +95,61 @@ func TestFrameCommandAnyShell(t *testing.T) {
 	}
 	if ran == 0 {
 		t.Skip("no shell found")
+	}
+}
+
+// failAfter is a writer that fails once it has taken n bytes.
+type failAfter struct {
+	n   int
+	got bytes.Buffer
+}
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if f.got.Len()+len(p) > f.n {
+		return 0, errors.New("reader gave up")
+	}
+	return f.got.Write(p)
+}
+
+func TestStreamFrame(t *testing.T) {
+	f := frame{begin: []byte("<B>"), end: []byte("<END>")}
+	cases := []struct {
+		name         string
+		writes       []string
+		failAt       int // the writer fails past this many bytes (0: never)
+		body         string
+		begun, ended bool
+		werr         bool
+	}{
+		{"clean, one write", []string{"<B>hello<END>"}, 0, "hello", true, true, false},
+		{"noise before, byte by byte", strings.Split("motd\n<B>tar data<END>", ""), 0, "tar data", true, true, false},
+		{"markers split across writes", []string{"x<", "B>ab", "cd<E", "ND>"}, 0, "abcd", true, true, false},
+		{"empty output", []string{"<B><END>"}, 0, "", true, true, false},
+		{"output holding the end marker", []string{"<B>a<END>b", "<END>"}, 0, "a<END>b", true, true, false},
+		{"cut short: the held back bytes are not the marker", []string{"<B>partial output"}, 0, "partial o", true, false, false},
+		{"cut short inside the marker", []string{"<B>data<EN"}, 0, "da", true, false, false},
+		{"never ran", []string{"sh: not found\n"}, 0, "", false, false, false},
+		{"writer fails: the rest is drained", []string{"<B>0123456789", "abcdefghij", "<END>"}, 8, "", true, true, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &failAfter{n: 1 << 30}
+			if tc.failAt > 0 {
+				w.n = tc.failAt
+			}
+			s := newStreamFrame(f, w)
+			for _, p := range tc.writes {
+				if n, err := s.Write([]byte(p)); n != len(p) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", p, n, err)
+				}
+			}
+			begun, ended, err := s.result()
+			if begun != tc.begun || ended != tc.ended || (err != nil) != tc.werr {
+				t.Fatalf("result %v %v %v, want %v %v error %v", begun, ended, err, tc.begun, tc.ended, tc.werr)
+			}
+			if !tc.werr && w.got.String() != tc.body {
+				t.Fatalf("passed on %q, want %q", w.got.String(), tc.body)
+			}
+		})
 	}
 }

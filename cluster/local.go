@@ -44,7 +44,7 @@ func (l *Local) Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, erro
 	c.WaitDelay = 2 * time.Second
 	var out commandOutput
 	c.Stdin = opts.Stdin
-	c.Stdout = &out.stdout
+	c.Stdout = out.stdoutWriter(opts.Stdout)
 	c.Stderr = out.stderrWriter(opts.Stderr)
 	return l.result(ctx, cmd, c.Run(), &out)
 }
@@ -57,11 +57,14 @@ func (l *Local) result(ctx context.Context, cmd string, err error, out *commandO
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return out.stdout.Bytes(), &CommandError{Node: l.node.Name, Cmd: cmd, ExitCode: ee.ExitCode(), Stderr: out.stderr.String()}
+			return out.stdoutBytes(), &CommandError{Node: l.node.Name, Cmd: cmd, ExitCode: ee.ExitCode(), Stderr: out.stderr.String()}
 		}
 		return nil, fmt.Errorf("on %s: running %q: %w", l.node.Name, shorten(cmd, 200), err)
 	}
-	return out.stdout.Bytes(), nil
+	if err := out.streamErr(); err != nil {
+		return nil, fmt.Errorf("on %s: while passing on the output of %q: %w", l.node.Name, shorten(cmd, 200), err)
+	}
+	return out.stdoutBytes(), nil
 }
 
 // Start runs cmd with /bin/sh -c in its own process group, its stdin the
@@ -90,7 +93,7 @@ func (l *Local) Start(ctx context.Context, cmd string, opts RunOpts) (Proc, erro
 	c.WaitDelay = 2 * time.Second
 	p := &localProc{l: l, ctx: ctx, cmd: cmd, c: c, stdin: w, done: make(chan struct{})}
 	c.Stdin = r
-	c.Stdout = &p.out.stdout
+	c.Stdout = p.out.stdoutWriter(opts.Stdout)
 	c.Stderr = p.out.stderrWriter(opts.Stderr)
 	err = c.Start()
 	r.Close()

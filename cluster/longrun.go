@@ -36,8 +36,9 @@ func checkTag(tag string) error {
 // open for the life of the command - or when ctx ends; RunLong then waits
 // for that before it returns ctx's error. When cmd ends by itself, whatever
 // it left in its group is ended too. opts.Stderr streams stderr; opts.Env
-// is exported; opts.Stdin must be nil; stdout is returned. A non-zero exit
-// is a *CommandError whose Cmd is cmd.
+// is exported; opts.Stdin must be nil; stdout is returned, or streamed to
+// opts.Stdout (see RunOpts). A non-zero exit is a *CommandError whose Cmd
+// is cmd.
 //
 // A process that leaves the group (its own setsid) escapes the watcher but
 // still carries the tag: KillTagged finds it.
@@ -69,7 +70,7 @@ exit $sdr_rc
 `, TaskEnv, tag, ShellQuote(cmd))
 	// The command must outlive nothing but sdr's side: ctx is handled here,
 	// by closing stdin, so that the watcher ends the group.
-	p, err := a.Start(context.WithoutCancel(ctx), script, RunOpts{Stderr: opts.Stderr, Env: opts.Env})
+	p, err := a.Start(context.WithoutCancel(ctx), script, RunOpts{Stdout: opts.Stdout, Stderr: opts.Stderr, Env: opts.Env})
 	if err != nil {
 		return nil, err
 	}
@@ -221,4 +222,26 @@ exit 1
 		return found, fmt.Errorf("while ending processes tagged %s=%s: %w", TaskEnv, tag, err)
 	}
 	return found, nil
+}
+
+// StartFed starts cmd on the node to read what the caller writes to the
+// returned Proc's Stdin: a stream that sdr relays from another command,
+// such as a tar archive. Like RunLong's commands, cmd runs with
+// SDR_TASK=<tag> in its environment, so that KillTagged finds it if it
+// outlives a killed run. It reads EOF, and so ends, when the caller closes
+// Stdin, when sdr dies or when the SSH connection drops; when ctx ends it
+// is killed (Proc.Kill). opts.Stdin must be nil.
+func StartFed(ctx context.Context, a Access, tag, cmd string, opts RunOpts) (Proc, error) {
+	node := a.Node().Name
+	if err := checkTag(tag); err != nil {
+		return nil, fmt.Errorf("on %s: %w", node, err)
+	}
+	env := map[string]string{TaskEnv: tag}
+	for k, v := range opts.Env {
+		if k != TaskEnv {
+			env[k] = v
+		}
+	}
+	opts.Env = env
+	return a.Start(ctx, cmd, opts)
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -179,6 +180,52 @@ func TestRunLongConformance(t *testing.T) {
 				t.Fatal("RunLong did not return")
 			}
 			waitGone(t, time.Second, pids...)
+		}},
+		{"stdout streamed", func(t *testing.T, a Access, dir string) {
+			var got syncBuffer
+			out, err := RunLong(context.Background(), a, "run1", "seq 1 100000", RunOpts{Stdout: &got})
+			want, _ := exec.Command("seq", "1", "100000").Output()
+			if err != nil || out != nil || got.String() != string(want) {
+				t.Fatalf("got %d bytes streamed (want %d), %d returned, %v", len(got.String()), len(want), len(out), err)
+			}
+		}},
+		{"a fed command reads the stream, carries the tag, ends at EOF", func(t *testing.T, a Access, dir string) {
+			out := filepath.Join(dir, "out")
+			p, err := StartFed(context.Background(), a, "feed1", `printf '%s\n' "$SDR_TASK" >`+ShellQuote(out+".tag")+"; exec cat >"+ShellQuote(out), RunOpts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+			if _, err := p.Stdin().Write(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Stdin().Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(out)
+			tag, _ := os.ReadFile(out + ".tag")
+			if !bytes.Equal(got, data) || string(tag) != "feed1\n" {
+				t.Fatalf("got %d bytes (want %d), tag %q", len(got), len(data), tag)
+			}
+			if _, err := StartFed(context.Background(), a, "bad tag", "cat", RunOpts{}); err == nil {
+				t.Fatal("a bad tag was accepted")
+			}
+		}},
+		{"a fed command ends when ctx ends", func(t *testing.T, a Access, dir string) {
+			ctx, cancel := context.WithCancel(context.Background())
+			p, err := StartFed(ctx, a, "feed2", "echo $$ >"+ShellQuote(filepath.Join(dir, "pid"))+"; exec cat >/dev/null", RunOpts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pids := pidsIn(t, filepath.Join(dir, "pid"))
+			cancel()
+			if _, err := p.Wait(); !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %v", err)
+			}
+			waitGone(t, 8*time.Second, pids...)
 		}},
 		{"the group dies when sdr's side goes away", func(t *testing.T, a Access, dir string) {
 			var pids []int

@@ -234,6 +234,10 @@ func (s *SSH) Start(ctx context.Context, cmd string, opts RunOpts) (Proc, error)
 	}
 	p := &sshProc{s: s, ctx: ctx, cmd: cmd, sess: sess, stdin: stdin, fr: newFrame(), done: make(chan struct{})}
 	sess.Stdout = &p.out.stdout
+	if opts.Stdout != nil {
+		p.stream = newStreamFrame(p.fr, opts.Stdout)
+		sess.Stdout = p.stream
+	}
 	p.stderr = &stderrGate{marker: p.fr.begin, w: p.out.stderrWriter(opts.Stderr)}
 	sess.Stderr = p.stderr
 	if err := sess.Start(p.fr.command(line)); err != nil {
@@ -259,6 +263,7 @@ type sshProc struct {
 	fr     frame
 	out    commandOutput
 	stderr *stderrGate
+	stream *streamFrame  // stdout passed on as it arrives (RunOpts.Stdout), or nil
 	done   chan struct{} // closed when the session ended; then werr is set
 	werr   error
 
@@ -307,6 +312,11 @@ func (p *sshProc) wait() ([]byte, error) {
 	}
 	p.stderr.flush()
 	stdout, begun, ended := p.fr.strip(p.out.stdout.Bytes())
+	var serr error
+	if p.stream != nil {
+		stdout = nil
+		begun, ended, serr = p.stream.result()
+	}
 	if err := p.werr; err != nil {
 		var ee *ssh.ExitError
 		var me *ssh.ExitMissingError
@@ -317,6 +327,9 @@ func (p *sshProc) wait() ([]byte, error) {
 			return stdout, &CommandError{Node: node, Cmd: p.cmd, ExitCode: -1, Stderr: p.out.stderr.String()}
 		}
 		return nil, fmt.Errorf("on %s: running %q: %w", node, shorten(p.cmd, 200), err)
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("on %s: while passing on the output of %q: %w", node, shorten(p.cmd, 200), serr)
 	}
 	if !begun || !ended {
 		return nil, fmt.Errorf("on %s: %q exited 0 but its output is incomplete (the login shell of %s may not run /bin/sh); got %q",

@@ -94,6 +94,35 @@ func testStartPair(t *testing.T, fl flavour) {
 		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
 	}
 	t.Logf("primary start took %s, standby start took %s", p.Took.Round(time.Millisecond), s.Took.Round(time.Millisecond))
+	checkStartedPair(t, b, b.ConfigPath, startedPair{p: p, s: s, hits: hits, scans: scans, flavourChecks: func(t *testing.T) {
+		if b.Flavour == bed.FlavourDebian {
+			t.Run("DR nodes are Debian clusters in recovery; sdr wrote only the pg_hba.conf each server reads", func(t *testing.T) {
+				checkDebianDR(t, b)
+			})
+		}
+		if fl.opts.Addressing == bed.AddrNamesIPv6 {
+			t.Run("nodes named by host name and IPv6", func(t *testing.T) { checkNamesIPv6(t, b) })
+		}
+	}})
+}
+
+// startedPair is what checkStartedPair needs of the starts it checks.
+type startedPair struct {
+	p, s  result // the primary and the standby start
+	hits  []string
+	scans int // of watchCmdlines during the starts
+	// flavourChecks runs the bed flavour's own checks (may be nil).
+	flavourChecks func(t *testing.T)
+}
+
+// checkStartedPair checks the outcome of both starts, made with the
+// config cfg, in PostgreSQL itself: states, topology, the data on every
+// standby, the nodes' own pg_hba.conf and pg_ident.conf lines, status,
+// a second start that changes nothing, an unreachable node in status,
+// and no password anywhere.
+func checkStartedPair(t *testing.T, b *bed.Bed, cfg string, sp startedPair) {
+	ctx := context.Background()
+	p, s, hits, scans := sp.p, sp.s, sp.hits, sp.scans
 
 	t.Run("states", func(t *testing.T) {
 		if got := status(t, "", primarySide(b)).state("primary"); got != "archive" {
@@ -178,7 +207,7 @@ func testStartPair(t *testing.T, fl flavour) {
 
 	t.Run("status --json matches PostgreSQL", func(t *testing.T) {
 		for _, sd := range []side{primarySide(b), standbySide(b)} {
-			d := status(t, b.ConfigPath, sd)
+			d := status(t, cfg, sd)
 			if len(d.Nodes) != 4 {
 				t.Fatalf("%s: status shows %d nodes, want 4", sd.role, len(d.Nodes))
 			}
@@ -222,7 +251,7 @@ func testStartPair(t *testing.T, fl flavour) {
 	t.Run("second start changes nothing", func(t *testing.T) {
 		before := snapshotPair(t, b)
 		for _, sd := range []side{primarySide(b), standbySide(b)} {
-			r := start(t, b, sd)
+			r := startWith(t, sdrBin, nil, cfg, sd)
 			if r.Code != 0 || !strings.Contains(r.Stdout, "already complete") {
 				t.Errorf("second start --role %s: %s", sd.role, r)
 			}
@@ -235,14 +264,8 @@ func testStartPair(t *testing.T, fl flavour) {
 		}
 	})
 
-	if b.Flavour == bed.FlavourDebian {
-		t.Run("DR nodes are Debian clusters in recovery; sdr wrote only the pg_hba.conf each server reads", func(t *testing.T) {
-			checkDebianDR(t, b)
-		})
-	}
-
-	if fl.opts.Addressing == bed.AddrNamesIPv6 {
-		t.Run("nodes named by host name and IPv6", func(t *testing.T) { checkNamesIPv6(t, b) })
+	if sp.flavourChecks != nil {
+		sp.flavourChecks(t)
 	}
 
 	t.Run("status names an unreachable node", func(t *testing.T) {
@@ -254,7 +277,7 @@ func testStartPair(t *testing.T, fl flavour) {
 				t.Errorf("restarting dc2-b: %v", err)
 			}
 		}()
-		d := status(t, b.ConfigPath, standbySide(b))
+		d := status(t, cfg, standbySide(b))
 		for _, n := range d.Nodes {
 			if n.Name == bed.DC2B && (n.Reachable || !strings.Contains(n.Error, "dc2-b")) {
 				t.Errorf("stopped dc2-b shown as %+v", n)
@@ -263,7 +286,7 @@ func testStartPair(t *testing.T, fl flavour) {
 				t.Errorf("%s unreachable: %s", n.Name, n.Error)
 			}
 		}
-		r := sdr(t, sdrBin, nil, "--config", b.ConfigPath, "--state", b.StateFileStandby, "status")
+		r := sdr(t, sdrBin, nil, "--config", cfg, "--state", b.StateFileStandby, "status")
 		if r.Code != 0 || !strings.Contains(r.Stdout, "UNREACHABLE") {
 			t.Errorf("text status does not show dc2-b as unreachable: %s", r)
 		}

@@ -28,6 +28,7 @@ func (l nodeLayout) Lock() string        { return path.Join(l.Work, "lock") }
 func (l nodeLayout) Pgpass() string      { return path.Join(l.Work, "pgpass") }
 func (l nodeLayout) StandbyConf() string { return path.Join(l.Work, "standby.conf") }
 func (l nodeLayout) LegacyBuilt() string { return path.Join(l.Work, "built") }
+func (l nodeLayout) FanOutFIFO() string  { return path.Join(l.Work, "fanout.fifo") }
 
 // Tag is the tag of the long commands sdr runs on this node's directories
 // (cluster.RunLong): the work directory's path, readable ("/" as ":"),

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgsdr/sdr/cluster"
 )
 
 // PostgreSQL versions. sdr supports 13 to 17; everything that differs
@@ -25,6 +28,9 @@ import (
 //	       expressions in the database and user fields,       before 16 "/x" is a plain name and a
 //	       continuation lines; pg_hba_file_rules.file_name    trailing "\" is part of the token;
 //	                                                          errors name the included file
+//	15     pg_basebackup --compress=server-METHOD[:LEVEL]:    copy.compress is refused before 15, and
+//	       compression by the server (before 15 only -Z,       when the primary's build lacks the
+//	       the client's own gzip)                             method (pg_settings: wal_compression)
 //	17     pg_replication_slots.invalidation_reason           read and shown when a slot lost WAL
 //
 // The same in every supported version, so not switched on: the columns
@@ -34,7 +40,10 @@ import (
 // pg_walfile_name (it fails during recovery in every version, so it is
 // only called on a server that is not in recovery), pg_basebackup's
 // -X stream, -c fast, -S, -P, -d and --tablespace-mapping (basebackupArgs;
-// sdr uses no --compress, whose syntax changed in 15), pg_ctl's start,
+// --compress only with copy.compress, from 15), --max-rate, and the tar
+// stream of the fan-out copy (-D - -F tar -X fetch: WAL streaming, and so
+// -S, are not allowed with a tar on stdout, and neither are tablespaces
+// besides the default ones), pg_ctl's start,
 // stop and status (service.go), postgres -C, and the pg_checkpoint role of
 // 15 (sdr runs no CHECKPOINT as a non-superuser).
 
@@ -118,6 +127,9 @@ type pgFeatures struct {
 	// StatsTempDirectory: the setting exists, and names a directory the
 	// server needs when it starts.
 	StatsTempDirectory bool
+	// ServerCompression: pg_basebackup --compress=server-METHOD[:LEVEL],
+	// compression by the server before the copy crosses the network.
+	ServerCompression bool
 }
 
 // features returns the rules for v. An unknown version (0) gets the rules
@@ -136,6 +148,7 @@ func features(v pgVersion) pgFeatures {
 		HBA16:                  m >= 16,
 		SlotInvalidationReason: m >= 17,
 		StatsTempDirectory:     m <= 14,
+		ServerCompression:      m >= 15,
 	}
 }
 
@@ -168,10 +181,11 @@ func (f pgFeatures) slotSQL() string {
 // basebackupArgs are pg_basebackup's arguments (shell-quoted) for a copy
 // into dir from the server conninfo names, through slot ("" for none),
 // with each tablespace's location mapped from [0] to [1]: the WAL
-// streamed alongside (-X stream), a fast checkpoint, progress on stderr.
-// The same flags in 13 to 17; sdr asks for no compression, whose syntax
-// changed in 15 (-Z 5 before, --compress=client-gzip:5 from 15).
-func (f pgFeatures) basebackupArgs(dir, conninfo, slot string, mapping [][2]string) []string {
+// streamed alongside (-X stream), a fast checkpoint, progress on stderr,
+// and wan's compression and rate limit (the copy from the primary only;
+// checkCopyOptions has accepted them). With a plain-format copy and
+// server compression, pg_basebackup decompresses what it receives.
+func (f pgFeatures) basebackupArgs(dir, conninfo, slot string, mapping [][2]string, wan cluster.CopyOptions) []string {
 	args := []string{"-D", q(dir), "-X", "stream", "-c", "fast", "-P", "-d", q(conninfo)}
 	if slot != "" {
 		args = append(args, "-S", q(slot))
@@ -179,7 +193,89 @@ func (f pgFeatures) basebackupArgs(dir, conninfo, slot string, mapping [][2]stri
 	for _, m := range mapping {
 		args = append(args, q(tablespaceMappingArg(m[0], m[1])))
 	}
+	return append(args, f.wanArgs(wan)...)
+}
+
+// tarStreamArgs are pg_basebackup's arguments for the fan-out copy: one
+// tar stream on stdout (-D - -F tar), with the WAL from the backup's start
+// to its end inside it (-X fetch; streaming the WAL, and so a slot, is
+// not possible with a tar on stdout, and the pair's slot on the primary
+// keeps the WAL meanwhile), a fast checkpoint, progress on stderr, and
+// wan's options. A compressed stream carries no backup manifest:
+// pg_basebackup cannot add one to a compressed tar.
+func (f pgFeatures) tarStreamArgs(conninfo string, wan cluster.CopyOptions) []string {
+	args := []string{"-D", "-", "-F", "tar", "-X", "fetch", "-c", "fast", "-P", "-d", q(conninfo)}
+	if _, _, ok := wan.CompressMethod(); ok {
+		args = append(args, "--no-manifest")
+	}
+	return append(args, f.wanArgs(wan)...)
+}
+
+// wanArgs are the compression and rate limit of a copy from the primary.
+func (f pgFeatures) wanArgs(wan cluster.CopyOptions) []string {
+	var args []string
+	if method, level, ok := wan.CompressMethod(); ok {
+		c := "--compress=server-" + method
+		if level > 0 {
+			c += ":" + strconv.Itoa(level)
+		}
+		args = append(args, c)
+	}
+	if kb := wan.MaxRateKB(); kb > 0 {
+		args = append(args, "--max-rate="+strconv.Itoa(kb))
+	}
 	return args
+}
+
+// serverCompressionSQL lists what the server was built to compress with,
+// as the values wal_compression accepts (15 and later: pglz, lz4 and
+// zstd when built with them; a boolean before 15, with no values).
+const serverCompressionSQL = `SELECT coalesce(array_to_string(enumvals, ','), '') FROM pg_settings WHERE name = 'wal_compression'`
+
+// checkCopyOptions refuses copy options the primary cannot honour:
+// server-side compression before PostgreSQL 15, and a method the
+// primary's build lacks. serverMethods is serverCompressionSQL's answer.
+// gzip (zlib) is in every usual build and wal_compression does not show
+// it: it is accepted, and a build without it fails the copy with
+// pg_basebackup's own error.
+func (f pgFeatures) checkCopyOptions(o cluster.CopyOptions, primary string, v pgVersion, serverMethods string) error {
+	method, _, ok := o.CompressMethod()
+	if !ok {
+		return nil
+	}
+	if !f.ServerCompression {
+		return permanent(fmt.Errorf("copy.compress is %s, but the primary %s runs PostgreSQL %s: pg_basebackup compresses on the server "+
+			"only from PostgreSQL 15; remove copy.compress (or upgrade the pair)", o.Compress, primary, v))
+	}
+	if method == "gzip" {
+		return nil
+	}
+	for _, m := range strings.Split(serverMethods, ",") {
+		if strings.TrimSpace(m) == method {
+			return nil
+		}
+	}
+	return permanent(fmt.Errorf("copy.compress is %s, but the PostgreSQL build of the primary %s cannot compress with %s "+
+		"(its wal_compression accepts %q): use another method, or remove copy.compress", o.Compress, primary, method, serverMethods))
+}
+
+// extractCommand is the command that unpacks the fan-out copy's tar
+// stream, read on stdin, into dir (which it creates, mode 0700), keeping
+// the archive's permissions; a compressed stream is decompressed by the
+// program of copy.compress's method, run by tar. What follows the
+// archive's end is read and dropped, so that the relay never writes to a
+// command that has stopped reading.
+func extractCommand(dir string, wan cluster.CopyOptions) string {
+	cmd := "mkdir -m 700 -- " + q(dir) + " && tar -x -p -f - -C " + q(dir)
+	if method, _, ok := wan.CompressMethod(); ok {
+		cmd += " -I " + q(decompressor(method))
+	}
+	return cmd + " && exec cat >/dev/null"
+}
+
+// decompressor is the program that undoes a compression method.
+func decompressor(method string) string {
+	return map[string]string{"gzip": "gzip", "lz4": "lz4", "zstd": "zstd"}[method]
 }
 
 // copySettings are the settings the pre-swap check reads with postgres -C

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/workflow"
 )
 
@@ -75,10 +76,10 @@ func TestFeaturesPerVersion(t *testing.T) {
 		{"unknown: the oldest supported rules", 0, pgFeatures{Major: 13, StatsTempDirectory: true}},
 		{"13", 130016, pgFeatures{Major: 13, StatsTempDirectory: true}},
 		{"14", 140013, pgFeatures{Major: 14, StatsTempDirectory: true}},
-		{"15", 150018, pgFeatures{Major: 15}},
-		{"16", 160004, pgFeatures{Major: 16, HBA16: true}},
-		{"17", 170002, pgFeatures{Major: 17, HBA16: true, SlotInvalidationReason: true}},
-		{"18: the newest known rules", 180001, pgFeatures{Major: 17, HBA16: true, SlotInvalidationReason: true}},
+		{"15", 150018, pgFeatures{Major: 15, ServerCompression: true}},
+		{"16", 160004, pgFeatures{Major: 16, HBA16: true, ServerCompression: true}},
+		{"17", 170002, pgFeatures{Major: 17, HBA16: true, SlotInvalidationReason: true, ServerCompression: true}},
+		{"18: the newest known rules", 180001, pgFeatures{Major: 17, HBA16: true, SlotInvalidationReason: true, ServerCompression: true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -213,14 +214,98 @@ func TestBasebackupArgsPerVersion(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v.String(), func(t *testing.T) {
 			got := strings.Join(features(v).basebackupArgs("/d.sdr/new", "host=::1 port=5432 user=sdr_repl", "sdr_p_dc2a",
-				[][2]string{{"/ts/one", "/ts/one.dc2a.sdr/new"}}), " ")
+				[][2]string{{"/ts/one", "/ts/one.dc2a.sdr/new"}}, cluster.CopyOptions{}), " ")
 			if got != want {
 				t.Errorf("basebackupArgs =\n%s\nwant\n%s", got, want)
 			}
 		})
 	}
-	if got := strings.Join(features(150018).basebackupArgs("/d", "host=h", "", nil), " "); strings.Contains(got, "-S") {
+	if got := strings.Join(features(150018).basebackupArgs("/d", "host=h", "", nil, cluster.CopyOptions{}), " "); strings.Contains(got, "-S") {
 		t.Errorf("a cascade's copy without a slot got -S: %s", got)
+	}
+}
+
+func TestCopyArgsWithWANOptions(t *testing.T) {
+	wan := cluster.CopyOptions{Compress: "server-zstd:3", MaxRate: "100M"}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"main standby's copy, compressed and limited",
+			features(150018).basebackupArgs("/d", "host=h", "s", nil, wan),
+			"-D /d -X stream -c fast -P -d host=h -S s --compress=server-zstd:3 --max-rate=102400"},
+		{"rate limit only, any version",
+			features(130016).basebackupArgs("/d", "host=h", "s", nil, cluster.CopyOptions{MaxRate: "2048"}),
+			"-D /d -X stream -c fast -P -d host=h -S s --max-rate=2048"},
+		{"method without a level",
+			features(170002).basebackupArgs("/d", "host=h", "", nil, cluster.CopyOptions{Compress: "server-lz4"}),
+			"-D /d -X stream -c fast -P -d host=h --compress=server-lz4"},
+		{"fan-out stream, plain: the manifest stays in the tar",
+			features(150018).tarStreamArgs("host=h port=1", cluster.CopyOptions{}),
+			"-D - -F tar -X fetch -c fast -P -d 'host=h port=1'"},
+		{"fan-out stream, compressed: no manifest",
+			features(160004).tarStreamArgs("host=h", wan),
+			"-D - -F tar -X fetch -c fast -P -d host=h --no-manifest --compress=server-zstd:3 --max-rate=102400"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := strings.Join(tc.args, " "); got != tc.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckCopyOptionsPerVersion(t *testing.T) {
+	const built15 = "pglz,lz4,zstd,on,off,true,false,yes,no,1,0"
+	cases := []struct {
+		name    string
+		v       pgVersion
+		o       cluster.CopyOptions
+		methods string
+		wantErr bool
+	}{
+		{"nothing asked, 13", 130016, cluster.CopyOptions{}, "", false},
+		{"rate limit only, 13", 130016, cluster.CopyOptions{MaxRate: "10M"}, "", false},
+		{"compression before 15", 140013, cluster.CopyOptions{Compress: "server-gzip"}, "", true},
+		{"zstd, 15 built with it", 150018, cluster.CopyOptions{Compress: "server-zstd"}, built15, false},
+		{"lz4, 17 built with it", 170002, cluster.CopyOptions{Compress: "server-lz4:5"}, built15, false},
+		{"zstd, 15 built without it", 150018, cluster.CopyOptions{Compress: "server-zstd"}, "pglz,lz4,on,off", true},
+		{"lz4, 16 built without it", 160004, cluster.CopyOptions{Compress: "server-lz4"}, "pglz,zstd,on,off", true},
+		{"gzip, 15: not shown by wal_compression, accepted", 150018, cluster.CopyOptions{Compress: "server-gzip:9"}, "pglz,on,off", false},
+		{"a major newer than sdr knows", 180000, cluster.CopyOptions{Compress: "server-zstd"}, built15, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := features(tc.v).checkCopyOptions(tc.o, "dc1-a", tc.v, tc.methods)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil && !workflow.IsPermanent(err) {
+				t.Errorf("a refusal that a rerun cannot fix is not permanent: %v", err)
+			}
+		})
+	}
+}
+
+func TestExtractCommand(t *testing.T) {
+	cases := []struct {
+		name string
+		o    cluster.CopyOptions
+		want string
+	}{
+		{"plain", cluster.CopyOptions{}, "mkdir -m 700 -- '/d d.sdr/new' && tar -x -p -f - -C '/d d.sdr/new' && exec cat >/dev/null"},
+		{"zstd", cluster.CopyOptions{Compress: "server-zstd:9"}, "mkdir -m 700 -- '/d d.sdr/new' && tar -x -p -f - -C '/d d.sdr/new' -I zstd && exec cat >/dev/null"},
+		{"lz4", cluster.CopyOptions{Compress: "server-lz4"}, "mkdir -m 700 -- '/d d.sdr/new' && tar -x -p -f - -C '/d d.sdr/new' -I lz4 && exec cat >/dev/null"},
+		{"gzip", cluster.CopyOptions{Compress: "server-gzip"}, "mkdir -m 700 -- '/d d.sdr/new' && tar -x -p -f - -C '/d d.sdr/new' -I gzip && exec cat >/dev/null"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := extractCommand("/d d.sdr/new", tc.o); got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -261,6 +261,13 @@ func (e *Env) planBuildStandby(ctx context.Context, rc *workflow.RunContext) (wo
 	for _, bn := range built {
 		entry.NoChange = entry.NoChange && bn.action == actDone
 	}
+	if fan, why := useFanOut(e.Config.Copy.FanOut, len(cascades), len(p.Tablespaces)); fan {
+		entry.Summary = fmt.Sprintf("rebuild %s and its %d cascade(s) from one copy of the primary %s (copy.fan_out), %s first", main.Name, len(cascades), p.Node.Name, main.Name)
+		entry.Notes = append(entry.Notes, "copy.fan_out: one pg_basebackup on "+main.Name+" is unpacked on every node at once; a cascade whose copy "+
+			"cannot stream from "+main.Name+" afterwards is copied from it instead (a former primary that is rewound is not copied: then the cascades are copied from it)")
+	} else if why != "" {
+		entry.Notes = append(entry.Notes, "copy.fan_out is on, but the fan-out copy is not used: "+why)
+	}
 	if mainSecs+cascadeSecs > 0 {
 		entry.Notes = append(entry.Notes, fmt.Sprintf("copying takes about %s in all: %s's copy, then the cascades' copies side by side",
 			durationText(mainSecs+cascadeSecs), main.Name))

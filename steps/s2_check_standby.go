@@ -21,17 +21,33 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	nodes := e.standbyNodes()
 	majors := make([]int, len(nodes))
 	disks := make([]diskObs, len(nodes))
+	missing := make([][]string, len(nodes))
 	err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
 		i := indexOf(nodes, n)
 		var err error
 		if majors[i], err = e.binMajor(ctx, n); err != nil {
 			return err
 		}
+		if tools := fanOutTools(e.Config.Copy); len(tools) > 0 {
+			if missing[i], err = e.missingTools(ctx, n, tools); err != nil {
+				return err
+			}
+		}
 		disks[i], err = e.observeDisk(ctx, n)
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	var noTools []string
+	for i, m := range missing {
+		if len(m) > 0 {
+			noTools = append(noTools, fmt.Sprintf("%s lacks %s", nodes[i].Name, strings.Join(m, " and ")))
+		}
+	}
+	if len(noTools) > 0 {
+		return permanent(fmt.Errorf("copy.fan_out unpacks the copy on every DR node with tar (and the decompressor of copy.compress): %s; "+
+			"install them, or turn copy.fan_out off", strings.Join(noTools, "; ")))
 	}
 	var p remoteFacts
 	var ready primaryReadiness
@@ -56,6 +72,9 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	}
 	pv := pgVersion(p.VersionNum)
 	if err := checkSupported("the primary "+p.Node.Name, pv); err != nil {
+		return err
+	}
+	if err := features(pv).checkCopyOptions(e.Config.Copy, p.Node.Name, pv, ready.CompressMethods); err != nil {
 		return err
 	}
 	if pv.Major() > maxMajor {

@@ -39,6 +39,9 @@ type primaryReadiness struct {
 	DataBytes    int64    // every tablespace the replication user can measure
 	Unmeasured   []string // tablespaces whose size it cannot read
 	WalBytes     int64    // max_wal_size + wal_keep_size of the primary
+	// CompressMethods is what the primary's build can compress with
+	// (serverCompressionSQL); read only when copy.compress is set.
+	CompressMethods string
 }
 
 // slotObs is the pair's slot on the primary.
@@ -101,6 +104,11 @@ func (e *Env) primaryReady(ctx context.Context, p remoteFacts) (primaryReadiness
 	defer c.Close(context.WithoutCancel(ctx))
 	if err := c.QueryRow(cctx, readinessSQL).Scan(&r.Super, &r.DataBytes, &r.Unmeasured, &r.WalBytes); err != nil {
 		return r, fmt.Errorf("while reading sizes on %s as %s: %w", p.Node.Name, e.Config.Replication.User, err)
+	}
+	if e.Config.Copy.Compress != "" {
+		if err := c.QueryRow(cctx, serverCompressionSQL).Scan(&r.CompressMethods); err != nil {
+			return r, fmt.Errorf("while reading which compression methods %s supports: %w", p.Node.Name, err)
+		}
 	}
 	err = c.QueryRow(cctx, features(versionOf(c)).slotSQL(), e.slotName()).Scan(&r.Slot.Type, &r.Slot.Temporary, &r.Slot.WalStatus,
 		&r.Slot.Active, &r.Slot.InvalidationReason)
@@ -238,4 +246,31 @@ func checkDiskRoom(disks []diskObs, perCopy int64) error {
 			strings.Join(problems, "; ")))
 	}
 	return nil
+}
+
+// fanOutTools are the programs the fan-out copy runs on every DR node:
+// tar, and the decompressor of copy.compress's method. None when the
+// fan-out is off.
+func fanOutTools(o cluster.CopyOptions) []string {
+	if !o.FanOut {
+		return nil
+	}
+	tools := []string{"tar"}
+	if method, _, ok := o.CompressMethod(); ok {
+		tools = append(tools, decompressor(method))
+	}
+	return tools
+}
+
+// missingTools returns those of tools that n's ssh_user cannot run.
+func (e *Env) missingTools(ctx context.Context, n *cluster.Node, tools []string) ([]string, error) {
+	var b strings.Builder
+	for _, t := range tools {
+		fmt.Fprintf(&b, "command -v %s >/dev/null 2>&1 || echo %s; ", q(t), q(t))
+	}
+	out, err := e.run(ctx, n, b.String(), cluster.RunOpts{})
+	if err != nil {
+		return nil, fmt.Errorf("while looking for %s on %s: %w", strings.Join(tools, ", "), n.Name, err)
+	}
+	return strings.Fields(out), nil
 }

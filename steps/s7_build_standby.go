@@ -21,7 +21,9 @@ import (
 const leftoverGrace = 5 * time.Second
 
 // buildStandby rebuilds the main standby from the primary, then every
-// cascade standby from the main standby, in parallel. Each node goes
+// cascade standby from the main standby, in parallel (or, with
+// copy.fan_out, every node from one copy of the primary: s7_fanout.go).
+// Each node goes
 // through the phases saved, copied, configured, swapped and started,
 // recorded in the store; a rerun resumes each node at its phase after
 // checking the node agrees, and never copies again once a copy is complete.
@@ -33,6 +35,17 @@ func (e *Env) buildStandby(ctx context.Context, rc *workflow.RunContext) error {
 	view := e.primaryView(ctx, rc.Log, p)
 	ups := e.upstreams(p.Node)
 	main, cascades := e.mainStandby()
+	fan, why := useFanOut(e.Config.Copy.FanOut, len(cascades), len(p.Tablespaces))
+	if fan {
+		done, err := e.buildFanOut(ctx, rc, ups, p, view)
+		if done || err != nil {
+			return err
+		}
+		why = "the main standby is a former primary that is rewound, not copied"
+	}
+	if why != "" {
+		rc.Log.Info("copy.fan_out is on, but the fan-out copy is not used: " + why)
+	}
 	if err := e.buildNode(ctx, rc, main, ups[main.Name], p, view, ""); err != nil {
 		return err
 	}
@@ -103,47 +116,73 @@ func (e *Env) ensureCascadeSlots(ctx context.Context, rc *workflow.RunContext, m
 // buildNode makes n a standby of up, resuming at its recorded phase.
 // wantFrom is, for a cascade, the main standby's current copy id.
 func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, p remoteFacts, view PrimaryView, wantFrom string) error {
-	log := rc.Log.With(zap.String("node", n.Name))
-	a, err := e.access(ctx, n)
+	b, release, err := e.prepareNode(ctx, rc, n, up, p, view, wantFrom)
 	if err != nil {
 		return err
 	}
-	lay, err := e.layoutOf(ctx, n)
-	if err != nil {
-		return err
-	}
-	lock, err := e.lockNode(ctx, rc, a, lay)
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	main, _ := e.mainStandby()
-	tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
-	if err := e.endLeftovers(ctx, log, a, lay, tss); err != nil {
-		return err
-	}
-
-	b := &nodeBuild{e: e, rc: rc, log: log, a: a, n: n, lay: lay, up: up, p: p, view: view, wantFrom: wantFrom, tss: tss}
-	if err := b.observe(ctx); err != nil {
-		return err
-	}
-	method, err := b.chooseMethod(ctx)
-	if err != nil {
-		return err
-	}
-	b.method = method
-	switch method {
-	case rejoinRewind:
+	defer release()
+	if b.method == rejoinRewind {
 		return b.buildByRewind(ctx)
-	case rejoinCopyKeep:
-		b.keepWhatever()
 	}
 	action, err := planNodeBuild(b.obs)
 	if err != nil {
 		return err
 	}
-	log.Info("rebuild of the node resumes", zap.String("action", string(action)), zap.String("phase", orNone(b.obs.Phase)),
+	b.logResume(action)
+	return b.runFrom(ctx, action)
+}
+
+// prepareNode takes the node-side lock on n's directories, ends what an
+// earlier run left running on them, observes the node and chooses how it
+// rejoins (b.method: a copy, or for a former primary a rewind). release
+// frees the lock.
+func (e *Env) prepareNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, p remoteFacts, view PrimaryView,
+	wantFrom string) (b *nodeBuild, release func(), err error) {
+	log := rc.Log.With(zap.String("node", n.Name))
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	lock, err := e.lockNode(ctx, rc, a, lay)
+	if err != nil {
+		return nil, nil, err
+	}
+	release = func() { lock.Release() }
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
+	main, _ := e.mainStandby()
+	tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
+	if err := e.endLeftovers(ctx, log, a, lay, tss); err != nil {
+		return nil, nil, err
+	}
+	b = &nodeBuild{e: e, rc: rc, log: log, a: a, n: n, lay: lay, up: up, p: p, view: view, wantFrom: wantFrom, tss: tss}
+	if err := b.observe(ctx); err != nil {
+		return nil, nil, err
+	}
+	if b.method, err = b.chooseMethod(ctx); err != nil {
+		return nil, nil, err
+	}
+	if b.method == rejoinCopyKeep {
+		b.keepWhatever()
+	}
+	return b, release, nil
+}
+
+func (b *nodeBuild) logResume(action buildAction) {
+	b.log.Info("rebuild of the node resumes", zap.String("action", string(action)), zap.String("phase", orNone(b.obs.Phase)),
 		zap.String("data_dir", string(b.verdict.Kind)))
+}
+
+// runFrom runs the node's rebuild stages from action on, recording each
+// phase as it is reached.
+func (b *nodeBuild) runFrom(ctx context.Context, action buildAction) error {
 	stages := []struct {
 		from  buildAction
 		phase string
@@ -155,7 +194,7 @@ func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster
 		{actStart, phaseStarted, b.start},
 	}
 	if action == actDone {
-		log.Info("this run's copy already runs as a standby")
+		b.log.Info("this run's copy already runs as a standby")
 		return b.setPhase(ctx, phaseStarted)
 	}
 	on := false
@@ -312,13 +351,55 @@ func (b *nodeBuild) setPhase(ctx context.Context, phase string) error {
 // copy saves the node's own files, then copies the upstream into <work>/new
 // with pg_basebackup (tablespaces into <location>.sdr/new beside each).
 func (b *nodeBuild) copy(ctx context.Context) error {
+	if err := b.beginCopy(ctx); err != nil {
+		return err
+	}
+	copyID := b.obs.CopyID
+	lctx, cancel := b.e.longCtx(ctx)
+	defer cancel()
+	conninfo := fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s",
+		conninfoQuote(cluster.ConninfoHost(b.up.Host)), b.up.Port, conninfoQuote(b.e.Config.Replication.User), conninfoQuote(b.lay.Pgpass()),
+		conninfoQuote(cluster.AppName(b.e.Config.Name, b.n.Name)+"_basebackup"))
+	var mapping [][2]string
+	for _, t := range b.tss {
+		mapping = append(mapping, [2]string{t.Upstream, t.Live + ".sdr/new"})
+	}
+	var wan cluster.CopyOptions
+	if b.up.Node == b.p.Node.Name {
+		// Only the copy from the primary crosses between the data centres.
+		wan = b.e.Config.Copy
+	}
+	args := append([]string{"exec", bin(b.n, "pg_basebackup")},
+		features(pgVersion(b.p.VersionNum)).basebackupArgs(b.lay.New(), conninfo, b.up.Slot, mapping, wan)...)
+	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)),
+		zap.String("compress", orNone(wan.Compress)), zap.String("max_rate", orNone(wan.MaxRate)))
+	pw := newProgressWriter(b.log).reportTo(b.rc, b.n.Name)
+	defer pw.end()
+	start := time.Now()
+	if _, err := cluster.RunLong(lctx, b.a, b.lay.Tag(), strings.Join(args, " "), cluster.RunOpts{Stderr: pw}); err != nil {
+		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", b.n.Name, b.up.Node, err)
+	}
+	pw.flush()
+	if _, err := b.e.ensureFile(ctx, b.n, b.lay.NewComplete(), copyID+"\n"); err != nil {
+		return err
+	}
+	b.obs.NewComplete = copyID
+	b.log.Info("pg_basebackup finished", zap.String("dir", b.lay.New()), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// beginCopy starts a new copy of the node: it saves the node's own files,
+// records the copy id (this run's id and the node's name), and removes
+// what an earlier attempt left half built in <work>/new (and beside each
+// tablespace), so that <work>/new is free for the copy.
+func (b *nodeBuild) beginCopy(ctx context.Context) error {
 	if err := b.saveOwnFiles(ctx); err != nil {
 		return err
 	}
 	if err := b.setPhase(ctx, phaseSaved); err != nil {
 		return err
 	}
-	copyID := b.rc.RunID + "/" + b.n.Name
+	copyID := newCopyID(b.rc, b.n.Name)
 	if err := b.rc.SetPhase(context.WithoutCancel(ctx), copyPart(b.n.Name), copyID); err != nil {
 		return err
 	}
@@ -341,32 +422,8 @@ func (b *nodeBuild) copy(ctx context.Context) error {
 	if len(mk) > 0 {
 		cmd += " && mkdir -p " + strings.Join(mk, " ") + " && chmod 700 " + strings.Join(mk, " ")
 	}
-	if _, err := b.e.run(ctx, b.n, cmd, cluster.RunOpts{}); err != nil {
-		return err
-	}
-	conninfo := fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s",
-		conninfoQuote(cluster.ConninfoHost(b.up.Host)), b.up.Port, conninfoQuote(b.e.Config.Replication.User), conninfoQuote(b.lay.Pgpass()),
-		conninfoQuote(cluster.AppName(b.e.Config.Name, b.n.Name)+"_basebackup"))
-	var mapping [][2]string
-	for _, t := range b.tss {
-		mapping = append(mapping, [2]string{t.Upstream, t.Live + ".sdr/new"})
-	}
-	args := append([]string{"exec", bin(b.n, "pg_basebackup")},
-		features(pgVersion(b.p.VersionNum)).basebackupArgs(b.lay.New(), conninfo, b.up.Slot, mapping)...)
-	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)))
-	pw := newProgressWriter(b.log).reportTo(b.rc, b.n.Name)
-	defer pw.end()
-	start := time.Now()
-	if _, err := cluster.RunLong(lctx, b.a, b.lay.Tag(), strings.Join(args, " "), cluster.RunOpts{Stderr: pw}); err != nil {
-		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", b.n.Name, b.up.Node, err)
-	}
-	pw.flush()
-	if _, err := b.e.ensureFile(ctx, b.n, b.lay.NewComplete(), copyID+"\n"); err != nil {
-		return err
-	}
-	b.obs.NewComplete = copyID
-	b.log.Info("pg_basebackup finished", zap.String("dir", b.lay.New()), zap.Duration("took", time.Since(start)))
-	return nil
+	_, err := b.e.run(ctx, b.n, cmd, cluster.RunOpts{})
+	return err
 }
 
 // saveOwnFiles copies aside, once, the node's pg_hba.conf and

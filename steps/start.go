@@ -27,7 +27,7 @@ func startSteps(e *Env) []workflow.Step {
 		{Num: 5, Name: "5_open_access", Short: "add sdr's pg_hba.conf block for the standby nodes on every primary-cluster node", Roles: primaryOnly, Run: e.openAccess, Plan: e.planOpenAccess},
 		{Num: 5, Name: "5_stop_cluster", Short: "stop every standby node cleanly through its service manager", Roles: standbyOnly, Run: e.stopStandbyCluster, Plan: e.planStopStandbyCluster},
 		{Num: 6, Name: "6_set_guc", Short: "prepare each standby node's settings (primary_conninfo, slot, timeline)", Roles: standbyOnly, Run: e.setGUC, Plan: e.planSetGUC},
-		{Num: 7, Name: "7_build_standby", Short: "rebuild the main standby from the primary, then the cascade standbys from it (each copy proven to start with the node's configuration before it is swapped in)", Roles: standbyOnly,
+		{Num: 7, Name: "7_build_standby", Short: "rebuild the main standby from the primary, then the cascade standbys from it, or with copy.fan_out every node from one copy of the primary (each copy proven to start with the node's configuration before it is swapped in)", Roles: standbyOnly,
 			OnStart: workflow.StateRestore, OnFail: workflow.StateRestoreFail, Run: e.buildStandby, Plan: e.planBuildStandby},
 		{Num: 8, Name: "8_wait_standby", Short: "wait until the main standby streams its new copy from the primary through sdr's slot", Roles: primaryOnly,
 			OnStart: workflow.StateFullBackup, OnDone: workflow.StateArchive, OnFail: workflow.StateBackupFail, Run: e.waitStandby, Plan: e.planWaitStandby},

@@ -53,21 +53,30 @@ func (rc *RunContext) EndProgress(part string) {
 // "copied"). A rerun of the step reads it back with Phase, and must still
 // check that reality agrees before it skips work.
 func (rc *RunContext) SetPhase(ctx context.Context, part, phase string) error {
+	return rc.SetPhases(ctx, map[string]string{part: phase})
+}
+
+// SetPhases records the phases of several parts in one transaction, so
+// that a rerun sees all of them or none (for example every node that one
+// copy reached at once). An empty phase removes the part's record.
+func (rc *RunContext) SetPhases(ctx context.Context, phases map[string]string) error {
 	return rc.store.Update(ctx, rc.key, rc.Role, func(rec **Record, _ *Side) error {
 		if *rec == nil {
-			return fmt.Errorf("while recording phase %s of %s: workflow %s has no record", phase, part, rc.key)
+			return fmt.Errorf("while recording phases %v: workflow %s has no record", phases, rc.key)
 		}
 		sr := (*rec).Step(rc.Step)
 		if sr == nil {
-			return fmt.Errorf("while recording phase %s of %s: workflow %s has no step %s", phase, part, rc.key, rc.Step)
+			return fmt.Errorf("while recording phases %v: workflow %s has no step %s", phases, rc.key, rc.Step)
 		}
 		if sr.Phases == nil {
 			sr.Phases = map[string]string{}
 		}
-		if phase == "" {
-			delete(sr.Phases, part)
-		} else {
-			sr.Phases[part] = phase
+		for part, phase := range phases {
+			if phase == "" {
+				delete(sr.Phases, part)
+			} else {
+				sr.Phases[part] = phase
+			}
 		}
 		return nil
 	})

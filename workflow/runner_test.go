@@ -906,6 +906,35 @@ func TestPhasesSurviveRerunsNotRestart(t *testing.T) {
 	}
 }
 
+// TestSetPhasesAtOnce: several parts recorded in one transaction are all
+// seen by the rerun, and an empty phase removes a part.
+func TestSetPhasesAtOnce(t *testing.T) {
+	st := newFakeStore()
+	wf := fiveSteps(&effects{}, map[string]stepFn{
+		"3_three": func(ctx context.Context, rc *RunContext, call int) error {
+			if call == 1 {
+				if err := rc.SetPhases(ctx, map[string]string{"a": "copied", "b": "copied", "b/fanout": "x", "c": "saved"}); err != nil {
+					return err
+				}
+				if err := rc.SetPhases(ctx, map[string]string{"c": "", "b/fanout": "y"}); err != nil {
+					return err
+				}
+				return errors.New("cut short")
+			}
+			return nil
+		},
+	})
+	r := newRunner(st)
+	if _, err := r.Run(context.Background(), wf, nil, Options{}); err == nil {
+		t.Fatal("first run: want the step to fail")
+	}
+	rec, _ := st.Load(context.Background(), wf.Key())
+	want := map[string]string{"a": "copied", "b": "copied", "b/fanout": "y"}
+	if got := rec.Step("3_three").Phases; !reflect.DeepEqual(got, want) {
+		t.Errorf("phases = %v, want %v", got, want)
+	}
+}
+
 // killedRun runs wf with a runner whose run dies (as SIGKILL would end it)
 // after step's side effect, before its done record: its goroutine exits with no
 // further write, the way a killed process leaves its state file.

@@ -1,8 +1,8 @@
-// Command sdr-bench-shim times calls of pg_ctl and pg_basebackup for
-// sdr-bench. sdr-bench puts it in a shim directory that the benchmark's
-// sdr config names as every node's bin_dir, with links named pg_ctl and
-// pg_basebackup pointing at it (every other program there is a link to
-// the real one). Called through such a link, it runs the real program of
+// Command sdr-bench-shim times calls of pg_ctl, pg_basebackup and initdb
+// for sdr-bench. sdr-bench puts it in a shim directory that the
+// benchmark's sdr config names as every node's bin_dir, with links named
+// pg_ctl, pg_basebackup and initdb pointing at it (every other program
+// there is a link to the real one). Called through such a link, it runs the real program of
 // that name from /usr/lib/postgresql/15/bin with the same arguments,
 // standard streams and forwarded signals, then appends when the real
 // program started and ended to calls.log beside itself (package
@@ -29,8 +29,8 @@ const realBinDir = "/usr/lib/postgresql/15/bin"
 
 func main() {
 	prog := filepath.Base(os.Args[0])
-	if prog != "pg_ctl" && prog != "pg_basebackup" {
-		fmt.Fprintf(os.Stderr, "sdr-bench-shim: call me through a link named pg_ctl or pg_basebackup, not %s\n", prog)
+	if prog != "pg_ctl" && prog != "pg_basebackup" && prog != "initdb" {
+		fmt.Fprintf(os.Stderr, "sdr-bench-shim: call me through a link named pg_ctl, pg_basebackup or initdb, not %s\n", prog)
 		os.Exit(2)
 	}
 	real := filepath.Join(realBinDir, prog)

@@ -23,7 +23,9 @@ type bench struct {
 	bed           *bed.Bed
 	sdr           string
 	shimDir       string
-	config        string // the bed's config with every bin_dir at shimDir
+	config        string            // the bed's config with every bin_dir at shimDir
+	lastConfig    string            // the config of the last timed sdr run (the short commands use it)
+	configs       map[string]string // the configs of the sdr kinds with copy settings, by kind
 	floorPassFile string
 	floorBinary   string // a copy of this program that postgres can run
 	timeout       time.Duration
@@ -95,13 +97,13 @@ func runProc(ctx context.Context, dir, bin string, args ...string) (proc, error)
 	return wait(cmd, out, start), nil
 }
 
-func (bm *bench) startArgs(role string, restart bool) []string {
+func (bm *bench) startArgs(role, config string, restart bool) []string {
 	b := bm.bed
 	state, logFile := b.StateFilePrimary, b.LogFilePrimary
 	if role == "standby" {
 		state, logFile = b.StateFileStandby, b.LogFileStandby
 	}
-	args := []string{"--config", bm.config, "--state", state, "--log-file", logFile, "start", "--role", role,
+	args := []string{"--config", config, "--state", state, "--log-file", logFile, "start", "--role", role,
 		"--timeout", bm.timeout.String()}
 	if restart {
 		args = append(args, "--restart")
@@ -146,6 +148,9 @@ type stepTime struct {
 // nodeOf names the node whose data directory (or sdr's work directory
 // beside it) holds dir.
 func (bm *bench) nodeOf(dir string) string {
+	if dir == "-" {
+		return "(tar stream on stdout)"
+	}
 	for _, name := range bed.NodeNames {
 		d := bm.bed.Node(name).DataDir
 		if dir == d || strings.HasPrefix(dir, d+".") || strings.HasPrefix(dir, d+"/") {
@@ -156,16 +161,16 @@ func (bm *bench) nodeOf(dir string) string {
 }
 
 // runPair runs both starts at the same time and splits the wall time.
-func (bm *bench) runPair(ctx context.Context, bin string, restart bool) (sdrRun, error) {
+func (bm *bench) runPair(ctx context.Context, bin, config string, restart bool) (sdrRun, error) {
 	if err := resetCallsLog(bm.shimDir); err != nil {
 		return sdrRun{}, err
 	}
 	t0 := time.Now()
-	pc, pout, pstart, err := bm.startSDR(ctx, bin, bm.startArgs("primary", restart)...)
+	pc, pout, pstart, err := bm.startSDR(ctx, bin, bm.startArgs("primary", config, restart)...)
 	if err != nil {
 		return sdrRun{}, err
 	}
-	sc, sout, sstart, err := bm.startSDR(ctx, bin, bm.startArgs("standby", restart)...)
+	sc, sout, sstart, err := bm.startSDR(ctx, bin, bm.startArgs("standby", config, restart)...)
 	if err != nil {
 		_ = pc.Process.Kill()
 		_ = pc.Wait()
@@ -500,14 +505,24 @@ func (bm *bench) setup(ctx context.Context, rep *report) error {
 		return err
 	}
 	var err error
-	if bm.config, err = b.WriteConfig(func(m *map[string]any) {
-		for _, side := range []string{"primary", "standby"} {
-			for _, n := range (*m)[side].(map[string]any)["nodes"].([]any) {
-				n.(map[string]any)["bin_dir"] = bm.shimDir
-			}
-		}
-	}); err != nil {
+	if bm.config, err = b.WriteConfig(func(m *map[string]any) { shimBinDir(*m, bm.shimDir) }); err != nil {
 		return err
+	}
+	bm.lastConfig = bm.config
+	for _, k := range bm.o.sdrKinds() {
+		if k.copy == nil {
+			continue
+		}
+		copyOpts := k.copy
+		if bm.configs == nil {
+			bm.configs = map[string]string{}
+		}
+		if bm.configs[k.name], err = b.WriteConfig(func(m *map[string]any) {
+			shimBinDir(*m, bm.shimDir)
+			(*m)["copy"] = copyOpts
+		}); err != nil {
+			return err
+		}
 	}
 	if bm.floorPassFile, err = writeFloorPassFile(filepath.Join(b.Dir, "floor"), b.ReplicationUser, b.Password); err != nil {
 		return err
@@ -549,6 +564,18 @@ func (bm *bench) setup(ctx context.Context, rep *report) error {
 	return nil
 }
 
+// shimBinDir points the bin_dir of every node of the bed's config m at
+// the shim directory (the clusters' defaults; no node sets its own).
+func shimBinDir(m map[string]any, dir string) {
+	for _, c := range m["clusters"].(map[string]any) {
+		cs := c.(map[string]any)
+		cs["defaults"].(map[string]any)["bin_dir"] = dir
+		for _, n := range cs["nodes"].([]any) {
+			delete(n.(map[string]any), "bin_dir")
+		}
+	}
+}
+
 // firstStart runs both starts on the fresh bed. It turns the bed's
 // independent dc2 cluster into the DR cluster and creates the primary
 // side's role, slot and pg_hba block; it is reported on its own.
@@ -559,7 +586,7 @@ func (bm *bench) firstStart(ctx context.Context, rep *report) error {
 	}
 	logf("first sdr start (both roles; sets up the DR pair; %.2f CPUs busy before, waited %.0f s for quiet)", env.BusyBefore, env.WaitedQuiet)
 	cpu := startCPU()
-	first, err := bm.runPair(ctx, bm.sdr, false)
+	first, err := bm.runPair(ctx, bm.sdr, bm.config, false)
 	if err != nil {
 		return err
 	}
@@ -569,16 +596,27 @@ func (bm *bench) firstStart(ctx context.Context, rep *report) error {
 	return nil
 }
 
-// rounds runs the floor procedure and sdr (and the baseline) alternately.
+// rounds runs the floor procedure (and its compressed variant), sdr, its
+// copy variants and the baseline alternately.
 func (bm *bench) rounds(ctx context.Context, rep *report) error {
-	var floorWalls []time.Duration
-	phaseRuns := map[string][]time.Duration{}
-	var phaseOrder []string
-	kinds := []string{"floor", "sdr"}
-	accs := map[string]*sdrAcc{"sdr": newSDRAcc(bm.sdr)}
-	if bm.o.baseline != "" {
-		kinds = append(kinds, "baseline")
-		accs["baseline"] = newSDRAcc(bm.o.baseline)
+	floors := map[string]*floorAcc{"floor": {}}
+	kinds := []string{"floor"}
+	if bm.o.compress != "" {
+		kinds = append(kinds, "floor compressed")
+		floors["floor compressed"] = &floorAcc{}
+	}
+	accs := map[string]*sdrAcc{}
+	for _, k := range bm.o.sdrKinds() {
+		kinds = append(kinds, k.name)
+		bin, cfg := bm.sdr, bm.config
+		if k.name == "baseline" {
+			bin = bm.o.baseline
+		}
+		if c, ok := bm.configs[k.name]; ok {
+			cfg = c
+		}
+		accs[k.name] = newSDRAcc(bin)
+		accs[k.name].label, accs[k.name].config, accs[k.name].copy = k.name, cfg, k.copyText()
 	}
 	for i := 0; i < bm.o.runs; i++ {
 		// Odd rounds run in the reverse order, so that what a run leaves
@@ -600,8 +638,12 @@ func (bm *bench) rounds(ctx context.Context, rep *report) error {
 			}
 			logf("run %d/%d: %s (load %.2f, %.2f CPUs busy before, waited %.0f s for quiet)", i+1, bm.o.runs, which, env.Load1, env.BusyBefore, env.WaitedQuiet)
 			cpu := startCPU()
-			if which == "floor" {
-				wall, phases, err := bm.runFloor(ctx)
+			if fa, ok := floors[which]; ok {
+				compress := ""
+				if which != "floor" {
+					compress = bm.o.compress
+				}
+				wall, phases, err := bm.runFloor(ctx, compress)
 				env.BusyDuring = cpu.cores()
 				if err != nil {
 					return fmt.Errorf("%w\n%s", err, bm.bed.NodeLogs())
@@ -609,39 +651,55 @@ func (bm *bench) rounds(ctx context.Context, rep *report) error {
 				if err := bm.waitTopology(ctx, 30*time.Second); err != nil {
 					return fmt.Errorf("after the floor procedure: %w", err)
 				}
-				rep.FloorRuns = append(rep.FloorRuns, floorRun{Wall: wall.Seconds(), Env: env, Phases: phases})
-				floorWalls = append(floorWalls, wall)
-				for _, ph := range phases {
-					if _, ok := phaseRuns[ph.Name]; !ok {
-						phaseOrder = append(phaseOrder, ph.Name)
-					}
-					phaseRuns[ph.Name] = append(phaseRuns[ph.Name], secs(ph.Seconds))
+				run := floorRun{Wall: wall.Seconds(), Env: env, Phases: phases}
+				if which == "floor" {
+					rep.FloorRuns = append(rep.FloorRuns, run)
+				} else {
+					rep.FloorCompressedRuns = append(rep.FloorCompressedRuns, run)
 				}
-				logf("  floor %.3f s", wall.Seconds())
+				fa.add(wall, phases)
+				logf("  %s %.3f s", which, wall.Seconds())
 				continue
 			}
 			acc := accs[which]
-			r, err := bm.runPair(ctx, acc.binary, true)
+			r, err := bm.runPair(ctx, acc.binary, acc.config, true)
 			env.BusyDuring = cpu.cores()
 			if err != nil {
 				return fmt.Errorf("%w\n%s", err, bm.bed.NodeLogs())
 			}
+			bm.lastConfig = acc.config
 			if err := bm.waitTopology(ctx, 30*time.Second); err != nil {
 				return fmt.Errorf("after sdr start: %w", err)
 			}
 			r.Env = env
 			acc.add(r)
-			logf("  %s %.3f s (tools %.3f s, own %.3f s, %d status probes)", which, r.Wall, r.Tools, r.Own, r.ProbeCalls)
+			logf("  %s %.3f s (tools %.3f s, own %.3f s, %d status probes, copy to streaming %.3f s)", which, r.Wall, r.Tools, r.Own, r.ProbeCalls, r.drReady())
 		}
 	}
-	rep.Floor = summarise(floorWalls)
-	for _, name := range phaseOrder {
-		rep.FloorPhases = append(rep.FloorPhases, namedStats{Name: name, Stats: summarise(phaseRuns[name])})
+	rep.Floor, rep.FloorPhases = floors["floor"].summary()
+	rep.FloorReady, rep.FloorMainCopy = floors["floor"].ready()
+	if fa := floors["floor compressed"]; fa != nil {
+		rep.FloorCompressed = &floorSummary{Compress: bm.o.compress}
+		rep.FloorCompressed.Wall, rep.FloorCompressed.Phases = fa.summary()
+		rep.FloorCompressed.Ready, rep.FloorCompressed.MainCopy = fa.ready()
 	}
-	rep.SDR = accs["sdr"].summary(rep.Floor)
-	if a := accs["baseline"]; a != nil {
-		sum := a.summary(rep.Floor)
-		rep.Baseline = &sum
+	for _, k := range bm.o.sdrKinds() {
+		sum := accs[k.name].summary(rep.Floor)
+		ref := rep.FloorMainCopy
+		if k.compressed() && rep.FloorCompressed != nil {
+			ref = rep.FloorCompressed.MainCopy
+		}
+		if ref.Median > 0 {
+			sum.ReadyRatio = sum.Ready.Median / ref.Median
+		}
+		switch k.name {
+		case "sdr":
+			rep.SDR = sum
+		case "baseline":
+			rep.Baseline = &sum
+		default:
+			rep.Variants = append(rep.Variants, sum)
+		}
 	}
 	return nil
 }
@@ -658,9 +716,9 @@ func (bm *bench) shortCommands(ctx context.Context, rep *report) error {
 			what, want string
 			args       []string
 		}{
-			{"rerun of a finished start, " + role, "already complete", bm.startArgs(role, false)},
+			{"rerun of a finished start, " + role, "already complete", bm.startArgs(role, bm.lastConfig, false)},
 			{"status from the state file, " + role, "workflow start/" + role, []string{"--state", state, "status"}},
-			{"status --config (live facts from 4 nodes), " + role, "nodes (live)", []string{"--config", bm.config, "--state", state, "status"}},
+			{"status --config (live facts from 4 nodes), " + role, "nodes (live)", []string{"--config", bm.lastConfig, "--state", state, "status"}},
 		}
 		for _, s := range short {
 			d, rss, err := bm.repeat(ctx, s.want, s.args...)

@@ -41,14 +41,18 @@ type floorNode struct {
 
 // floorSpec is what the parent hands the child on standard input.
 type floorSpec struct {
-	BinDir   string    `json:"bin_dir"`
-	Primary  floorNode `json:"primary"` // only Port and SocketDir are used
-	Main     floorNode `json:"main"`
-	Cascade  floorNode `json:"cascade"`
-	Slot     string    `json:"slot"`
-	User     string    `json:"user"`     // replication user
-	PassFile string    `json:"passfile"` // its password, in libpq's passfile format
-	Timeout  string    `json:"timeout"`
+	BinDir      string    `json:"bin_dir"`
+	Primary     floorNode `json:"primary"` // only Port and SocketDir are used
+	Main        floorNode `json:"main"`
+	Cascade     floorNode `json:"cascade"`
+	Slot        string    `json:"slot"`         // the main standby's slot on the primary
+	CascadeSlot string    `json:"cascade_slot"` // the cascade's slot on the main standby, as sdr names it
+	User        string    `json:"user"`         // replication user
+	PassFile    string    `json:"passfile"`     // its password, in libpq's passfile format
+	Timeout     string    `json:"timeout"`
+	// Compress is pg_basebackup's --compress for the main standby's copy
+	// from the primary ("" for none), as sdr's copy.compress.
+	Compress string `json:"compress"`
 }
 
 // floorPhase is one timed phase of the floor procedure.
@@ -102,7 +106,7 @@ func floorChild() error {
 	if err := phase("wait slot released", waitSlotInactive(ctx, spec.Primary, spec.Slot)); err != nil {
 		return err
 	}
-	if err := phase("basebackup main", basebackup(ctx, spec, spec.Main, spec.Primary, spec.Slot)); err != nil {
+	if err := phase("basebackup main", basebackup(ctx, spec, spec.Main, spec.Primary, spec.Slot, spec.Compress)); err != nil {
 		return err
 	}
 	if err := phase("configure main", configureStandby(spec, spec.Main, spec.Primary, spec.Slot)); err != nil {
@@ -114,14 +118,18 @@ func floorChild() error {
 	if err := phase("wait main streams", waitStreaming(ctx, spec.Main)); err != nil {
 		return err
 	}
-	// 3. The cascade from the main standby.
+	// 3. The cascade from the main standby, through a slot of its own
+	// there (as sdr does: the main standby keeps the WAL the cascade needs).
 	if err := phase("move cascade aside", os.Rename(spec.Cascade.DataDir, spec.Cascade.OldDir)); err != nil {
 		return err
 	}
-	if err := phase("basebackup cascade", basebackup(ctx, spec, spec.Cascade, spec.Main, "")); err != nil {
+	if err := phase("create cascade slot", createSlot(ctx, spec.Main, spec.CascadeSlot)); err != nil {
 		return err
 	}
-	if err := phase("configure cascade", configureStandby(spec, spec.Cascade, spec.Main, "")); err != nil {
+	if err := phase("basebackup cascade", basebackup(ctx, spec, spec.Cascade, spec.Main, spec.CascadeSlot, "")); err != nil {
+		return err
+	}
+	if err := phase("configure cascade", configureStandby(spec, spec.Cascade, spec.Main, spec.CascadeSlot)); err != nil {
 		return err
 	}
 	if err := phase("start cascade", run(ctx, pgctl, "start", "-D", spec.Cascade.DataDir, "-l", spec.Cascade.LogFile, "-w", "-t", "600")); err != nil {
@@ -147,10 +155,13 @@ func conninfo(spec floorSpec, up floorNode, app string) string {
 	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s passfile=%s application_name=%s", up.Port, spec.User, spec.PassFile, app)
 }
 
-func basebackup(ctx context.Context, spec floorSpec, n, up floorNode, slot string) error {
+func basebackup(ctx context.Context, spec floorSpec, n, up floorNode, slot, compress string) error {
 	args := []string{"-D", n.DataDir, "-X", "stream", "-c", "fast", "-d", conninfo(spec, up, n.AppName+"_basebackup")}
 	if slot != "" {
 		args = append(args, "-S", slot)
+	}
+	if compress != "" {
+		args = append(args, "--compress="+compress)
 	}
 	return run(ctx, filepath.Join(spec.BinDir, "pg_basebackup"), args...)
 }
@@ -209,6 +220,17 @@ func waitSlotInactive(ctx context.Context, p floorNode, slot string) error {
 	}
 }
 
+// createSlot creates a permanent physical slot on n that reserves WAL at once.
+func createSlot(ctx context.Context, n floorNode, slot string) error {
+	c, err := connect(ctx, n)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(ctx, "SELECT pg_create_physical_replication_slot($1, true)", slot)
+	return err
+}
+
 // waitStreaming waits until n's WAL receiver streams. pg_ctl start -w has
 // returned, so n accepts connections.
 func waitStreaming(ctx context.Context, n floorNode) error {
@@ -235,7 +257,7 @@ func waitStreaming(ctx context.Context, n floorNode) error {
 
 // runFloor runs the floor procedure in a child process as postgres and
 // returns its wall time, measured around the child like sdr's, and phases.
-func (bm *bench) runFloor(ctx context.Context) (time.Duration, []floorPhase, error) {
+func (bm *bench) runFloor(ctx context.Context, compress string) (time.Duration, []floorPhase, error) {
 	b := bm.bed
 	node := func(name string) floorNode {
 		n := b.Node(name)
@@ -243,7 +265,8 @@ func (bm *bench) runFloor(ctx context.Context) (time.Duration, []floorPhase, err
 			LogFile: n.LogFile, AppName: cluster.AppName(b.Name, name)}
 	}
 	spec := floorSpec{BinDir: bed.BinDir, Primary: node(bed.DC1A), Main: node(bed.DC2A), Cascade: node(bed.DC2B),
-		Slot: cluster.SlotName(b.Name, bed.DC2A), User: b.ReplicationUser, PassFile: bm.floorPassFile, Timeout: bm.timeout.String()}
+		Slot: cluster.SlotName(b.Name, bed.DC2A), CascadeSlot: cluster.SlotName(b.Name, bed.DC2B), User: b.ReplicationUser, PassFile: bm.floorPassFile, Timeout: bm.timeout.String(),
+		Compress: compress}
 	in, err := json.Marshal(spec)
 	if err != nil {
 		return 0, nil, err

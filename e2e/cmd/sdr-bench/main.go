@@ -21,7 +21,7 @@
 //
 // See docs/performance.md for what each figure means.
 //
-//	sdr-bench -sdr bin/sdr [-bench start|failover|switchover|all] [-baseline BIN] [-scale N] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
+//	sdr-bench -sdr bin/sdr [-bench start|failover|switchover|all] [-baseline BIN] [-fanout] [-compress server-zstd] [-scale N] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
 //
 // It needs root (like the end-to-end tests) and takes the machine for a
 // few minutes. It is a benchmark, not a test: nothing gates on its numbers.
@@ -34,6 +34,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -49,6 +50,8 @@ func main() {
 	var o options
 	flag.StringVar(&o.sdr, "sdr", "bin/sdr", "the sdr binary to measure")
 	flag.StringVar(&o.baseline, "baseline", "", "a second sdr binary (say, built from main) to run in every round as well, for comparison")
+	flag.BoolVar(&o.fanout, "fanout", false, "also run sdr with copy.fan_out in every round (and the figures of the copy to a ready DR cluster)")
+	flag.StringVar(&o.compress, "compress", "", "also run the floor and sdr with this server-side compression (copy.compress, e.g. server-zstd) in every round")
 	flag.StringVar(&o.shim, "shim", "", "the sdr-bench-shim binary (default: sdr-bench-shim beside this program)")
 	flag.StringVar(&o.benchList, "bench", "start", "sections to run, comma-separated: start, failover, switchover, or all")
 	flag.IntVar(&o.scale, "scale", 0, "pgbench scale of the primary's data (50 is about 750 MiB); default 50 for start and switchover, 10 for failover")
@@ -65,7 +68,7 @@ func main() {
 	flag.DurationVar(&o.connectTimeout, "connect-timeout", 0, "failover: run sdr failover with this timeouts.connect (default: the bed's, 10s)")
 	flag.DurationVar(&o.retry, "retry", 2*time.Millisecond, "failover and switchover: the writing client's pause between two INSERTs")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-bench start|failover|switchover|all] [-baseline BIN] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
+		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-bench start|failover|switchover|all] [-baseline BIN] [-fanout] [-compress METHOD] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
 			"Measures sdr start, failover and switchover against PostgreSQL's own tools on a test bed (needs root). See docs/performance.md.\n")
 		flag.PrintDefaults()
 	}
@@ -107,6 +110,8 @@ type options struct {
 	sections  []string // parsed from benchList
 	sdr       string
 	baseline  string
+	fanout    bool
+	compress  string
 	shim      string
 	scale     int
 	runs      int
@@ -124,6 +129,47 @@ type options struct {
 	losses     []string // parsed from lossList
 
 	connectTimeout time.Duration
+}
+
+// sdrKind is one kind of timed sdr run: a binary and the copy settings
+// of its config (nil: the bed's config as it is).
+type sdrKind struct {
+	name string
+	copy map[string]any
+}
+
+func (k sdrKind) compressed() bool { return k.copy != nil && k.copy["compress"] != nil }
+
+// copyText shows the copy settings, for the report.
+func (k sdrKind) copyText() string {
+	if k.copy == nil {
+		return "copy: defaults"
+	}
+	var parts []string
+	for _, key := range []string{"fan_out", "compress", "max_rate"} {
+		if v, ok := k.copy[key]; ok {
+			parts = append(parts, fmt.Sprintf("%s: %v", key, v))
+		}
+	}
+	return "copy: {" + strings.Join(parts, ", ") + "}"
+}
+
+// sdrKinds are the sdr runs of every round, in order.
+func (o *options) sdrKinds() []sdrKind {
+	kinds := []sdrKind{{name: "sdr"}}
+	if o.fanout {
+		kinds = append(kinds, sdrKind{name: "sdr fan-out", copy: map[string]any{"fan_out": true}})
+	}
+	if o.compress != "" {
+		kinds = append(kinds, sdrKind{name: "sdr compressed", copy: map[string]any{"compress": o.compress}})
+		if o.fanout {
+			kinds = append(kinds, sdrKind{name: "sdr fan-out compressed", copy: map[string]any{"fan_out": true, "compress": o.compress}})
+		}
+	}
+	if o.baseline != "" {
+		kinds = append(kinds, sdrKind{name: "baseline"})
+	}
+	return kinds
 }
 
 func (o *options) check() error {

@@ -26,14 +26,21 @@ type report struct {
 		End   [3]float64 `json:"end"`
 	} `json:"loadavg"`
 
-	Floor       Stats           `json:"floor"`
-	FloorPhases []namedStats    `json:"floor_phases"`
-	FloorRuns   []floorRun      `json:"floor_runs"`
-	SDR         sdrSummary      `json:"sdr"`
-	Baseline    *sdrSummary     `json:"baseline,omitempty"` // with -baseline
-	Short       []shortStats    `json:"short"`
-	Shim        shimCalibration `json:"shim"`
-	FirstStart  *sdrRun         `json:"first_start"`
+	Floor       Stats        `json:"floor"`
+	FloorPhases []namedStats `json:"floor_phases"`
+	FloorRuns   []floorRun   `json:"floor_runs"`
+	// FloorReady is the floor from the main standby's copy to the cascade
+	// streaming; FloorMainCopy the main standby's copy alone.
+	FloorReady          Stats           `json:"floor_dr_ready"`
+	FloorMainCopy       Stats           `json:"floor_main_copy"`
+	FloorCompressed     *floorSummary   `json:"floor_compressed,omitempty"` // with -compress
+	FloorCompressedRuns []floorRun      `json:"floor_compressed_runs,omitempty"`
+	SDR                 sdrSummary      `json:"sdr"`
+	Variants            []sdrSummary    `json:"variants,omitempty"` // with -fanout, -compress
+	Baseline            *sdrSummary     `json:"baseline,omitempty"` // with -baseline
+	Short               []shortStats    `json:"short"`
+	Shim                shimCalibration `json:"shim"`
+	FirstStart          *sdrRun         `json:"first_start"`
 }
 
 type machine struct {
@@ -100,7 +107,7 @@ func (r *report) writeTable(w io.Writer) error {
 		r.Load.Start[0], r.Load.Start[1], r.Load.Start[2], r.Load.End[0], r.Load.End[1], r.Load.End[2])
 	fmt.Fprintf(bw, "data: pgbench scale %d, %d MiB in all databases of the primary (pgbench -i took %.1f s)\n",
 		r.Scale, r.DBBytes>>20, r.LoadSeconds)
-	fmt.Fprintf(bw, "runs: %d of each, alternately (floor, sdr[, baseline]; the next round in reverse order); short commands %d times each\n\n", r.Runs, r.Reps)
+	fmt.Fprintf(bw, "runs: %d of each, alternately (floor, sdr[, variants, baseline]; the next round in reverse order); short commands %d times each\n\n", r.Runs, r.Reps)
 
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DR cluster rebuild (seconds)\tmedian\tmin\tmax\tgoal")
@@ -112,6 +119,12 @@ func (r *report) writeTable(w io.Writer) error {
 		label string
 		s     *sdrSummary
 	}{{"sdr", &r.SDR}}
+	for i := range r.Variants {
+		sums = append(sums, struct {
+			label string
+			s     *sdrSummary
+		}{r.Variants[i].Label, &r.Variants[i]})
+	}
 	if r.Baseline != nil {
 		sums = append(sums, struct {
 			label string
@@ -120,13 +133,50 @@ func (r *report) writeTable(w io.Writer) error {
 	}
 	for _, x := range sums {
 		s := x.s
-		fmt.Fprintf(tw, "%s (%s)\t\t\t\t\n", x.label, s.Binary)
+		fmt.Fprintf(tw, "%s (%s, %s)\t\t\t\t\n", x.label, s.Binary, s.Copy)
 		row("  start, both roles at once", s.Wall, goal{})
 		fmt.Fprintf(tw, "  ratio to the floor (medians)\t%.2f\t\t\t%s\n", s.Ratio, goal{"<= 1.10", s.Ratio <= 1.10})
-		row("  in pg_basebackup, pg_ctl start/stop", s.Tools, goal{})
+		row("  in pg_basebackup, pg_ctl start/stop, initdb -S", s.Tools, goal{})
 		row("  own time (wall - the line above)", s.Own, goal{"<= 0.300", s.Own.Median <= 0.3})
 		row("  own time, pg_ctl status also excluded", s.OwnNoProbes, goal{})
 		row("  own time, less the shim's cost (estimate)", s.OwnLessShim, goal{})
+	}
+	tw.Flush()
+
+	fmt.Fprintln(bw)
+	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "copy to a ready DR cluster (seconds; from the main standby's copy to the cascade streaming)\tmedian\tmin\tmax\tratio\tgoal")
+	fmt.Fprintf(tw, "floor: the main standby's copy alone (the reference)\t%.3f\t%.3f\t%.3f\t1.00\t\n", r.FloorMainCopy.Median, r.FloorMainCopy.Min, r.FloorMainCopy.Max)
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	fmt.Fprintf(tw, "floor: main standby, then the cascade from it\t%.3f\t%.3f\t%.3f\t%.2f\t\n", r.FloorReady.Median, r.FloorReady.Min, r.FloorReady.Max,
+		ratio(r.FloorReady.Median, r.FloorMainCopy.Median))
+	readyRow := func(x *sdrSummary) {
+		g := goal{}
+		if strings.Contains(x.Label, "fan-out") {
+			g = goal{"<= 1.30", x.ReadyRatio <= 1.3}
+		}
+		fmt.Fprintf(tw, "%s: 7_build_standby + 8_start_cluster\t%.3f\t%.3f\t%.3f\t%.2f\t%s\n", x.Label, x.Ready.Median, x.Ready.Min, x.Ready.Max, x.ReadyRatio, g)
+	}
+	for _, x := range sums {
+		if !strings.Contains(x.s.Label, "compressed") {
+			readyRow(x.s)
+		}
+	}
+	if fc := r.FloorCompressed; fc != nil {
+		fmt.Fprintf(tw, "floor compressed (%s): the main standby's copy alone (the reference)\t%.3f\t%.3f\t%.3f\t1.00\t\n", fc.Compress, fc.MainCopy.Median, fc.MainCopy.Min, fc.MainCopy.Max)
+		fmt.Fprintf(tw, "floor compressed: main standby, then the cascade from it\t%.3f\t%.3f\t%.3f\t%.2f\t\n", fc.Ready.Median, fc.Ready.Min, fc.Ready.Max,
+			ratio(fc.Ready.Median, fc.MainCopy.Median))
+		for _, x := range sums {
+			if strings.Contains(x.s.Label, "compressed") {
+				readyRow(x.s)
+			}
+		}
+		fmt.Fprintf(tw, "compressed copy against the plain one (floor, the main standby's copy)\t\t\t\t%.2f\t\n", ratio(fc.MainCopy.Median, r.FloorMainCopy.Median))
 	}
 	tw.Flush()
 
@@ -166,6 +216,15 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", p.Name, p.Median, p.Min, p.Max)
 	}
 	tw.Flush()
+	if fc := r.FloorCompressed; fc != nil {
+		fmt.Fprintln(bw)
+		tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "floor compressed (%s) phases (seconds)\tmedian\tmin\tmax\n", fc.Compress)
+		for _, p := range fc.Phases {
+			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\n", p.Name, p.Median, p.Min, p.Max)
+		}
+		tw.Flush()
+	}
 	for _, x := range sums {
 		s := x.s
 		fmt.Fprintln(bw)
@@ -209,6 +268,10 @@ func (r *report) writeTable(w io.Writer) error {
 	}
 	for i, f := range r.FloorRuns {
 		fmt.Fprintf(tw, "floor %d\t%.3f\t\t\t\t\t\t%s\n", i+1, f.Wall, envCols(f.Env))
+		if i < len(r.FloorCompressedRuns) {
+			f := r.FloorCompressedRuns[i]
+			fmt.Fprintf(tw, "floor compressed %d\t%.3f\t\t\t\t\t\t%s\n", i+1, f.Wall, envCols(f.Env))
+		}
 		for _, x := range sums {
 			if i < len(x.s.Runs) {
 				sdrRow(fmt.Sprintf("%s %d", x.label, i+1), x.s.Runs[i])

@@ -11,7 +11,9 @@ import (
 )
 
 // The shim directory is what the benchmark's sdr config names as every
-// node's bin_dir. pg_ctl and pg_basebackup in it are symbolic links to a
+// node's bin_dir. pg_ctl, pg_basebackup and initdb (the fan-out copy's
+// initdb --sync-only, which writes the copies to disk as pg_basebackup
+// does its own) in it are symbolic links to a
 // copy of sdr-bench-shim, which records when each call of the real
 // program starts and ends (package e2e/benchcalls); every other program
 // is a plain symbolic link to the real one in bed.BinDir.
@@ -19,7 +21,7 @@ import (
 const shimBinary = "sdr-bench-shim"
 
 // shimmed are the programs whose calls are timed.
-var shimmed = []string{"pg_ctl", "pg_basebackup"}
+var shimmed = []string{"pg_ctl", "pg_basebackup", "initdb"}
 
 func isShimmed(name string) bool {
 	for _, s := range shimmed {
