@@ -293,6 +293,13 @@ func TestFailoverFencesPartitioned(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dc1a.DataDir, "standby.signal")); err != nil {
 		t.Fatalf("dc1-a has no standby.signal: %v", err)
 	}
+	// The fence killed the postmasters; their children end once they run
+	// again and see it gone. Until then they hold the shared memory and a
+	// new server in the data directory refuses to start.
+	eventually(t, 30*time.Second, "every process of the frozen servers has ended", func() (bool, string) {
+		live := livePIDs(frozen)
+		return len(live) == 0, fmt.Sprint("still running: ", live)
+	})
 	for _, n := range []string{bed.DC1A, bed.DC1B} {
 		eventually(t, 20*time.Second, n+" is down", func() (bool, string) {
 			_, err := os.Stat(filepath.Join(b.Node(n).DataDir, "postmaster.pid"))

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -66,6 +67,26 @@ func postgresPIDs(t *testing.T, dataDir string) []int {
 		}
 	}
 	return pids
+}
+
+// livePIDs returns those of pids that still run (a zombie does not: in
+// this sandbox nothing may reap it).
+func livePIDs(pids []int) []int {
+	var live []int
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		rest := string(b)
+		if i := strings.LastIndex(rest, ")"); i >= 0 {
+			if f := strings.Fields(rest[i+1:]); len(f) > 0 && (f[0] == "Z" || f[0] == "X") {
+				continue
+			}
+		}
+		live = append(live, pid)
+	}
+	return live
 }
 
 func signalAll(pids []int, sig syscall.Signal) {
