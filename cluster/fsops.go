@@ -118,30 +118,9 @@ func RemoveTree(ctx context.Context, a Access, dir, trash string) error {
 		return fmt.Errorf("on %s: refusing to remove %s through trash %s", node, dir, trash)
 	}
 	script := shFuncs + shFsFuncs + fmt.Sprintf(`d=%s tr=%s
-sdr_trash "$tr"
-if [ -e "$d" ] || [ -L "$d" ]; then
-	if sdr_pid=$(sdr_busy "$d"); then
-		printf 'busy=0\0pid=%%s\0' "$sdr_pid"
-		exit %d
-	fi
-	if [ ! -L "$d" ]; then
-		sdr_rd=$(readlink -e -- "$d") && sdr_rt=$(readlink -e -- "$tr") || exit 1
-		case "$sdr_rt/" in "$sdr_rd/"*)
-			printf 'why=%%s\0' "trash $tr lies inside $d"
-			exit %d
-		esac
-	fi
-	sdr_u=$(mktemp -d -- "$tr/${d##*/}.XXXXXX") || exit 1
-	sdr_rename "$d" "$sdr_u/${d##*/}"
-	sdr_rc=$?
-	if [ $sdr_rc -ne 0 ]; then
-		rmdir -- "$sdr_u"
-		printf 'why=%%s\0' "$sdr_why"
-		exit $sdr_rc
-	fi
-fi
+sdr_totrash "$d" "$tr"
 sdr_empty "$tr"
-`, ShellQuote(dir), ShellQuote(trash), exitInUse, exitRefused)
+`, ShellQuote(dir), ShellQuote(trash))
 	out, err := runScript(ctx, a, "removing "+dir+" through "+trash, script)
 	if err == nil {
 		return nil
@@ -151,7 +130,11 @@ sdr_empty "$tr"
 	if !errors.As(err, &ce) {
 		return fmt.Errorf("while removing %s through trash %s: %w", dir, trash, err)
 	}
-	rep := readFsReport(out)
+	return removeError(where, readFsReport(out), ce, err)
+}
+
+// removeError turns a failed removal script's report into an error.
+func removeError(where string, rep fsReport, ce *CommandError, err error) error {
 	if ce.ExitCode == exitInUse && rep.busy == 0 {
 		return fmt.Errorf("%s: postmaster pid %s runs there: %w", where, rep.pid, ErrInUse)
 	}
@@ -161,7 +144,56 @@ sdr_empty "$tr"
 	if rep.why != "" {
 		return fmt.Errorf("%s: %s: %w", where, rep.why, err)
 	}
-	return fmt.Errorf("while removing %s through trash %s: %w", dir, trash, err)
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+// Retire is one tree of RetireTrees: Dir goes into Trash.
+type Retire struct{ Dir, Trash string }
+
+// RetireTrees runs ONE remote script that renames every Dir into its Trash
+// exactly as RemoveTree does (same checks and refusals; a missing Dir is
+// fine), then starts, detached from the session and at low priority, the
+// deletion of everything in each Trash, and returns without waiting for it.
+// The space comes back shortly after; a deletion cut short (a reboot) leaves
+// the rest in the trash, which the next RemoveTree or RetireTrees on it
+// empties. The trees are renamed in order; on a refusal the ones before it
+// are already in their trash.
+func RetireTrees(ctx context.Context, a Access, items []Retire) error {
+	node := a.Node().Name
+	var b strings.Builder
+	b.WriteString(shFuncs + shFsFuncs)
+	trashes := map[string]bool{}
+	var order []string
+	for _, it := range items {
+		if err := checkPaths(it.Dir, it.Trash); err != nil {
+			return fmt.Errorf("on %s: while removing %s: %w", node, it.Dir, err)
+		}
+		d, tr := path.Clean(it.Dir), path.Clean(it.Trash)
+		if d == "/" || tr == "/" || d == tr {
+			return fmt.Errorf("on %s: refusing to remove %s through trash %s", node, d, tr)
+		}
+		fmt.Fprintf(&b, "sdr_totrash %s %s\n", ShellQuote(d), ShellQuote(tr))
+		if !trashes[tr] {
+			trashes[tr] = true
+			order = append(order, tr)
+		}
+	}
+	for _, tr := range order {
+		fmt.Fprintf(&b, "sdr_empty_later %s\n", ShellQuote(tr))
+	}
+	out, err := runScript(ctx, a, "moving old trees into the trash", b.String())
+	if err == nil {
+		return nil
+	}
+	where := fmt.Sprintf("on %s: moving old trees into the trash", node)
+	if rep := readFsReport(out); rep.dir != "" {
+		where = fmt.Sprintf("on %s: removing %s", node, rep.dir)
+	}
+	var ce *CommandError
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	return removeError(where, readFsReport(out), ce, err)
 }
 
 // EmptyTrash deletes everything in trash (a missing trash is fine). It
@@ -204,6 +236,7 @@ func sentinelFor(code int) error {
 type fsReport struct {
 	done, fail, busy int // -1 when not said
 	why, pid         string
+	dir              string // the tree a removal script was at when it stopped
 }
 
 func readFsReport(out []byte) fsReport {
@@ -221,6 +254,8 @@ func readFsReport(out []byte) fsReport {
 			rep.why = r.val
 		case "pid":
 			rep.pid = r.val
+		case "dir":
+			rep.dir = r.val
 		}
 	}
 	return rep
@@ -316,6 +351,40 @@ sdr_trash() {
 	fi
 	sdr_notdata "$1"
 	[ -d "$1" ] || mkdir -p -m 0700 -- "$1" || exit 1
+}
+# sdr_totrash DIR TRASH: renames DIR (when it exists) into TRASH under a
+# unique name; exits 69 when a live postmaster runs there, 70 on a refusal.
+sdr_totrash() {
+	sdr_trash "$2"
+	[ -e "$1" ] || [ -L "$1" ] || return 0
+	printf 'dir=%s\0' "$1"
+	if sdr_pid=$(sdr_busy "$1"); then
+		printf 'busy=0\0pid=%s\0' "$sdr_pid"
+		exit 69
+	fi
+	if [ ! -L "$1" ]; then
+		sdr_rd=$(readlink -e -- "$1") && sdr_rt=$(readlink -e -- "$2") || exit 1
+		case "$sdr_rt/" in "$sdr_rd/"*)
+			printf 'why=%s\0' "trash $2 lies inside $1"
+			exit 70
+		esac
+	fi
+	sdr_u=$(mktemp -d -- "$2/${1##*/}.XXXXXX") || exit 1
+	sdr_rename "$1" "$sdr_u/${1##*/}"
+	sdr_rc=$?
+	if [ $sdr_rc -ne 0 ]; then
+		rmdir -- "$sdr_u"
+		printf 'why=%s\0' "$sdr_why"
+		exit $sdr_rc
+	fi
+	printf 'dir=\0'
+}
+# sdr_empty_later DIR: deletes everything in DIR in the background, in a
+# session of its own (it outlives this one) at low priority.
+sdr_empty_later() {
+	[ -d "$1" ] && [ ! -L "$1" ] || return 0
+	sdr_notdata "$1"
+	(cd / && exec env -u SDR_TASK setsid nice -n 10 sh -c 'for e in "$1"/* "$1"/.[!.]* "$1"/..?*; do [ -e "$e" ] || [ -L "$e" ] || continue; rm -rf -- "$e"; done' sdr-empty-trash "$1") </dev/null >/dev/null 2>&1 &
 }
 # sdr_empty DIR: deletes everything in DIR.
 sdr_empty() {

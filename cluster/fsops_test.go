@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func inode(t *testing.T, p string) uint64 {
@@ -280,6 +281,90 @@ func TestRemoveTreeConformance(t *testing.T) {
 			}
 			if err := EmptyTrash(context.Background(), a, pgdata); err == nil || !exists(filepath.Join(pgdata, "PG_VERSION")) {
 				t.Fatalf("EmptyTrash of a data directory: %v", err)
+			}
+		}},
+	})
+}
+
+func TestRetireTreesConformance(t *testing.T) {
+	tree := func(t *testing.T, d string) {
+		t.Helper()
+		for _, p := range []string{"base/1", "pg_wal"} {
+			if err := os.MkdirAll(filepath.Join(d, p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(d, p, "f"), []byte("data"), 0o600)
+		}
+		os.WriteFile(filepath.Join(d, ".hidden"), nil, 0o600)
+	}
+	// emptied waits, bounded, for the background deletion to finish.
+	emptied := func(t *testing.T, trash string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ents, err := os.ReadDir(trash)
+			if err == nil && len(ents) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("trash %s not emptied in the background: %v %v", trash, ents, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	runConformance(t, []conformanceCase{
+		{"moves every tree at once, then empties the trashes in the background", func(t *testing.T, a Access, dir string) {
+			old, saved, missing := filepath.Join(dir, "old"), filepath.Join(dir, "saved"), filepath.Join(dir, "missing")
+			ts := filepath.Join(dir, "ts.sdr", "old")
+			tree(t, old)
+			tree(t, saved)
+			tree(t, ts)
+			trash, tsTrash := filepath.Join(dir, "trash"), filepath.Join(dir, "ts.sdr", "trash")
+			tree(t, filepath.Join(trash, "old.left", "old")) // what an earlier delete left
+			err := RetireTrees(context.Background(), a, []Retire{{old, trash}, {saved, trash}, {missing, trash}, {ts, tsTrash}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range []string{old, saved, ts} {
+				if exists(d) {
+					t.Fatalf("%s still there", d)
+				}
+			}
+			emptied(t, trash)
+			emptied(t, tsTrash)
+		}},
+		{"live postmaster: refused naming the directory, later trees untouched", func(t *testing.T, a Access, dir string) {
+			d, after := filepath.Join(dir, "data"), filepath.Join(dir, "after")
+			tree(t, d)
+			tree(t, after)
+			pid := fakePostmaster(t, d, true)
+			err := RetireTrees(context.Background(), a, []Retire{{d, filepath.Join(dir, "trash")}, {after, filepath.Join(dir, "trash")}})
+			if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), strconv.Itoa(pid)) || !strings.Contains(err.Error(), d) {
+				t.Fatalf("got %v", err)
+			}
+			if !exists(filepath.Join(d, "base", "1", "f")) || !exists(filepath.Join(after, "base", "1", "f")) {
+				t.Fatal("touched")
+			}
+		}},
+		{"refusals", func(t *testing.T, a Access, dir string) {
+			d := filepath.Join(dir, "data")
+			tree(t, d)
+			pgdata := filepath.Join(dir, "pgdata")
+			os.Mkdir(pgdata, 0o700)
+			os.WriteFile(filepath.Join(pgdata, "PG_VERSION"), []byte("15\n"), 0o600)
+			for name, r := range map[string]Retire{
+				"trash inside dir":          {d, filepath.Join(d, "trash")},
+				"trash is dir":              {d, d},
+				"trash is a data directory": {d, pgdata},
+				"relative path":             {"data", filepath.Join(dir, "trash")},
+				"the root filesystem":       {"/", filepath.Join(dir, "trash")},
+			} {
+				if err := RetireTrees(context.Background(), a, []Retire{r}); err == nil {
+					t.Errorf("%s: want error", name)
+				}
+				if !exists(filepath.Join(d, "base", "1", "f")) || !exists(filepath.Join(pgdata, "PG_VERSION")) {
+					t.Fatalf("%s: removed", name)
+				}
 			}
 		}},
 	})

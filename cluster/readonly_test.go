@@ -97,6 +97,9 @@ func TestReadOnlyAccessRefusesChangesBeforeTheNode(t *testing.T) {
 	if err := RemoveTree(ctx, a, "/srv/pg.sdr/old", "/srv/pg.sdr/trash"); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("RemoveTree: %v", err)
 	}
+	if err := RetireTrees(ctx, a, []Retire{{"/srv/pg.sdr/old", "/srv/pg.sdr/trash"}}); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("RetireTrees: %v", err)
+	}
 	if inner.runs+inner.writes+inner.start != 0 {
 		t.Fatalf("changes reached the node: %d runs (%q), %d writes, %d starts", inner.runs, inner.ran, inner.writes, inner.start)
 	}

@@ -180,5 +180,23 @@ func checkConverged(t *testing.T, b *bed.Bed) {
 		if _, err := os.Stat(b.Node(n).DataDir + ".sdr/old"); !os.IsNotExist(err) {
 			t.Errorf("%s: old data directory not removed by 9_finish (%v)", n, err)
 		}
+		trashEmptied(t, b.Node(n).DataDir+".sdr/trash")
 	}
+}
+
+// trashEmptied waits until the node's background delete has emptied trash
+// (9_finish moves the old trees there and does not wait for the disk).
+func trashEmptied(t *testing.T, trash string) {
+	t.Helper()
+	eventually(t, 60*time.Second, "trash "+trash+" emptied in the background", func() (bool, string) {
+		ents, err := os.ReadDir(trash)
+		if os.IsNotExist(err) {
+			return true, ""
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return err == nil && len(ents) == 0, fmt.Sprint(names, err)
+	})
 }

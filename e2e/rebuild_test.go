@@ -299,6 +299,7 @@ func TestTablespaceAndSymlink(t *testing.T) {
 			if _, err := os.Stat(loc + "." + n + ".sdr/old"); !os.IsNotExist(err) {
 				t.Errorf("%s: old tablespace copy not removed by 9_finish (%v)", n, err)
 			}
+			trashEmptied(t, loc+"."+n+".sdr/trash")
 		}
 		if fi, err := os.Lstat(dc2b.DataDir); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 			t.Fatalf("dc2-b's data_dir is no longer a symlink: %v %v", fi, err)

@@ -14,9 +14,11 @@ import (
 
 // finishStandby removes, now that the new copies stream, what the rebuild
 // kept until then: each node's old data directory, the old copies of its
-// tablespaces and the saved copies of its own files. Deletes go through
-// the trash, so a delete cut short is finished by the next run. A diverged
-// data directory kept aside is never deleted.
+// tablespaces and the saved copies of its own files. They are renamed into
+// the trash in one remote action and deleted there in the background (the
+// protection is in place; the run does not wait for the disk). A delete cut
+// short is finished by the next removal through that trash. A diverged data
+// directory kept aside is never deleted.
 func (e *Env) finishStandby(ctx context.Context, rc *workflow.RunContext) error {
 	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
 		log := rc.Log.With(zap.String("node", n.Name))
@@ -43,22 +45,23 @@ func (e *Env) finishStandby(ctx context.Context, rc *workflow.RunContext) error 
 		if err := e.endLeftovers(ctx, log, a, lay, tss); err != nil {
 			return err
 		}
+		// The old trees go into the trash in one remote action; the node
+		// deletes them in the background, so the disk space comes back
+		// shortly after this step and the run does not wait for it.
+		remove := []cluster.Retire{{Dir: lay.Old(), Trash: lay.Trash()}, {Dir: lay.Saved(), Trash: lay.Trash()}, {Dir: lay.Saved() + ".tmp", Trash: lay.Trash()},
+			{Dir: lay.New(), Trash: lay.Trash()}, {Dir: lay.RewindSockDir(), Trash: lay.Trash()}}
+		for _, t := range tss {
+			remove = append(remove, cluster.Retire{Dir: t.Live + ".sdr/old", Trash: t.Live + ".sdr/trash"})
+		}
 		lctx, lcancel := e.longCtx(ctx)
 		defer lcancel()
-		remove := []struct{ dir, trash string }{{lay.Old(), lay.Trash()}, {lay.Saved(), lay.Trash()}, {lay.Saved() + ".tmp", lay.Trash()},
-			{lay.New(), lay.Trash()}, {lay.RewindSockDir(), lay.Trash()}}
-		for _, t := range tss {
-			remove = append(remove, struct{ dir, trash string }{t.Live + ".sdr/old", t.Live + ".sdr/trash"})
-		}
-		for _, r := range remove {
-			if err := cluster.RemoveTree(lctx, a, r.dir, r.trash); err != nil {
-				return fmt.Errorf("while removing %s on %s: %w", r.dir, n.Name, err)
-			}
+		if err := cluster.RetireTrees(lctx, a, remove); err != nil {
+			return err
 		}
 		if _, err := e.run(ctx, n, "rm -f "+q(lay.NewComplete())+" "+q(lay.LegacyBuilt()), cluster.RunOpts{}); err != nil {
 			return err
 		}
-		log.Info("old data directory, old tablespace copies and saved files removed", zap.String("dir", lay.Work))
+		log.Info("old data directory, old tablespace copies and saved files moved to the trash; the node deletes them in the background", zap.String("trash", lay.Trash()))
 		return nil
 	})
 }
