@@ -289,7 +289,7 @@ func TestPlan(t *testing.T) {
 		stopped = append(stopped, it.Node)
 	}
 	if !reflect.DeepEqual(stopped, []string{bed.DC2B, bed.DC2A}) {
-		t.Errorf("5_stop_cluster stops %v, want the cascade, then the main standby", stopped)
+		t.Errorf("5_stop_cluster lists %v, want the cascade, then the main standby", stopped)
 	}
 	copies := map[string]planItem{}
 	for _, it := range pj.step("7_build_standby").Items {

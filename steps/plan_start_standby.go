@@ -121,7 +121,7 @@ func (e *Env) planStopStandbyCluster(ctx context.Context, rc *workflow.RunContex
 		}
 		items = append(items, []workflow.PlanItem{it})
 	}
-	return entryOf(items, "stop the cascades, then the main standby "+main.Name), nil
+	return entryOf(items, "stop every DR node at once (the cascades and the main standby "+main.Name+")"), nil
 }
 
 // planSetGUC: the standby settings 6_set_guc would prepare for each node,

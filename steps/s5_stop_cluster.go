@@ -10,28 +10,24 @@ import (
 	"github.com/pgsdr/sdr/workflow"
 )
 
-// stopStandbyCluster stops every standby node cleanly: the cascades
-// first, then the main standby. Each node's data directory is classified
-// again right before it is stopped; one that sdr must not replace is
-// never stopped (2_check_cluster refuses it first, with the reason).
+// stopStandbyCluster stops every standby node cleanly, all at once (they
+// are all replaced; a cascade that outlives its upstream for a moment only
+// retries its connection). Each node's data directory is classified again
+// right before it is stopped; one that sdr must not replace is never
+// stopped (2_check_cluster refuses it first, with the reason).
 func (e *Env) stopStandbyCluster(ctx context.Context, rc *workflow.RunContext) error {
 	found, err := e.observeToStop(ctx, rc)
 	if err != nil {
 		return err
 	}
 	nodes := e.standbyNodes()
-	main, cascades := e.mainStandby()
-	stop := func(ctx context.Context, n *cluster.Node) error {
+	return forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
 		if !found[indexOf(nodes, n)].Running {
 			rc.Log.Info("already stopped", zap.String("node", n.Name))
 			return nil
 		}
 		return e.stopNode(ctx, rc, n)
-	}
-	if err := forEach(ctx, cascades, stop); err != nil {
-		return err
-	}
-	return stop(ctx, main)
+	})
 }
 
 // toStop is what 5_stop_cluster found of one standby node.
