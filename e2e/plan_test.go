@@ -368,6 +368,9 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	primaryState, standbyState := digest(p.state), digest(s.state)
+	for _, n := range []string{bed.DC2A, bed.DC2B} {
+		trashEmptied(t, b.Node(n).DataDir+".sdr/trash") // 9_finish's delete goes on in the background
+	}
 	before = snapshotBed(t, b)
 	r, pj = planDocOf(t, b.ConfigPath, p, "stop", "--role", "primary")
 	if r.Code != 0 || !pj.Allowed {

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pgsdr/sdr/cluster"
 )
@@ -51,16 +52,29 @@ func (e *Env) remotePrimary(ctx context.Context) (remoteFacts, error) {
 	if err != nil {
 		return remoteFacts{}, err
 	}
+	// Every primary-cluster node at once; the results stay in config order.
+	nodes := e.primaryNodes()
+	facts := make([]remoteFacts, len(nodes))
+	recovering := make([]bool, len(nodes))
+	nodeErrs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			facts[i], recovering[i], nodeErrs[i] = e.remoteNodeFacts(ctx, via, n)
+		}()
+	}
+	wg.Wait()
 	var errs []error
 	var found []remoteFacts
-	for _, n := range e.primaryNodes() {
-		f, inRecovery, err := e.remoteNodeFacts(ctx, via, n)
-		if err != nil {
-			errs = append(errs, err)
+	for i := range nodes {
+		if nodeErrs[i] != nil {
+			errs = append(errs, nodeErrs[i])
 			continue
 		}
-		if !inRecovery {
-			found = append(found, f)
+		if !recovering[i] {
+			found = append(found, facts[i])
 		}
 	}
 	switch {

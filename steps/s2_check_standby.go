@@ -22,37 +22,40 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	majors := make([]int, len(nodes))
 	disks := make([]diskObs, len(nodes))
 	missing := make([][]string, len(nodes))
-	err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
-		i := indexOf(nodes, n)
-		var err error
-		if majors[i], err = e.binMajor(ctx, n); err != nil {
-			return err
-		}
-		if tools := fanOutTools(e.Config.Copy); len(tools) > 0 {
-			if missing[i], err = e.missingTools(ctx, n, tools); err != nil {
+	// The DR nodes' own checks run while the primary is asked; a failure
+	// of theirs, or a tool the fan-out lacks, ends the wait for the primary.
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	nodesDone := make(chan error, 1)
+	go func() {
+		err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
+			i := indexOf(nodes, n)
+			var err error
+			if majors[i], err = e.binMajor(ctx, n); err != nil {
 				return err
 			}
+			if tools := fanOutTools(e.Config.Copy); len(tools) > 0 {
+				if missing[i], err = e.missingTools(ctx, n, tools); err != nil {
+					return err
+				}
+			}
+			disks[i], err = e.observeDisk(ctx, n)
+			return err
+		})
+		for _, m := range missing {
+			if len(m) > 0 {
+				pcancel() // refused below: no need to wait for the primary
+			}
 		}
-		disks[i], err = e.observeDisk(ctx, n)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	var noTools []string
-	for i, m := range missing {
-		if len(m) > 0 {
-			noTools = append(noTools, fmt.Sprintf("%s lacks %s", nodes[i].Name, strings.Join(m, " and ")))
+		if err != nil {
+			pcancel()
 		}
-	}
-	if len(noTools) > 0 {
-		return permanent(fmt.Errorf("copy.fan_out unpacks the copy on every DR node with tar (and the decompressor of copy.compress): %s; "+
-			"install them, or turn copy.fan_out off", strings.Join(noTools, "; ")))
-	}
+		nodesDone <- err
+	}()
 	var p remoteFacts
 	var ready primaryReadiness
 	var lastLog time.Time
-	err = poll(ctx, e.Timeout, pollSlow, "the primary to accept replication user "+e.Config.Replication.User, func(ctx context.Context) (bool, error) {
+	perr := poll(pctx, e.Timeout, pollSlow, "the primary to accept replication user "+e.Config.Replication.User, func(ctx context.Context) (bool, error) {
 		var err error
 		p, err = e.remotePrimary(ctx)
 		if err == nil {
@@ -67,8 +70,21 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 		}
 		return err == nil, err
 	})
-	if err != nil {
-		return explainPrimaryNotReady(err, e.Config.Replication.User, e.Config.Standby.Main)
+	if err := <-nodesDone; err != nil {
+		return err
+	}
+	var noTools []string
+	for i, m := range missing {
+		if len(m) > 0 {
+			noTools = append(noTools, fmt.Sprintf("%s lacks %s", nodes[i].Name, strings.Join(m, " and ")))
+		}
+	}
+	if len(noTools) > 0 {
+		return permanent(fmt.Errorf("copy.fan_out unpacks the copy on every DR node with tar (and the decompressor of copy.compress): %s; "+
+			"install them, or turn copy.fan_out off", strings.Join(noTools, "; ")))
+	}
+	if perr != nil {
+		return explainPrimaryNotReady(perr, e.Config.Replication.User, e.Config.Standby.Main)
 	}
 	pv := pgVersion(p.VersionNum)
 	if err := checkSupported("the primary "+p.Node.Name, pv); err != nil {
