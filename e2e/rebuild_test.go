@@ -543,3 +543,45 @@ func TestRemoteErrorShowsCause(t *testing.T) {
 	checkConverged(t, b)
 	noLeftovers(t, b)
 }
+
+// TestHandBuiltStandbyOnSdrStreamIsRebuilt: DR standbys that sdr did not
+// build (no sdr marker) but that stream through sdr's own slot and
+// application name, as a standby built by hand with sdr's settings does,
+// may be replaced while they run. The rebuild must not refuse them in
+// 7_build_standby after 5_stop_cluster has stopped them (once stopped,
+// nothing in them shows that stream any more): 5_stop_cluster marks them
+// first.
+func TestHandBuiltStandbyOnSdrStreamIsRebuilt(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
+	b := newBed(t)
+	seedData(t, b, 1)
+	mustStartBoth(t, b)
+	for _, n := range []string{bed.DC2A, bed.DC2B} {
+		if err := os.Remove(filepath.Join(b.Node(n).DataDir, "sdr_copy")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, pj := planDocOf(t, b.ConfigPath, standbySide(b), "start", "--role", "standby", "--restart")
+	if r.Code != 0 {
+		t.Fatalf("plan start --role standby --restart: %s", r)
+	}
+	for _, it := range pj.step("5_stop_cluster").Items {
+		if it.Action != "stop" || !strings.Contains(it.Why, "sdr's own stream") || !strings.Contains(it.What, "sdr_copy") {
+			t.Errorf("5_stop_cluster plan item %+v: want a stop that writes sdr's marker first", it)
+		}
+	}
+	restartPrimaryFirst(t, b)
+	for _, n := range []string{bed.DC2A, bed.DC2B} {
+		raw, err := os.ReadFile(filepath.Join(b.Node(n).DataDir, "sdr_copy"))
+		if err != nil || !strings.Contains(string(raw), "node="+n) || strings.Contains(string(raw), "copy=adopted-") {
+			t.Errorf("%s: want a new copy with sdr's marker, got %q (%v)", n, raw, err)
+		}
+	}
+	log, _ := os.ReadFile(b.LogFileStandby)
+	if c := strings.Count(string(log), "marked as sdr's before it is stopped"); c != 2 {
+		t.Errorf("the standby side's log says %d times that it marked a standby before stopping it, want 2 (dc2-a and dc2-b)", c)
+	}
+	if got := sql(t, b, bed.DC1A, "SELECT count(*) FROM pg_stat_replication WHERE application_name = '"+mainApp(b)+"' AND state = 'streaming'"); got != "1" {
+		t.Errorf("dc1-a: %s streaming walsenders for dc2-a, want 1", got)
+	}
+}

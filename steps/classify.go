@@ -189,6 +189,11 @@ type Verdict struct {
 	KeepAside bool
 	// Reason is one line for the operator, naming the node and directory.
 	Reason string
+	// Adopt: replaceable only because it runs sdr's own stream for this
+	// node (it carries no sdr marker). Once stopped, nothing would show
+	// that any more, so 5_stop_cluster writes sdr's marker into it before
+	// stopping it.
+	Adopt bool
 }
 
 // States pg_controldata reports, and what they say about the last run.
@@ -287,7 +292,7 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 		return refuse(DirUnknown, fmt.Sprintf("carries an sdr marker for system identifier %s, but pg_control says %s", o.Marker.SystemID, o.SystemID))
 	}
 	if o.Running && o.Upstream != nil && p.AppName != nil && p.SlotName != nil && o.Upstream.AppName == p.AppName(o.Node) && o.Upstream.Slot != "" && o.Upstream.Slot == p.SlotName(o.Node) {
-		return Verdict{Kind: DirSdrCopy, Replace: true, Reason: fmt.Sprintf("%s is a standby that streams from %s, sdr's own stream for this node: it can be replaced", where, o.Upstream)}
+		return Verdict{Kind: DirSdrCopy, Replace: true, Adopt: true, Reason: fmt.Sprintf("%s is a standby that streams from %s, sdr's own stream for this node: it can be replaced", where, o.Upstream)}
 	}
 	why := "is a standby of the primary that sdr did not build (no sdr marker)"
 	if o.Running {

@@ -101,6 +101,11 @@ func TestClassifyDataDir(t *testing.T) {
 			if !strings.Contains(v.Reason, c.obs.Node) || !strings.Contains(v.Reason, c.reason) {
 				t.Errorf("reason %q should name the node and contain %q", v.Reason, c.reason)
 			}
+			// Only a directory replaceable because of its running stream is
+			// adopted (marked before 5_stop_cluster stops it).
+			if want := strings.Contains(c.name, "sdr's own stream, no marker"); v.Adopt != want {
+				t.Errorf("Adopt = %v, want %v", v.Adopt, want)
+			}
 		})
 	}
 }

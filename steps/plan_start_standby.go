@@ -101,7 +101,7 @@ func entryOf(items [][]workflow.PlanItem, summary string) workflow.PlanEntry {
 // and the classifier's verdict on each data directory (observeToStop,
 // the step's own probe and decision).
 func (e *Env) planStopStandbyCluster(ctx context.Context, rc *workflow.RunContext) (workflow.PlanEntry, error) {
-	found, err := e.observeToStop(ctx, rc)
+	found, _, err := e.observeToStop(ctx, rc)
 	if err != nil {
 		return workflow.PlanEntry{}, err
 	}
@@ -113,6 +113,9 @@ func (e *Env) planStopStandbyCluster(ctx context.Context, rc *workflow.RunContex
 		it := workflow.PlanItem{Kind: "node", Node: n.Name, Name: n.DataDir, Why: fmt.Sprintf("%s (%s)", f.Verdict.Reason, f.Verdict.Kind)}
 		if f.Running {
 			it.Action, it.What = "stop", "stop PostgreSQL with a fast shutdown (pg_ctl stop -m fast); its data directory may be replaced"
+			if f.Verdict.Adopt {
+				it.What = "write sdr's marker (" + markerName + ") into it, then " + it.What
+			}
 			if _, err := rc.SaveOnce(ctx, planStopped(n.Name), "1"); err != nil {
 				return workflow.PlanEntry{}, err
 			}

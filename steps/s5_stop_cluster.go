@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"fmt"
+	"path"
 
 	"go.uber.org/zap"
 
@@ -16,18 +17,49 @@ import (
 // right before it is stopped; one that sdr must not replace is never
 // stopped (2_check_cluster refuses it first, with the reason).
 func (e *Env) stopStandbyCluster(ctx context.Context, rc *workflow.RunContext) error {
-	found, err := e.observeToStop(ctx, rc)
+	found, sysID, err := e.observeToStop(ctx, rc)
 	if err != nil {
 		return err
 	}
 	nodes := e.standbyNodes()
 	return forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
-		if !found[indexOf(nodes, n)].Running {
+		f := found[indexOf(nodes, n)]
+		if !f.Running {
 			rc.Log.Info("already stopped", zap.String("node", n.Name))
 			return nil
 		}
+		if f.Verdict.Adopt {
+			if err := e.adopt(ctx, rc, n, sysID); err != nil {
+				return err
+			}
+		}
 		return e.stopNode(ctx, rc, n)
 	})
+}
+
+// adopt writes sdr's marker into the data directory of a running standby
+// that sdr did not build but that streams through sdr's own slot for this
+// node (built by hand, say): the verdict that it may be replaced rests on
+// that stream, which ends when it is stopped, and the marker keeps it for
+// 7_build_standby and for any later run. The copy id says it was adopted.
+func (e *Env) adopt(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, sysID string) error {
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return err
+	}
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return err
+	}
+	m := CopyMarker{Pair: e.Config.Name, Node: n.Name, SystemID: sysID, CopyID: "adopted-" + rc.RunID}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	if err := a.WriteFile(cctx, path.Join(lay.DataDir, markerName), []byte(m.String()), 0o600); err != nil {
+		return fmt.Errorf("while writing sdr's marker into %s on %s (it streams through sdr's slot but sdr did not build it): %w", lay.DataDir, n.Name, err)
+	}
+	rc.Log.Info("a standby that sdr did not build streams through sdr's slot for this node: marked as sdr's before it is stopped",
+		zap.String("node", n.Name), zap.String("marker", path.Join(lay.DataDir, markerName)))
+	return nil
 }
 
 // toStop is what 5_stop_cluster found of one standby node.
@@ -39,10 +71,10 @@ type toStop struct {
 // observeToStop classifies each standby node's data directory (in the
 // order of e.standbyNodes) and refuses, before anything is stopped, one
 // that sdr must not replace.
-func (e *Env) observeToStop(ctx context.Context, rc *workflow.RunContext) ([]toStop, error) {
+func (e *Env) observeToStop(ctx context.Context, rc *workflow.RunContext) ([]toStop, string, error) {
 	p, err := e.remotePrimary(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	view := e.primaryView(ctx, rc.Log, p)
 	nodes := e.standbyNodes()
@@ -63,5 +95,5 @@ func (e *Env) observeToStop(ctx context.Context, rc *workflow.RunContext) ([]toS
 		found[indexOf(nodes, n)] = toStop{Running: o.Running, Verdict: v}
 		return nil
 	})
-	return found, err
+	return found, p.SystemID, err
 }
