@@ -51,26 +51,36 @@ func ShowSettings(ctx context.Context, a Access, binDir, confDir, dataDir string
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "c=%s\npg=%s\n", ShellQuote(path.Clean(confDir)), ShellQuote(path.Join(binDir, "postgres")))
+	// postgres -C prints one setting per run, and each run costs a process
+	// start and a read of the configuration: they run side by side, each
+	// into a file of its own, and the records are printed in order.
 	b.WriteString(`[ -f "$c/postgresql.conf" ] || { printf 'noconf=1\0'; exit 0; }
-t=$(mktemp) || exit 1
-trap 'rm -f -- "$t"' EXIT
+d=$(mktemp -d) || exit 1
+trap 'rm -rf -- "$d"' EXIT
 sdr_show() {
-	if sdr_v=$(LANG=C LC_ALL=C "$pg" -D "$c" "$@" 2>"$t"); then
+	sdr_i=$1
+	shift
+	if sdr_v=$(LANG=C LC_ALL=C "$pg" -D "$c" "$@" 2>"$d/e$sdr_i"); then
 		printf 'v%s=%s\0' "$sdr_i" "$sdr_v"
 	else
-		printf 'e%s=%s\0' "$sdr_i" "$(grep -v 'LOG:  ' "$t" | tail -n 5)"
-	fi
+		printf 'e%s=%s\0' "$sdr_i" "$(grep -v 'LOG:  ' "$d/e$sdr_i" | tail -n 5)"
+	fi >"$d/o$sdr_i"
 }
 `)
 	over := ""
 	if dataDir != "" {
 		over = " -c data_directory=" + ShellQuote(path.Clean(dataDir))
 	}
+	outs := make([]string, len(names))
 	for i, n := range names {
-		fmt.Fprintf(&b, "sdr_i=%d sdr_show%s -C %s\n", i, over, n)
+		fmt.Fprintf(&b, "sdr_show %d%s -C %s &\n", i, over, n)
+		outs[i] = fmt.Sprintf(`"$d/o%d"`, i)
 	}
-	// postgres -C reads the configuration only (the temporary file holds
-	// its stderr and is removed): a plan may run it.
+	if len(names) > 0 {
+		fmt.Fprintf(&b, "wait\ncat %s\n", strings.Join(outs, " "))
+	}
+	// postgres -C reads the configuration only (the temporary directory
+	// holds its output and stderr and is removed): a plan may run it.
 	out, err := runReadScript(ctx, a, "postgres -C in "+confDir, b.String())
 	if err != nil {
 		return Settings{}, fmt.Errorf("while reading the settings of %s with postgres -C: %w", confDir, err)
