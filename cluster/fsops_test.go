@@ -321,11 +321,13 @@ func TestRetireTreesConformance(t *testing.T) {
 			tree(t, ts)
 			trash, tsTrash := filepath.Join(dir, "trash"), filepath.Join(dir, "ts.sdr", "trash")
 			tree(t, filepath.Join(trash, "old.left", "old")) // what an earlier delete left
-			err := RetireTrees(context.Background(), a, []Retire{{old, trash}, {saved, trash}, {missing, trash}, {ts, tsTrash}})
+			file := filepath.Join(dir, "new.complete")
+			os.WriteFile(file, nil, 0o600)
+			err := RetireTrees(context.Background(), a, []Retire{{old, trash}, {saved, trash}, {missing, trash}, {ts, tsTrash}, {file, trash}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, d := range []string{old, saved, ts} {
+			for _, d := range []string{old, saved, ts, file} {
 				if exists(d) {
 					t.Fatalf("%s still there", d)
 				}

@@ -241,14 +241,8 @@ func (e *Env) lockNode(ctx context.Context, rc *workflow.RunContext, a cluster.A
 // (a pg_basebackup and its WAL streaming child, a delete), then finishes
 // any delete that was cut short. This comes before anything touches them.
 func (e *Env) endLeftovers(ctx context.Context, log *zap.Logger, a cluster.Access, lay nodeLayout, tss []tsMap) error {
-	cctx, cancel := e.cmdCtx(ctx)
-	killed, err := cluster.KillTagged(cctx, a, lay.Tag(), leftoverGrace)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("while ending what an earlier run left running on %s: %w", a.Node().Name, err)
-	}
-	for _, k := range killed {
-		log.Warn("ended a process left by an earlier run", zap.Int("pid", k.PID), zap.String("command", k.Args))
+	if err := e.killLeftovers(ctx, log, a, lay); err != nil {
+		return err
 	}
 	lctx, cancel := e.longCtx(ctx)
 	defer cancel()
@@ -260,6 +254,21 @@ func (e *Env) endLeftovers(ctx context.Context, log *zap.Logger, a cluster.Acces
 		if err := cluster.EmptyTrash(lctx, a, tr); err != nil {
 			return fmt.Errorf("while finishing an earlier delete in %s on %s: %w", tr, a.Node().Name, err)
 		}
+	}
+	return nil
+}
+
+// killLeftovers ends whatever a killed run left running on n's
+// directories (sdr's tagged processes; not a background delete of a trash).
+func (e *Env) killLeftovers(ctx context.Context, log *zap.Logger, a cluster.Access, lay nodeLayout) error {
+	cctx, cancel := e.cmdCtx(ctx)
+	killed, err := cluster.KillTagged(cctx, a, lay.Tag(), leftoverGrace)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("while ending what an earlier run left running on %s: %w", a.Node().Name, err)
+	}
+	for _, k := range killed {
+		log.Warn("ended a process left by an earlier run", zap.Int("pid", k.PID), zap.String("command", k.Args))
 	}
 	return nil
 }
