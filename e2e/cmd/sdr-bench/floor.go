@@ -41,8 +41,11 @@ type floorNode struct {
 
 // floorSpec is what the parent hands the child on standard input.
 type floorSpec struct {
-	BinDir      string    `json:"bin_dir"`
-	Primary     floorNode `json:"primary"` // only Port and SocketDir are used
+	BinDir  string    `json:"bin_dir"`
+	Primary floorNode `json:"primary"` // only Port and SocketDir are used
+	// PrimaryHost is the primary's address for replication (the link's
+	// relay with -link-rate); the main standby's is 127.0.0.1.
+	PrimaryHost string    `json:"primary_host"`
 	Main        floorNode `json:"main"`
 	Cascade     floorNode `json:"cascade"`
 	Slot        string    `json:"slot"`         // the main standby's slot on the primary
@@ -152,7 +155,11 @@ func run(ctx context.Context, name string, args ...string) error {
 }
 
 func conninfo(spec floorSpec, up floorNode, app string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s passfile=%s application_name=%s", up.Port, spec.User, spec.PassFile, app)
+	host := "127.0.0.1"
+	if up.Name == spec.Primary.Name && spec.PrimaryHost != "" {
+		host = spec.PrimaryHost
+	}
+	return fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s", host, up.Port, spec.User, spec.PassFile, app)
 }
 
 func basebackup(ctx context.Context, spec floorSpec, n, up floorNode, slot, compress string) error {
@@ -267,6 +274,9 @@ func (bm *bench) runFloor(ctx context.Context, compress string) (time.Duration, 
 	spec := floorSpec{BinDir: bed.BinDir, Primary: node(bed.DC1A), Main: node(bed.DC2A), Cascade: node(bed.DC2B),
 		Slot: cluster.SlotName(b.Name, bed.DC2A), CascadeSlot: cluster.SlotName(b.Name, bed.DC2B), User: b.ReplicationUser, PassFile: bm.floorPassFile, Timeout: bm.timeout.String(),
 		Compress: compress}
+	if bm.link != nil {
+		spec.PrimaryHost = linkNSAddr
+	}
 	in, err := json.Marshal(spec)
 	if err != nil {
 		return 0, nil, err
