@@ -31,6 +31,7 @@ type bench struct {
 	timeout       time.Duration
 	shimOutside   float64 // seconds per shimmed call outside the interval it records
 	link          *link   // the rate-limited link (-link-rate), or nil
+	systemID      string  // the primary's system identifier
 }
 
 // proc is one finished sdr process.
@@ -185,6 +186,10 @@ func (bm *bench) runPair(ctx context.Context, bin, config string, restart bool) 
 	done := make(chan proc)
 	go func() { done <- wait(pc, pout, pstart) }()
 	s := wait(sc, sout, sstart)
+	if s.code != 0 {
+		// The primary role would wait for the standby until its timeout.
+		_ = pc.Process.Signal(syscall.SIGTERM)
+	}
 	p := <-done
 	t1 := p.end
 	if s.end.After(t1) {
@@ -598,6 +603,9 @@ func (bm *bench) setup(ctx context.Context, rep *report) error {
 	if rep.Machine.PostgreSQL, err = b.SQL(ctx, bed.DC1A, "SHOW server_version"); err != nil {
 		return err
 	}
+	if bm.systemID, err = b.SQL(ctx, bed.DC1A, "SELECT system_identifier FROM pg_control_system()"); err != nil {
+		return err
+	}
 	logf("database: %d MiB", rep.DBBytes>>20)
 	return nil
 }
@@ -758,7 +766,7 @@ func (bm *bench) shortCommands(ctx context.Context, rep *report) error {
 		}{
 			{"rerun of a finished start, " + role, "already complete", bm.startArgs(role, bm.lastConfig, false)},
 			{"status from the state file, " + role, "workflow start/" + role, []string{"--state", state, "status"}},
-			{"status --config (live facts from 4 nodes), " + role, "nodes (live)", []string{"--config", bm.lastConfig, "--state", state, "status"}},
+			{"status --config (live facts from 4 nodes), " + role, "nodes (live", []string{"--config", bm.lastConfig, "--state", state, "status"}},
 		}
 		for _, s := range short {
 			d, rss, err := bm.repeat(ctx, s.want, s.args...)

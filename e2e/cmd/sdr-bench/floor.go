@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/e2e/bed"
+	"github.com/pgsdr/sdr/steps"
 )
 
 // The floor is the manual procedure that sdr's standby start automates,
@@ -302,7 +303,41 @@ func (bm *bench) runFloor(ctx context.Context, compress string) (time.Duration, 
 	if err := json.Unmarshal(stdout.Bytes(), &phases); err != nil {
 		return wall, nil, fmt.Errorf("floor procedure output %q: %w", stdout.String(), err)
 	}
-	return wall, phases, nil
+	return wall, phases, bm.markFloorCopies()
+}
+
+// markFloorCopies writes, after the timed floor procedure, sdr's copy
+// marker into the floor's two copies, as sdr writes into its own. sdr's
+// next run replaces a standby of the primary without its marker only
+// while it streams through sdr's slot, and 7_build_standby looks at the
+// main standby again after 5_stop_cluster has stopped it: without the
+// marker, sdr refuses the floor's copy there.
+func (bm *bench) markFloorCopies() error {
+	uid, gid, err := postgresIDs()
+	if err != nil {
+		return err
+	}
+	id := fmt.Sprintf("floor-%d", time.Now().UnixNano())
+	from := ""
+	for _, n := range []string{bed.DC2A, bed.DC2B} {
+		m := floorMarker(bm.bed.Name, n, bm.systemID, id+"-"+n, from)
+		from = id + "-" + n
+		p := filepath.Join(bm.bed.Node(n).DataDir, floorMarkerName)
+		if err := os.WriteFile(p, []byte(m), 0o600); err != nil {
+			return err
+		}
+		if err := os.Chown(p, uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// floorMarkerName and floorMarker are sdr's copy marker (steps.CopyMarker).
+const floorMarkerName = "sdr_copy"
+
+func floorMarker(pair, node, systemID, copyID, from string) string {
+	return steps.CopyMarker{Pair: pair, Node: node, SystemID: systemID, CopyID: copyID, From: from}.String()
 }
 
 // writeFloorPassFile writes the replication password in libpq's passfile

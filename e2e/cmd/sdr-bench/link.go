@@ -95,9 +95,11 @@ func tbfArgs(dev string, bits int64) []string {
 }
 
 // linkHBALine is the primary's pg_hba.conf line for the relay's
-// connections (they come from linkNSAddr).
-func linkHBALine(user string) string {
-	return fmt.Sprintf("host    replication     %s    %s    scram-sha-256 # sdr-bench link", user, linkSubnet)
+// connections (they come from linkNSAddr): replication, and database
+// (the bed's config's postgres.database) for the standby side's checks, as
+// sdr's own block allows them from the DR nodes.
+func linkHBALine(user, database string) string {
+	return fmt.Sprintf("host    replication,%s    %s    %s    scram-sha-256 # sdr-bench link", database, user, linkSubnet)
 }
 
 // withLinkHBA puts line first in a pg_hba.conf's content, so that no line
@@ -253,7 +255,7 @@ func (bm *bench) setupLink(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(hba, []byte(withLinkHBA(string(data), linkHBALine(b.ReplicationUser))), 0o600); err != nil {
+	if err := os.WriteFile(hba, []byte(withLinkHBA(string(data), linkHBALine(b.ReplicationUser, "postgres"))), 0o600); err != nil {
 		return err
 	}
 	// On the command line (postmaster.opts), not in a file that the copies
@@ -265,7 +267,10 @@ func (bm *bench) setupLink(ctx context.Context) error {
 	if err := b.WaitStreaming(ctx, bed.DC1A, bed.DC1B, time.Minute); err != nil {
 		return err
 	}
-	// The whole path: a replication login through the relay.
+	// The whole path: a replication login through the relay. Before the
+	// first start the role does not exist yet (sdr's primary side creates
+	// it): the server's "password authentication failed" shows that the
+	// connection got through and matched the line above.
 	uid, gid, err := postgresIDs()
 	if err != nil {
 		return err
@@ -275,11 +280,11 @@ func (bm *bench) setupLink(ctx context.Context) error {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(bed.BinDir, "psql"), "-XAtq", "-d",
-		fmt.Sprintf("host=%s port=%d user=%s passfile=%s dbname=postgres replication=database", linkNSAddr, b.Node(bed.DC1A).Port, b.ReplicationUser, pass),
+		fmt.Sprintf("host=%s port=%d user=%s passfile=%s dbname=postgres replication=true", linkNSAddr, b.Node(bed.DC1A).Port, b.ReplicationUser, pass),
 		"-c", "IDENTIFY_SYSTEM")
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := cmd.CombinedOutput(); err != nil && !strings.Contains(string(out), "password authentication failed") {
 		return fmt.Errorf("a replication login through the link: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil

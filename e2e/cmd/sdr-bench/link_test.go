@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/pgsdr/sdr/steps"
 )
 
 func TestParseLinkRate(t *testing.T) {
@@ -68,8 +70,8 @@ func TestTBFArgs(t *testing.T) {
 }
 
 func TestWithLinkHBA(t *testing.T) {
-	line := linkHBALine("sdr_repl")
-	if !strings.HasPrefix(line, "host    replication     sdr_repl    10.213.77.0/24    scram-sha-256") {
+	line := linkHBALine("sdr_repl", "postgres")
+	if !strings.HasPrefix(line, "host    replication,postgres    sdr_repl    10.213.77.0/24    scram-sha-256") {
 		t.Fatalf("linkHBALine = %q", line)
 	}
 	in := "# comment\nhost all all 0.0.0.0/0 reject\n"
@@ -146,5 +148,12 @@ func TestLinkTable(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "the link from the primary") {
 		t.Errorf("link table without a link:\n%s", buf.String())
+	}
+}
+
+func TestFloorMarker(t *testing.T) {
+	m, ok := steps.ParseCopyMarker(floorMarker("drpair", "dc2-b", "7301234", "floor-1-dc2-b", "floor-1-dc2-a"))
+	if !ok || m.Pair != "drpair" || m.Node != "dc2-b" || m.SystemID != "7301234" || m.CopyID != "floor-1-dc2-b" || m.From != "floor-1-dc2-a" {
+		t.Errorf("floor marker reads back as %+v, ok %v", m, ok)
 	}
 }
