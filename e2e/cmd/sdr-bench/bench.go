@@ -246,6 +246,11 @@ func (bm *bench) runPair(ctx context.Context, bin, config string, restart bool) 
 		var work []interval
 		for _, c := range calls {
 			n, ok := bm.bed.Nodes[bm.nodeOf(c.Dir)]
+			if c.Dir == "-" {
+				// The fan-out's pg_basebackup writes its tar stream on
+				// stdout: it runs on the main standby's node.
+				n, ok = bm.bed.Nodes[bed.DC2A], true
+			}
 			if ok && n.Side == role && !(c.Prog == "pg_ctl" && c.Mode == "status") {
 				work = append(work, interval{c.Start, c.End})
 			}
