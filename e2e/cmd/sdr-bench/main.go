@@ -9,6 +9,10 @@
 //     start` (both roles at once) alternately, from the same starting
 //     state, -runs times each; a rerun of a finished start, `sdr status`
 //     with and without live facts, and the peak RSS of every sdr process.
+//     -fanout, -compress and -max-rate add sdr runs with those copy
+//     settings (and the floor compressed); -link-rate puts the primary's
+//     replication connections behind a tc-limited veth pair into a network
+//     namespace, through a relay (this program's "relay" subcommand).
 //   - failover: on a fresh DR pair for every run, the primary data centre
 //     is killed, then the time from starting `sdr failover
 //     --accept-data-loss`, or a bare pg_promote() on the main standby, to
