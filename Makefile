@@ -56,6 +56,12 @@ lint:
 #   make bench SCALE=200 RUNS=5 BENCH_ARGS=-json
 #   make bench BENCH=failover
 #   make bench BENCH=switchover RUNS=5
+# The start section's copy options: -fanout (copy.fan_out), -compress METHOD
+# (floor and sdr with copy.compress), -max-rate RATE (copy.max_rate), and
+# -link-rate RATE, which puts the primary's replication connections behind
+# a tc-limited veth pair into a network namespace (ip and tc needed).
+#   make bench SCALE=50 RUNS=3 BENCH_ARGS="-fanout -compress server-lz4"
+#   make bench BENCH_ARGS="-link-rate 200mbit -fanout -compress server-zstd -max-rate 12M"
 BENCH ?= start
 SCALE ?=
 RUNS  ?= 3

@@ -30,6 +30,8 @@ type bench struct {
 	floorBinary   string // a copy of this program that postgres can run
 	timeout       time.Duration
 	shimOutside   float64 // seconds per shimmed call outside the interval it records
+	link          *link   // the rate-limited link (-link-rate), or nil
+	systemID      string  // the primary's system identifier
 }
 
 // proc is one finished sdr process.
@@ -129,6 +131,11 @@ type sdrRun struct {
 	Calls       map[string]callSum    `json:"calls"` // by "program mode node"; pg_ctl status of all nodes together
 	CallOrder   []string              `json:"-"`
 	OwnLessShim float64               `json:"own_less_shim_s"` // Own less the shim's calibrated cost per call
+	// MainCopy is the main standby's copy from the primary: the
+	// pg_basebackup call into dc2-a (or onto the fan-out's tar stream).
+	MainCopy float64 `json:"main_copy_s"`
+	// LinkBytes crossed the rate-limited link from the primary (-link-rate).
+	LinkBytes int64 `json:"link_bytes,omitempty"`
 }
 
 // callSum adds up the calls of one program and mode in one run.
@@ -179,6 +186,10 @@ func (bm *bench) runPair(ctx context.Context, bin, config string, restart bool) 
 	done := make(chan proc)
 	go func() { done <- wait(pc, pout, pstart) }()
 	s := wait(sc, sout, sstart)
+	if s.code != 0 {
+		// The primary role would wait for the standby until its timeout.
+		_ = pc.Process.Signal(syscall.SIGTERM)
+	}
 	p := <-done
 	t1 := p.end
 	if s.end.After(t1) {
@@ -225,6 +236,9 @@ func (bm *bench) runPair(ctx context.Context, bin, config string, restart bool) 
 		cs.N++
 		cs.Seconds += c.End.Sub(c.Start).Seconds()
 		r.Calls[k] = cs
+		if c.Prog == "pg_basebackup" && (c.Dir == "-" || bm.nodeOf(c.Dir) == bed.DC2A) {
+			r.MainCopy += c.End.Sub(c.Start).Seconds()
+		}
 	}
 	r.OwnLessShim = r.Own - float64(len(calls))*bm.shimOutside
 	for role, pr := range map[string]proc{"primary": p, "standby": s} {
@@ -232,6 +246,11 @@ func (bm *bench) runPair(ctx context.Context, bin, config string, restart bool) 
 		var work []interval
 		for _, c := range calls {
 			n, ok := bm.bed.Nodes[bm.nodeOf(c.Dir)]
+			if c.Dir == "-" {
+				// The fan-out's pg_basebackup writes its tar stream on
+				// stdout: it runs on the main standby's node.
+				n, ok = bm.bed.Nodes[bed.DC2A], true
+			}
 			if ok && n.Side == role && !(c.Prog == "pg_ctl" && c.Mode == "status") {
 				work = append(work, interval{c.Start, c.End})
 			}
@@ -484,6 +503,25 @@ func runBench(ctx context.Context, o options) (*report, error) {
 	if err := bm.setup(ctx, rep); err != nil {
 		return nil, err
 	}
+	if o.linkBits > 0 {
+		defer func() {
+			if bm.link != nil {
+				bm.link.Close()
+			}
+			logf("link: removed")
+		}()
+		if err := bm.setupLink(ctx); err != nil {
+			return nil, fmt.Errorf("the rate-limited link: %w", err)
+		}
+		rep.Link = &linkInfo{RateBits: o.linkBits, Rate: o.linkRate}
+	}
+	if o.maxRate != "" {
+		if rep.Link == nil {
+			rep.Link = &linkInfo{}
+		}
+		rep.Link.MaxRate = o.maxRate
+		rep.Link.MaxRateBytes, _ = parseMaxRate(o.maxRate)
+	}
 	if err := bm.firstStart(ctx, rep); err != nil {
 		return nil, err
 	}
@@ -505,7 +543,16 @@ func (bm *bench) setup(ctx context.Context, rep *report) error {
 		return err
 	}
 	var err error
-	if bm.config, err = b.WriteConfig(func(m *map[string]any) { shimBinDir(*m, bm.shimDir) }); err != nil {
+	// With -link-rate, the primary's replication connections go through
+	// the link's relay.
+	linked := func(m map[string]any) {
+		if bm.o.linkBits > 0 {
+			if lerr := linkConfig(m, bed.DC1A, linkNSAddr); lerr != nil {
+				err = lerr
+			}
+		}
+	}
+	if bm.config, err = b.WriteConfig(func(m *map[string]any) { shimBinDir(*m, bm.shimDir); linked(*m) }); err != nil {
 		return err
 	}
 	bm.lastConfig = bm.config
@@ -519,6 +566,7 @@ func (bm *bench) setup(ctx context.Context, rep *report) error {
 		}
 		if bm.configs[k.name], err = b.WriteConfig(func(m *map[string]any) {
 			shimBinDir(*m, bm.shimDir)
+			linked(*m)
 			(*m)["copy"] = copyOpts
 		}); err != nil {
 			return err
@@ -558,6 +606,9 @@ func (bm *bench) setup(ctx context.Context, rep *report) error {
 		return fmt.Errorf("database size %q: %w", size, err)
 	}
 	if rep.Machine.PostgreSQL, err = b.SQL(ctx, bed.DC1A, "SHOW server_version"); err != nil {
+		return err
+	}
+	if bm.systemID, err = b.SQL(ctx, bed.DC1A, "SELECT system_identifier FROM pg_control_system()"); err != nil {
 		return err
 	}
 	logf("database: %d MiB", rep.DBBytes>>20)
@@ -637,6 +688,7 @@ func (bm *bench) rounds(ctx context.Context, rep *report) error {
 				rep.FloorRuns[len(rep.FloorRuns)-1].CleanupSeconds = cleanup.Seconds()
 			}
 			logf("run %d/%d: %s (load %.2f, %.2f CPUs busy before, waited %.0f s for quiet)", i+1, bm.o.runs, which, env.Load1, env.BusyBefore, env.WaitedQuiet)
+			rx0 := bm.linkRx()
 			cpu := startCPU()
 			if fa, ok := floors[which]; ok {
 				compress := ""
@@ -651,7 +703,7 @@ func (bm *bench) rounds(ctx context.Context, rep *report) error {
 				if err := bm.waitTopology(ctx, 30*time.Second); err != nil {
 					return fmt.Errorf("after the floor procedure: %w", err)
 				}
-				run := floorRun{Wall: wall.Seconds(), Env: env, Phases: phases}
+				run := floorRun{Wall: wall.Seconds(), Env: env, Phases: phases, LinkBytes: bm.linkRx() - rx0}
 				if which == "floor" {
 					rep.FloorRuns = append(rep.FloorRuns, run)
 				} else {
@@ -672,6 +724,7 @@ func (bm *bench) rounds(ctx context.Context, rep *report) error {
 				return fmt.Errorf("after sdr start: %w", err)
 			}
 			r.Env = env
+			r.LinkBytes = bm.linkRx() - rx0
 			acc.add(r)
 			logf("  %s %.3f s (tools %.3f s, own %.3f s, %d status probes, copy to streaming %.3f s)", which, r.Wall, r.Tools, r.Own, r.ProbeCalls, r.drReady())
 		}
@@ -718,7 +771,7 @@ func (bm *bench) shortCommands(ctx context.Context, rep *report) error {
 		}{
 			{"rerun of a finished start, " + role, "already complete", bm.startArgs(role, bm.lastConfig, false)},
 			{"status from the state file, " + role, "workflow start/" + role, []string{"--state", state, "status"}},
-			{"status --config (live facts from 4 nodes), " + role, "nodes (live)", []string{"--config", bm.lastConfig, "--state", state, "status"}},
+			{"status --config (live facts from 4 nodes), " + role, "nodes (live", []string{"--config", bm.lastConfig, "--state", state, "status"}},
 		}
 		for _, s := range short {
 			d, rss, err := bm.repeat(ctx, s.want, s.args...)
@@ -729,6 +782,19 @@ func (bm *bench) shortCommands(ctx context.Context, rep *report) error {
 		}
 	}
 	return nil
+}
+
+// linkRx is what has crossed the rate-limited link from the primary so
+// far (0 without a link).
+func (bm *bench) linkRx() int64 {
+	if bm.link == nil {
+		return 0
+	}
+	n, err := rxBytes()
+	if err != nil {
+		logf("link: %v", err)
+	}
+	return n
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

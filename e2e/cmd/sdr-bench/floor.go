@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/e2e/bed"
+	"github.com/pgsdr/sdr/steps"
 )
 
 // The floor is the manual procedure that sdr's standby start automates,
@@ -41,8 +42,11 @@ type floorNode struct {
 
 // floorSpec is what the parent hands the child on standard input.
 type floorSpec struct {
-	BinDir      string    `json:"bin_dir"`
-	Primary     floorNode `json:"primary"` // only Port and SocketDir are used
+	BinDir  string    `json:"bin_dir"`
+	Primary floorNode `json:"primary"` // only Port and SocketDir are used
+	// PrimaryHost is the primary's address for replication (the link's
+	// relay with -link-rate); the main standby's is 127.0.0.1.
+	PrimaryHost string    `json:"primary_host"`
 	Main        floorNode `json:"main"`
 	Cascade     floorNode `json:"cascade"`
 	Slot        string    `json:"slot"`         // the main standby's slot on the primary
@@ -152,7 +156,11 @@ func run(ctx context.Context, name string, args ...string) error {
 }
 
 func conninfo(spec floorSpec, up floorNode, app string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s passfile=%s application_name=%s", up.Port, spec.User, spec.PassFile, app)
+	host := "127.0.0.1"
+	if up.Name == spec.Primary.Name && spec.PrimaryHost != "" {
+		host = spec.PrimaryHost
+	}
+	return fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s", host, up.Port, spec.User, spec.PassFile, app)
 }
 
 func basebackup(ctx context.Context, spec floorSpec, n, up floorNode, slot, compress string) error {
@@ -267,6 +275,9 @@ func (bm *bench) runFloor(ctx context.Context, compress string) (time.Duration, 
 	spec := floorSpec{BinDir: bed.BinDir, Primary: node(bed.DC1A), Main: node(bed.DC2A), Cascade: node(bed.DC2B),
 		Slot: cluster.SlotName(b.Name, bed.DC2A), CascadeSlot: cluster.SlotName(b.Name, bed.DC2B), User: b.ReplicationUser, PassFile: bm.floorPassFile, Timeout: bm.timeout.String(),
 		Compress: compress}
+	if bm.link != nil {
+		spec.PrimaryHost = linkNSAddr
+	}
 	in, err := json.Marshal(spec)
 	if err != nil {
 		return 0, nil, err
@@ -292,7 +303,41 @@ func (bm *bench) runFloor(ctx context.Context, compress string) (time.Duration, 
 	if err := json.Unmarshal(stdout.Bytes(), &phases); err != nil {
 		return wall, nil, fmt.Errorf("floor procedure output %q: %w", stdout.String(), err)
 	}
-	return wall, phases, nil
+	return wall, phases, bm.markFloorCopies()
+}
+
+// markFloorCopies writes, after the timed floor procedure, sdr's copy
+// marker into the floor's two copies, as sdr writes into its own. sdr's
+// next run replaces a standby of the primary without its marker only
+// while it streams through sdr's slot, and 7_build_standby looks at the
+// main standby again after 5_stop_cluster has stopped it: without the
+// marker, sdr refuses the floor's copy there.
+func (bm *bench) markFloorCopies() error {
+	uid, gid, err := postgresIDs()
+	if err != nil {
+		return err
+	}
+	id := fmt.Sprintf("floor-%d", time.Now().UnixNano())
+	from := ""
+	for _, n := range []string{bed.DC2A, bed.DC2B} {
+		m := floorMarker(bm.bed.Name, n, bm.systemID, id+"-"+n, from)
+		from = id + "-" + n
+		p := filepath.Join(bm.bed.Node(n).DataDir, floorMarkerName)
+		if err := os.WriteFile(p, []byte(m), 0o600); err != nil {
+			return err
+		}
+		if err := os.Chown(p, uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// floorMarkerName and floorMarker are sdr's copy marker (steps.CopyMarker).
+const floorMarkerName = "sdr_copy"
+
+func floorMarker(pair, node, systemID, copyID, from string) string {
+	return steps.CopyMarker{Pair: pair, Node: node, SystemID: systemID, CopyID: copyID, From: from}.String()
 }
 
 // writeFloorPassFile writes the replication password in libpq's passfile

@@ -9,6 +9,10 @@
 //     start` (both roles at once) alternately, from the same starting
 //     state, -runs times each; a rerun of a finished start, `sdr status`
 //     with and without live facts, and the peak RSS of every sdr process.
+//     -fanout, -compress and -max-rate add sdr runs with those copy
+//     settings (and the floor compressed); -link-rate puts the primary's
+//     replication connections behind a tc-limited veth pair into a network
+//     namespace, through a relay (this program's "relay" subcommand).
 //   - failover: on a fresh DR pair for every run, the primary data centre
 //     is killed, then the time from starting `sdr failover
 //     --accept-data-loss`, or a bare pg_promote() on the main standby, to
@@ -21,7 +25,7 @@
 //
 // See docs/performance.md for what each figure means.
 //
-//	sdr-bench -sdr bin/sdr [-bench start|failover|switchover|all] [-baseline BIN] [-fanout] [-compress server-zstd] [-scale N] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
+//	sdr-bench -sdr bin/sdr [-bench start|failover|switchover|all] [-baseline BIN] [-fanout] [-compress server-zstd] [-max-rate 12M] [-link-rate 200mbit] [-scale N] [-runs 3] [-reps 10] [-json] [-json-out FILE] [-dir D] [-keep]
 //
 // It needs root (like the end-to-end tests) and takes the machine for a
 // few minutes. It is a benchmark, not a test: nothing gates on its numbers.
@@ -40,6 +44,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "relay" {
+		if err := relayMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "sdr-bench relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "floor-child" {
 		if err := floorChild(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -52,6 +63,8 @@ func main() {
 	flag.StringVar(&o.baseline, "baseline", "", "a second sdr binary (say, built from main) to run in every round as well, for comparison")
 	flag.BoolVar(&o.fanout, "fanout", false, "also run sdr with copy.fan_out in every round (and the figures of the copy to a ready DR cluster)")
 	flag.StringVar(&o.compress, "compress", "", "also run the floor and sdr with this server-side compression (copy.compress, e.g. server-zstd) in every round")
+	flag.StringVar(&o.maxRate, "max-rate", "", "also run sdr with this copy.max_rate (kB/s, or with k or M: 12M) in every round (start section)")
+	flag.StringVar(&o.linkRate, "link-rate", "", "start section: put the primary's replication connections behind a link limited to this rate (tc's units: 200mbit), through a network namespace and a relay")
 	flag.StringVar(&o.shim, "shim", "", "the sdr-bench-shim binary (default: sdr-bench-shim beside this program)")
 	flag.StringVar(&o.benchList, "bench", "start", "sections to run, comma-separated: start, failover, switchover, or all")
 	flag.IntVar(&o.scale, "scale", 0, "pgbench scale of the primary's data (50 is about 750 MiB); default 50 for start and switchover, 10 for failover")
@@ -68,7 +81,7 @@ func main() {
 	flag.DurationVar(&o.connectTimeout, "connect-timeout", 0, "failover: run sdr failover with this timeouts.connect (default: the bed's, 10s)")
 	flag.DurationVar(&o.retry, "retry", 2*time.Millisecond, "failover and switchover: the writing client's pause between two INSERTs")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-bench start|failover|switchover|all] [-baseline BIN] [-fanout] [-compress METHOD] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
+		fmt.Fprintf(os.Stderr, "usage: sdr-bench -sdr BIN [-bench start|failover|switchover|all] [-baseline BIN] [-fanout] [-compress METHOD] [-max-rate RATE] [-link-rate RATE] [-shim BIN] [-scale N] [-runs N] [-reps N] [-json] [-json-out FILE] [-dir D] [-keep]\n"+
 			"Measures sdr start, failover and switchover against PostgreSQL's own tools on a test bed (needs root). See docs/performance.md.\n")
 		flag.PrintDefaults()
 	}
@@ -112,6 +125,9 @@ type options struct {
 	baseline  string
 	fanout    bool
 	compress  string
+	maxRate   string // copy.max_rate of the "sdr max_rate" kind
+	linkRate  string
+	linkBits  int64 // parsed from linkRate; 0: no limited link
 	shim      string
 	scale     int
 	runs      int
@@ -166,6 +182,9 @@ func (o *options) sdrKinds() []sdrKind {
 			kinds = append(kinds, sdrKind{name: "sdr fan-out compressed", copy: map[string]any{"fan_out": true, "compress": o.compress}})
 		}
 	}
+	if o.maxRate != "" {
+		kinds = append(kinds, sdrKind{name: "sdr max_rate", copy: map[string]any{"max_rate": o.maxRate}})
+	}
 	if o.baseline != "" {
 		kinds = append(kinds, sdrKind{name: "baseline"})
 	}
@@ -199,6 +218,16 @@ func (o *options) check() error {
 	}
 	if o.losses, err = parseLosses(o.lossList); err != nil {
 		return err
+	}
+	if o.maxRate != "" {
+		if _, err := parseMaxRate(o.maxRate); err != nil {
+			return err
+		}
+	}
+	if o.linkRate != "" {
+		if o.linkBits, err = parseLinkRate(o.linkRate); err != nil {
+			return err
+		}
 	}
 	if o.has(sectionStart) {
 		if o.shim == "" {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // report is the benchmark's result; -json prints it as is.
@@ -41,6 +42,15 @@ type report struct {
 	Short               []shortStats    `json:"short"`
 	Shim                shimCalibration `json:"shim"`
 	FirstStart          *sdrRun         `json:"first_start"`
+	Link                *linkInfo       `json:"link,omitempty"` // with -link-rate or -max-rate
+}
+
+// linkInfo is the rate-limited link (-link-rate) and copy.max_rate (-max-rate).
+type linkInfo struct {
+	Rate         string `json:"rate,omitempty"`
+	RateBits     int64  `json:"rate_bits_per_s,omitempty"`
+	MaxRate      string `json:"max_rate,omitempty"`
+	MaxRateBytes int64  `json:"max_rate_bytes_per_s,omitempty"`
 }
 
 type machine struct {
@@ -74,6 +84,7 @@ type floorRun struct {
 	Env            runEnv       `json:"env"`
 	CleanupSeconds float64      `json:"untimed_cleanup_s"` // removing the two old data directories afterwards
 	Phases         []floorPhase `json:"phases"`
+	LinkBytes      int64        `json:"link_bytes,omitempty"` // crossed the rate-limited link from the primary
 }
 
 func (r *report) writeJSON(w io.Writer) error {
@@ -107,7 +118,12 @@ func (r *report) writeTable(w io.Writer) error {
 		r.Load.Start[0], r.Load.Start[1], r.Load.Start[2], r.Load.End[0], r.Load.End[1], r.Load.End[2])
 	fmt.Fprintf(bw, "data: pgbench scale %d, %d MiB in all databases of the primary (pgbench -i took %.1f s)\n",
 		r.Scale, r.DBBytes>>20, r.LoadSeconds)
-	fmt.Fprintf(bw, "runs: %d of each, alternately (floor, sdr[, variants, baseline]; the next round in reverse order); short commands %d times each\n\n", r.Runs, r.Reps)
+	fmt.Fprintf(bw, "runs: %d of each, alternately (floor, sdr[, variants, baseline]; the next round in reverse order); short commands %d times each\n", r.Runs, r.Reps)
+	if l := r.Link; l != nil && l.RateBits > 0 {
+		fmt.Fprintf(bw, "link: the primary's replication connections cross a veth pair limited to %s (%.1f MiB/s) towards the DR data centre (tc tbf; a relay in network namespace %s)\n",
+			l.Rate, float64(l.RateBits)/8/(1<<20), linkNS)
+	}
+	fmt.Fprintln(bw)
 
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DR cluster rebuild (seconds)\tmedian\tmin\tmax\tgoal")
@@ -115,21 +131,12 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%s\n", name, s.Median, s.Min, s.Max, g)
 	}
 	row("floor: pg_ctl + pg_basebackup by hand", r.Floor, goal{})
-	sums := []struct {
-		label string
-		s     *sdrSummary
-	}{{"sdr", &r.SDR}}
+	sums := []labelled{{"sdr", &r.SDR}}
 	for i := range r.Variants {
-		sums = append(sums, struct {
-			label string
-			s     *sdrSummary
-		}{r.Variants[i].Label, &r.Variants[i]})
+		sums = append(sums, labelled{r.Variants[i].Label, &r.Variants[i]})
 	}
 	if r.Baseline != nil {
-		sums = append(sums, struct {
-			label string
-			s     *sdrSummary
-		}{"baseline", r.Baseline})
+		sums = append(sums, labelled{"baseline", r.Baseline})
 	}
 	for _, x := range sums {
 		s := x.s
@@ -179,6 +186,8 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintf(tw, "compressed copy against the plain one (floor, the main standby's copy)\t\t\t\t%.2f\t\n", ratio(fc.MainCopy.Median, r.FloorMainCopy.Median))
 	}
 	tw.Flush()
+
+	r.writeLinkTable(bw, sums)
 
 	fmt.Fprintln(bw)
 	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
@@ -335,4 +344,82 @@ func (r *report) writeTable(w io.Writer) error {
 		tw.Flush()
 	}
 	return bw.Flush()
+}
+
+// labelled is one sdr kind's summary with its label in the tables.
+type labelled struct {
+	label string
+	s     *sdrSummary
+}
+
+// linkRun is what one run sent across the rate-limited link.
+type linkRun struct {
+	mainCopy float64 // seconds
+	bytes    int64
+}
+
+// linkStats sums up the runs of one kind: the main standby's copy, the
+// bytes that crossed the link, and their rate over the copy.
+func linkStats(runs []linkRun) (copyS, mib, rate Stats) {
+	var c, b, v []time.Duration
+	for _, r := range runs {
+		c = append(c, secs(r.mainCopy))
+		// MiB and MiB/s are kept in the Duration's seconds.
+		b = append(b, secs(float64(r.bytes)/(1<<20)))
+		if r.mainCopy > 0 {
+			v = append(v, secs(float64(r.bytes)/(1<<20)/r.mainCopy))
+		}
+	}
+	return summarise(c), summarise(b), summarise(v)
+}
+
+// floorMainCopy is the floor's "basebackup main" phase.
+func floorMainCopy(f floorRun) float64 {
+	for _, p := range f.Phases {
+		if p.Name == "basebackup main" {
+			return p.Seconds
+		}
+	}
+	return 0
+}
+
+// writeLinkTable prints, with -link-rate, what crossed the link in each
+// kind of run and how fast, against the link's rate (and -max-rate).
+func (r *report) writeLinkTable(bw *bufio.Writer, sums []labelled) {
+	l := r.Link
+	if l == nil || l.RateBits == 0 {
+		return
+	}
+	linkMiB := float64(l.RateBits) / 8 / (1 << 20)
+	fmt.Fprintln(bw)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "the link from the primary (%s, %.1f MiB/s; medians)\tmain standby's copy (s)\tcrossed the link (MiB)\tMiB/s over the copy\tof the link\n", l.Rate, linkMiB)
+	row := func(name string, runs []linkRun) {
+		c, b, v := linkStats(runs)
+		fmt.Fprintf(tw, "%s\t%.3f\t%.0f\t%.1f\t%.0f %%\n", name, c.Median, b.Median, v.Median, 100*v.Median/linkMiB)
+	}
+	var fl, fc []linkRun
+	for _, f := range r.FloorRuns {
+		fl = append(fl, linkRun{floorMainCopy(f), f.LinkBytes})
+	}
+	row("floor", fl)
+	for _, f := range r.FloorCompressedRuns {
+		fc = append(fc, linkRun{floorMainCopy(f), f.LinkBytes})
+	}
+	if len(fc) > 0 {
+		row("floor compressed ("+r.FloorCompressed.Compress+")", fc)
+	}
+	for _, x := range sums {
+		var runs []linkRun
+		for _, s := range x.s.Runs {
+			runs = append(runs, linkRun{s.MainCopy, s.LinkBytes})
+		}
+		row(x.label, runs)
+	}
+	tw.Flush()
+	if l.MaxRateBytes > 0 {
+		fmt.Fprintf(bw, "(copy.max_rate %s is %.1f MiB/s, %.0f %% of the link: the primary's %d MiB would take %.1f s at that rate)\n",
+			l.MaxRate, float64(l.MaxRateBytes)/(1<<20), 100*float64(l.MaxRateBytes)*8/float64(l.RateBits), r.DBBytes>>20, float64(r.DBBytes)/float64(l.MaxRateBytes))
+	}
+	fmt.Fprintln(bw, "(crossed the link: bytes received by the root namespace's end of the veth pair during the run, headers included; the WAL streamed during the run too)")
 }
