@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -128,6 +129,20 @@ func conninfoValue(conninfo, key string) string {
 // directories really are. Primary-cluster nodes that cannot be reached
 // over SSH from here are left out (logged): the checks on pg_control and
 // sdr's markers still apply to every DR node.
+// primaryViewLater starts primaryView at once and returns a function that
+// waits for it: the probes of the primary-cluster nodes run while the DR
+// nodes are probed, and only the classification waits for both.
+func (e *Env) primaryViewLater(ctx context.Context, log *zap.Logger, p remoteFacts) func() PrimaryView {
+	ch := make(chan PrimaryView, 1)
+	go func() { ch <- e.primaryView(ctx, log, p) }()
+	var once sync.Once
+	var v PrimaryView
+	return func() PrimaryView {
+		once.Do(func() { v = <-ch })
+		return v
+	}
+}
+
 func (e *Env) primaryView(ctx context.Context, log *zap.Logger, p remoteFacts) PrimaryView {
 	pair := e.Config.Name
 	forks, err := e.timelineForks(ctx, p)

@@ -39,8 +39,13 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 					return err
 				}
 			}
-			disks[i], err = e.observeDisk(ctx, n)
-			return err
+			if disks[i], err = e.observeDisk(ctx, n); err != nil {
+				return err
+			}
+			// Read (and keep for the run) where the node's configuration
+			// is, which checkDataDirs needs; a problem is reported there.
+			_, _ = e.confOf(ctx, n)
+			return nil
 		})
 		for _, m := range missing {
 			if len(m) > 0 {
@@ -202,7 +207,7 @@ func indexOf(nodes []*cluster.Node, n *cluster.Node) int {
 // run by another manager than the config says, is refused here, naming
 // the node, the directory and why.
 func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remoteFacts) error {
-	view := e.primaryView(ctx, rc.Log, p)
+	view := e.primaryViewLater(ctx, rc.Log, p)
 	nodes := e.standbyNodes()
 	problems := make([][]string, len(nodes))
 	err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
@@ -221,7 +226,7 @@ func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remo
 		if err != nil {
 			return err
 		}
-		v := ClassifyDataDir(o, view, e.named(n.Name))
+		v := ClassifyDataDir(o, view(), e.named(n.Name))
 		rc.Log.Info("data directory classified", zap.String("node", n.Name), zap.String("kind", string(v.Kind)),
 			zap.Bool("replace", v.Replace), zap.String("why", v.Reason))
 		if !v.Replace {

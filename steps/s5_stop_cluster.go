@@ -76,7 +76,7 @@ func (e *Env) observeToStop(ctx context.Context, rc *workflow.RunContext) ([]toS
 	if err != nil {
 		return nil, "", err
 	}
-	view := e.primaryView(ctx, rc.Log, p)
+	view := e.primaryViewLater(ctx, rc.Log, p)
 	nodes := e.standbyNodes()
 	found := make([]toStop, len(nodes))
 	err = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
@@ -88,7 +88,7 @@ func (e *Env) observeToStop(ctx context.Context, rc *workflow.RunContext) ([]toS
 		if err != nil {
 			return err
 		}
-		v := ClassifyDataDir(o, view, e.named(n.Name))
+		v := ClassifyDataDir(o, view(), e.named(n.Name))
 		if !v.Replace {
 			return permanent(fmt.Errorf("nothing was stopped: %s", v.Reason))
 		}
