@@ -185,15 +185,16 @@ func RetireTrees(ctx context.Context, a Access, items []Retire) error {
 	if err == nil {
 		return nil
 	}
+	rep := readFsReport(out)
 	where := fmt.Sprintf("on %s: moving old trees into the trash", node)
-	if rep := readFsReport(out); rep.dir != "" {
+	if rep.dir != "" {
 		where = fmt.Sprintf("on %s: removing %s", node, rep.dir)
 	}
 	var ce *CommandError
 	if !errors.As(err, &ce) {
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	return removeError(where, readFsReport(out), ce, err)
+	return removeError(where, rep, ce, err)
 }
 
 // EmptyTrash deletes everything in trash (a missing trash is fine). It

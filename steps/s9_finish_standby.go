@@ -55,9 +55,9 @@ func (e *Env) finishStandby(ctx context.Context, rc *workflow.RunContext) error 
 		for _, t := range tss {
 			remove = append(remove, cluster.Retire{Dir: t.Live + ".sdr/old", Trash: t.Live + ".sdr/trash"})
 		}
-		lctx, lcancel := e.longCtx(ctx)
-		defer lcancel()
-		if err := cluster.RetireTrees(lctx, a, remove); err != nil {
+		cctx, cancel = e.cmdCtx(ctx) // renames only: the deletes run on the node afterwards
+		defer cancel()
+		if err := cluster.RetireTrees(cctx, a, remove); err != nil {
 			return err
 		}
 		log.Info("old data directory, old tablespace copies and saved files moved to the trash; the node deletes them in the background", zap.String("trash", lay.Trash()))
