@@ -131,33 +131,40 @@ func readFileCmd(p string) string {
 	return fmt.Sprintf("if [ ! -e %s ]; then echo 'no such file: '%s >&2; exit %d; fi; exec cat -- %s", q, q, exitNotExist, q)
 }
 
-// writeFileCmd writes stdin to a temporary file beside p (or beside the
-// file p links to), gives it the existing file's owner and mode (or mode
-// for a new file), syncs it and renames it over that file.
-func writeFileCmd(p string, mode fs.FileMode) string {
-	return fmt.Sprintf(`umask 077
-p=%s
-if [ -L "$p" ]; then
-	r=$(readlink -e -- "$p") || { printf '%%s\n' "symlink $p points to a missing file" >&2; exit 1; }
-	p=$r
-fi
-case $p in
-*/*) d=${p%%/*} b=${p##*/} ;;
-*) d=. b=$p ;;
-esac
-[ -n "$d" ] || d=/
-t=$(mktemp -- "$d/.$b.sdr-tmp.XXXXXX") || exit 1
+// writeFileFunc defines sdr_write PATH MODE, which writes stdin to a
+// temporary file beside PATH (or beside the file PATH links to), gives it
+// the existing file's owner and mode (or MODE, octal, for a new file),
+// syncs it and renames it over that file.
+const writeFileFunc = `umask 077
+sdr_write() {
+	p=$1
+	if [ -L "$p" ]; then
+		r=$(readlink -e -- "$p") || { printf '%s\n' "symlink $p points to a missing file" >&2; return 1; }
+		p=$r
+	fi
+	case $p in
+	*/*) d=${p%/*} b=${p##*/} ;;
+	*) d=. b=$p ;;
+	esac
+	[ -n "$d" ] || d=/
+	t=$(mktemp -- "$d/.$b.sdr-tmp.XXXXXX") || return 1
+	if cat >"$t" && sdr_attrs "$2" && sync -- "$t" && mv -f -T -- "$t" "$p"; then return 0; fi
+	rm -f -- "$t"
+	return 1
+}
 sdr_attrs() {
 	if [ -e "$p" ]; then
-		[ "$(stat -c %%u:%%g -- "$p")" = "$(stat -c %%u:%%g -- "$t")" ] || chown --reference="$p" -- "$t" || return 1
+		[ "$(stat -c %u:%g -- "$p")" = "$(stat -c %u:%g -- "$t")" ] || chown --reference="$p" -- "$t" || return 1
 		chmod --reference="$p" -- "$t"
 	else
-		chmod %04o -- "$t"
+		chmod "$1" -- "$t"
 	fi
 }
-if cat >"$t" && sdr_attrs && sync -- "$t" && mv -f -T -- "$t" "$p"; then exit 0; fi
-rm -f -- "$t"
-exit 1`, ShellQuote(p), mode.Perm())
+`
+
+// writeFileCmd writes stdin over p as sdr_write does (writeFileFunc).
+func writeFileCmd(p string, mode fs.FileMode) string {
+	return fmt.Sprintf("%ssdr_write %s %04o", writeFileFunc, ShellQuote(p), mode.Perm())
 }
 
 // commandOutput collects a command's output: stdout whole (or streamed,

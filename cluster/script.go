@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 )
@@ -133,7 +134,12 @@ func runReadScript(ctx context.Context, a Access, what, script string) ([]byte, 
 // runScript runs a primitive's script. A *CommandError from it gets what
 // as its Cmd, so that messages name the operation, not the script text.
 func runScript(ctx context.Context, a Access, what, script string) ([]byte, error) {
-	out, err := a.Run(ctx, script, RunOpts{})
+	return runScriptIn(ctx, a, what, script, nil)
+}
+
+// runScriptIn is runScript with stdin fed to the script.
+func runScriptIn(ctx context.Context, a Access, what, script string, stdin io.Reader) ([]byte, error) {
+	out, err := a.Run(ctx, script, RunOpts{Stdin: stdin})
 	var ce *CommandError
 	if errors.As(err, &ce) {
 		ce.Cmd = what

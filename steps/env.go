@@ -203,6 +203,34 @@ func forEach(ctx context.Context, nodes []*cluster.Node, fn func(ctx context.Con
 	return errors.Join(errs...)
 }
 
+// together runs fns at the same time on one node's connection and
+// returns the first error in the order of fns (a panic becomes an error,
+// as in forEach). Callers open the node's Access first, so that an
+// unreachable node costs one connect, not one per function.
+func together(fns ...func() error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(fns))
+	for i, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if v := recover(); v != nil {
+					errs[i] = &workflow.PanicError{Value: v, Stack: string(debug.Stack())}
+				}
+			}()
+			errs[i] = fn()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // poll calls check until it reports done, ctx ends or timeout passes.
 // It checks at once, then after pollFirst, and doubles the pause after
 // each miss up to interval, so that a condition that comes true soon is

@@ -3,8 +3,11 @@ package steps
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pgsdr/sdr/workflow"
 )
 
 func TestPoll(t *testing.T) {
@@ -257,4 +260,40 @@ func TestPollIsPrompt(t *testing.T) {
 			t.Errorf("poll returned %s after start; the parent was cancelled after 80ms", elapsed)
 		}
 	})
+}
+
+func TestTogetherRunsAllAndKeepsTheFirstErrorInOrder(t *testing.T) {
+	first, second := errors.New("first"), errors.New("second")
+	var ran atomic.Int32
+	started := make(chan struct{})
+	err := together(
+		func() error { <-started; ran.Add(1); return nil }, // waits for the last: they run at once
+		func() error { ran.Add(1); time.Sleep(20 * time.Millisecond); return first },
+		func() error { ran.Add(1); return second },
+		func() error { ran.Add(1); close(started); return nil },
+	)
+	if err != first || ran.Load() != 4 {
+		t.Fatalf("got %v after %d functions, want %v after 4", err, ran.Load(), first)
+	}
+	if err := together(func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err = together(func() error { return nil }, func() error { panic("boom") })
+	var pe *workflow.PanicError
+	if !errors.As(err, &pe) || pe.Value != "boom" {
+		t.Fatalf("a panic: got %v", err)
+	}
+}
+
+func TestLaterRunsAtOnceAndWaits(t *testing.T) {
+	started := make(chan struct{})
+	get := later(func() int { close(started); return 7 })
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("later did not start f before it was asked")
+	}
+	if get() != 7 || get() != 7 {
+		t.Fatal("later did not return f's result every time")
+	}
 }

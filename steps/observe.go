@@ -124,26 +124,39 @@ func conninfoValue(conninfo, key string) string {
 	}
 }
 
-// primaryView is what the classifier knows of the primary: its system
-// identifier and timeline, and where the primary-cluster nodes' data
-// directories really are. Primary-cluster nodes that cannot be reached
-// over SSH from here are left out (logged): the checks on pg_control and
-// sdr's markers still apply to every DR node.
 // primaryViewLater starts primaryView at once and returns a function that
 // waits for it: the probes of the primary-cluster nodes run while the DR
 // nodes are probed, and only the classification waits for both.
 func (e *Env) primaryViewLater(ctx context.Context, log *zap.Logger, p remoteFacts) func() PrimaryView {
-	ch := make(chan PrimaryView, 1)
-	go func() { ch <- e.primaryView(ctx, log, p) }()
+	return later(func() PrimaryView { return e.primaryView(ctx, log, p) })
+}
+
+// later runs f at once and returns a function that waits for its result.
+func later[T any](f func() T) func() T {
+	ch := make(chan T, 1)
+	go func() { ch <- f() }()
 	var once sync.Once
-	var v PrimaryView
-	return func() PrimaryView {
+	var v T
+	return func() T {
 		once.Do(func() { v = <-ch })
 		return v
 	}
 }
 
+// primaryView is what the classifier knows of the primary: its system
+// identifier and timeline, and where the primary-cluster nodes' data
+// directories really are. Primary-cluster nodes that cannot be reached
+// over SSH from here are left out (logged): the checks on pg_control and
+// sdr's markers still apply to every DR node.
 func (e *Env) primaryView(ctx context.Context, log *zap.Logger, p remoteFacts) PrimaryView {
+	return e.primaryViewFrom(ctx, log, p, e.primaryIDsLater(ctx, log))
+}
+
+// primaryViewFrom is primaryView with the primary-cluster nodes' data
+// directories probed by ids (primaryIDsLater), which may have started
+// before the primary was asked. The primary's timeline history is read
+// while they are probed.
+func (e *Env) primaryViewFrom(ctx context.Context, log *zap.Logger, p remoteFacts, ids func() []DirIdentity) PrimaryView {
 	pair := e.Config.Name
 	forks, err := e.timelineForks(ctx, p)
 	if err != nil {
@@ -156,36 +169,50 @@ func (e *Env) primaryView(ctx context.Context, log *zap.Logger, p remoteFacts) P
 			anc[tli] = true
 		}
 	}
-	v := PrimaryView{Pair: pair, SystemID: p.SystemID, TimeLineID: p.TimeLineID, Ancestors: anc, Forks: forks,
+	return PrimaryView{Pair: pair, SystemID: p.SystemID, TimeLineID: p.TimeLineID, Ancestors: anc, Forks: forks,
 		AppName:  func(node string) string { return cluster.AppName(pair, node) },
 		SlotName: func(node string) string { return cluster.SlotName(pair, node) },
+		Nodes:    ids(),
 	}
-	nodes := e.primaryNodes()
-	ids := make([]*DirIdentity, len(nodes))
-	_ = forEach(ctx, nodes, func(ctx context.Context, pn *cluster.Node) error {
-		cctx, cancel := e.cmdCtx(ctx)
-		defer cancel()
-		a, err := e.access(cctx, pn)
-		if err == nil {
-			var m cluster.Machine
-			var infos map[string]cluster.PathInfo
-			m, infos, err = cluster.StatPaths(cctx, a, pn.DataDir)
+}
+
+// primaryIDsLater starts probing where the primary-cluster nodes' data
+// directories really are (all at once) and returns a function that waits
+// for the identities. Nodes that cannot be reached over SSH from here are
+// left out (logged): the checks on pg_control and sdr's markers still
+// apply to every DR node.
+func (e *Env) primaryIDsLater(ctx context.Context, log *zap.Logger) func() []DirIdentity {
+	return later(func() []DirIdentity {
+		nodes := e.primaryNodes()
+		ids := make([]*DirIdentity, len(nodes))
+		_ = forEach(ctx, nodes, func(ctx context.Context, pn *cluster.Node) error {
+			cctx, cancel := e.cmdCtx(ctx)
+			defer cancel()
+			a, err := e.access(cctx, pn)
 			if err == nil {
-				pi := infos[pn.DataDir]
-				ids[indexOf(nodes, pn)] = &DirIdentity{Node: pn.Name, Machine: m.MachineID, RealPath: pi.RealPath, Dev: pi.Dev, Ino: pi.Ino}
-				return nil
+				var m cluster.Machine
+				var infos map[string]cluster.PathInfo
+				m, infos, err = cluster.StatPaths(cctx, a, pn.DataDir)
+				if err == nil {
+					pi := infos[pn.DataDir]
+					ids[indexOf(nodes, pn)] = &DirIdentity{Node: pn.Name, Machine: m.MachineID, RealPath: pi.RealPath, Dev: pi.Dev, Ino: pi.Ino}
+					return nil
+				}
+			}
+			if ctx.Err() == nil {
+				log.Info("primary-cluster node not probed; its data directory is recognised by pg_control and sdr's markers only",
+					zap.String("node", pn.Name), zap.Error(err))
+			}
+			return nil
+		})
+		var out []DirIdentity
+		for _, id := range ids {
+			if id != nil {
+				out = append(out, *id)
 			}
 		}
-		log.Info("primary-cluster node not probed; its data directory is recognised by pg_control and sdr's markers only",
-			zap.String("node", pn.Name), zap.Error(err))
-		return nil
+		return out
 	})
-	for _, id := range ids {
-		if id != nil {
-			v.Nodes = append(v.Nodes, *id)
-		}
-	}
-	return v
 }
 
 // layoutProblems lists what makes a DR node's layout unusable for a

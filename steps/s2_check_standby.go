@@ -26,41 +26,68 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	// of theirs, or a tool the fan-out lacks, ends the wait for the primary.
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
+	// Where the primary-cluster nodes' data directories are (the
+	// classifier's primary view) is probed meanwhile too.
+	ictx, icancel := context.WithCancel(ctx)
+	defer icancel()
+	ids := e.primaryIDsLater(ictx, rc.Log)
+	// p and perr are set once polled is closed.
+	var p remoteFacts
+	var perr error
+	polled := make(chan struct{})
+	looks := make([]*dirLook, len(nodes))
 	nodesDone := make(chan error, 1)
 	go func() {
 		err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
 			i := indexOf(nodes, n)
-			var err error
-			if majors[i], err = e.binMajor(ctx, n); err != nil {
-				return err
-			}
-			if tools := fanOutTools(e.Config.Copy); len(tools) > 0 {
-				if missing[i], err = e.missingTools(ctx, n, tools); err != nil {
-					return err
+			// A failure, or a tool the fan-out lacks, ends the wait for
+			// the primary at once (the data directory's look waits for it).
+			stop := func(err error) error {
+				if err != nil {
+					pcancel()
 				}
-			}
-			if disks[i], err = e.observeDisk(ctx, n); err != nil {
 				return err
 			}
-			// Read (and keep for the run) where the node's configuration
-			// is, which checkDataDirs needs; a problem is reported there.
-			_, _ = e.confOf(ctx, n)
-			return nil
-		})
-		for _, m := range missing {
-			if len(m) > 0 {
-				pcancel() // refused below: no need to wait for the primary
+			if _, err := e.access(ctx, n); err != nil {
+				return stop(err)
 			}
-		}
-		if err != nil {
-			pcancel()
-		}
+			tools := fanOutTools(e.Config.Copy)
+			return together(
+				func() (err error) { majors[i], err = e.binMajor(ctx, n); return stop(err) },
+				func() (err error) {
+					if len(tools) > 0 {
+						missing[i], err = e.missingTools(ctx, n, tools)
+						if len(missing[i]) > 0 {
+							pcancel() // refused below: no need to wait for the primary
+						}
+					}
+					return stop(err)
+				},
+				func() (err error) { disks[i], err = e.observeDisk(ctx, n); return stop(err) },
+				// Read (and keep for the run) where the node's configuration
+				// is, which checkDataDirs needs; a problem is reported there.
+				func() error { _, _ = e.confOf(ctx, n); return nil },
+				// Probe the data directory as soon as the primary has
+				// answered (the probe covers the locations of the
+				// primary's tablespaces); checkDataDirs classifies it.
+				func() error {
+					select {
+					case <-polled:
+					case <-ctx.Done():
+						return nil
+					}
+					if perr == nil {
+						looks[i] = e.lookAtDir(ctx, n, p)
+					}
+					return nil
+				},
+			)
+		})
 		nodesDone <- err
 	}()
-	var p remoteFacts
 	var ready primaryReadiness
 	var lastLog time.Time
-	perr := poll(pctx, e.Timeout, pollSlow, "the primary to accept replication user "+e.Config.Replication.User, func(ctx context.Context) (bool, error) {
+	perr = poll(pctx, e.Timeout, pollSlow, "the primary to accept replication user "+e.Config.Replication.User, func(ctx context.Context) (bool, error) {
 		var err error
 		p, err = e.remotePrimary(ctx)
 		if err == nil {
@@ -75,6 +102,7 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 		}
 		return err == nil, err
 	})
+	close(polled)
 	if err := <-nodesDone; err != nil {
 		return err
 	}
@@ -122,7 +150,7 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 		rc.Log.Warn("the disk check leaves out tablespaces whose size replication.user cannot read",
 			zap.Strings("tablespaces", ready.Unmeasured))
 	}
-	if err := e.checkDataDirs(ctx, rc, p); err != nil {
+	if err := e.checkDataDirs(ctx, rc, p, ids, looks); err != nil {
 		return err
 	}
 	rc.Log.Info("standby nodes and the remote primary are ready", zap.String("primary", p.Node.Name),
@@ -143,34 +171,76 @@ func (e *Env) checkNodeSetup(ctx context.Context, n *cluster.Node, lay nodeLayou
 		}
 		return nil, err
 	}
-	if n.SeparateConfig() {
-		real, err := e.realPath(ctx, n, conf.DataDirectory)
-		if err != nil {
-			return nil, err
-		}
-		if p := checkConfDataDir(n, lay, conf, real); p != "" {
-			problems = append(problems, p)
-		}
-	}
-	if running {
-		live, err := e.liveConf(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		liveReal, err := e.realPath(ctx, n, live.DataDirectory)
-		if err != nil {
-			return nil, err
-		}
-		problems = append(problems, checkRunningConf(n, lay, conf, live, liveReal)...)
-	}
-	o, err := e.observeService(ctx, n, lay, running, pid)
+	// The three looks are independent reads: they run side by side.
+	var confProblem string
+	var liveProblems []string
+	var o serviceObs
+	err = together(
+		func() error {
+			if !n.SeparateConfig() {
+				return nil
+			}
+			real, err := e.realPath(ctx, n, conf.DataDirectory)
+			if err != nil {
+				return err
+			}
+			confProblem = checkConfDataDir(n, lay, conf, real)
+			return nil
+		},
+		func() error {
+			if !running {
+				return nil
+			}
+			live, err := e.liveConf(ctx, n)
+			if err != nil {
+				return err
+			}
+			liveReal, err := e.realPath(ctx, n, live.DataDirectory)
+			if err != nil {
+				return err
+			}
+			liveProblems = checkRunningConf(n, lay, conf, live, liveReal)
+			return nil
+		},
+		func() (err error) { o, err = e.observeService(ctx, n, lay, running, pid); return err },
+	)
 	if err != nil {
 		return nil, err
 	}
+	if confProblem != "" {
+		problems = append(problems, confProblem)
+	}
+	problems = append(problems, liveProblems...)
 	if err := decideService(o); err != nil {
 		problems = append(problems, err.Error())
 	}
 	return problems, nil
+}
+
+// dirLook is one probe of a DR node's data directory for checkDataDirs.
+type dirLook struct {
+	lay nodeLayout
+	tss []tsMap
+	o   DirObs
+	pr  cluster.DataDirProbe
+	err error
+}
+
+// lookAtDir probes n's data directory, its parent, sdr's work directory
+// and the locations of its tablespaces' copies.
+func (e *Env) lookAtDir(ctx context.Context, n *cluster.Node, p remoteFacts) *dirLook {
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return &dirLook{err: err}
+	}
+	main, _ := e.mainStandby()
+	tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
+	extra := []string{path.Dir(lay.DataDir), lay.Work}
+	for _, t := range tss {
+		extra = append(extra, t.Live, path.Dir(t.Live))
+	}
+	o, pr, err := e.observeDir(ctx, n, lay, nil, extra)
+	return &dirLook{lay: lay, tss: tss, o: o, pr: pr, err: err}
 }
 
 // realPath resolves p on n ("" when it does not exist).
@@ -206,26 +276,20 @@ func indexOf(nodes []*cluster.Node, n *cluster.Node) int {
 // renames cannot handle, a configuration sdr would not find or a server
 // run by another manager than the config says, is refused here, naming
 // the node, the directory and why.
-func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remoteFacts) error {
-	view := e.primaryViewLater(ctx, rc.Log, p)
+func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remoteFacts, ids func() []DirIdentity, looks []*dirLook) error {
+	view := later(func() PrimaryView { return e.primaryViewFrom(ctx, rc.Log, p, ids) })
 	nodes := e.standbyNodes()
 	problems := make([][]string, len(nodes))
 	err := forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
 		i := indexOf(nodes, n)
-		lay, err := e.layoutOf(ctx, n)
-		if err != nil {
-			return err
+		l := looks[i]
+		if l == nil || l.err != nil {
+			l = e.lookAtDir(ctx, n, p)
 		}
-		main, _ := e.mainStandby()
-		tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
-		extra := []string{path.Dir(lay.DataDir), lay.Work}
-		for _, t := range tss {
-			extra = append(extra, t.Live, path.Dir(t.Live))
+		if l.err != nil {
+			return l.err
 		}
-		o, pr, err := e.observeDir(ctx, n, lay, nil, extra)
-		if err != nil {
-			return err
-		}
+		lay, o, pr, tss := l.lay, l.o, l.pr, l.tss
 		v := ClassifyDataDir(o, view(), e.named(n.Name))
 		rc.Log.Info("data directory classified", zap.String("node", n.Name), zap.String("kind", string(v.Kind)),
 			zap.Bool("replace", v.Replace), zap.String("why", v.Reason))

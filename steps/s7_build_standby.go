@@ -32,7 +32,9 @@ func (e *Env) buildStandby(ctx context.Context, rc *workflow.RunContext) error {
 	if err != nil {
 		return err
 	}
-	view := e.primaryView(ctx, rc.Log, p)
+	// The primary-cluster nodes are probed while the main standby is
+	// locked and cleaned up.
+	view := e.primaryViewLater(ctx, rc.Log, p)
 	ups := e.upstreams(p.Node)
 	main, cascades := e.mainStandby()
 	fan, why := useFanOut(e.Config.Copy.FanOut, len(cascades), len(p.Tablespaces))
@@ -46,7 +48,20 @@ func (e *Env) buildStandby(ctx context.Context, rc *workflow.RunContext) error {
 	if why != "" {
 		rc.Log.Info("copy.fan_out is on, but the fan-out copy is not used: " + why)
 	}
-	if err := e.buildNode(ctx, rc, main, ups[main.Name], p, view, ""); err != nil {
+	// The cascades are locked, and what an earlier run left running on
+	// them is ended, while the main standby is built.
+	claims := make([]func() claimed, len(cascades))
+	for i, n := range cascades {
+		claims[i] = later(func() claimed { c, err := e.claimNode(ctx, rc, n, p); return claimed{c, err} })
+	}
+	defer func() {
+		for _, c := range claims {
+			if r := c(); r.c != nil {
+				r.c.release()
+			}
+		}
+	}()
+	if err := e.buildNode(ctx, rc, main, ups[main.Name], p, view, "", nil); err != nil {
 		return err
 	}
 	if len(cascades) == 0 {
@@ -60,7 +75,11 @@ func (e *Env) buildStandby(ctx context.Context, rc *workflow.RunContext) error {
 		return err
 	}
 	return forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error {
-		return e.buildNode(ctx, rc, n, ups[n.Name], p, view, mainCopy)
+		r := claims[indexOf(cascades, n)]()
+		if r.err != nil {
+			return r.err
+		}
+		return e.buildNode(ctx, rc, n, ups[n.Name], p, view, mainCopy, r.c)
 	})
 }
 
@@ -114,9 +133,11 @@ func (e *Env) ensureCascadeSlots(ctx context.Context, rc *workflow.RunContext, m
 }
 
 // buildNode makes n a standby of up, resuming at its recorded phase.
-// wantFrom is, for a cascade, the main standby's current copy id.
-func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, p remoteFacts, view PrimaryView, wantFrom string) error {
-	b, release, err := e.prepareNode(ctx, rc, n, up, p, view, wantFrom)
+// wantFrom is, for a cascade, the main standby's current copy id. c is
+// the node's claim when it was taken ahead (nil: prepareNode takes it).
+func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, p remoteFacts, view func() PrimaryView,
+	wantFrom string, c *nodeClaim) error {
+	b, release, err := e.prepareNode(ctx, rc, n, up, p, view, wantFrom, c)
 	if err != nil {
 		return err
 	}
@@ -132,37 +153,64 @@ func (e *Env) buildNode(ctx context.Context, rc *workflow.RunContext, n *cluster
 	return b.runFrom(ctx, action)
 }
 
-// prepareNode takes the node-side lock on n's directories, ends what an
-// earlier run left running on them, observes the node and chooses how it
-// rejoins (b.method: a copy, or for a former primary a rewind). release
-// frees the lock.
-func (e *Env) prepareNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, p remoteFacts, view PrimaryView,
-	wantFrom string) (b *nodeBuild, release func(), err error) {
-	log := rc.Log.With(zap.String("node", n.Name))
+// nodeClaim is a node whose directories this run has locked, with what an
+// earlier run left running on them ended.
+type nodeClaim struct {
+	a    cluster.Access
+	lay  nodeLayout
+	tss  []tsMap
+	lock *cluster.NodeLock
+}
+
+func (c *nodeClaim) release() { _ = c.lock.Release() }
+
+type claimed struct {
+	c   *nodeClaim
+	err error
+}
+
+// claimNode takes the node-side lock on n's directories and ends what an
+// earlier run left running on them.
+func (e *Env) claimNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, p remoteFacts) (*nodeClaim, error) {
 	a, err := e.access(ctx, n)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	lay, err := e.layoutOf(ctx, n)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	lock, err := e.lockNode(ctx, rc, a, lay)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	release = func() { lock.Release() }
+	main, _ := e.mainStandby()
+	c := &nodeClaim{a: a, lay: lay, tss: tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main), lock: lock}
+	if err := e.endLeftovers(ctx, rc.Log.With(zap.String("node", n.Name)), a, lay, c.tss); err != nil {
+		c.release()
+		return nil, err
+	}
+	return c, nil
+}
+
+// prepareNode claims n (claimNode) unless c already holds it, observes the
+// node and chooses how it rejoins (b.method: a copy, or for a former
+// primary a rewind). release frees the lock.
+func (e *Env) prepareNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, up upstream, p remoteFacts, view func() PrimaryView,
+	wantFrom string, c *nodeClaim) (b *nodeBuild, release func(), err error) {
+	if c == nil {
+		if c, err = e.claimNode(ctx, rc, n, p); err != nil {
+			return nil, nil, err
+		}
+	}
+	release = c.release
 	defer func() {
 		if err != nil {
 			release()
 		}
 	}()
-	main, _ := e.mainStandby()
-	tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
-	if err := e.endLeftovers(ctx, log, a, lay, tss); err != nil {
-		return nil, nil, err
-	}
-	b = &nodeBuild{e: e, rc: rc, log: log, a: a, n: n, lay: lay, up: up, p: p, view: view, wantFrom: wantFrom, tss: tss}
+	log := rc.Log.With(zap.String("node", n.Name))
+	b = &nodeBuild{e: e, rc: rc, log: log, a: c.a, n: n, lay: c.lay, up: up, p: p, view: view(), wantFrom: wantFrom, tss: c.tss}
 	if err := b.observe(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -389,8 +437,10 @@ func (b *nodeBuild) copy(ctx context.Context) error {
 		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", b.n.Name, b.up.Node, err)
 	}
 	pw.flush()
-	if _, err := b.e.ensureFile(ctx, b.n, b.lay.NewComplete(), copyID+"\n"); err != nil {
-		return err
+	cctx, ccancel := b.e.cmdCtx(ctx)
+	defer ccancel()
+	if err := b.a.WriteFile(cctx, b.lay.NewComplete(), []byte(copyID+"\n"), 0o600); err != nil {
+		return fmt.Errorf("while recording on %s that the copy is complete: %w", b.n.Name, err)
 	}
 	b.obs.NewComplete = copyID
 	b.log.Info("pg_basebackup finished", zap.String("dir", b.lay.New()), zap.Duration("took", time.Since(start)))
@@ -422,16 +472,27 @@ func (b *nodeBuild) beginCopy(ctx context.Context) error {
 		stale = append(stale, struct{ dir, trash string }{t.Live + ".sdr/new", t.Live + ".sdr/trash"})
 		mk = append(mk, q(t.Live+".sdr"))
 	}
+	// The probe under this run's node lock says what is there.
+	probed := b.probe.Extra != nil
 	for _, s := range stale {
+		if pi, ok := b.probe.Extra[s.dir]; probed && ok && !pi.Exists {
+			continue
+		}
 		if err := cluster.RemoveTree(lctx, b.a, s.dir, s.trash); err != nil {
 			return fmt.Errorf("while removing the half-built copy %s on %s: %w", s.dir, b.n.Name, err)
 		}
 	}
-	cmd := "rm -f " + q(b.lay.NewComplete())
-	if len(mk) > 0 {
-		cmd += " && mkdir -p " + strings.Join(mk, " ") + " && chmod 700 " + strings.Join(mk, " ")
+	var cmds []string
+	if _, ok := b.probe.Files[b.lay.NewComplete()]; ok || !probed {
+		cmds = append(cmds, "rm -f "+q(b.lay.NewComplete()))
 	}
-	_, err := b.e.run(ctx, b.n, cmd, cluster.RunOpts{})
+	if len(mk) > 0 {
+		cmds = append(cmds, "mkdir -p "+strings.Join(mk, " ")+" && chmod 700 "+strings.Join(mk, " "))
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	_, err := b.e.run(ctx, b.n, strings.Join(cmds, " && "), cluster.RunOpts{})
 	return err
 }
 
@@ -491,23 +552,27 @@ func (b *nodeBuild) configureIn(ctx context.Context, dir string) error {
 	if _, err := b.e.run(ctx, b.n, strings.Join(cmds, " && "), cluster.RunOpts{}); err != nil {
 		return fmt.Errorf("while configuring %s as a standby of %s: %w", dir, b.n.Name, err)
 	}
+	// One read of the files sdr edits, one write of those that change.
 	cctx, cancel := b.e.cmdCtx(ctx)
 	defer cancel()
-	from := append(append([]cluster.Node{}, b.e.Config.Standby.Nodes...), b.e.Config.Primary.Nodes...)
-	if err := editFile(cctx, b.a, inCopy(conf.HbaFile, b.n, b.lay, dir), b.e.Config.Name, hbaLines(b.e.Config, from)); err != nil {
-		return err
-	}
-	settings, err := b.a.ReadFile(cctx, b.lay.StandbyConf())
+	hba, auto := inCopy(conf.HbaFile, b.n, b.lay, dir), path.Join(dir, "postgresql.auto.conf")
+	files, err := cluster.ReadFiles(cctx, b.a, hba, b.lay.StandbyConf(), auto)
 	if err != nil {
-		return fmt.Errorf("while reading the settings prepared by 6_set_guc on %s: %w", b.n.Name, err)
+		return fmt.Errorf("while reading the files that make %s a standby on %s: %w", dir, b.n.Name, err)
 	}
-	lines := strings.Split(strings.TrimSpace(string(settings)), "\n")
-	if err := editFile(cctx, b.a, path.Join(dir, "postgresql.auto.conf"), b.e.Config.Name, lines); err != nil {
-		return err
+	settings, ok := files[b.lay.StandbyConf()]
+	if !ok {
+		return fmt.Errorf("while reading the settings prepared by 6_set_guc on %s: %s does not exist (rerun; 6_set_guc writes it again)",
+			b.n.Name, b.lay.StandbyConf())
 	}
+	from := append(append([]cluster.Node{}, b.e.Config.Standby.Nodes...), b.e.Config.Primary.Nodes...)
+	var writes []cluster.FileWrite
+	writes = blockEdit(writes, files, hba, b.e.Config.Name, hbaLines(b.e.Config, from))
+	writes = blockEdit(writes, files, auto, b.e.Config.Name, strings.Split(strings.TrimSpace(string(settings)), "\n"))
 	m := CopyMarker{Pair: b.e.Config.Name, Node: b.n.Name, SystemID: b.p.SystemID, CopyID: b.obs.CopyID, From: b.wantFrom}
-	if err := b.a.WriteFile(cctx, path.Join(dir, markerName), []byte(m.String()), 0o600); err != nil {
-		return fmt.Errorf("while writing sdr's marker into %s on %s: %w", dir, b.n.Name, err)
+	writes = append(writes, cluster.FileWrite{Path: path.Join(dir, markerName), Data: []byte(m.String()), Mode: 0o600})
+	if err := cluster.WriteFiles(cctx, b.a, writes); err != nil {
+		return fmt.Errorf("while configuring %s as a standby of %s: %w", dir, b.n.Name, err)
 	}
 	b.log.Info("configured as a standby", zap.String("dir", dir), zap.String("upstream", b.up.Node))
 	return nil
@@ -518,12 +583,28 @@ func (b *nodeBuild) configureIn(ctx context.Context, dir string) error {
 // directory. Tablespaces are swapped first, the data directory last, so
 // that a data directory holding this copy means the whole copy is in place.
 func (b *nodeBuild) swap(ctx context.Context) error {
-	if err := b.observe(ctx); err != nil { // the swap may have been cut short
+	// The node is probed again (the swap may have been cut short) while
+	// the copy is checked: both only look, and the check's verdict counts
+	// only if the probe says the copy is not in place yet.
+	check := b.obs.DataCopy != b.obs.CopyID || b.obs.CopyID == ""
+	var checkErr error
+	if err := together(
+		func() error { return b.observe(ctx) },
+		func() error {
+			if check {
+				checkErr = b.checkCopy(ctx, b.lay.New())
+			}
+			return nil
+		},
+	); err != nil {
 		return err
 	}
 	if b.obs.DataCopy != b.obs.CopyID || b.obs.CopyID == "" {
-		if err := b.checkCopy(ctx, b.lay.New()); err != nil {
-			return err
+		if !check {
+			checkErr = b.checkCopy(ctx, b.lay.New())
+		}
+		if checkErr != nil {
+			return checkErr
 		}
 	}
 	var ops []renameOp
@@ -573,13 +654,33 @@ func (b *nodeBuild) swap(ctx context.Context) error {
 		}
 		return fmt.Errorf("while swapping the new copy into %s on %s: %w", b.lay.DataDir, b.n.Name, err)
 	}
-	lctx, lcancel := b.e.longCtx(ctx)
-	defer lcancel()
-	if err := b.emptyTrashes(lctx); err != nil {
-		return err
+	if b.movedToTrash(renames) {
+		lctx, lcancel := b.e.longCtx(ctx)
+		defer lcancel()
+		if err := b.emptyTrashes(lctx); err != nil {
+			return err
+		}
 	}
 	_, err = b.e.run(ctx, b.n, "rm -f "+q(b.lay.NewComplete()), cluster.RunOpts{})
 	return err
+}
+
+// movedToTrash tells whether one of renames put something into one of the
+// node's trashes (which the swap then empties; prepareNode empties them of
+// anything an earlier run left).
+func (b *nodeBuild) movedToTrash(renames []cluster.Rename) bool {
+	trashes := []string{b.lay.Trash()}
+	for _, t := range b.tss {
+		trashes = append(trashes, t.Live+".sdr/trash")
+	}
+	for _, r := range renames {
+		for _, tr := range trashes {
+			if strings.HasPrefix(r.To, tr+"/") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (b *nodeBuild) emptyTrashes(ctx context.Context) error {
@@ -598,6 +699,16 @@ func (b *nodeBuild) emptyTrashes(ctx context.Context) error {
 // start starts PostgreSQL on the node.
 func (b *nodeBuild) start(ctx context.Context) error {
 	return b.e.startNode(ctx, b.rc, b.n)
+}
+
+// blockEdit adds to writes the file p (read into files; missing when it
+// does not exist) with sdr's marked block replaced, when that changes it.
+func blockEdit(writes []cluster.FileWrite, files map[string][]byte, p, marker string, lines []string) []cluster.FileWrite {
+	old := string(files[p])
+	if updated := cluster.ReplaceBlock(old, marker, lines); updated != old {
+		writes = append(writes, cluster.FileWrite{Path: p, Data: []byte(updated), Mode: 0o600})
+	}
+	return writes
 }
 
 // editFile replaces sdr's marked block in a file, keeping every other line.

@@ -46,9 +46,9 @@ func newCopyID(rc *workflow.RunContext, node string) string { return rc.RunID + 
 // done is false, with nothing done, when the main standby is a former
 // primary on the rewind path: there is no copy of the primary to share
 // then, and the caller builds the DR cluster the ordinary way.
-func (e *Env) buildFanOut(ctx context.Context, rc *workflow.RunContext, ups map[string]upstream, p remoteFacts, view PrimaryView) (done bool, err error) {
+func (e *Env) buildFanOut(ctx context.Context, rc *workflow.RunContext, ups map[string]upstream, p remoteFacts, view func() PrimaryView) (done bool, err error) {
 	main, _ := e.mainStandby()
-	mb, releaseMain, err := e.prepareNode(ctx, rc, main, ups[main.Name], p, view, "")
+	mb, releaseMain, err := e.prepareNode(ctx, rc, main, ups[main.Name], p, view, "", nil)
 	if err != nil {
 		return false, err
 	}
@@ -62,7 +62,7 @@ func (e *Env) buildFanOut(ctx context.Context, rc *workflow.RunContext, ups map[
 
 // fanOutFrom is buildFanOut once the main standby mb is locked and
 // observed.
-func (e *Env) fanOutFrom(ctx context.Context, rc *workflow.RunContext, mb *nodeBuild, ups map[string]upstream, p remoteFacts, view PrimaryView) error {
+func (e *Env) fanOutFrom(ctx context.Context, rc *workflow.RunContext, mb *nodeBuild, ups map[string]upstream, p remoteFacts, view func() PrimaryView) error {
 	main, cascades := e.mainStandby()
 	mainAct, err := planNodeBuild(mb.obs)
 	if err != nil {
@@ -88,7 +88,7 @@ func (e *Env) fanOutFrom(ctx context.Context, rc *workflow.RunContext, mb *nodeB
 	}()
 	err = forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error {
 		i := indexOf(cascades, n)
-		b, release, err := e.prepareNode(ctx, rc, n, ups[n.Name], p, view, mainCopy)
+		b, release, err := e.prepareNode(ctx, rc, n, ups[n.Name], p, view, mainCopy, nil)
 		if err != nil {
 			return err
 		}
@@ -188,7 +188,7 @@ func (e *Env) fanOutFrom(ctx context.Context, rc *workflow.RunContext, mb *nodeB
 			}
 		}
 		releases[i]() // buildNode takes the node's lock again
-		return e.buildNode(ctx, rc, n, ups[n.Name], p, view, mainCopy)
+		return e.buildNode(ctx, rc, n, ups[n.Name], p, view, mainCopy, nil)
 	})
 }
 
