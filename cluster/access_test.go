@@ -49,6 +49,12 @@ func accessBackends() []accessBackend {
 			srv.RCJunk = "Welcome to dc1-a!\nsdr-0123-begin sdr-0123-end\n"
 			return dialTestSSH(t, srv)
 		}},
+		{"ssh with a login shell that reads backslashes in quotes", func(t *testing.T) Access {
+			srv := startTestSSHServer(t)
+			// fish reads \\ inside single quotes as one backslash.
+			srv.Mangle = func(cmd string) string { return strings.ReplaceAll(cmd, `\\`, `\`) }
+			return dialTestSSH(t, srv)
+		}},
 	}
 }
 
@@ -542,4 +548,25 @@ func shortTempDir(t *testing.T) (string, error) {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 	}
 	return dir, err
+}
+
+func TestSSHFramesPlainlyOnlyWhereTheLoginShellAllows(t *testing.T) {
+	if a := dialTestSSH(t, startTestSSHServer(t)); !a.plain {
+		t.Error("a /bin/sh login shell: commands still go base64-framed")
+	}
+	noisy := startTestSSHServer(t)
+	noisy.RCJunk = "Welcome!\n"
+	if a := dialTestSSH(t, noisy); !a.plain {
+		t.Error("a noisy login shell: commands still go base64-framed")
+	}
+	fishy := startTestSSHServer(t)
+	fishy.Mangle = func(cmd string) string { return strings.ReplaceAll(cmd, `\\`, `\`) }
+	a := dialTestSSH(t, fishy)
+	if a.plain {
+		t.Fatal("a login shell that changes backslashes in quotes: commands go plainly framed")
+	}
+	out, err := a.Run(context.Background(), `printf '%s' 'a\\b'`, RunOpts{})
+	if err != nil || string(out) != `a\\b` {
+		t.Fatalf("got %q, %v", out, err)
+	}
 }

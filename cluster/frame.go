@@ -30,6 +30,11 @@ import (
 //	printf %s <end>
 //	exit $sdr_rc
 //
+// When the login shell is a POSIX shell, a single-quoted word reaches
+// /bin/sh unchanged whatever it holds, and the script goes as it is
+// (plainCommand), without the base64 round: SSH tries that once per
+// connection (plainProbe) and keeps the base64 form otherwise.
+//
 // Only what lies between the markers is the command's stdout, and only
 // what follows the begin marker on stderr is the command's stderr (see
 // stderrGate). The markers are new for every call, so neither the shell's
@@ -57,6 +62,24 @@ func (f frame) command(line string) string {
 	enc := base64.StdEncoding.EncodeToString([]byte(f.script(line)))
 	return `/bin/sh -c 'eval "$(printf %s ` + enc + ` | base64 -d)"'`
 }
+
+// plainCommand is command for a login shell that passes a single-quoted
+// word on unchanged whatever it holds (newlines, backslashes, "!"), as
+// POSIX shells do: the script goes to /bin/sh as it is, which spares the
+// node a base64 process and a subshell per command. SSH uses it only once
+// plainProbe has shown that the node's login shell does so.
+func (f frame) plainCommand(line string) string {
+	return "/bin/sh -c " + ShellQuote(f.script(line))
+}
+
+// plainProbe is a command whose output is plainWant only when the login
+// shell passed the single-quoted script on unchanged.
+const (
+	plainProbe = `printf '%s|' 'one\\two\n' "three\"four" 'five'\''six' '$HOME' '!seven' '*'
+printf '%s\n' 'multi
+line'`
+	plainWant = "one\\\\two\\n|three\"four|five'six|$HOME|!seven|*|multi\nline\n"
+)
 
 // strip returns the command's own stdout out of what the session printed.
 // begun is false when the begin marker is missing (the script never ran);

@@ -25,6 +25,9 @@ type SSH struct {
 	addr   string
 	client *ssh.Client
 	dead   chan struct{} // closed when the connection ends
+	// plain: the login shell passes a single-quoted script on unchanged,
+	// so commands go as frame.plainCommand (set once, by DialSSH).
+	plain bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -106,7 +109,23 @@ func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
 		_ = s.client.Wait()
 		close(s.dead)
 	}()
+	s.plain = s.plainWorks(dctx)
 	return s, nil
+}
+
+// plainWorks tells whether the node's login shell runs commands framed
+// as frame.plainCommand unchanged: it runs plainProbe so framed and
+// compares the output. Any other outcome (a csh or fish login shell that
+// reads quotes otherwise, an error) keeps the base64 framing, which every
+// shell passes on.
+func (s *SSH) plainWorks(ctx context.Context) bool {
+	p, err := s.start(ctx, plainProbe, RunOpts{}, true)
+	if err != nil {
+		return false
+	}
+	_ = p.Stdin().Close()
+	out, err := p.Wait()
+	return err == nil && string(out) == plainWant
 }
 
 type hostKeyError struct {
@@ -210,9 +229,13 @@ func (s *SSH) Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, error)
 }
 
 // Start runs cmd in a new session as /bin/sh -c, whatever the login shell
-// is, with its stdout framed (see frame) so that only the command's own
-// output is returned.
+// is, with its stdout framed (see frame; plainly when the login shell
+// allows it) so that only the command's own output is returned.
 func (s *SSH) Start(ctx context.Context, cmd string, opts RunOpts) (Proc, error) {
+	return s.start(ctx, cmd, opts, s.plain)
+}
+
+func (s *SSH) start(ctx context.Context, cmd string, opts RunOpts, plain bool) (Proc, error) {
 	if opts.Stdin != nil {
 		return nil, fmt.Errorf("on %s: Start takes no RunOpts.Stdin; write to Proc.Stdin", s.node.Name)
 	}
@@ -240,7 +263,11 @@ func (s *SSH) Start(ctx context.Context, cmd string, opts RunOpts) (Proc, error)
 	}
 	p.stderr = &stderrGate{marker: p.fr.begin, w: p.out.stderrWriter(opts.Stderr)}
 	sess.Stderr = p.stderr
-	if err := sess.Start(p.fr.command(line)); err != nil {
+	framed := p.fr.command(line)
+	if plain {
+		framed = p.fr.plainCommand(line)
+	}
+	if err := sess.Start(framed); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("on %s: starting %q: %w", s.node.Name, shorten(cmd, 200), err)
 	}

@@ -33,6 +33,9 @@ type testSSHServer struct {
 	// session's stdout and stderr before each command runs, as a login
 	// shell whose startup files echo would.
 	RCJunk string
+	// Mangle, when set, rewrites each command before /bin/sh runs it, as
+	// a login shell that reads quotes otherwise (fish, csh) would.
+	Mangle func(string) string
 
 	Addr         string // 127.0.0.1:port
 	Host         string
@@ -343,6 +346,9 @@ func (s *testSSHServer) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				if s.RCJunk != "" {
 					io.WriteString(ch, s.RCJunk)
 					io.WriteString(ch.Stderr(), s.RCJunk)
+				}
+				if s.Mangle != nil {
+					p.Command = s.Mangle(p.Command)
 				}
 				cmd = exec.Command("/bin/sh", "-c", p.Command)
 				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

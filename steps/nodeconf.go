@@ -252,7 +252,7 @@ func copyPaths(s cluster.Settings, copyDir string) map[string]string {
 		}
 	}
 	if s.Values["ssl"] == "on" {
-		for _, k := range []string{"ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file"} {
+		for _, k := range sslFileSettings {
 			if v := s.Values[k]; v != "" {
 				out[k] = abs(v)
 			}

@@ -280,12 +280,15 @@ func decompressor(method string) string {
 
 // copySettings are the settings the pre-swap check reads with postgres -C
 // from the configuration a rebuilt node will start with.
+// The files ssl names are read (sslFileSettings) only when ssl is on.
 func (f pgFeatures) copySettings() []string {
 	s := []string{"data_directory", "config_file", "hba_file", "ident_file", "port", "unix_socket_directories",
-		"hot_standby", "primary_conninfo", "primary_slot_name", "external_pid_file",
-		"ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file"}
+		"hot_standby", "primary_conninfo", "primary_slot_name", "external_pid_file", "ssl"}
 	if f.StatsTempDirectory {
 		s = append(s, "stats_temp_directory")
 	}
 	return s
 }
+
+// sslFileSettings are the files a server with ssl on needs (copyPaths).
+var sslFileSettings = []string{"ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file"}

@@ -169,7 +169,7 @@ func TestSQLUsesOnlyColumnsOfItsVersion(t *testing.T) {
 					}
 				}
 			}
-			for _, s := range f.copySettings() {
+			for _, s := range append(f.copySettings(), sslFileSettings...) {
 				if sp, ok := versionedSettings[s]; ok && !sp.has(f.Major) {
 					t.Errorf("the pre-swap check asks postgres -C for %s, which PostgreSQL %d does not have", s, f.Major)
 				}

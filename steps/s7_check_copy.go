@@ -37,6 +37,18 @@ func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 	if err != nil {
 		return err
 	}
+	if s.Values["ssl"] == "on" {
+		files, err := cluster.ShowSettings(cctx, b.a, b.n.BinDir, confDir, override, sslFileSettings)
+		if err != nil {
+			return err
+		}
+		for k, v := range files.Values {
+			s.Values[k] = v
+		}
+		for k, v := range files.Errors {
+			s.Errors[k] = v
+		}
+	}
 	o := copyObs{Settings: s, Exists: map[string]bool{}}
 	if b.n.SeparateConfig() {
 		live, err := cluster.ShowSettings(cctx, b.a, b.n.BinDir, b.n.ConfigDir, "", []string{"data_directory"})
