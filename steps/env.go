@@ -54,6 +54,7 @@ type Env struct {
 	mu      sync.Mutex
 	layouts map[string]nodeLayout
 	confs   map[string]nodeConf
+	repl    map[string]*replSession // withReplUser
 }
 
 // named reports whether the operator named node with --replace-diverged.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgsdr/sdr/cluster"
 )
 
@@ -93,16 +95,19 @@ func (e *Env) remotePrimary(ctx context.Context) (remoteFacts, error) {
 func (e *Env) remoteNodeFacts(ctx context.Context, via cluster.Access, n *cluster.Node) (remoteFacts, bool, error) {
 	cctx, cancel := e.cmdCtx(ctx)
 	defer cancel()
-	c, err := cluster.ConnectReplUser(cctx, e.Config, via, n.ReplHost(), n.PGPort, e.Password, e.Config.Postgres.Database)
-	if err != nil {
-		return remoteFacts{}, false, fmt.Errorf("primary-cluster node %s: %w", n.Name, err)
-	}
-	defer c.Close(context.WithoutCancel(ctx))
 	f := remoteFacts{Node: n}
 	var inRecovery bool
 	var tss string
-	if err := c.QueryRow(cctx, remoteFactsSQL).Scan(&inRecovery, &f.VersionNum, &f.SystemID, &f.TimeLineID, &tss); err != nil {
+	var queryErr error
+	err := e.withReplUser(cctx, via, n, func(ctx context.Context, c *pgx.Conn) error {
+		queryErr = c.QueryRow(ctx, remoteFactsSQL).Scan(&inRecovery, &f.VersionNum, &f.SystemID, &f.TimeLineID, &tss)
+		return queryErr
+	})
+	switch {
+	case err != nil && err == queryErr:
 		return f, false, fmt.Errorf("while reading facts of %s as %s: %w", n.Name, e.Config.Replication.User, err)
+	case err != nil:
+		return remoteFacts{}, false, fmt.Errorf("primary-cluster node %s: %w", n.Name, err)
 	}
 	f.Tablespaces = parseTablespaces(tss)
 	return f, inRecovery, nil

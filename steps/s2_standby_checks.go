@@ -97,29 +97,40 @@ func (e *Env) primaryReady(ctx context.Context, p remoteFacts) (primaryReadiness
 	}
 	r.ReplSystemID = string(results[0].Rows[0][0])
 
-	c, err := cluster.ConnectReplUser(cctx, e.Config, via, p.Node.ReplHost(), p.Node.PGPort, e.Password, e.Config.Postgres.Database)
-	if err != nil {
+	// The rest over the replication user's SQL session (kept for the run).
+	var queryErr error
+	err = e.withReplUser(cctx, via, p.Node, func(ctx context.Context, c *pgx.Conn) error {
+		queryErr = e.readiness(ctx, c, p, &r)
+		return queryErr
+	})
+	if err != nil && err != queryErr {
 		return r, fmt.Errorf("primary-cluster node %s: %w", p.Node.Name, err)
 	}
-	defer c.Close(context.WithoutCancel(ctx))
-	if err := c.QueryRow(cctx, readinessSQL).Scan(&r.Super, &r.DataBytes, &r.Unmeasured, &r.WalBytes); err != nil {
-		return r, fmt.Errorf("while reading sizes on %s as %s: %w", p.Node.Name, e.Config.Replication.User, err)
+	return r, err
+}
+
+// readiness reads, on the primary p as the replication user, the sizes
+// the copy needs room for, the compression methods and the pair's slot.
+func (e *Env) readiness(ctx context.Context, c *pgx.Conn, p remoteFacts, r *primaryReadiness) error {
+	if err := c.QueryRow(ctx, readinessSQL).Scan(&r.Super, &r.DataBytes, &r.Unmeasured, &r.WalBytes); err != nil {
+		return fmt.Errorf("while reading sizes on %s as %s: %w", p.Node.Name, e.Config.Replication.User, err)
 	}
 	if e.Config.Copy.Compress != "" {
-		if err := c.QueryRow(cctx, serverCompressionSQL).Scan(&r.CompressMethods); err != nil {
-			return r, fmt.Errorf("while reading which compression methods %s supports: %w", p.Node.Name, err)
+		if err := c.QueryRow(ctx, serverCompressionSQL).Scan(&r.CompressMethods); err != nil {
+			return fmt.Errorf("while reading which compression methods %s supports: %w", p.Node.Name, err)
 		}
 	}
-	err = c.QueryRow(cctx, features(versionOf(c)).slotSQL(), e.slotName()).Scan(&r.Slot.Type, &r.Slot.Temporary, &r.Slot.WalStatus,
+	err := c.QueryRow(ctx, features(versionOf(c)).slotSQL(), e.slotName()).Scan(&r.Slot.Type, &r.Slot.Temporary, &r.Slot.WalStatus,
 		&r.Slot.Active, &r.Slot.InvalidationReason)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
+		r.Slot = slotObs{}
 	case err != nil:
-		return r, fmt.Errorf("while looking for slot %s on %s: %w", e.slotName(), p.Node.Name, err)
+		return fmt.Errorf("while looking for slot %s on %s: %w", e.slotName(), p.Node.Name, err)
 	default:
 		r.Slot.Exists = true
 	}
-	return r, nil
+	return nil
 }
 
 // checkPrimaryReady runs the readiness checks against the primary p.

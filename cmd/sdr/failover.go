@@ -61,6 +61,7 @@ func runFailover(c *cli.Context, g globals, acceptLoss bool, timeout time.Durati
 	}
 	defer s.close()
 	env := &steps.Env{Config: cfg, Pool: s.pool, Password: password, Timeout: timeout, AcceptDataLoss: acceptLoss}
+	defer env.Close()
 	wf := steps.Failover(env)
 	res, err := s.run(c, cfg, wf, nil, workflow.Options{})
 	db := s.db

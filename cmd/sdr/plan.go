@@ -387,6 +387,7 @@ func runPlan(c *cli.Context, g globals, o planOpts) error {
 	pool := cluster.Open(ctx, cfg, log)
 	defer pool.Close()
 	env := &steps.Env{Config: cfg, Pool: pool, Password: password, Timeout: c.Duration("timeout"), ReadOnly: true, CopyRate: rate}
+	defer env.Close()
 	if o.env != nil {
 		o.env(env)
 	}

@@ -117,6 +117,7 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 	defer s.close()
 	env := &steps.Env{Config: cfg, Pool: s.pool, Password: password, Timeout: timeout, ReplaceDiverged: replaceDiverged,
 		ResetReplicationPassword: c.Bool("reset-replication-password"), NoRewind: c.Bool("no-rewind")}
+	defer env.Close()
 	wf := steps.Start(role, env)
 	res, err := s.run(c, cfg, wf, nil, workflow.Options{Restart: restart})
 	return reportRun(c, wf, cfg.Name, res, err)

@@ -114,6 +114,7 @@ func runStop(c *cli.Context, g globals, role workflow.Role, timeout time.Duratio
 	// The replication password is not needed: stop logs in as the admin
 	// user only, and removes the password file without reading it.
 	env := &steps.Env{Config: cfg, Pool: s.pool, Timeout: timeout}
+	defer env.Close()
 	wf := steps.Stop(role, env, opts)
 	res, err := s.run(c, cfg, wf, map[string]string{"drop_role": strconv.FormatBool(opts.DropRole)}, workflow.Options{Restart: restart})
 	return reportRun(c, wf, cfg.Name, res, err)

@@ -79,6 +79,7 @@ func runSwitchover(c *cli.Context, g globals, role workflow.Role) error {
 	}
 	defer s.close()
 	env := &steps.Env{Config: cfg, Pool: s.pool, Password: password, Timeout: timeout}
+	defer env.Close()
 	var wf workflow.Workflow
 	if c.Bool("abort") {
 		wf = steps.SwitchoverAbort(env)
