@@ -124,6 +124,46 @@ func (e *Env) withAdmin(ctx context.Context, n *cluster.Node, fn func(ctx contex
 	return fn(cctx, c)
 }
 
+// adminSession is an admin session with a node kept between the checks of
+// one wait, so that a check every few hundred milliseconds does not cost
+// the node a new backend each time. Its owner closes it when the wait
+// ends; it is never kept across steps (a node stopped with a smart
+// shutdown would wait for it).
+type adminSession struct {
+	e *Env
+	n *cluster.Node
+	c *pgx.Conn
+}
+
+// do runs fn on the session, bounded by the command timeout, opening it
+// when there is none; a session on which fn fails is closed, and the next
+// call opens a new one.
+func (s *adminSession) do(ctx context.Context, fn func(ctx context.Context, c *pgx.Conn) error) error {
+	cctx, cancel := s.e.cmdCtx(ctx)
+	defer cancel()
+	if s.c == nil || s.c.IsClosed() {
+		c, err := s.e.admin(cctx, s.n)
+		if err != nil {
+			return err
+		}
+		s.c = c
+	}
+	if err := fn(cctx, s.c); err != nil {
+		s.close()
+		return err
+	}
+	return nil
+}
+
+func (s *adminSession) close() {
+	if s.c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.c.Close(ctx)
+		cancel()
+		s.c = nil
+	}
+}
+
 func bin(n *cluster.Node, prog string) string {
 	return cluster.ShellQuote(filepath.Join(n.BinDir, prog))
 }

@@ -54,8 +54,10 @@ func (e *Env) waitStandby(ctx context.Context, rc *workflow.RunContext) error {
 	rc.Log.Info("waiting for the main standby to stream the copy of this run", zap.String("node", p.Name), zap.String("application_name", app),
 		zap.String("slot", slot), zap.Time("since", since), zap.Duration("timeout", e.Timeout))
 	var o walsenderObs
+	s := &adminSession{e: e, n: p}
+	defer s.close()
 	err = poll(ctx, e.Timeout, pollStream, fmt.Sprintf("%s to stream from %s", app, p.Name), func(ctx context.Context) (bool, error) {
-		err := e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
+		err := s.do(ctx, func(ctx context.Context, c *pgx.Conn) error {
 			var err error
 			o, err = queryWalsender(ctx, c, slot)
 			return err
