@@ -51,18 +51,23 @@ func (e *Env) confOf(ctx context.Context, n *cluster.Node) (nodeConf, error) {
 	if ok {
 		return c, nil
 	}
-	lay, err := e.layoutOf(ctx, n)
-	if err != nil {
-		return nodeConf{}, err
-	}
 	a, err := e.access(ctx, n)
 	if err != nil {
 		return nodeConf{}, err
 	}
-	cctx, cancel := e.cmdCtx(ctx)
-	defer cancel()
-	s, err := cluster.ShowSettings(cctx, a, n.BinDir, n.ConfDir(), "", confSettings)
-	if err != nil {
+	// postgres -C reads the configuration as configured; where the data
+	// directory really is is resolved meanwhile.
+	var lay nodeLayout
+	var s cluster.Settings
+	if err := together(
+		func() (err error) { lay, err = e.layoutOf(ctx, n); return err },
+		func() (err error) {
+			cctx, cancel := e.cmdCtx(ctx)
+			defer cancel()
+			s, err = cluster.ShowSettings(cctx, a, n.BinDir, n.ConfDir(), "", confSettings)
+			return err
+		},
+	); err != nil {
 		return nodeConf{}, err
 	}
 	c, err = decideNodeConf(n, lay, s)

@@ -36,38 +36,46 @@ func (e *Env) pgpassContent() string {
 func (e *Env) prepareReplicationStandby(ctx context.Context, rc *workflow.RunContext) error {
 	content := e.pgpassContent()
 	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
-		running, err := e.pgRunning(ctx, n, n.DataDir)
-		if err != nil {
+		if _, err := e.access(ctx, n); err != nil {
 			return err
 		}
-		if running {
-			if err := e.dropStaleSlots(ctx, rc, n); err != nil {
-				return err
-			}
-		}
-		lay, err := e.layoutOf(ctx, n)
-		if err != nil {
-			return err
-		}
-		if _, err := e.run(ctx, n, "mkdir -p "+q(lay.Work)+" && chmod 700 "+q(lay.Work), cluster.RunOpts{}); err != nil {
-			return err
-		}
-		wrote, err := e.ensureFile(ctx, n, lay.Pgpass(), content)
-		if err != nil {
-			return fmt.Errorf("while installing the replication password file: %w", err)
-		}
-		// libpq ignores a password file others can read: keep it 0600
-		// even when someone changed its mode.
-		if _, err := e.run(ctx, n, "chmod 600 "+q(lay.Pgpass()), cluster.RunOpts{}); err != nil {
-			return fmt.Errorf("while making the replication password file 0600: %w", err)
-		}
-		msg := "replication password file already installed"
-		if wrote {
-			msg = "replication password file installed"
-		}
-		rc.Log.Info(msg, zap.String("node", n.Name), zap.String("file", lay.Pgpass()))
-		return nil
+		// The slots and the password file are independent: side by side.
+		return together(
+			func() error {
+				running, err := e.pgRunning(ctx, n, n.DataDir)
+				if err != nil || !running {
+					return err
+				}
+				return e.dropStaleSlots(ctx, rc, n)
+			},
+			func() error { return e.installPgpass(ctx, rc, n, content) },
+		)
 	})
+}
+
+// installPgpass writes the replication password file on n (0600).
+func (e *Env) installPgpass(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, content string) error {
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return err
+	}
+	// libpq ignores a password file others can read: keep it 0600 even
+	// when someone changed its mode (a new one is written 0600).
+	p := q(lay.Pgpass())
+	if _, err := e.run(ctx, n, "mkdir -p "+q(lay.Work)+" && chmod 700 "+q(lay.Work)+" && { [ ! -e "+p+" ] || chmod 600 "+p+"; }",
+		cluster.RunOpts{}); err != nil {
+		return fmt.Errorf("while preparing the replication password file: %w", err)
+	}
+	wrote, err := e.ensureFile(ctx, n, lay.Pgpass(), content)
+	if err != nil {
+		return fmt.Errorf("while installing the replication password file: %w", err)
+	}
+	msg := "replication password file already installed"
+	if wrote {
+		msg = "replication password file installed"
+	}
+	rc.Log.Info(msg, zap.String("node", n.Name), zap.String("file", lay.Pgpass()))
+	return nil
 }
 
 // pairSlotNames are the names of every slot sdr may have made for this
