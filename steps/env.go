@@ -124,6 +124,37 @@ func (e *Env) withAdmin(ctx context.Context, n *cluster.Node, fn func(ctx contex
 	return fn(cctx, c)
 }
 
+// keptConn is a PostgreSQL session kept between uses (adminSession,
+// replSession): opened when there is none, closed when a use fails so
+// that the next use opens a new one.
+type keptConn struct{ c *pgx.Conn }
+
+func (k *keptConn) use(ctx context.Context, open func(context.Context) (*pgx.Conn, error), fn func(ctx context.Context, c *pgx.Conn) error) error {
+	if k.c == nil || k.c.IsClosed() {
+		c, err := open(ctx)
+		if err != nil {
+			return err
+		}
+		k.c = c
+	}
+	if err := fn(ctx, k.c); err != nil {
+		k.close()
+		return err
+	}
+	return nil
+}
+
+// close logs the session out, waiting at most a second for the node.
+func (k *keptConn) close() {
+	if k.c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = k.c.Close(ctx)
+	k.c = nil
+}
+
 // adminSession is an admin session with a node kept between the checks of
 // one wait, so that a check every few hundred milliseconds does not cost
 // the node a new backend each time. Its owner closes it when the wait
@@ -132,36 +163,14 @@ func (e *Env) withAdmin(ctx context.Context, n *cluster.Node, fn func(ctx contex
 type adminSession struct {
 	e *Env
 	n *cluster.Node
-	c *pgx.Conn
+	keptConn
 }
 
-// do runs fn on the session, bounded by the command timeout, opening it
-// when there is none; a session on which fn fails is closed, and the next
-// call opens a new one.
+// do runs fn on the session, bounded by the command timeout.
 func (s *adminSession) do(ctx context.Context, fn func(ctx context.Context, c *pgx.Conn) error) error {
 	cctx, cancel := s.e.cmdCtx(ctx)
 	defer cancel()
-	if s.c == nil || s.c.IsClosed() {
-		c, err := s.e.admin(cctx, s.n)
-		if err != nil {
-			return err
-		}
-		s.c = c
-	}
-	if err := fn(cctx, s.c); err != nil {
-		s.close()
-		return err
-	}
-	return nil
-}
-
-func (s *adminSession) close() {
-	if s.c != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = s.c.Close(ctx)
-		cancel()
-		s.c = nil
-	}
+	return s.use(cctx, func(ctx context.Context) (*pgx.Conn, error) { return s.e.admin(ctx, s.n) }, fn)
 }
 
 func bin(n *cluster.Node, prog string) string {

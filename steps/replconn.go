@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,8 +16,8 @@ import (
 // primary cluster again which node is the primary (remotePrimary), and
 // each ask would otherwise cost a new login.
 type replSession struct {
-	mu sync.Mutex // one user of c at a time
-	c  *pgx.Conn
+	mu sync.Mutex // one user of the session at a time
+	keptConn
 }
 
 // withReplUser runs fn on the replication user's session with n, opened
@@ -52,27 +51,9 @@ func (e *Env) withReplUser(ctx context.Context, via cluster.Access, n *cluster.N
 			}
 		}
 	}
-	if s.c == nil {
-		c, err := cluster.ConnectReplUser(ctx, e.Config, via, n.ReplHost(), n.PGPort, e.Password, e.Config.Postgres.Database)
-		if err != nil {
-			return err
-		}
-		s.c = c
-	}
-	if err := fn(ctx, s.c); err != nil {
-		s.close()
-		return err
-	}
-	return nil
-}
-
-// close ends the session (its caller holds s.mu), waiting at most a
-// second for the node to take the log-out.
-func (s *replSession) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = s.c.Close(ctx)
-	s.c = nil
+	return s.use(ctx, func(ctx context.Context) (*pgx.Conn, error) {
+		return cluster.ConnectReplUser(ctx, e.Config, via, n.ReplHost(), n.PGPort, e.Password, e.Config.Postgres.Database)
+	}, fn)
 }
 
 func (e *Env) replSession(node string) *replSession {
@@ -99,9 +80,7 @@ func (e *Env) Close() {
 	e.mu.Unlock()
 	for _, s := range sessions {
 		s.mu.Lock()
-		if s.c != nil {
-			s.close()
-		}
+		s.close()
 		s.mu.Unlock()
 	}
 }
