@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -52,7 +53,15 @@ func (e *Env) buildStandby(ctx context.Context, rc *workflow.RunContext) error {
 	// them is ended, while the main standby is built.
 	claims := make([]func() claimed, len(cascades))
 	for i, n := range cascades {
-		claims[i] = later(func() claimed { c, err := e.claimNode(ctx, rc, n, p); return claimed{c, err} })
+		claims[i] = later(func() (r claimed) {
+			defer func() {
+				if v := recover(); v != nil {
+					r = claimed{err: fmt.Errorf("on %s: %w", n.Name, &workflow.PanicError{Value: v, Stack: string(debug.Stack())})}
+				}
+			}()
+			c, err := e.claimNode(ctx, rc, n, p)
+			return claimed{c, err}
+		})
 	}
 	defer func() {
 		for _, c := range claims {
