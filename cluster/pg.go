@@ -129,6 +129,14 @@ func IsPasswordAuthError(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "28P01"
 }
 
+// IsCannotConnectNow reports whether err is PostgreSQL refusing sessions
+// because it is starting up or shutting down (SQLSTATE 57P03,
+// cannot_connect_now): the server is there, but cannot be asked yet.
+func IsCannotConnectNow(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57P03"
+}
+
 // readOnlySession makes a session opened through a ReadOnly Access read
 // only (default_transaction_read_only), named sdr_plan in pg_stat_activity.
 func readOnlySession(cc *pgx.ConnConfig, a Access) {

@@ -16,7 +16,38 @@ import (
 // observeDir probes n's data directory in one round trip (plus one query
 // when PostgreSQL runs there) and returns what the classifier needs, with
 // the probe itself. files and extra are passed on to the probe.
+//
+// A PostgreSQL that runs there but does not take sessions yet, because it
+// is starting up or shutting down (a run killed during a start or a stop
+// leaves one), is looked at again until it takes them or has gone,
+// bounded by timeouts.connect (a standby with hot_standby off never takes
+// them: that is an error after the wait).
 func (e *Env) observeDir(ctx context.Context, n *cluster.Node, lay nodeLayout, files, extra []string) (DirObs, cluster.DataDirProbe, error) {
+	var o DirObs
+	var pr cluster.DataDirProbe
+	var err error
+	wait := e.Config.Timeouts.Connect.Duration
+	if wait <= 0 {
+		wait = cluster.DefaultConnectTimeout
+	}
+	perr := poll(ctx, wait, pollFast, "PostgreSQL in "+lay.DataDir+" on "+n.Name+" to finish starting or stopping",
+		func(ctx context.Context) (bool, error) {
+			o, pr, err = e.observeDirOnce(ctx, n, lay, files, extra)
+			if cluster.IsCannotConnectNow(err) {
+				return false, err
+			}
+			return true, nil
+		})
+	if perr != nil && err == nil {
+		err = perr
+	}
+	if perr != nil && cluster.IsCannotConnectNow(err) {
+		err = perr // the timeout, which names the last error
+	}
+	return o, pr, err
+}
+
+func (e *Env) observeDirOnce(ctx context.Context, n *cluster.Node, lay nodeLayout, files, extra []string) (DirObs, cluster.DataDirProbe, error) {
 	a, err := e.access(ctx, n)
 	if err != nil {
 		return DirObs{}, cluster.DataDirProbe{}, err

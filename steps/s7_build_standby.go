@@ -212,10 +212,13 @@ func (e *Env) prepareNode(ctx context.Context, rc *workflow.RunContext, n *clust
 			return nil, nil, err
 		}
 	}
-	release = c.release
+	// The deferred call must not read the result release: a return with
+	// an error sets it to nil before deferred calls run.
+	unlock := c.release
+	release = unlock
 	defer func() {
 		if err != nil {
-			release()
+			unlock()
 		}
 	}()
 	log := rc.Log.With(zap.String("node", n.Name))
