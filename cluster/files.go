@@ -13,11 +13,30 @@ import (
 // that does not exist is left out of the map; one that cannot be read (a
 // directory, no permission, a dangling symlink) is an error naming it.
 func ReadFiles(ctx context.Context, a Access, paths ...string) (map[string][]byte, error) {
+	return readFiles(ctx, a, "", paths)
+}
+
+// ReadFilesAfter runs the shell command before on the node and, once it
+// succeeded, reads paths as ReadFiles does, in the same remote action:
+// files that before prepares are read as it left them. It changes the
+// node when before does, so a ReadOnly access refuses it.
+func ReadFilesAfter(ctx context.Context, a Access, before string, paths ...string) (map[string][]byte, error) {
+	if strings.TrimSpace(before) == "" {
+		return nil, fmt.Errorf("on %s: reading files after a command: no command", a.Node().Name)
+	}
+	return readFiles(ctx, a, before, paths)
+}
+
+func readFiles(ctx context.Context, a Access, before string, paths []string) (map[string][]byte, error) {
 	node := a.Node().Name
 	if err := checkPaths(paths...); err != nil {
 		return nil, fmt.Errorf("on %s: reading files: %w", node, err)
 	}
 	var b strings.Builder
+	if before != "" {
+		// A failure of before ends the script with its exit code.
+		fmt.Fprintf(&b, "{ %s\n} || exit $?\n", before)
+	}
 	b.WriteString(`sdr_read() {
 	if [ -e "$2" ] || [ -L "$2" ]; then
 		printf 'f%s=' "$1"
@@ -29,7 +48,14 @@ func ReadFiles(ctx context.Context, a Access, paths ...string) (map[string][]byt
 	for i, p := range paths {
 		fmt.Fprintf(&b, "sdr_read %d %s\n", i, ShellQuote(p))
 	}
-	out, err := runReadScript(ctx, a, "reading "+strings.Join(paths, ", "), b.String())
+	what := "reading " + strings.Join(paths, ", ")
+	var out []byte
+	var err error
+	if before == "" {
+		out, err = runReadScript(ctx, a, what, b.String())
+	} else {
+		out, err = runScript(ctx, a, what+" after "+shorten(before, 200), b.String())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("on %s: %w", node, err)
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -35,6 +36,27 @@ func TestReadWriteFilesConformance(t *testing.T) {
 				if g, ok := got[p]; !ok || string(g) != w {
 					t.Errorf("%q: got %q (present %v), want %q", p, g, ok, w)
 				}
+			}
+		}},
+		{"read after a command, which a failure stops", func(t *testing.T, a Access, dir string) {
+			src, dst := filepath.Join(dir, "saved"), filepath.Join(dir, "copy")
+			os.WriteFile(src, []byte("own\n"), 0o600)
+			os.WriteFile(dst, []byte("primary's\n"), 0o600)
+			before := "cp -p " + ShellQuote(src) + " " + ShellQuote(dst) + " && touch " + ShellQuote(filepath.Join(dir, "signal"))
+			got, err := ReadFilesAfter(context.Background(), a, before, dst, filepath.Join(dir, "signal"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got[dst]) != "own\n" || len(got) != 2 {
+				t.Fatalf("read %q; want the file as the command left it, and the file it made", got)
+			}
+			_, err = ReadFilesAfter(context.Background(), a, "echo broken >&2; exit 3", dst)
+			var ce *CommandError
+			if !errors.As(err, &ce) || ce.ExitCode != 3 || !strings.Contains(err.Error(), "broken") || !strings.Contains(err.Error(), "dc1-a") {
+				t.Fatalf("failing command: %v; want its exit code and stderr, naming the node", err)
+			}
+			if _, err := ReadFilesAfter(context.Background(), ReadOnly(a), before, dst); !errors.Is(err, ErrReadOnly) {
+				t.Fatalf("through ReadOnly: %v, want ErrReadOnly", err)
 			}
 		}},
 		{"a file that cannot be read is an error naming it", func(t *testing.T, a Access, dir string) {

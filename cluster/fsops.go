@@ -40,8 +40,31 @@ const (
 // failed (ctx, a lost connection) it is 0 and the node must be looked at
 // again before retrying.
 func RenameAll(ctx context.Context, a Access, idle []string, renames []Rename) (done int, err error) {
+	return Renames(ctx, a, RenamePlan{Idle: idle, Renames: renames})
+}
+
+// RenamePlan is what Renames does in one remote action.
+type RenamePlan struct {
+	// Idle are the directories in which no live postmaster may run.
+	Idle []string
+	// MakeDirs are created (mkdir -p) first, before Idle is checked:
+	// the directories the renames move into.
+	MakeDirs []string
+	Renames  []Rename
+	// RemoveAfter are files removed (rm -f) once every rename is done.
+	RemoveAfter []string
+}
+
+// Renames is RenameAll with p's directories made first and p's files
+// removed after the renames, in the same remote script. A failure to make
+// a directory renames nothing; a failure to remove a file comes after
+// every rename was done (done counts them).
+func Renames(ctx context.Context, a Access, p RenamePlan) (done int, err error) {
 	node := a.Node().Name
+	idle, renames := p.Idle, p.Renames
 	paths := append([]string(nil), idle...)
+	paths = append(paths, p.MakeDirs...)
+	paths = append(paths, p.RemoveAfter...)
 	for _, r := range renames {
 		paths = append(paths, r.From, r.To)
 		if path.Clean(r.From) == "/" || path.Clean(r.To) == "/" {
@@ -53,6 +76,13 @@ func RenameAll(ctx context.Context, a Access, idle []string, renames []Rename) (
 	}
 	var b strings.Builder
 	b.WriteString(shFuncs + shFsFuncs + "n=0\n")
+	if len(p.MakeDirs) > 0 {
+		b.WriteString("mkdir -p --")
+		for _, d := range p.MakeDirs {
+			b.WriteString(" " + ShellQuote(path.Clean(d)))
+		}
+		b.WriteString(" || exit 1\n")
+	}
 	for i, d := range idle {
 		fmt.Fprintf(&b, "sdr_idle %d %s\n", i, ShellQuote(path.Clean(d)))
 	}
@@ -60,6 +90,13 @@ func RenameAll(ctx context.Context, a Access, idle []string, renames []Rename) (
 		fmt.Fprintf(&b, "sdr_mv %d %s %s\n", i, ShellQuote(path.Clean(r.From)), ShellQuote(path.Clean(r.To)))
 	}
 	b.WriteString("printf 'done=%s\\0' \"$n\"\n")
+	if len(p.RemoveAfter) > 0 {
+		b.WriteString("rm -f --")
+		for _, f := range p.RemoveAfter {
+			b.WriteString(" " + ShellQuote(path.Clean(f)))
+		}
+		b.WriteString(" || exit 1\n")
+	}
 	what := "renaming"
 	for _, r := range renames {
 		what += " " + r.From + " to " + r.To + ";"

@@ -66,6 +66,37 @@ func TestRenameConformance(t *testing.T) {
 				t.Fatalf("link: %q %v", target, err)
 			}
 		}},
+		{"Renames makes directories first and removes files after", func(t *testing.T, a Access, dir string) {
+			d := filepath.Join(dir, "data")
+			os.Mkdir(d, 0o700)
+			mark := filepath.Join(dir, "new.complete")
+			os.WriteFile(mark, nil, 0o600)
+			to := filepath.Join(dir, "trash", "sub", "data-1")
+			n, err := Renames(context.Background(), a, RenamePlan{Idle: []string{d}, MakeDirs: []string{filepath.Dir(to)},
+				Renames: []Rename{{d, to}}, RemoveAfter: []string{mark, filepath.Join(dir, "absent")}})
+			if err != nil || n != 1 {
+				t.Fatalf("done %d, %v", n, err)
+			}
+			if exists(d) || !exists(to) || exists(mark) {
+				t.Fatalf("data %v, moved %v, mark %v; want moved and the mark removed", exists(d), exists(to), exists(mark))
+			}
+			// A failed rename removes nothing.
+			os.WriteFile(mark, nil, 0o600)
+			if _, err := Renames(context.Background(), a, RenamePlan{Renames: []Rename{{d, filepath.Join(dir, "elsewhere")}},
+				RemoveAfter: []string{mark}}); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("missing source: %v, want ErrNotExist", err)
+			}
+			if !exists(mark) {
+				t.Fatal("a failed rename removed the file meant for after it")
+			}
+			// A directory that cannot be made: nothing renamed.
+			os.Mkdir(d, 0o700)
+			os.WriteFile(filepath.Join(dir, "plain"), nil, 0o600)
+			if n, err := Renames(context.Background(), a, RenamePlan{MakeDirs: []string{filepath.Join(dir, "plain", "x")},
+				Renames: []Rename{{d, filepath.Join(dir, "plain", "x", "data")}}}); err == nil || n != 0 || !exists(d) {
+				t.Fatalf("unmakeable directory: done %d, %v; data there %v", n, err, exists(d))
+			}
+		}},
 		{"target exists: nothing moved", func(t *testing.T, a Access, dir string) {
 			from := filepath.Join(dir, "new")
 			os.Mkdir(from, 0o700)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,17 @@ type NodeLock struct {
 // lock (0: fail at once); ctx bounds the whole attempt but not the lock
 // once taken.
 func LockNode(ctx context.Context, a Access, file, holder string, wait time.Duration) (*NodeLock, error) {
+	return lockNode(ctx, a, file, holder, wait, false)
+}
+
+// LockNodeMakingDir is LockNode that first creates file's directory (and
+// its parents) where it is missing and makes it mode 0700, in the same
+// remote action.
+func LockNodeMakingDir(ctx context.Context, a Access, file, holder string, wait time.Duration) (*NodeLock, error) {
+	return lockNode(ctx, a, file, holder, wait, true)
+}
+
+func lockNode(ctx context.Context, a Access, file, holder string, wait time.Duration, makeDir bool) (*NodeLock, error) {
 	node := a.Node().Name
 	if err := checkPaths(file); err != nil {
 		return nil, fmt.Errorf("on %s: while locking: %w", node, err)
@@ -61,7 +73,12 @@ func LockNode(ctx context.Context, a Access, file, holder string, wait time.Dura
 	if wait > 0 {
 		try = fmt.Sprintf("-w %.3f", wait.Seconds())
 	}
-	script := fmt.Sprintf(`f=%s h=%s
+	var script strings.Builder
+	if makeDir {
+		d := ShellQuote(path.Dir(path.Clean(file)))
+		fmt.Fprintf(&script, "mkdir -p -- %s && chmod 700 -- %s || exit 1\n", d, d)
+	}
+	fmt.Fprintf(&script, `f=%s h=%s
 exec 9>>"$f" || exit 1
 flock -E %d %s 9
 sdr_rc=$?
@@ -74,7 +91,7 @@ printf '%%s' %s >&2
 cat >/dev/null 9>&-
 rm -f -- "$f.holder"
 `, ShellQuote(file), ShellQuote(holder), exitLocked, try, exitLocked, ShellQuote(string(held.marker)))
-	p, err := a.Start(context.WithoutCancel(ctx), script, RunOpts{Stderr: held})
+	p, err := a.Start(context.WithoutCancel(ctx), script.String(), RunOpts{Stderr: held})
 	if err != nil {
 		return nil, fmt.Errorf("while locking %s: %w", file, err)
 	}

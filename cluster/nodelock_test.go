@@ -107,6 +107,42 @@ func TestLockNodeConformance(t *testing.T) {
 			}
 			l2.Release()
 		}},
+		{"LockNodeMakingDir creates the directory, mode 0700", func(t *testing.T, a Access, dir string) {
+			work := filepath.Join(dir, "data.sdr", "sub")
+			file := filepath.Join(work, "lock")
+			l, err := LockNodeMakingDir(context.Background(), a, file, "R1", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := LockNode(context.Background(), a, file, "R2", 0); !errors.Is(err, ErrNodeLocked) {
+				t.Errorf("second lock: %v, want locked", err)
+			}
+			if fi, err := os.Stat(work); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("work directory: %v, %v; want mode 0700", fi, err)
+			}
+			if err := l.Release(); err != nil {
+				t.Fatal(err)
+			}
+			// An existing directory gets mode 0700 too.
+			if err := os.Chmod(work, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			l, err = LockNodeMakingDir(context.Background(), a, file, "R3", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi, err := os.Stat(work); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("existing work directory: %v, %v; want mode 0700", fi, err)
+			}
+			l.Release()
+			// A directory that cannot be made: an error, not a lock.
+			if err := os.WriteFile(filepath.Join(dir, "plain"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := LockNodeMakingDir(context.Background(), a, filepath.Join(dir, "plain", "x", "lock"), "R4", 0); err == nil || errors.Is(err, ErrNodeLocked) {
+				t.Errorf("directory under a file: %v, want an error", err)
+			}
+		}},
 		{"bad input", func(t *testing.T, a Access, dir string) {
 			if _, err := LockNode(context.Background(), a, "sdr.lock", "x", 0); err == nil {
 				t.Error("relative path: want error")

@@ -52,8 +52,8 @@ type Env struct {
 	NoRewind bool
 
 	mu      sync.Mutex
-	layouts map[string]nodeLayout
-	confs   map[string]nodeConf
+	layouts flight[nodeLayout]      // layoutOf, by node
+	confs   flight[nodeConf]        // confOf, by node
 	repl    map[string]*replSession // withReplUser
 }
 

@@ -74,30 +74,19 @@ func layoutFromPaths(dataDir string, self, parent cluster.PathInfo) nodeLayout {
 
 // layoutOf returns n's layout, probing the node once per run.
 func (e *Env) layoutOf(ctx context.Context, n *cluster.Node) (nodeLayout, error) {
-	e.mu.Lock()
-	l, ok := e.layouts[n.Name]
-	e.mu.Unlock()
-	if ok {
-		return l, nil
-	}
-	a, err := e.access(ctx, n)
-	if err != nil {
-		return nodeLayout{}, err
-	}
-	cctx, cancel := e.cmdCtx(ctx)
-	defer cancel()
-	_, infos, err := cluster.StatPaths(cctx, a, n.DataDir, path.Dir(n.DataDir))
-	if err != nil {
-		return nodeLayout{}, fmt.Errorf("while resolving data_dir %s on %s: %w", n.DataDir, n.Name, err)
-	}
-	l = layoutFromPaths(n.DataDir, infos[n.DataDir], infos[path.Dir(n.DataDir)])
-	e.mu.Lock()
-	if e.layouts == nil {
-		e.layouts = map[string]nodeLayout{}
-	}
-	e.layouts[n.Name] = l
-	e.mu.Unlock()
-	return l, nil
+	return e.layouts.do(n.Name, func() (nodeLayout, error) {
+		a, err := e.access(ctx, n)
+		if err != nil {
+			return nodeLayout{}, err
+		}
+		cctx, cancel := e.cmdCtx(ctx)
+		defer cancel()
+		_, infos, err := cluster.StatPaths(cctx, a, n.DataDir, path.Dir(n.DataDir))
+		if err != nil {
+			return nodeLayout{}, fmt.Errorf("while resolving data_dir %s on %s: %w", n.DataDir, n.Name, err)
+		}
+		return layoutFromPaths(n.DataDir, infos[n.DataDir], infos[path.Dir(n.DataDir)]), nil
+	})
 }
 
 // tsMap is one tablespace of the primary as a DR node holds it.

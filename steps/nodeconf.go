@@ -45,42 +45,28 @@ const showConfigSQL = `SELECT current_setting('config_file'), current_setting('h
 // confOf returns where n's server reads its configuration, reading it
 // once per run.
 func (e *Env) confOf(ctx context.Context, n *cluster.Node) (nodeConf, error) {
-	e.mu.Lock()
-	c, ok := e.confs[n.Name]
-	e.mu.Unlock()
-	if ok {
-		return c, nil
-	}
-	a, err := e.access(ctx, n)
-	if err != nil {
-		return nodeConf{}, err
-	}
-	// postgres -C reads the configuration as configured; where the data
-	// directory really is is resolved meanwhile.
-	var lay nodeLayout
-	var s cluster.Settings
-	if err := together(
-		func() (err error) { lay, err = e.layoutOf(ctx, n); return err },
-		func() (err error) {
-			cctx, cancel := e.cmdCtx(ctx)
-			defer cancel()
-			s, err = cluster.ShowSettings(cctx, a, n.BinDir, n.ConfDir(), "", confSettings)
-			return err
-		},
-	); err != nil {
-		return nodeConf{}, err
-	}
-	c, err = decideNodeConf(n, lay, s)
-	if err != nil {
-		return nodeConf{}, err
-	}
-	e.mu.Lock()
-	if e.confs == nil {
-		e.confs = map[string]nodeConf{}
-	}
-	e.confs[n.Name] = c
-	e.mu.Unlock()
-	return c, nil
+	return e.confs.do(n.Name, func() (nodeConf, error) {
+		a, err := e.access(ctx, n)
+		if err != nil {
+			return nodeConf{}, err
+		}
+		// postgres -C reads the configuration as configured; where the
+		// data directory really is is resolved meanwhile.
+		var lay nodeLayout
+		var s cluster.Settings
+		if err := together(
+			func() (err error) { lay, err = e.layoutOf(ctx, n); return err },
+			func() (err error) {
+				cctx, cancel := e.cmdCtx(ctx)
+				defer cancel()
+				s, err = cluster.ShowSettings(cctx, a, n.BinDir, n.ConfDir(), "", confSettings)
+				return err
+			},
+		); err != nil {
+			return nodeConf{}, err
+		}
+		return decideNodeConf(n, lay, s)
+	})
 }
 
 // decideNodeConf reads what postgres -C said about n's configuration.

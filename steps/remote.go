@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -114,19 +113,6 @@ func (e *Env) remoteNodeFacts(ctx context.Context, via cluster.Access, n *cluste
 }
 
 var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+)`)
-
-// binMajor returns the major version of the PostgreSQL binaries on n.
-func (e *Env) binMajor(ctx context.Context, n *cluster.Node) (int, error) {
-	out, err := e.run(ctx, n, bin(n, "postgres")+" --version", cluster.RunOpts{})
-	if err != nil {
-		return 0, fmt.Errorf("while checking the PostgreSQL binaries in %s: %w", n.BinDir, err)
-	}
-	m := versionRE.FindStringSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("on %s: cannot read a version from %q", n.Name, strings.TrimSpace(out))
-	}
-	return strconv.Atoi(m[1])
-}
 
 // pgRunning reports whether PostgreSQL runs in dir on n (pg_ctl status:
 // 0 running, 3 not running, 4 no data directory).

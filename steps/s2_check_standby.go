@@ -53,7 +53,7 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 			}
 			tools := fanOutTools(e.Config.Copy)
 			return together(
-				func() (err error) { majors[i], err = e.binMajor(ctx, n); return stop(err) },
+				func() (err error) { majors[i], disks[i], err = e.binAndDisk(ctx, n); return stop(err) },
 				func() (err error) {
 					if len(tools) > 0 {
 						missing[i], err = e.missingTools(ctx, n, tools)
@@ -63,7 +63,6 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 					}
 					return stop(err)
 				},
-				func() (err error) { disks[i], err = e.observeDisk(ctx, n); return stop(err) },
 				// Read (and keep for the run) where the node's configuration
 				// is, which checkDataDirs needs; a problem is reported there.
 				func() error { _, _ = e.confOf(ctx, n); return nil },

@@ -188,18 +188,51 @@ type diskObs struct {
 	Free       int64
 }
 
-// observeDisk reads df for the directory that holds n's data directory.
-func (e *Env) observeDisk(ctx context.Context, n *cluster.Node) (diskObs, error) {
-	out, err := e.run(ctx, n, "df -Pk "+q(path.Dir(n.DataDir)), cluster.RunOpts{})
+// binAndDisk reads, in one remote action, the major version of n's
+// PostgreSQL binaries (postgres --version) and the free space in the
+// directory that holds its data directory (df -Pk).
+func (e *Env) binAndDisk(ctx context.Context, n *cluster.Node) (int, diskObs, error) {
+	script := fmt.Sprintf(`sdr_v=$(LANG=C LC_ALL=C %s --version 2>&1); sdr_vrc=$?
+sdr_d=$(LANG=C LC_ALL=C df -Pk %s 2>&1); sdr_drc=$?
+printf 'vrc=%%s\0v=%%s\0drc=%%s\0d=%%s\0' "$sdr_vrc" "$sdr_v" "$sdr_drc" "$sdr_d"
+`, bin(n, "postgres"), q(path.Dir(n.DataDir)))
+	out, err := e.run(ctx, n, cluster.ReadOnlyScript(script), cluster.RunOpts{})
 	if err != nil {
-		return diskObs{}, fmt.Errorf("while checking free disk space beside %s: %w", n.DataDir, err)
+		return 0, diskObs{}, fmt.Errorf("while checking the PostgreSQL binaries in %s and the free disk space beside %s: %w", n.BinDir, n.DataDir, err)
 	}
-	o, err := parseDF(out)
+	major, disk, err := parseBinAndDisk(out)
 	if err != nil {
-		return diskObs{}, fmt.Errorf("on %s: %w", n.Name, err)
+		return 0, diskObs{}, fmt.Errorf("on %s: %w", n.Name, err)
 	}
-	o.Node, o.Host = n.Name, n.Host
-	return o, nil
+	disk.Node, disk.Host = n.Name, n.Host
+	return major, disk, nil
+}
+
+// parseBinAndDisk reads binAndDisk's records: postgres --version's exit
+// code and output, then df's.
+func parseBinAndDisk(out string) (int, diskObs, error) {
+	rec := map[string]string{}
+	for _, r := range strings.Split(out, "\x00") {
+		if k, v, ok := strings.Cut(r, "="); ok {
+			rec[k] = v
+		}
+	}
+	if _, ok := rec["drc"]; !ok {
+		return 0, diskObs{}, fmt.Errorf("the probe of the binaries and the disk printed %q", strings.TrimSpace(out))
+	}
+	if rc := rec["vrc"]; rc != "0" {
+		return 0, diskObs{}, fmt.Errorf("postgres --version exited with code %s: %s", rc, strings.TrimSpace(rec["v"]))
+	}
+	m := versionRE.FindStringSubmatch(rec["v"])
+	if m == nil {
+		return 0, diskObs{}, fmt.Errorf("cannot read a version from %q", strings.TrimSpace(rec["v"]))
+	}
+	major, _ := strconv.Atoi(m[1])
+	if rc := rec["drc"]; rc != "0" {
+		return 0, diskObs{}, fmt.Errorf("df -Pk exited with code %s: %s", rc, strings.TrimSpace(rec["d"]))
+	}
+	disk, err := parseDF(rec["d"])
+	return major, disk, err
 }
 
 // parseDF reads the last line of `df -Pk DIR`.

@@ -285,14 +285,12 @@ func orNone(s string) string {
 func (e *Env) lockNode(ctx context.Context, rc *workflow.RunContext, a cluster.Access, lay nodeLayout) (*cluster.NodeLock, error) {
 	cctx, cancel := e.cmdCtx(ctx)
 	defer cancel()
-	if _, err := a.Run(cctx, "mkdir -p "+q(lay.Work)+" && chmod 700 "+q(lay.Work), cluster.RunOpts{}); err != nil {
-		return nil, fmt.Errorf("while creating sdr's work directory %s on %s: %w", lay.Work, a.Node().Name, err)
-	}
 	host, _ := os.Hostname()
 	holder := fmt.Sprintf("sdr pid %d on %s, run %s, step %s", os.Getpid(), host, rc.RunID, rc.Step)
-	l, err := cluster.LockNode(cctx, a, lay.Lock(), holder, e.Config.Timeouts.Connect.Duration)
+	// sdr's work directory is created (mode 0700) where it is missing.
+	l, err := cluster.LockNodeMakingDir(cctx, a, lay.Lock(), holder, e.Config.Timeouts.Connect.Duration)
 	if err != nil {
-		return nil, fmt.Errorf("while locking the directories of %s: %w", a.Node().Name, err)
+		return nil, fmt.Errorf("while locking the directories of %s (in sdr's work directory %s): %w", a.Node().Name, lay.Work, err)
 	}
 	return l, nil
 }
@@ -561,16 +559,15 @@ func (b *nodeBuild) configureIn(ctx context.Context, dir string) error {
 		cmds = append(cmds, fmt.Sprintf("ln -sfn %s %s", q(t.Live), q(path.Join(dir, "pg_tblspc", t.OID))))
 	}
 	cmds = append(cmds, "touch "+q(path.Join(dir, "standby.signal")))
-	if _, err := b.e.run(ctx, b.n, strings.Join(cmds, " && "), cluster.RunOpts{}); err != nil {
-		return fmt.Errorf("while configuring %s as a standby of %s: %w", dir, b.n.Name, err)
-	}
-	// One read of the files sdr edits, one write of those that change.
+	// One action puts the node's own files and links in place and reads
+	// the files sdr edits; one more writes those that change.
 	cctx, cancel := b.e.cmdCtx(ctx)
 	defer cancel()
 	hba, auto := inCopy(conf.HbaFile, b.n, b.lay, dir), path.Join(dir, "postgresql.auto.conf")
-	files, err := cluster.ReadFiles(cctx, b.a, hba, b.lay.StandbyConf(), auto)
+	files, err := cluster.ReadFilesAfter(cctx, b.a, strings.Join(cmds, " && "), hba, b.lay.StandbyConf(), auto)
 	if err != nil {
-		return fmt.Errorf("while reading the files that make %s a standby on %s: %w", dir, b.n.Name, err)
+		return fmt.Errorf("while configuring %s as a standby of %s (its own files, standby.signal, then reading the files sdr edits): %w",
+			dir, b.n.Name, err)
 	}
 	settings, ok := files[b.lay.StandbyConf()]
 	if !ok {
@@ -642,16 +639,17 @@ func (b *nodeBuild) swap(ctx context.Context) error {
 		ops = append(ops, dataOps...)
 	}
 	renames := make([]cluster.Rename, len(ops))
-	mk := []string{q(b.lay.Trash())}
+	mk := []string{b.lay.Trash()}
 	for i, op := range ops {
 		renames[i] = cluster.Rename{From: op.From, To: op.To}
-		mk = append(mk, q(path.Dir(op.To)))
+		mk = append(mk, path.Dir(op.To))
 	}
-	if _, err := b.e.run(ctx, b.n, "mkdir -p "+strings.Join(mk, " "), cluster.RunOpts{}); err != nil {
-		return err
-	}
+	// One remote action makes the directories the renames move into,
+	// checks that no PostgreSQL runs in the data directory, renames, and
+	// then removes new.complete (the copy it marked is in place).
 	cctx, cancel := b.e.cmdCtx(ctx)
-	done, err := cluster.RenameAll(cctx, b.a, []string{b.lay.DataDir}, renames)
+	done, err := cluster.Renames(cctx, b.a, cluster.RenamePlan{Idle: []string{b.lay.DataDir}, MakeDirs: mk, Renames: renames,
+		RemoveAfter: []string{b.lay.NewComplete()}})
 	cancel()
 	for _, r := range renames[:done] {
 		b.log.Info("renamed", zap.String("from", r.From), zap.String("to", r.To))
@@ -673,8 +671,7 @@ func (b *nodeBuild) swap(ctx context.Context) error {
 			return err
 		}
 	}
-	_, err = b.e.run(ctx, b.n, "rm -f "+q(b.lay.NewComplete()), cluster.RunOpts{})
-	return err
+	return nil
 }
 
 // movedToTrash tells whether one of renames put something into one of the

@@ -89,6 +89,15 @@ func statusRunning(err error) (bool, error) {
 	return false, err
 }
 
+// statusIsPgCtl reports whether n's service manager's status command is
+// the pg_ctl status on the data directory that pgRunning runs (manager
+// pg_ctl, the configuration in the data directory): then the answer
+// pgRunning just gave is the manager's, and it is not asked twice.
+func statusIsPgCtl(n *cluster.Node) bool {
+	m := n.Service.Manager
+	return (m == "" || m == cluster.ManagerPgCtl) && !n.SeparateConfig()
+}
+
 // serviceRunning asks n's service manager whether it runs PostgreSQL.
 func (e *Env) serviceRunning(ctx context.Context, n *cluster.Node) (bool, error) {
 	cmds := serviceCommands(n, e.Timeout)
@@ -125,6 +134,9 @@ func (e *Env) startNode(ctx context.Context, rc *workflow.RunContext, n *cluster
 		return err
 	}
 	if running {
+		if statusIsPgCtl(n) {
+			return nil
+		}
 		up, err := e.serviceRunning(ctx, n)
 		if err != nil {
 			return err
@@ -152,12 +164,16 @@ func (e *Env) startNode(ctx context.Context, rc *workflow.RunContext, n *cluster
 	if err := e.waitAccepting(lctx, n, lay.DataDir); err != nil {
 		return fmt.Errorf("while starting %s with %s (see %s): %w", n.Name, cmds.Describe, startLog(n), err)
 	}
-	up, err := e.serviceRunning(ctx, n)
-	if err != nil {
-		return err
-	}
-	if !up {
-		return outsideManager(n, lay.DataDir, cmds.Describe)
+	// waitAccepting's last pg_ctl status said it runs; with pg_ctl as the
+	// manager that was the manager's answer.
+	if !statusIsPgCtl(n) {
+		up, err := e.serviceRunning(ctx, n)
+		if err != nil {
+			return err
+		}
+		if !up {
+			return outsideManager(n, lay.DataDir, cmds.Describe)
+		}
 	}
 	rc.Log.Info("started", zap.String("node", n.Name), zap.String("by", cmds.Describe))
 	return nil
@@ -224,12 +240,14 @@ func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.
 	if err != nil || !running {
 		return err
 	}
-	up, err := e.serviceRunning(ctx, n)
-	if err != nil {
-		return err
-	}
-	if !up {
-		return outsideManager(n, lay.DataDir, cmds.Describe)
+	if !statusIsPgCtl(n) {
+		up, err := e.serviceRunning(ctx, n)
+		if err != nil {
+			return err
+		}
+		if !up {
+			return outsideManager(n, lay.DataDir, cmds.Describe)
+		}
 	}
 	lctx, cancel := e.longCtx(ctx)
 	defer cancel()
@@ -350,12 +368,20 @@ func (e *Env) observeService(ctx context.Context, n *cluster.Node, lay nodeLayou
 		fmt.Fprintf(&script, "f=%s; [ -f \"$f\" ] && grep -v '^[[:space:]]*#' \"$f\" | awk 'NF { print \"startconf \" $1; exit }'\n",
 			q(path.Join(n.ConfDir(), "start.conf")))
 	}
+	// The status commands of pg_ctl, pg_ctlcluster and systemd only read
+	// (cluster.ReadOnly runs them alone too): asked in the same script.
+	// An operator's service.status is run on its own below.
+	folded := n.Service.Manager != cluster.ManagerCommands
+	if folded {
+		fmt.Fprintf(&script, "sdr_e=$( { %s; } 2>&1 >/dev/null </dev/null ); printf 'status %%s\\n' \"$?\"; printf '%%s\\n' \"$sdr_e\" | sed 's/^/statuserr /'\n", cmds.Status)
+	}
 	script.WriteString("exit 0\n")
 	out, err := e.run(ctx, n, cluster.ReadOnlyScript(script.String()), cluster.RunOpts{})
 	if err != nil {
 		return o, fmt.Errorf("while looking at the service manager of %s: %w", n.Name, err)
 	}
-	var cgroup []string
+	var cgroup, statusErr []string
+	status := -1
 	for _, line := range strings.Split(out, "\n") {
 		switch k, v, _ := strings.Cut(line, " "); k {
 		case "systemd":
@@ -364,6 +390,10 @@ func (e *Env) observeService(ctx context.Context, n *cluster.Node, lay nodeLayou
 			cgroup = append(cgroup, v)
 		case "startconf":
 			o.StartConf = v
+		case "status":
+			status, _ = strconv.Atoi(v)
+		case "statuserr":
+			statusErr = append(statusErr, v)
 		}
 	}
 	if o.Systemd {
@@ -376,8 +406,31 @@ func (e *Env) observeService(ctx context.Context, n *cluster.Node, lay nodeLayou
 		}
 		o.CgroupUnitMainPID, _ = strconv.Atoi(strings.TrimSpace(out))
 	}
+	if folded {
+		o.ManagerRunning, err = foldedStatus(status, strings.TrimSpace(strings.Join(statusErr, "\n")))
+		if err != nil {
+			return o, fmt.Errorf("while asking %s whether PostgreSQL runs on %s (%s): %w", cmds.Describe, n.Name, cmds.Status, err)
+		}
+		return o, nil
+	}
 	if o.ManagerRunning, err = e.serviceRunning(ctx, n); err != nil {
 		return o, err
 	}
 	return o, nil
+}
+
+// foldedStatus reads the exit code of a status command run inside a
+// script, as statusRunning reads it when run alone: 0 runs, 126 and 127
+// (it cannot run) are errors, any other code does not run. -1: the
+// script printed none.
+func foldedStatus(code int, stderr string) (bool, error) {
+	switch {
+	case code == 0:
+		return true, nil
+	case code < 0:
+		return false, errors.New("the probe printed no exit code for it")
+	case code == 126 || code == 127:
+		return false, fmt.Errorf("exit code %d: %s", code, stderr)
+	}
+	return false, nil
 }

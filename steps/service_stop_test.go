@@ -88,8 +88,8 @@ func TestStopNodeThroughItsManager(t *testing.T) {
 			fake := &fakeNode{node: n, st: tc.st}
 			pool := cluster.OpenWith(cfg, nil, func(context.Context, *cluster.Config, *cluster.Node) (cluster.Access, error) { return fake, nil })
 			defer pool.Close()
-			e := &Env{Config: cfg, Pool: pool, Timeout: 300 * time.Millisecond,
-				layouts: map[string]nodeLayout{"dc2-a": {DataDir: n.DataDir, Work: n.DataDir + ".sdr"}}}
+			e := &Env{Config: cfg, Pool: pool, Timeout: 300 * time.Millisecond}
+			e.layouts.set("dc2-a", nodeLayout{DataDir: n.DataDir, Work: n.DataDir + ".sdr"})
 			rc := &workflow.RunContext{Log: zap.NewNop()}
 			err := e.stopNode(context.Background(), rc, n)
 			if fake.stops != tc.wantStops {

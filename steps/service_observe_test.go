@@ -1,0 +1,117 @@
+package steps
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgsdr/sdr/cluster"
+)
+
+// observeService asks pg_ctl's, pg_ctlcluster's and systemd's status in
+// its own probe; the answer must read as serviceRunning reads it alone.
+func TestObserveServiceReadsTheStatusInItsProbe(t *testing.T) {
+	cases := []struct {
+		name    string
+		exit    string // the status program's body
+		want    bool
+		wantErr string
+	}{
+		{"runs", "exit 0", true, ""},
+		{"not running", "exit 3", false, ""},
+		{"no data directory", "exit 4", false, ""},
+		{"cannot run", "echo 'cannot execute: bad interpreter' >&2; exit 126", false, "bad interpreter"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := filepath.Join(dir, "bin")
+			if err := os.Mkdir(bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// A stand-in pg_ctl that prints on stdout (which must not reach
+			// the probe's output) and exits as asked.
+			script := "#!/bin/sh\necho 'pg_ctl: server is running (PID: 1)'\n" + tc.exit + "\n"
+			if err := os.WriteFile(filepath.Join(bin, "pg_ctl"), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cfg := &cluster.Config{Name: "pair1", Standby: cluster.ClusterSpec{Main: "dc2-a", Nodes: []cluster.Node{{
+				Name: "dc2-a", Host: "127.0.0.1", DataDir: filepath.Join(dir, "data"), BinDir: bin,
+				Service: cluster.Service{Manager: cluster.ManagerPgCtl}}}}}
+			cfg.Timeouts.Command.Duration = 10 * time.Second
+			n := &cfg.Standby.Nodes[0]
+			pool := cluster.OpenWith(cfg, nil, func(context.Context, *cluster.Config, *cluster.Node) (cluster.Access, error) {
+				return cluster.ReadOnly(cluster.NewLocal(n)), nil
+			})
+			defer pool.Close()
+			e := &Env{Config: cfg, Pool: pool, Timeout: time.Second}
+			o, err := e.observeService(context.Background(), n, nodeLayout{DataDir: n.DataDir}, true, 1)
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "dc2-a") {
+					t.Fatalf("err %v, want one naming dc2-a and %q", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Fatalf("observeService: %v", err)
+			case o.ManagerRunning != tc.want:
+				t.Fatalf("ManagerRunning %v, want %v", o.ManagerRunning, tc.want)
+			}
+		})
+	}
+}
+
+func TestFoldedStatusWithoutACode(t *testing.T) {
+	if _, err := foldedStatus(-1, ""); err == nil {
+		t.Fatal("a probe that printed no exit code read as an answer")
+	}
+}
+
+func TestParseBinAndDisk(t *testing.T) {
+	df := "Filesystem     1024-blocks    Used Available Capacity Mounted on\n/dev/sda1        100000   40000     60000      40% /var/lib\n"
+	rec := func(vrc, v, drc, d string) string {
+		return "vrc=" + vrc + "\x00v=" + v + "\x00drc=" + drc + "\x00d=" + d + "\x00"
+	}
+	major, disk, err := parseBinAndDisk(rec("0", "postgres (PostgreSQL) 15.8 (Debian 15.8-0+deb12u1)", "0", df))
+	if err != nil || major != 15 || disk.Free != 60000*1024 || disk.Mount != "/var/lib" || disk.Filesystem != "/dev/sda1" {
+		t.Fatalf("got %d %+v %v", major, disk, err)
+	}
+	for name, tc := range map[string]struct{ out, want string }{
+		"no postgres":   {rec("127", "sh: 1: /usr/lib/postgresql/15/bin/postgres: not found", "0", df), "not found"},
+		"odd version":   {rec("0", "postgres 15", "0", df), "cannot read a version"},
+		"df failed":     {rec("0", "postgres (PostgreSQL) 15.8", "1", "df: /nowhere: No such file or directory"), "No such file"},
+		"cut short":     {"vrc=0\x00v=postgres (PostgreSQL) 15.8\x00", "printed"},
+		"df unreadable": {rec("0", "postgres (PostgreSQL) 15.8", "0", "nothing"), "cannot read df output"},
+	} {
+		if _, _, err := parseBinAndDisk(tc.out); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want one saying %q", name, err, tc.want)
+		}
+	}
+}
+
+// binAndDisk's script runs through a read-only access (a plan runs it).
+func TestBinAndDiskRunsReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "postgres"), []byte("#!/bin/sh\necho 'postgres (PostgreSQL) 16.4'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &cluster.Config{Name: "pair1", Standby: cluster.ClusterSpec{Main: "dc2-a", Nodes: []cluster.Node{{
+		Name: "dc2-a", Host: "127.0.0.1", DataDir: filepath.Join(dir, "data"), BinDir: bin}}}}
+	cfg.Timeouts.Command.Duration = 10 * time.Second
+	n := &cfg.Standby.Nodes[0]
+	pool := cluster.OpenWith(cfg, nil, func(context.Context, *cluster.Config, *cluster.Node) (cluster.Access, error) {
+		return cluster.ReadOnly(cluster.NewLocal(n)), nil
+	})
+	defer pool.Close()
+	e := &Env{Config: cfg, Pool: pool, Timeout: time.Second}
+	major, disk, err := e.binAndDisk(context.Background(), n)
+	if err != nil || major != 16 || disk.Free <= 0 || disk.Node != "dc2-a" {
+		t.Fatalf("got %d %+v %v", major, disk, err)
+	}
+}
