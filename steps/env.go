@@ -212,13 +212,31 @@ func (e *Env) mainStandby() (*cluster.Node, []*cluster.Node) {
 // ensureFile makes the file at p on n hold content (mode 0600), writing it
 // only when it differs, and reports whether it wrote.
 func (e *Env) ensureFile(ctx context.Context, n *cluster.Node, p, content string) (bool, error) {
+	return e.ensureFileAfter(ctx, n, "", p, content)
+}
+
+// ensureFileAfter is ensureFile that first runs the shell command before
+// (preparing the file's directory) in the action that reads the file.
+func (e *Env) ensureFileAfter(ctx context.Context, n *cluster.Node, before, p, content string) (bool, error) {
 	a, err := e.access(ctx, n)
 	if err != nil {
 		return false, err
 	}
 	cctx, cancel := e.cmdCtx(ctx)
 	defer cancel()
-	old, err := a.ReadFile(cctx, p)
+	var old []byte
+	if before == "" {
+		old, err = a.ReadFile(cctx, p)
+	} else {
+		var files map[string][]byte
+		files, err = cluster.ReadFilesAfter(cctx, a, before, p)
+		if err == nil {
+			var ok bool
+			if old, ok = files[p]; !ok {
+				err = fs.ErrNotExist
+			}
+		}
+	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("while reading %s on %s: %w", p, n.Name, err)
 	}

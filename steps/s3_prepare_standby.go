@@ -61,12 +61,11 @@ func (e *Env) installPgpass(ctx context.Context, rc *workflow.RunContext, n *clu
 	}
 	// libpq ignores a password file others can read: keep it 0600 even
 	// when someone changed its mode (a new one is written 0600).
+	// sdr's work directory (0700) and an existing file's mode (0600) are
+	// put right in the action that reads the file.
 	p := q(lay.Pgpass())
-	if _, err := e.run(ctx, n, "mkdir -p "+q(lay.Work)+" && chmod 700 "+q(lay.Work)+" && { [ ! -e "+p+" ] || chmod 600 "+p+"; }",
-		cluster.RunOpts{}); err != nil {
-		return fmt.Errorf("while preparing the replication password file: %w", err)
-	}
-	wrote, err := e.ensureFile(ctx, n, lay.Pgpass(), content)
+	wrote, err := e.ensureFileAfter(ctx, n, "mkdir -p "+q(lay.Work)+" && chmod 700 "+q(lay.Work)+" && { [ ! -e "+p+" ] || chmod 600 "+p+"; }",
+		lay.Pgpass(), content)
 	if err != nil {
 		return fmt.Errorf("while installing the replication password file: %w", err)
 	}

@@ -76,11 +76,13 @@ func (e *Env) buildStandby(ctx context.Context, rc *workflow.RunContext) error {
 	if len(cascades) == 0 {
 		return nil
 	}
-	mainCopy, err := e.currentCopy(ctx, main)
-	if err != nil {
-		return err
-	}
-	if err := e.ensureCascadeSlots(ctx, rc, main, cascades); err != nil {
+	// The main standby's copy id is read while the cascades' slots are
+	// made on it.
+	var mainCopy string
+	if err := together(
+		func() (err error) { mainCopy, err = e.currentCopy(ctx, main); return err },
+		func() error { return e.ensureCascadeSlots(ctx, rc, main, cascades) },
+	); err != nil {
 		return err
 	}
 	return forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error {
@@ -349,6 +351,9 @@ type nodeBuild struct {
 	verdict Verdict
 	probe   cluster.DataDirProbe
 	method  rejoinMethod // how the node rejoins (chooseMethod); "" until chosen
+	// swappedNow: this run's swap has just found no PostgreSQL running in
+	// the data directory and put the copy in place (start does not ask again).
+	swappedNow bool
 }
 
 // observe probes the node and reads the recorded phase and copy id.
@@ -664,6 +669,8 @@ func (b *nodeBuild) swap(ctx context.Context) error {
 		}
 		return fmt.Errorf("while swapping the new copy into %s on %s: %w", b.lay.DataDir, b.n.Name, err)
 	}
+	// The rename script has just checked that no PostgreSQL runs there.
+	b.swappedNow = true
 	if b.movedToTrash(renames) {
 		lctx, lcancel := b.e.longCtx(ctx)
 		defer lcancel()
@@ -707,7 +714,7 @@ func (b *nodeBuild) emptyTrashes(ctx context.Context) error {
 
 // start starts PostgreSQL on the node.
 func (b *nodeBuild) start(ctx context.Context) error {
-	return b.e.startNode(ctx, b.rc, b.n)
+	return b.e.startNodeFrom(ctx, b.rc, b.n, b.swappedNow)
 }
 
 // blockEdit adds to writes the file p (read into files; missing when it

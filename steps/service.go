@@ -124,14 +124,24 @@ func outsideManager(n *cluster.Node, dataDir, describe string) error {
 // commands, so that no cleanup of a later run can mistake it for a
 // leftover.
 func (e *Env) startNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
+	return e.startNodeFrom(ctx, rc, n, false)
+}
+
+// startNodeFrom is startNode; knownStopped says the caller has just seen
+// that no postmaster runs in the data directory (the swap's own check), so
+// that it is not asked again. A server started in between makes the start
+// command fail, and then the wait for it is the same as startNode's.
+func (e *Env) startNodeFrom(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, knownStopped bool) error {
 	lay, err := e.layoutOf(ctx, n)
 	if err != nil {
 		return err
 	}
 	cmds := serviceCommands(n, e.Timeout)
-	running, err := e.pgRunning(ctx, n, lay.DataDir)
-	if err != nil {
-		return err
+	running := false
+	if !knownStopped {
+		if running, err = e.pgRunning(ctx, n, lay.DataDir); err != nil {
+			return err
+		}
 	}
 	if running {
 		if statusIsPgCtl(n) {
