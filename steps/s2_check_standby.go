@@ -194,9 +194,13 @@ func (e *Env) checkNodeSetup(ctx context.Context, n *cluster.Node, lay nodeLayou
 			if err != nil {
 				return err
 			}
-			liveReal, err := e.realPath(ctx, n, live.DataDirectory)
-			if err != nil {
-				return err
+			// A server runs in its data_directory, so it exists: when that
+			// is data_dir, its real path is the one this step resolved.
+			liveReal := lay.DataDir
+			if path.Clean(live.DataDirectory) != path.Clean(n.DataDir) {
+				if liveReal, err = e.realPath(ctx, n, live.DataDirectory); err != nil {
+					return err
+				}
 			}
 			liveProblems = checkRunningConf(n, lay, conf, live, liveReal)
 			return nil

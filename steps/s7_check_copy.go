@@ -33,8 +33,25 @@ func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 	}
 	cctx, cancel := b.e.cmdCtx(ctx)
 	defer cancel()
-	s, err := cluster.ShowSettings(cctx, b.a, b.n.BinDir, confDir, override, f.copySettings())
-	if err != nil {
+	hbaFile, identFile := inCopy(conf.HbaFile, b.n, b.lay, newDir), inCopy(conf.IdentFile, b.n, b.lay, newDir)
+	// The files the copy should start with are looked at while postgres
+	// -C reads its settings; files the settings name otherwise are looked
+	// at after.
+	var s cluster.Settings
+	var seen map[string]cluster.PathInfo
+	if err := together(
+		func() (err error) {
+			s, err = cluster.ShowSettings(cctx, b.a, b.n.BinDir, confDir, override, f.copySettings())
+			return err
+		},
+		func() error {
+			_, infos, err := cluster.StatPaths(cctx, b.a, hbaFile, identFile)
+			if err == nil {
+				seen = infos
+			}
+			return nil // looked at again below
+		},
+	); err != nil {
 		return err
 	}
 	if s.Values["ssl"] == "on" {
@@ -57,12 +74,15 @@ func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 		}
 		o.LiveDataDirectory = live.Values["data_directory"]
 	}
-	paths := copyPaths(s, newDir)
-	if len(paths) > 0 {
-		var list []string
-		for _, p := range paths {
+	var list []string
+	for _, p := range copyPaths(s, newDir) {
+		if pi, ok := seen[p]; ok {
+			o.Exists[p] = pi.Exists
+		} else {
 			list = append(list, p)
 		}
+	}
+	if len(list) > 0 {
 		sort.Strings(list)
 		_, infos, err := cluster.StatPaths(cctx, b.a, list...)
 		if err != nil {
@@ -73,7 +93,7 @@ func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 		}
 	}
 	w := copyWant{Node: b.n.Name, Copy: newDir, DataDirs: []string{b.n.DataDir, b.lay.DataDir}, Separate: b.n.SeparateConfig(),
-		HbaFile: inCopy(conf.HbaFile, b.n, b.lay, newDir), IdentFile: inCopy(conf.IdentFile, b.n, b.lay, newDir),
+		HbaFile: hbaFile, IdentFile: identFile,
 		Port: b.n.PGPort, SocketDir: path.Clean(b.n.SocketDir), AppName: cluster.AppName(b.e.Config.Name, b.n.Name), Slot: b.up.Slot}
 	if problems := checkCopyConfig(w, o); len(problems) > 0 {
 		hint := ""
