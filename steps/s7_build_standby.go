@@ -351,6 +351,14 @@ type nodeBuild struct {
 	verdict Verdict
 	probe   cluster.DataDirProbe
 	method  rejoinMethod // how the node rejoins (chooseMethod); "" until chosen
+	// pre: settings of the copy read while configure ran (nil: none).
+	pre *copyPre
+	// What configureIn last saw in dir's postgresql.auto.conf: the
+	// settings it named before and after the edit; autoAll: it holds an
+	// include, so it may set any setting.
+	autoDir     string
+	autoTouched map[string]bool
+	autoAll     bool
 	// swappedNow: this run's swap has just found no PostgreSQL running in
 	// the data directory and put the copy in place (start does not ask again).
 	swappedNow bool
@@ -545,8 +553,49 @@ func (b *nodeBuild) saveOwnFiles(ctx context.Context) error {
 // standby settings, standby.signal, sdr's marker, and tablespace links
 // that point at the node's own locations. Whatever starts PostgreSQL in it
 // from then on starts a standby.
+//
+// The settings of the copy that configuring it does not set (copySettings
+// less those of standbySettings) are read with postgres -C meanwhile, for
+// the check before the swap (checkCopy), which then asks only for the
+// rest and for any setting the copy's postgresql.auto.conf named.
 func (b *nodeBuild) configure(ctx context.Context) error {
-	return b.configureIn(ctx, b.lay.New())
+	dir := b.lay.New()
+	b.pre = nil
+	names := b.preCheckNames()
+	var pre cluster.Settings
+	var preErr error
+	if err := together(
+		func() error { return b.configureIn(ctx, dir) },
+		func() error {
+			cctx, cancel := b.e.cmdCtx(ctx)
+			defer cancel()
+			confDir, override := b.copyConfDir(dir)
+			pre, preErr = cluster.ShowSettings(cctx, b.a, b.n.BinDir, confDir, override, names)
+			return nil // the check reads them again
+		},
+	); err != nil {
+		return err
+	}
+	if preErr == nil && b.autoDir == dir {
+		b.pre = &copyPre{dir: dir, names: names, s: pre, touched: b.autoTouched, all: b.autoAll}
+	}
+	return nil
+}
+
+// preCheckNames are the settings the copy check reads that sdr's block
+// in postgresql.auto.conf does not set.
+func (b *nodeBuild) preCheckNames() []string {
+	set := map[string]bool{}
+	for _, l := range standbySettings(b.e.Config, b.n, b.up, b.lay.Pgpass()) {
+		set[settingName(l)] = true
+	}
+	var out []string
+	for _, n := range features(pgVersion(b.p.VersionNum)).copySettings() {
+		if !set[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // configureIn makes dir (the new copy, or the data directory itself after
@@ -583,11 +632,19 @@ func (b *nodeBuild) configureIn(ctx context.Context, dir string) error {
 	var writes []cluster.FileWrite
 	writes = blockEdit(writes, files, hba, b.e.Config.Name, hbaLines(b.e.Config, from))
 	writes = blockEdit(writes, files, auto, b.e.Config.Name, strings.Split(strings.TrimSpace(string(settings)), "\n"))
+	newAuto := string(files[auto])
+	for _, w := range writes {
+		if w.Path == auto {
+			newAuto = string(w.Data)
+		}
+	}
 	m := CopyMarker{Pair: b.e.Config.Name, Node: b.n.Name, SystemID: b.p.SystemID, CopyID: b.obs.CopyID, From: b.wantFrom}
 	writes = append(writes, cluster.FileWrite{Path: path.Join(dir, markerName), Data: []byte(m.String()), Mode: 0o600})
 	if err := cluster.WriteFiles(cctx, b.a, writes); err != nil {
 		return fmt.Errorf("while configuring %s as a standby of %s: %w", dir, b.n.Name, err)
 	}
+	b.autoDir = dir
+	b.autoTouched, b.autoAll = autoConfNames(string(files[auto]), newAuto)
 	b.log.Info("configured as a standby", zap.String("dir", dir), zap.String("upstream", b.up.Node))
 	return nil
 }

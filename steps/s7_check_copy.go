@@ -27,13 +27,18 @@ func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 		return err
 	}
 	f := features(pgVersion(b.p.VersionNum))
-	confDir, override := newDir, ""
-	if b.n.SeparateConfig() {
-		confDir, override = b.n.ConfigDir, newDir
-	}
+	confDir, override := b.copyConfDir(newDir)
 	cctx, cancel := b.e.cmdCtx(ctx)
 	defer cancel()
 	hbaFile, identFile := inCopy(conf.HbaFile, b.n, b.lay, newDir), inCopy(conf.IdentFile, b.n, b.lay, newDir)
+	// Settings read while the copy was configured are not asked again
+	// unless configuring may have changed them (copyCheckAfter).
+	names, keep := f.copySettings(), cluster.Settings{}
+	if p := b.pre; p != nil && p.dir == newDir {
+		if after, ok := copyCheckAfter(names, p); ok {
+			names, keep = after, p.s
+		}
+	}
 	// The files the copy should start with are looked at while postgres
 	// -C reads its settings; files the settings name otherwise are looked
 	// at after.
@@ -41,7 +46,10 @@ func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 	var seen map[string]cluster.PathInfo
 	if err := together(
 		func() (err error) {
-			s, err = cluster.ShowSettings(cctx, b.a, b.n.BinDir, confDir, override, f.copySettings())
+			s, err = cluster.ShowSettings(cctx, b.a, b.n.BinDir, confDir, override, names)
+			if err == nil {
+				s = mergeSettings(keep, s)
+			}
 			return err
 		},
 		func() error {
@@ -111,4 +119,85 @@ func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 	b.log.Info("the new copy starts with the node's configuration", zap.String("config_file", s.Values["config_file"]),
 		zap.String("hba_file", s.Values["hba_file"]), zap.String("data_directory", s.Values["data_directory"]))
 	return nil
+}
+
+// copyConfDir is the configuration directory postgres -C reads for a copy
+// in dir, and the data_directory it is given (config_dir's postgresql.conf
+// with the copy as data directory, or the copy's own).
+func (b *nodeBuild) copyConfDir(dir string) (confDir, override string) {
+	if b.n.SeparateConfig() {
+		return b.n.ConfigDir, dir
+	}
+	return dir, ""
+}
+
+// copyPre is what postgres -C said about a copy's settings while the copy
+// was configured, and what configuring it saw in its postgresql.auto.conf.
+type copyPre struct {
+	dir     string
+	names   []string
+	s       cluster.Settings
+	touched map[string]bool // settings postgresql.auto.conf named, before or after the edit
+	all     bool            // it holds an include: any setting may have changed
+}
+
+// copyCheckAfter returns which of names the copy check asks postgres -C
+// for after the copy was configured, given what was read while it was
+// (pre): the names pre did not read, and those postgresql.auto.conf named
+// before or after the edit (the only file configuring changes that
+// postgres -C reads). ok is false, and everything is read again, when the
+// file holds an include, or pre found no configuration or an error (an
+// edit may have mended or caused it).
+func copyCheckAfter(names []string, pre *copyPre) (after []string, ok bool) {
+	if pre.all || pre.s.NoConfig || len(pre.s.Errors) > 0 {
+		return nil, false
+	}
+	read := map[string]bool{}
+	for _, n := range pre.names {
+		if _, ok := pre.s.Values[n]; ok {
+			read[n] = true
+		}
+	}
+	for _, n := range names {
+		if !read[n] || pre.touched[n] {
+			after = append(after, n)
+		}
+	}
+	return after, true
+}
+
+// mergeSettings returns later with the values of earlier that later did
+// not read.
+func mergeSettings(earlier, later cluster.Settings) cluster.Settings {
+	out := cluster.Settings{NoConfig: later.NoConfig, Values: map[string]string{}, Errors: map[string]string{}}
+	for k, v := range earlier.Values {
+		out.Values[k] = v
+	}
+	for k, v := range later.Values {
+		out.Values[k] = v
+	}
+	for k, v := range later.Errors {
+		delete(out.Values, k)
+		out.Errors[k] = v
+	}
+	return out
+}
+
+// autoConfNames returns the settings named in a postgresql.auto.conf
+// before or after an edit, and whether either holds an include directive
+// (then any setting may come from it).
+func autoConfNames(before, after string) (names map[string]bool, include bool) {
+	names = map[string]bool{}
+	for _, content := range []string{before, after} {
+		for _, l := range strings.Split(content, "\n") {
+			switch n := settingName(l); n {
+			case "":
+			case "include", "include_dir", "include_if_exists":
+				include = true
+			default:
+				names[n] = true
+			}
+		}
+	}
+	return names, include
 }
