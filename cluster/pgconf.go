@@ -31,7 +31,9 @@ type Settings struct {
 // dataDir is not "", it is given as -c data_directory=<dataDir>, which
 // overrides the configuration's own: the settings a server would have with
 // that data directory (its postgresql.auto.conf). postgres -C reads files
-// only; it works while a server runs, and starts nothing.
+// only; it works while a server runs, and starts nothing. config_file is
+// not asked of postgres (it can only be set on the command line, so it is
+// <confDir>/postgresql.conf).
 func ShowSettings(ctx context.Context, a Access, binDir, confDir, dataDir string, names []string) (Settings, error) {
 	node := a.Node().Name
 	fail := func(err error) (Settings, error) {
@@ -71,12 +73,20 @@ sdr_show() {
 	if dataDir != "" {
 		over = " -c data_directory=" + ShellQuote(path.Clean(dataDir))
 	}
-	outs := make([]string, len(names))
+	// config_file can only be set on the command line: with -D confDir it
+	// is confDir's postgresql.conf, made absolute (confDir is already),
+	// and no process is started to say so.
+	var outs []string
+	wantConfigFile := false
 	for i, n := range names {
+		if n == "config_file" {
+			wantConfigFile = true
+			continue
+		}
 		fmt.Fprintf(&b, "sdr_show %d%s -C %s &\n", i, over, n)
-		outs[i] = fmt.Sprintf(`"$d/o%d"`, i)
+		outs = append(outs, fmt.Sprintf(`"$d/o%d"`, i))
 	}
-	if len(names) > 0 {
+	if len(outs) > 0 {
 		fmt.Fprintf(&b, "wait\ncat %s\n", strings.Join(outs, " "))
 	}
 	// postgres -C reads the configuration only (the temporary directory
@@ -107,6 +117,9 @@ sdr_show() {
 		default:
 			return fail(fmt.Errorf("unexpected record %q", r.key))
 		}
+	}
+	if wantConfigFile && !s.NoConfig {
+		s.Values["config_file"] = path.Join(path.Clean(confDir), "postgresql.conf")
 	}
 	return s, nil
 }

@@ -59,6 +59,14 @@ func TestShowSettings(t *testing.T) {
 			Settings{Values: map[string]string{"port": "5433"},
 				Errors: map[string]string{"broken": `FATAL:  could not open configuration file "/x.conf": No such file or directory`}}},
 		{"no postgresql.conf", filepath.Join(conf, "missing"), "", []string{"port"}, Settings{NoConfig: true, Values: map[string]string{}, Errors: map[string]string{}}},
+		// config_file is <confDir>/postgresql.conf, not asked of postgres
+		// (the fake one would fail: it has no file for it).
+		{"config_file without a process", conf + "/", "", []string{"config_file", "port"},
+			Settings{Values: map[string]string{"config_file": conf + "/postgresql.conf", "port": "5433"}, Errors: map[string]string{}}},
+		{"config_file alone", conf, "", []string{"config_file"},
+			Settings{Values: map[string]string{"config_file": conf + "/postgresql.conf"}, Errors: map[string]string{}}},
+		{"config_file, no postgresql.conf", filepath.Join(conf, "missing"), "", []string{"config_file"},
+			Settings{NoConfig: true, Values: map[string]string{}, Errors: map[string]string{}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

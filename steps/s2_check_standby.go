@@ -66,16 +66,23 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 				// Read (and keep for the run) where the node's configuration
 				// is, which checkDataDirs needs; a problem is reported there.
 				func() error { _, _ = e.confOf(ctx, n); return nil },
-				// Probe the data directory as soon as the primary has
-				// answered (the probe covers the locations of the
-				// primary's tablespaces); checkDataDirs classifies it.
+				// Probe the data directory at once; checkDataDirs
+				// classifies it. The probe covers the locations of the
+				// primary's tablespaces: once the primary has answered, a
+				// primary with tablespaces has the node probed again with
+				// them (without, the first probe is the whole look).
 				func() error {
+					early := e.lookAtDir(ctx, n, remoteFacts{})
 					select {
 					case <-polled:
 					case <-ctx.Done():
 						return nil
 					}
-					if perr == nil {
+					switch {
+					case perr != nil:
+					case early.err == nil && len(p.Tablespaces) == 0:
+						looks[i] = early
+					default:
 						looks[i] = e.lookAtDir(ctx, n, p)
 					}
 					return nil
