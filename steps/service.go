@@ -109,6 +109,25 @@ func (e *Env) serviceRunning(ctx context.Context, n *cluster.Node) (bool, error)
 	return up, nil
 }
 
+// managerRuns checks that n's service manager reports running the
+// PostgreSQL that pg_ctl status has just found in dataDir: a server started
+// outside its manager is refused (outsideManager). With pg_ctl as the
+// manager (statusIsPgCtl) that answer was the manager's, and it is not
+// asked again.
+func (e *Env) managerRuns(ctx context.Context, n *cluster.Node, dataDir string) error {
+	if statusIsPgCtl(n) {
+		return nil
+	}
+	up, err := e.serviceRunning(ctx, n)
+	if err != nil {
+		return err
+	}
+	if !up {
+		return outsideManager(n, dataDir, serviceCommands(n, e.Timeout).Describe)
+	}
+	return nil
+}
+
 // outsideManager is the error for a server that runs where its service
 // manager does not know of it.
 func outsideManager(n *cluster.Node, dataDir, describe string) error {
@@ -144,17 +163,7 @@ func (e *Env) startNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clu
 		}
 	}
 	if running {
-		if statusIsPgCtl(n) {
-			return nil
-		}
-		up, err := e.serviceRunning(ctx, n)
-		if err != nil {
-			return err
-		}
-		if !up {
-			return outsideManager(n, lay.DataDir, cmds.Describe)
-		}
-		return nil
+		return e.managerRuns(ctx, n, lay.DataDir)
 	}
 	lctx, cancel := e.longCtx(ctx)
 	defer cancel()
@@ -174,16 +183,9 @@ func (e *Env) startNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clu
 	if err := e.waitAccepting(lctx, n, lay.DataDir); err != nil {
 		return fmt.Errorf("while starting %s with %s (see %s): %w", n.Name, cmds.Describe, startLog(n), err)
 	}
-	// waitAccepting's last pg_ctl status said it runs; with pg_ctl as the
-	// manager that was the manager's answer.
-	if !statusIsPgCtl(n) {
-		up, err := e.serviceRunning(ctx, n)
-		if err != nil {
-			return err
-		}
-		if !up {
-			return outsideManager(n, lay.DataDir, cmds.Describe)
-		}
+	// waitAccepting's last pg_ctl status said it runs.
+	if err := e.managerRuns(ctx, n, lay.DataDir); err != nil {
+		return err
 	}
 	rc.Log.Info("started", zap.String("node", n.Name), zap.String("by", cmds.Describe))
 	return nil
@@ -250,14 +252,8 @@ func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.
 	if err != nil || !running {
 		return err
 	}
-	if !statusIsPgCtl(n) {
-		up, err := e.serviceRunning(ctx, n)
-		if err != nil {
-			return err
-		}
-		if !up {
-			return outsideManager(n, lay.DataDir, cmds.Describe)
-		}
+	if err := e.managerRuns(ctx, n, lay.DataDir); err != nil {
+		return err
 	}
 	lctx, cancel := e.longCtx(ctx)
 	defer cancel()

@@ -38,16 +38,8 @@ func TestObserveServiceReadsTheStatusInItsProbe(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(bin, "pg_ctl"), []byte(script), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			cfg := &cluster.Config{Name: "pair1", Standby: cluster.ClusterSpec{Main: "dc2-a", Nodes: []cluster.Node{{
-				Name: "dc2-a", Host: "127.0.0.1", DataDir: filepath.Join(dir, "data"), BinDir: bin,
-				Service: cluster.Service{Manager: cluster.ManagerPgCtl}}}}}
-			cfg.Timeouts.Command.Duration = 10 * time.Second
-			n := &cfg.Standby.Nodes[0]
-			pool := cluster.OpenWith(cfg, nil, func(context.Context, *cluster.Config, *cluster.Node) (cluster.Access, error) {
-				return cluster.ReadOnly(cluster.NewLocal(n)), nil
-			})
-			defer pool.Close()
-			e := &Env{Config: cfg, Pool: pool, Timeout: time.Second}
+			e, n := readOnlyLocalEnv(t, cluster.Node{Name: "dc2-a", Host: "127.0.0.1", DataDir: filepath.Join(dir, "data"), BinDir: bin,
+				Service: cluster.Service{Manager: cluster.ManagerPgCtl}})
 			o, err := e.observeService(context.Background(), n, nodeLayout{DataDir: n.DataDir}, true, 1)
 			switch {
 			case tc.wantErr != "":
@@ -101,17 +93,23 @@ func TestBinAndDiskRunsReadOnly(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "postgres"), []byte("#!/bin/sh\necho 'postgres (PostgreSQL) 16.4'\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := &cluster.Config{Name: "pair1", Standby: cluster.ClusterSpec{Main: "dc2-a", Nodes: []cluster.Node{{
-		Name: "dc2-a", Host: "127.0.0.1", DataDir: filepath.Join(dir, "data"), BinDir: bin}}}}
+	e, n := readOnlyLocalEnv(t, cluster.Node{Name: "dc2-a", Host: "127.0.0.1", DataDir: filepath.Join(dir, "data"), BinDir: bin})
+	major, disk, err := e.binAndDisk(context.Background(), n)
+	if err != nil || major != 16 || disk.Free <= 0 || disk.Node != "dc2-a" {
+		t.Fatalf("got %d %+v %v", major, disk, err)
+	}
+}
+
+// readOnlyLocalEnv is an Env whose one DR node, node, is reached through
+// a read-only local access (the way a plan reaches nodes).
+func readOnlyLocalEnv(t *testing.T, node cluster.Node) (*Env, *cluster.Node) {
+	t.Helper()
+	cfg := &cluster.Config{Name: "pair1", Standby: cluster.ClusterSpec{Main: node.Name, Nodes: []cluster.Node{node}}}
 	cfg.Timeouts.Command.Duration = 10 * time.Second
 	n := &cfg.Standby.Nodes[0]
 	pool := cluster.OpenWith(cfg, nil, func(context.Context, *cluster.Config, *cluster.Node) (cluster.Access, error) {
 		return cluster.ReadOnly(cluster.NewLocal(n)), nil
 	})
-	defer pool.Close()
-	e := &Env{Config: cfg, Pool: pool, Timeout: time.Second}
-	major, disk, err := e.binAndDisk(context.Background(), n)
-	if err != nil || major != 16 || disk.Free <= 0 || disk.Node != "dc2-a" {
-		t.Fatalf("got %d %+v %v", major, disk, err)
-	}
+	t.Cleanup(func() { pool.Close() })
+	return &Env{Config: cfg, Pool: pool, Timeout: time.Second}, n
 }
