@@ -50,6 +50,35 @@ func (f *flight[T]) do(key string, fn func() (T, error)) (T, error) {
 	return c.v, c.err
 }
 
+// lead makes the caller the one that learns key's value when no call for
+// key succeeded or is under way: callers of do then wait until learn is
+// called with the value or an error (an error is given to them and
+// forgotten, as a failed call of do is). Only the first call of learn
+// counts; the leader must call it on every path. ok is false, and learn
+// nil, when the value is known or being learned.
+func (f *flight[T]) lead(key string) (learn func(T, error), ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.calls == nil {
+		f.calls = map[string]*flightCall[T]{}
+	}
+	if _, busy := f.calls[key]; busy {
+		return nil, false
+	}
+	c := &flightCall[T]{done: make(chan struct{})}
+	f.calls[key] = c
+	var once sync.Once
+	return func(v T, err error) {
+		once.Do(func() {
+			c.v, c.err = v, err
+			if err != nil {
+				f.forget(key, c)
+			}
+			close(c.done)
+		})
+	}, true
+}
+
 var errFlightPanicked = errors.New("the call that was learning this panicked")
 
 func (f *flight[T]) forget(key string, c *flightCall[T]) {

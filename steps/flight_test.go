@@ -94,3 +94,52 @@ func TestFlightForgetsAPanicAndTellsTheWaiters(t *testing.T) {
 		t.Errorf("after a panic: %d, %v; want 5 asked again", v, err)
 	}
 }
+
+func TestFlightLeaderTeachesTheWaiters(t *testing.T) {
+	var f flight[int]
+	learn, ok := f.lead("a")
+	if !ok {
+		t.Fatal("lead of a new key: not the leader")
+	}
+	if _, again := f.lead("a"); again {
+		t.Fatal("a second lead of a key being learned: leader too")
+	}
+	got := make(chan int, 1)
+	go func() {
+		v, _ := f.do("a", func() (int, error) { t.Error("do called fn while a leader learns"); return 0, nil })
+		got <- v
+	}()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case v := <-got:
+		t.Fatalf("do returned %d before the leader learned", v)
+	default:
+	}
+	learn(5, nil)
+	learn(6, nil) // only the first counts
+	if v := <-got; v != 5 {
+		t.Fatalf("waiter got %d, want 5", v)
+	}
+	if _, again := f.lead("a"); again {
+		t.Fatal("lead of a known key: leader")
+	}
+}
+
+func TestFlightLeaderFailureIsForgotten(t *testing.T) {
+	var f flight[int]
+	learn, _ := f.lead("a")
+	boom := errors.New("boom")
+	waited := make(chan error, 1)
+	go func() {
+		_, err := f.do("a", func() (int, error) { return 0, errors.New("asked while the leader learned") })
+		waited <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	learn(0, boom)
+	if err := <-waited; !errors.Is(err, boom) {
+		t.Fatalf("waiter got %v, want the leader's error", err)
+	}
+	if v, err := f.do("a", func() (int, error) { return 4, nil }); err != nil || v != 4 {
+		t.Fatalf("after the leader's failure: %d, %v; want 4 asked again", v, err)
+	}
+}

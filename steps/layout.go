@@ -72,6 +72,13 @@ func layoutFromPaths(dataDir string, self, parent cluster.PathInfo) nodeLayout {
 	return nodeLayout{DataDir: real, Work: real + ".sdr"}
 }
 
+// configuredLayout is the layout of data_dir as configured: n's layout
+// when no symlink leads to it.
+func configuredLayout(n *cluster.Node) nodeLayout {
+	d := path.Clean(n.DataDir)
+	return nodeLayout{DataDir: d, Work: d + ".sdr"}
+}
+
 // layoutOf returns n's layout, probing the node once per run.
 func (e *Env) layoutOf(ctx context.Context, n *cluster.Node) (nodeLayout, error) {
 	return e.layouts.do(n.Name, func() (nodeLayout, error) {

@@ -23,6 +23,14 @@ import (
 // bounded by timeouts.connect (a standby with hot_standby off never takes
 // them: that is an error after the wait).
 func (e *Env) observeDir(ctx context.Context, n *cluster.Node, lay nodeLayout, files, extra []string) (DirObs, cluster.DataDirProbe, error) {
+	return e.observeDirFrom(ctx, n, lay, files, extra, nil)
+}
+
+// observeDirFrom is observeDir, with first, when not nil, a probe of the
+// same directory with the same files and extra paths made just before:
+// it is looked at instead of probing again, and a server that does not
+// take sessions yet is probed again as observeDir would.
+func (e *Env) observeDirFrom(ctx context.Context, n *cluster.Node, lay nodeLayout, files, extra []string, first *cluster.DataDirProbe) (DirObs, cluster.DataDirProbe, error) {
 	var o DirObs
 	var pr cluster.DataDirProbe
 	var err error
@@ -32,7 +40,12 @@ func (e *Env) observeDir(ctx context.Context, n *cluster.Node, lay nodeLayout, f
 	}
 	perr := poll(ctx, wait, pollFast, "PostgreSQL in "+lay.DataDir+" on "+n.Name+" to finish starting or stopping",
 		func(ctx context.Context) (bool, error) {
-			o, pr, err = e.observeDirOnce(ctx, n, lay, files, extra)
+			if first != nil {
+				pr, first = *first, nil
+				o, err = e.observeProbe(ctx, n, lay, pr)
+			} else {
+				o, pr, err = e.observeDirOnce(ctx, n, lay, files, extra)
+			}
 			if cluster.IsCannotConnectNow(err) {
 				return false, err
 			}
@@ -48,24 +61,43 @@ func (e *Env) observeDir(ctx context.Context, n *cluster.Node, lay nodeLayout, f
 }
 
 func (e *Env) observeDirOnce(ctx context.Context, n *cluster.Node, lay nodeLayout, files, extra []string) (DirObs, cluster.DataDirProbe, error) {
+	pr, err := e.probeDir(ctx, n, lay, files, extra)
+	if err != nil {
+		return DirObs{}, pr, err
+	}
+	o, err := e.observeProbe(ctx, n, lay, pr)
+	return o, pr, err
+}
+
+// probeDir is the one remote action of observeDirOnce: the probe of the
+// data directory, sdr's markers in it and files and extra.
+func (e *Env) probeDir(ctx context.Context, n *cluster.Node, lay nodeLayout, files, extra []string) (cluster.DataDirProbe, error) {
 	a, err := e.access(ctx, n)
 	if err != nil {
-		return DirObs{}, cluster.DataDirProbe{}, err
+		return cluster.DataDirProbe{}, err
 	}
 	cctx, cancel := e.cmdCtx(ctx)
 	defer cancel()
 	files = append([]string{markerName, lay.LegacyBuilt()}, files...)
 	pr, err := cluster.ProbeDataDir(cctx, a, n.BinDir, lay.DataDir, files, extra)
 	if err != nil {
-		return DirObs{}, pr, fmt.Errorf("while probing data directory %s on %s: %w", lay.DataDir, n.Name, err)
+		return pr, fmt.Errorf("while probing data directory %s on %s: %w", lay.DataDir, n.Name, err)
 	}
+	return pr, nil
+}
+
+// observeProbe turns probeDir's probe into the classifier's input, asking
+// a server that runs there what it is.
+func (e *Env) observeProbe(ctx context.Context, n *cluster.Node, lay nodeLayout, pr cluster.DataDirProbe) (DirObs, error) {
 	o := dirObsFromProbe(n, pr, lay)
 	if o.Running {
+		cctx, cancel := e.cmdCtx(ctx)
+		defer cancel()
 		if err := e.observeRunning(cctx, n, &o); err != nil {
-			return o, pr, err
+			return o, err
 		}
 	}
-	return o, pr, nil
+	return o, nil
 }
 
 // dirObsFromProbe turns a probe into the classifier's input.

@@ -51,6 +51,9 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 			if _, err := e.access(ctx, n); err != nil {
 				return stop(err)
 			}
+			// The look at the data directory below learns the node's
+			// layout (lookAtDir); the configuration read waits for it.
+			learn, _ := e.layouts.lead(n.Name)
 			tools := fanOutTools(e.Config.Copy)
 			return together(
 				func() (err error) { majors[i], disks[i], err = e.binAndDisk(ctx, n); return stop(err) },
@@ -72,7 +75,7 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 				// primary with tablespaces has the node probed again with
 				// them (without, the first probe is the whole look).
 				func() error {
-					early := e.lookAtDir(ctx, n, remoteFacts{})
+					early := e.lookAtDir(ctx, n, remoteFacts{}, learn)
 					select {
 					case <-polled:
 					case <-ctx.Done():
@@ -83,7 +86,7 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 					case early.err == nil && len(p.Tablespaces) == 0:
 						looks[i] = early
 					default:
-						looks[i] = e.lookAtDir(ctx, n, p)
+						looks[i] = e.lookAtDir(ctx, n, p, nil)
 					}
 					return nil
 				},
@@ -238,19 +241,59 @@ type dirLook struct {
 
 // lookAtDir probes n's data directory, its parent, sdr's work directory
 // and the locations of its tablespaces' copies.
-func (e *Env) lookAtDir(ctx context.Context, n *cluster.Node, p remoteFacts) *dirLook {
-	lay, err := e.layoutOf(ctx, n)
+//
+// learn, when not nil, makes this look the one that learns n's layout
+// (the layouts flight's lead): data_dir is probed as configured, and the
+// probe's real paths give the layout. Where data_dir is its own real path
+// (no symlink on the way, the usual case) that probe is the look; else the
+// real path is probed again.
+func (e *Env) lookAtDir(ctx context.Context, n *cluster.Node, p remoteFacts, learn func(nodeLayout, error)) *dirLook {
+	main, _ := e.mainStandby()
+	tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
+	extraOf := func(lay nodeLayout) []string {
+		extra := []string{path.Dir(lay.DataDir), lay.Work}
+		for _, t := range tss {
+			extra = append(extra, t.Live, path.Dir(t.Live))
+		}
+		return extra
+	}
+	var lay nodeLayout
+	var first *cluster.DataDirProbe
+	var err error
+	if learn != nil {
+		lay, first, err = e.learnLayoutByProbe(ctx, n, extraOf, learn)
+	} else {
+		lay, err = e.layoutOf(ctx, n)
+	}
 	if err != nil {
 		return &dirLook{err: err}
 	}
-	main, _ := e.mainStandby()
-	tss := tablespaceMaps(p.Tablespaces, n.Name, main.Name, n == main)
-	extra := []string{path.Dir(lay.DataDir), lay.Work}
-	for _, t := range tss {
-		extra = append(extra, t.Live, path.Dir(t.Live))
-	}
-	o, pr, err := e.observeDir(ctx, n, lay, nil, extra)
+	o, pr, err := e.observeDirFrom(ctx, n, lay, nil, extraOf(lay), first)
 	return &dirLook{lay: lay, tss: tss, o: o, pr: pr, err: err}
+}
+
+// learnLayoutByProbe probes data_dir as configured (with extraOf's paths
+// for that layout), gives learn the layout the probe shows, and returns
+// the probe when it was made at the layout's own paths.
+func (e *Env) learnLayoutByProbe(ctx context.Context, n *cluster.Node, extraOf func(nodeLayout) []string,
+	learn func(nodeLayout, error)) (lay nodeLayout, first *cluster.DataDirProbe, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			learn(nodeLayout{}, errFlightPanicked)
+			panic(v)
+		}
+		learn(lay, err)
+	}()
+	asIs := configuredLayout(n)
+	pr, err := e.probeDir(ctx, n, asIs, nil, extraOf(asIs))
+	if err != nil {
+		return nodeLayout{}, nil, fmt.Errorf("while resolving data_dir %s on %s: %w", n.DataDir, n.Name, err)
+	}
+	lay = layoutFromPaths(n.DataDir, pr.Dir, pr.Extra[path.Dir(asIs.DataDir)])
+	if lay == asIs {
+		first = &pr
+	}
+	return lay, first, nil
 }
 
 // realPath resolves p on n ("" when it does not exist).
@@ -294,7 +337,7 @@ func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remo
 		i := indexOf(nodes, n)
 		l := looks[i]
 		if l == nil || l.err != nil {
-			l = e.lookAtDir(ctx, n, p)
+			l = e.lookAtDir(ctx, n, p, nil)
 		}
 		if l.err != nil {
 			return l.err
