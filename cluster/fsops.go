@@ -197,28 +197,11 @@ type Retire struct{ Dir, Trash string }
 // are already in their trash.
 func RetireTrees(ctx context.Context, a Access, items []Retire) error {
 	node := a.Node().Name
-	var b strings.Builder
-	b.WriteString(shFuncs + shFsFuncs)
-	trashes := map[string]bool{}
-	var order []string
-	for _, it := range items {
-		if err := checkPaths(it.Dir, it.Trash); err != nil {
-			return fmt.Errorf("on %s: while removing %s: %w", node, it.Dir, err)
-		}
-		d, tr := path.Clean(it.Dir), path.Clean(it.Trash)
-		if d == "/" || tr == "/" || d == tr {
-			return fmt.Errorf("on %s: refusing to remove %s through trash %s", node, d, tr)
-		}
-		fmt.Fprintf(&b, "sdr_totrash %s %s\n", ShellQuote(d), ShellQuote(tr))
-		if !trashes[tr] {
-			trashes[tr] = true
-			order = append(order, tr)
-		}
+	lines, err := retireLines(node, items)
+	if err != nil {
+		return err
 	}
-	for _, tr := range order {
-		fmt.Fprintf(&b, "sdr_empty_later %s\n", ShellQuote(tr))
-	}
-	out, err := runScript(ctx, a, "moving old trees into the trash", b.String())
+	out, err := runScript(ctx, a, "moving old trees into the trash", shFuncs+shFsFuncs+lines)
 	if err == nil {
 		return nil
 	}
@@ -232,6 +215,31 @@ func RetireTrees(ctx context.Context, a Access, items []Retire) error {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	return removeError(where, rep, ce, err)
+}
+
+// retireLines checks items and returns RetireTrees' shell lines.
+func retireLines(node string, items []Retire) (string, error) {
+	var b strings.Builder
+	trashes := map[string]bool{}
+	var order []string
+	for _, it := range items {
+		if err := checkPaths(it.Dir, it.Trash); err != nil {
+			return "", fmt.Errorf("on %s: while removing %s: %w", node, it.Dir, err)
+		}
+		d, tr := path.Clean(it.Dir), path.Clean(it.Trash)
+		if d == "/" || tr == "/" || d == tr {
+			return "", fmt.Errorf("on %s: refusing to remove %s through trash %s", node, d, tr)
+		}
+		fmt.Fprintf(&b, "sdr_totrash %s %s\n", ShellQuote(d), ShellQuote(tr))
+		if !trashes[tr] {
+			trashes[tr] = true
+			order = append(order, tr)
+		}
+	}
+	for _, tr := range order {
+		fmt.Fprintf(&b, "sdr_empty_later %s\n", ShellQuote(tr))
+	}
+	return b.String(), nil
 }
 
 // EmptyTrash deletes everything in trash (a missing trash is fine). It

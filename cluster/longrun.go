@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -122,14 +123,71 @@ type TaggedProc struct {
 // again (a dying process may have started others), up to five rounds. It
 // returns what it found. Processes that survive all that are an error.
 func KillTagged(ctx context.Context, a Access, tag string, grace time.Duration) ([]TaggedProc, error) {
+	return KillTaggedThen(ctx, a, tag, grace, Then{})
+}
+
+// Then is what KillTaggedThen does once no tagged process is left, in the
+// same remote script: first it empties each trash in Empty, in order, as
+// EmptyTrash does, then it retires the trees in Retire as RetireTrees does
+// (renamed into their trash, deleted there in the background).
+type Then struct {
+	Empty  []string
+	Retire []Retire
+}
+
+func (t Then) none() bool { return len(t.Empty) == 0 && len(t.Retire) == 0 }
+
+// script checks t's paths and returns its shell lines.
+func (t Then) script(node string) (string, error) {
+	var b strings.Builder
+	for _, tr := range t.Empty {
+		if err := checkPaths(tr); err != nil {
+			return "", fmt.Errorf("on %s: while emptying trash: %w", node, err)
+		}
+		if path.Clean(tr) == "/" {
+			return "", fmt.Errorf("on %s: refusing to empty / as trash", node)
+		}
+		fmt.Fprintf(&b, "\tprintf 'trash=%%s\\0' %[1]s\n\tsdr_empty %[1]s\n", ShellQuote(path.Clean(tr)))
+	}
+	if len(t.Retire) > 0 {
+		lines, err := retireLines(node, t.Retire)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString("\tprintf 'retire=1\\0'\n")
+		for _, l := range strings.Split(strings.TrimSuffix(lines, "\n"), "\n") {
+			b.WriteString("\t" + l + "\n")
+		}
+	}
+	return b.String(), nil
+}
+
+// KillTaggedThen is KillTagged, then, in the same remote script and only
+// when no tagged process is left, then's deletes. A delete that fails is an
+// error naming the trash or the tree (as EmptyTrash's and RetireTrees'
+// errors do), with the processes found returned all the same. Emptying a
+// full trash takes time: bound ctx by the run's deadline.
+func KillTaggedThen(ctx context.Context, a Access, tag string, grace time.Duration, then Then) ([]TaggedProc, error) {
 	node := a.Node().Name
 	if err := checkTag(tag); err != nil {
 		return nil, fmt.Errorf("on %s: %w", node, err)
 	}
+	thenLines, err := then.script(node)
+	if err != nil {
+		return nil, err
+	}
+	funcs := shFuncs
+	if !then.none() {
+		funcs += shFsFuncs
+	}
 	tenths := int((grace + 99*time.Millisecond) / (100 * time.Millisecond))
-	script := shFuncs + fmt.Sprintf(`t=%s
+	script := funcs + fmt.Sprintf(`t=%s
 sdr_tagged() {
 	grep -qzxF -e "$t" "/proc/$1/environ" 2>/dev/null
+}
+# sdr_done: no tagged process is left; what comes after, then success.
+sdr_done() {
+%s	exit 0
 }
 sdr_stat $$
 sdr_own=$sdr_pgid
@@ -138,7 +196,7 @@ sdr_scan() {
 	sdr_found=
 	for sdr_f in $(grep -lzxF -e "$t" /proc/[0-9]*/environ 2>/dev/null); do
 		sdr_p=${sdr_f#/proc/}
-		sdr_p=${sdr_p%%/environ}
+		sdr_p=${sdr_p%%%%/environ}
 		[ -O "/proc/$sdr_p" ] && [ "$sdr_p" != "$$" ] || continue
 		sdr_alive "$sdr_p" && [ "$sdr_pgid" != "$sdr_own" ] || continue
 		sdr_c=$(cat "/proc/$sdr_p/comm" 2>/dev/null) || continue
@@ -163,7 +221,7 @@ sdr_left() {
 sdr_round=0
 while [ "$sdr_round" -lt 5 ]; do
 	sdr_scan
-	[ -n "$sdr_found" ] || exit 0
+	[ -n "$sdr_found" ] || sdr_done
 	sdr_i=0
 	while sdr_left && [ "$sdr_i" -lt %d ]; do
 		sleep 0.1
@@ -186,10 +244,10 @@ while [ "$sdr_round" -lt 5 ]; do
 	sdr_round=$((sdr_round + 1))
 done
 sdr_scan
-[ -z "$sdr_found" ] && exit 0
+[ -z "$sdr_found" ] && sdr_done
 printf 'left=%%s\0' "$sdr_found"
 exit 1
-`, ShellQuote(TaskEnv+"="+tag), tenths)
+`, ShellQuote(TaskEnv+"="+tag), thenLines, tenths)
 	out, err := runScript(ctx, a, "ending processes tagged "+TaskEnv+"="+tag, script)
 	var ce *CommandError
 	if err != nil && !errors.As(err, &ce) {
@@ -200,7 +258,8 @@ exit 1
 		return nil, fmt.Errorf("on %s: while ending processes tagged %s=%s: %w", node, TaskEnv, tag, perr)
 	}
 	var found []TaggedProc
-	var left string
+	var left, trash string
+	retiring := false
 	seen := map[int]bool{}
 	for i, r := range recs {
 		switch r.key {
@@ -213,15 +272,31 @@ exit 1
 			found = append(found, TaggedProc{PID: pid, Comm: recs[i+1].val, Args: strings.TrimSpace(recs[i+2].val)})
 		case "left":
 			left = strings.TrimSpace(r.val)
+		case "trash":
+			trash = r.val
+		case "retire":
+			retiring = true
 		}
 	}
-	if left != "" {
+	switch {
+	case left != "":
 		return found, fmt.Errorf("on %s: processes tagged %s=%s still alive after SIGKILL: %s", node, TaskEnv, tag, left)
+	case err == nil:
+		return found, nil
+	case retiring:
+		rep := readFsReport(out)
+		where := fmt.Sprintf("on %s: moving old trees into the trash", node)
+		if rep.dir != "" {
+			where = fmt.Sprintf("on %s: removing %s", node, rep.dir)
+		}
+		return found, removeError(where, rep, ce, err)
+	case trash != "":
+		if rep := readFsReport(out); rep.why != "" {
+			return found, fmt.Errorf("on %s: emptying trash %s: %s: %w", node, trash, rep.why, err)
+		}
+		return found, fmt.Errorf("on %s: while emptying trash %s: %w", node, trash, err)
 	}
-	if err != nil {
-		return found, fmt.Errorf("while ending processes tagged %s=%s: %w", TaskEnv, tag, err)
-	}
-	return found, nil
+	return found, fmt.Errorf("while ending processes tagged %s=%s: %w", TaskEnv, tag, err)
 }
 
 // StartFed starts cmd on the node to read what the caller writes to the

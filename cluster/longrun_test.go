@@ -340,3 +340,109 @@ func TestKillTaggedConformance(t *testing.T) {
 		}},
 	})
 }
+
+func TestKillTaggedThenConformance(t *testing.T) {
+	fill := func(t *testing.T, d string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(d, "base", "1"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(d, "base", "1", "f"), []byte("data"), 0o600)
+		os.WriteFile(filepath.Join(d, ".hidden"), nil, 0o600)
+	}
+	empty := func(t *testing.T, d string, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			ents, err := os.ReadDir(d)
+			if err == nil && len(ents) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not emptied: %v %v", d, ents, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	runConformance(t, []conformanceCase{
+		{"ends the tagged, then empties the trashes", func(t *testing.T, a Access, dir string) {
+			tag := "run-" + filepath.Base(dir)
+			left := startTagged(t, tag, "sleep", "305")
+			trash, tsTrash := filepath.Join(dir, "trash"), filepath.Join(dir, "ts.sdr", "trash")
+			fill(t, filepath.Join(trash, "new.cut-short"))
+			fill(t, filepath.Join(tsTrash, "new.cut-short"))
+			found, err := KillTaggedThen(context.Background(), a, tag, 300*time.Millisecond,
+				Then{Empty: []string{trash, tsTrash, filepath.Join(dir, "missing")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(found) != 1 || found[0].PID != left.Process.Pid {
+				t.Errorf("found %+v, want pid %d", found, left.Process.Pid)
+			}
+			waitGone(t, 2*time.Second, left.Process.Pid)
+			empty(t, trash, 0)
+			empty(t, tsTrash, 0)
+		}},
+		{"a trash that is a data directory: an error naming it, nothing deleted", func(t *testing.T, a Access, dir string) {
+			tag := "run-" + filepath.Base(dir)
+			left := startTagged(t, tag, "sleep", "306")
+			pgdata := filepath.Join(dir, "pgdata")
+			fill(t, pgdata)
+			os.WriteFile(filepath.Join(pgdata, "PG_VERSION"), []byte("15\n"), 0o600)
+			found, err := KillTaggedThen(context.Background(), a, tag, 300*time.Millisecond, Then{Empty: []string{pgdata}})
+			if err == nil || !strings.Contains(err.Error(), "emptying trash "+pgdata) {
+				t.Fatalf("got %v", err)
+			}
+			if len(found) != 1 || found[0].PID != left.Process.Pid {
+				t.Errorf("found %+v, want pid %d", found, left.Process.Pid)
+			}
+			if !exists(filepath.Join(pgdata, "base", "1", "f")) || !exists(filepath.Join(pgdata, "PG_VERSION")) {
+				t.Fatal("deleted")
+			}
+		}},
+		{"ends the tagged, then retires the trees", func(t *testing.T, a Access, dir string) {
+			tag := "run-" + filepath.Base(dir)
+			left := startTagged(t, tag, "sleep", "307")
+			old, trash := filepath.Join(dir, "old"), filepath.Join(dir, "trash")
+			fill(t, old)
+			found, err := KillTaggedThen(context.Background(), a, tag, 300*time.Millisecond,
+				Then{Retire: []Retire{{old, trash}, {filepath.Join(dir, "missing"), trash}}})
+			if err != nil || len(found) != 1 {
+				t.Fatalf("found %+v, %v", found, err)
+			}
+			waitGone(t, 2*time.Second, left.Process.Pid)
+			if exists(old) {
+				t.Fatal("old still there")
+			}
+			empty(t, trash, 20*time.Second)
+		}},
+		{"a tree a postmaster runs in: refused naming it, nothing moved", func(t *testing.T, a Access, dir string) {
+			d := filepath.Join(dir, "data")
+			fill(t, d)
+			pid := fakePostmaster(t, d, true)
+			_, err := KillTaggedThen(context.Background(), a, "run-"+filepath.Base(dir), 0, Then{Retire: []Retire{{d, filepath.Join(dir, "trash")}}})
+			if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), d) || !strings.Contains(err.Error(), strconv.Itoa(pid)) {
+				t.Fatalf("got %v", err)
+			}
+			if !exists(filepath.Join(d, "base", "1", "f")) {
+				t.Fatal("moved")
+			}
+		}},
+		{"bad paths are refused before anything runs", func(t *testing.T, a Access, dir string) {
+			tag := "run-" + filepath.Base(dir)
+			left := startTagged(t, tag, "sleep", "308")
+			for name, then := range map[string]Then{
+				"relative trash":   {Empty: []string{"trash"}},
+				"root as trash":    {Empty: []string{"/"}},
+				"trash is the dir": {Retire: []Retire{{filepath.Join(dir, "x"), filepath.Join(dir, "x")}}},
+			} {
+				if _, err := KillTaggedThen(context.Background(), a, tag, 0, then); err == nil {
+					t.Errorf("%s: want error", name)
+				}
+			}
+			if procGone(left.Process.Pid) {
+				t.Fatal("a refused call ended a process")
+			}
+		}},
+	})
+}

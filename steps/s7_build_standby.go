@@ -299,38 +299,29 @@ func (e *Env) lockNode(ctx context.Context, rc *workflow.RunContext, a cluster.A
 
 // endLeftovers ends whatever a killed run left running on n's directories
 // (a pg_basebackup and its WAL streaming child, a delete), then finishes
-// any delete that was cut short. This comes before anything touches them.
+// any delete that was cut short, in one remote action. This comes before
+// anything touches them.
 func (e *Env) endLeftovers(ctx context.Context, log *zap.Logger, a cluster.Access, lay nodeLayout, tss []tsMap) error {
-	if err := e.killLeftovers(ctx, log, a, lay); err != nil {
-		return err
-	}
-	lctx, cancel := e.longCtx(ctx)
-	defer cancel()
 	trashes := []string{lay.Trash()}
 	for _, t := range tss {
 		trashes = append(trashes, t.Live+".sdr/trash")
 	}
-	for _, tr := range trashes {
-		if err := cluster.EmptyTrash(lctx, a, tr); err != nil {
-			return fmt.Errorf("while finishing an earlier delete in %s on %s: %w", tr, a.Node().Name, err)
-		}
-	}
-	return nil
+	lctx, cancel := e.longCtx(ctx)
+	defer cancel()
+	return e.killLeftoversThen(lctx, log, a, lay, cluster.Then{Empty: trashes})
 }
 
-// killLeftovers ends whatever a killed run left running on n's
-// directories (sdr's tagged processes; not a background delete of a trash).
-func (e *Env) killLeftovers(ctx context.Context, log *zap.Logger, a cluster.Access, lay nodeLayout) error {
-	cctx, cancel := e.cmdCtx(ctx)
-	killed, err := cluster.KillTagged(cctx, a, lay.Tag(), leftoverGrace)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("while ending what an earlier run left running on %s: %w", a.Node().Name, err)
-	}
+// killLeftoversThen ends whatever a killed run left running on n's
+// directories (sdr's tagged processes; not a background delete of a
+// trash), then does then's deletes in the same remote action
+// (cluster.KillTaggedThen); ctx bounds both.
+func (e *Env) killLeftoversThen(ctx context.Context, log *zap.Logger, a cluster.Access, lay nodeLayout, then cluster.Then) error {
+	killed, err := cluster.KillTaggedThen(ctx, a, lay.Tag(), leftoverGrace, then)
 	for _, k := range killed {
 		log.Warn("ended a process left by an earlier run", zap.Int("pid", k.PID), zap.String("command", k.Args))
 	}
-	return nil
+	// The errors name the node, and the processes, the trash or the tree.
+	return err
 }
 
 // nodeBuild is one node's rebuild in progress.
@@ -449,25 +440,32 @@ func (b *nodeBuild) copy(ctx context.Context) error {
 		// Only the copy from the primary crosses between the data centres.
 		wan = b.e.Config.Copy
 	}
-	args := append([]string{"exec", bin(b.n, "pg_basebackup")},
+	args := append([]string{bin(b.n, "pg_basebackup")},
 		features(pgVersion(b.p.VersionNum)).basebackupArgs(b.lay.New(), conninfo, b.up.Slot, mapping, wan)...)
+	// The copy is recorded complete by the same command, once pg_basebackup
+	// has succeeded (it syncs the copy before it exits).
+	cmd := strings.Join(args, " ") + " && " + recordLineCmd(b.lay.NewComplete(), copyID, "the complete copy")
 	b.log.Info("pg_basebackup started", zap.String("from", b.up.Node), zap.String("slot", b.up.Slot), zap.Int("tablespaces", len(b.tss)),
 		zap.String("compress", orNone(wan.Compress)), zap.String("max_rate", orNone(wan.MaxRate)))
 	pw := newProgressWriter(b.log).reportTo(b.rc, b.n.Name)
 	defer pw.end()
 	start := time.Now()
-	if _, err := cluster.RunLong(lctx, b.a, b.lay.Tag(), strings.Join(args, " "), cluster.RunOpts{Stderr: pw}); err != nil {
+	if _, err := cluster.RunLong(lctx, b.a, b.lay.Tag(), cmd, cluster.RunOpts{Stderr: pw}); err != nil {
 		return fmt.Errorf("while copying %s from %s with pg_basebackup: %w", b.n.Name, b.up.Node, err)
 	}
 	pw.flush()
-	cctx, ccancel := b.e.cmdCtx(ctx)
-	defer ccancel()
-	if err := b.a.WriteFile(cctx, b.lay.NewComplete(), []byte(copyID+"\n"), 0o600); err != nil {
-		return fmt.Errorf("while recording on %s that the copy is complete: %w", b.n.Name, err)
-	}
 	b.obs.NewComplete = copyID
 	b.log.Info("pg_basebackup finished", zap.String("dir", b.lay.New()), zap.Duration("took", time.Since(start)))
 	return nil
+}
+
+// recordLineCmd is a shell command that writes line to p (mode 0600,
+// synced, put in place by a rename), to follow another command with &&.
+// A failure says what could not be recorded, naming p.
+func recordLineCmd(p, line, what string) string {
+	tmp := p + ".tmp"
+	return fmt.Sprintf("{ (umask 077 && printf '%%s\\n' %s >%s && sync -- %s && mv -f -T -- %s %s) || { echo %s >&2; exit 1; }; }",
+		q(line), q(tmp), q(tmp), q(tmp), q(p), q("sdr: could not record "+what+" in "+p))
 }
 
 // beginCopy starts a new copy of the node: it saves the node's own files,

@@ -42,22 +42,20 @@ func (e *Env) finishStandby(ctx context.Context, rc *workflow.RunContext) error 
 			return fmt.Errorf("while probing %s on %s: %w", lay.DataDir, n.Name, err)
 		}
 		tss := tablespacesOf(pr)
-		// What is in the trashes already is deleted with the rest below.
-		if err := e.killLeftovers(ctx, log, a, lay); err != nil {
-			return err
-		}
-		// The old trees go into the trash in one remote action; the node
-		// deletes them in the background, so the disk space comes back
-		// shortly after this step and the run does not wait for it.
+		// Once what an earlier run left running is ended, the old trees go
+		// into the trash, in the same remote action; the node deletes them
+		// (and what the trashes held already) in the background, so the
+		// disk space comes back shortly after this step and the run does
+		// not wait for it.
 		remove := []cluster.Retire{{Dir: lay.Old(), Trash: lay.Trash()}, {Dir: lay.Saved(), Trash: lay.Trash()}, {Dir: lay.Saved() + ".tmp", Trash: lay.Trash()},
 			{Dir: lay.New(), Trash: lay.Trash()}, {Dir: lay.RewindSockDir(), Trash: lay.Trash()},
-			{Dir: lay.NewComplete(), Trash: lay.Trash()}, {Dir: lay.LegacyBuilt(), Trash: lay.Trash()}}
+			{Dir: lay.NewComplete(), Trash: lay.Trash()}, {Dir: lay.NewComplete() + ".tmp", Trash: lay.Trash()}, {Dir: lay.LegacyBuilt(), Trash: lay.Trash()}}
 		for _, t := range tss {
 			remove = append(remove, cluster.Retire{Dir: t.Live + ".sdr/old", Trash: t.Live + ".sdr/trash"})
 		}
 		cctx, cancel = e.cmdCtx(ctx) // renames only: the deletes run on the node afterwards
 		defer cancel()
-		if err := cluster.RetireTrees(cctx, a, remove); err != nil {
+		if err := e.killLeftoversThen(cctx, log, a, lay, cluster.Then{Retire: remove}); err != nil {
 			return err
 		}
 		log.Info("old data directory, old tablespace copies and saved files moved to the trash; the node deletes them in the background", zap.String("trash", lay.Trash()))
