@@ -137,6 +137,9 @@ type DirObs struct {
 
 	// Upstream is, for a running standby, where its walreceiver streams from.
 	Upstream *UpstreamObs
+	// Files is, when Running, where that server reads its configuration
+	// (asked in the same session; not used by the classifier).
+	Files *nodeConf
 }
 
 // UpstreamObs is a running standby's pg_stat_wal_receiver.

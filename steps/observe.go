@@ -126,18 +126,23 @@ func dirObsFromProbe(n *cluster.Node, pr cluster.DataDirProbe, lay nodeLayout) D
 }
 
 const runningDirSQL = `SELECT pg_is_in_recovery(), coalesce(w.sender_host, ''), coalesce(w.sender_port, 0),
-	coalesce(w.slot_name, ''), coalesce(w.conninfo, '')
+	coalesce(w.slot_name, ''), coalesce(w.conninfo, ''),
+	current_setting('config_file'), current_setting('hba_file'), current_setting('ident_file'), current_setting('data_directory')
 	FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`
 
 // observeRunning asks the PostgreSQL running in n's data directory
-// whether it is in recovery and where it streams from.
+// whether it is in recovery, where it streams from and where it reads its
+// configuration (showConfigSQL's settings).
 func (e *Env) observeRunning(ctx context.Context, n *cluster.Node, o *DirObs) error {
 	return e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
 		var host, slot, conninfo string
 		var port int
-		if err := c.QueryRow(ctx, runningDirSQL).Scan(&o.InRecovery, &host, &port, &slot, &conninfo); err != nil {
+		var f nodeConf
+		if err := c.QueryRow(ctx, runningDirSQL).Scan(&o.InRecovery, &host, &port, &slot, &conninfo,
+			&f.ConfigFile, &f.HbaFile, &f.IdentFile, &f.DataDirectory); err != nil {
 			return fmt.Errorf("while asking the PostgreSQL running on %s what it is: %w", n.Name, err)
 		}
+		o.Files = &f
 		if host != "" {
 			o.Upstream = &UpstreamObs{Host: host, Port: port, Slot: slot, AppName: conninfoValue(conninfo, "application_name")}
 		}

@@ -22,6 +22,7 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	majors := make([]int, len(nodes))
 	disks := make([]diskObs, len(nodes))
 	missing := make([][]string, len(nodes))
+	services := make([]*serviceLook, len(nodes))
 	// The DR nodes' own checks run while the primary is asked; a failure
 	// of theirs, or a tool the fan-out lacks, ends the wait for the primary.
 	pctx, pcancel := context.WithCancel(ctx)
@@ -69,6 +70,12 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 				// Read (and keep for the run) where the node's configuration
 				// is, which checkDataDirs needs; a problem is reported there.
 				func() error { _, _ = e.confOf(ctx, n); return nil },
+				// Who runs the node's PostgreSQL, for checkDataDirs.
+				func() error {
+					o, err := e.observeService(ctx, n, n.DataDir)
+					services[i] = &serviceLook{o: o, err: err}
+					return nil
+				},
 				// Probe the data directory at once; checkDataDirs
 				// classifies it. The probe covers the locations of the
 				// primary's tablespaces: once the primary has answered, a
@@ -159,7 +166,7 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 		rc.Log.Warn("the disk check leaves out tablespaces whose size replication.user cannot read",
 			zap.Strings("tablespaces", ready.Unmeasured))
 	}
-	if err := e.checkDataDirs(ctx, rc, p, ids, looks); err != nil {
+	if err := e.checkDataDirs(ctx, rc, p, ids, looks, services); err != nil {
 		return err
 	}
 	rc.Log.Info("standby nodes and the remote primary are ready", zap.String("primary", p.Node.Name),
@@ -171,7 +178,8 @@ func (e *Env) checkStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 // checkNodeSetup checks where a DR node's configuration is and who runs
 // its server (nodeconf.go, service.go). Problems come back as text to
 // report with the others; err is for what could not be looked at.
-func (e *Env) checkNodeSetup(ctx context.Context, n *cluster.Node, lay nodeLayout, running bool, pid int) ([]string, error) {
+func (e *Env) checkNodeSetup(ctx context.Context, n *cluster.Node, lay nodeLayout, running bool, pid int, files *nodeConf,
+	early *serviceLook) ([]string, error) {
 	var problems []string
 	conf, err := e.confOf(ctx, n)
 	if err != nil {
@@ -200,8 +208,12 @@ func (e *Env) checkNodeSetup(ctx context.Context, n *cluster.Node, lay nodeLayou
 			if !running {
 				return nil
 			}
-			live, err := e.liveConf(ctx, n)
-			if err != nil {
+			// The look at the data directory asked the server already.
+			var live nodeConf
+			var err error
+			if files != nil {
+				live = *files
+			} else if live, err = e.liveConf(ctx, n); err != nil {
 				return err
 			}
 			// A server runs in its data_directory, so it exists: when that
@@ -215,7 +227,17 @@ func (e *Env) checkNodeSetup(ctx context.Context, n *cluster.Node, lay nodeLayou
 			liveProblems = checkRunningConf(n, lay, conf, live, liveReal)
 			return nil
 		},
-		func() (err error) { o, err = e.observeService(ctx, n, lay, running, pid); return err },
+		func() (err error) {
+			// The look made beside the probe of the data directory holds
+			// when it saw the same postmaster.pid.
+			if early != nil && early.err == nil && early.o.PID == pid {
+				o = early.o
+			} else if o, err = e.observeService(ctx, n, lay.DataDir); err != nil {
+				return err
+			}
+			o.Running, o.DataDir = running, lay.DataDir
+			return nil
+		},
 	)
 	if err != nil {
 		return nil, err
@@ -228,6 +250,13 @@ func (e *Env) checkNodeSetup(ctx context.Context, n *cluster.Node, lay nodeLayou
 		problems = append(problems, err.Error())
 	}
 	return problems, nil
+}
+
+// serviceLook is one observeService of a DR node for checkDataDirs, made
+// beside the probe of its data directory.
+type serviceLook struct {
+	o   serviceObs
+	err error
 }
 
 // dirLook is one probe of a DR node's data directory for checkDataDirs.
@@ -329,7 +358,8 @@ func indexOf(nodes []*cluster.Node, n *cluster.Node) int {
 // renames cannot handle, a configuration sdr would not find or a server
 // run by another manager than the config says, is refused here, naming
 // the node, the directory and why.
-func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remoteFacts, ids func() []DirIdentity, looks []*dirLook) error {
+func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remoteFacts, ids func() []DirIdentity, looks []*dirLook,
+	services []*serviceLook) error {
 	view := later(func() PrimaryView { return e.primaryViewFrom(ctx, rc.Log, p, ids) })
 	nodes := e.standbyNodes()
 	problems := make([][]string, len(nodes))
@@ -350,7 +380,7 @@ func (e *Env) checkDataDirs(ctx context.Context, rc *workflow.RunContext, p remo
 			problems[i] = append(problems[i], v.Reason)
 		}
 		problems[i] = append(problems[i], layoutProblems(n.Name, lay, pr.Dir, pr.Extra[path.Dir(lay.DataDir)], pr.Extra[lay.Work], tss, pr.Extra)...)
-		setup, err := e.checkNodeSetup(ctx, n, lay, o.Running, pr.PostmasterPID)
+		setup, err := e.checkNodeSetup(ctx, n, lay, o.Running, pr.PostmasterPID, o.Files, services[i])
 		if err != nil {
 			return err
 		}

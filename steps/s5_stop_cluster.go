@@ -33,7 +33,8 @@ func (e *Env) stopStandbyCluster(ctx context.Context, rc *workflow.RunContext) e
 				return err
 			}
 		}
-		return e.stopNode(ctx, rc, n)
+		// The look just above found it running.
+		return e.stopNodeFrom(ctx, rc, n, true)
 	})
 }
 

@@ -26,6 +26,10 @@ import (
 //	systemd        <systemctl> start <unit>           <systemctl> stop <unit>                systemctl is-active --quiet <unit>
 //	commands       service.start                      service.stop                           service.status (exit 0: runs)
 //
+// With pg_ctl, sdr returns from the start or stop command as soon as the
+// data directory shows the server ready or gone (runServiceCommand), not
+// at the end of pg_ctl's 100 ms polling.
+//
 // <conf> is config_dir, or the data directory. Without systemd on the
 // node (containers, this project's test bed) pg_ctlcluster runs pg_ctl
 // itself; with systemd, pg_ctlcluster run by a user other than root would
@@ -171,7 +175,7 @@ func (e *Env) startNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clu
 	if err != nil {
 		return err
 	}
-	_, runErr := a.Run(lctx, cmds.Start, cluster.RunOpts{})
+	runErr := runServiceCommand(lctx, a, n, cmds.Start, lay.DataDir, cluster.Started)
 	if runErr != nil {
 		alive, err := e.pgRunning(ctx, n, lay.DataDir)
 		if err != nil || !alive {
@@ -189,6 +193,20 @@ func (e *Env) startNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clu
 	}
 	rc.Log.Info("started", zap.String("node", n.Name), zap.String("by", cmds.Describe))
 	return nil
+}
+
+// runServiceCommand runs a start or stop command of n's service manager.
+// pg_ctl's own wait looks at the server every 100 ms; with manager pg_ctl
+// the command returns as soon as dataDir shows the server ready or gone
+// (cluster.RunServerCommand), and pg_ctl finishes on its own. Other
+// managers' commands are waited for. Either way sdr then checks the real
+// state itself (waitAccepting, the stop's poll).
+func runServiceCommand(ctx context.Context, a cluster.Access, n *cluster.Node, cmd, dataDir string, w cluster.ServerWait) error {
+	if m := n.Service.Manager; m == "" || m == cluster.ManagerPgCtl {
+		return cluster.RunServerCommand(ctx, a, cmd, dataDir, w)
+	}
+	_, err := a.Run(ctx, cmd, cluster.RunOpts{})
+	return err
 }
 
 // startLog says where to look when a start fails.
@@ -243,16 +261,32 @@ func (e *Env) waitAccepting(ctx context.Context, n *cluster.Node, dataDir string
 // stopped: it was started some other way, and stopping it through sdr
 // would leave the manager out of step.
 func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
+	return e.stopNodeFrom(ctx, rc, n, false)
+}
+
+// stopNodeFrom is stopNode; knownRunning says the caller has just seen a
+// live postmaster in the data directory (a probe of it), so that pg_ctl
+// status is not asked again. A server that ended in between is seen gone
+// by the stop's own wait.
+func (e *Env) stopNodeFrom(ctx context.Context, rc *workflow.RunContext, n *cluster.Node, knownRunning bool) error {
 	lay, err := e.layoutOf(ctx, n)
 	if err != nil {
 		return err
 	}
 	cmds := serviceCommands(n, e.Timeout)
-	running, err := e.pgRunning(ctx, n, lay.DataDir)
-	if err != nil || !running {
-		return err
+	if !knownRunning {
+		running, err := e.pgRunning(ctx, n, lay.DataDir)
+		if err != nil || !running {
+			return err
+		}
 	}
 	if err := e.managerRuns(ctx, n, lay.DataDir); err != nil {
+		if knownRunning {
+			// Not reported running: unless it has ended since it was seen.
+			if running, rerr := e.pgRunning(ctx, n, lay.DataDir); rerr == nil && !running {
+				return nil
+			}
+		}
 		return err
 	}
 	lctx, cancel := e.longCtx(ctx)
@@ -261,7 +295,7 @@ func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.
 	if err != nil {
 		return err
 	}
-	_, runErr := a.Run(lctx, cmds.Stop, cluster.RunOpts{})
+	runErr := runServiceCommand(lctx, a, n, cmds.Stop, lay.DataDir, cluster.Stopped)
 	if runErr != nil {
 		rc.Log.Warn("the stop command failed; waiting for PostgreSQL to end", zap.String("node", n.Name), zap.Error(runErr))
 	}
@@ -359,17 +393,23 @@ func cgroupService(cgroup string) string {
 	return ""
 }
 
-// observeService looks at who runs n's PostgreSQL, in two remote commands
-// at most (the second only when the postmaster is in a systemd service).
-func (e *Env) observeService(ctx context.Context, n *cluster.Node, lay nodeLayout, running bool, pid int) (serviceObs, error) {
+// observeService looks, in one read-only remote action (and a second,
+// systemctl show, when the postmaster is in a systemd service), at who runs
+// n's PostgreSQL: whether systemd runs on the node, the systemd unit whose
+// cgroup holds the postmaster that dataDir's postmaster.pid names (o.PID,
+// read by the same script, so that this look need not wait for the probe
+// of the data directory), pg_ctlcluster's start.conf, and what the
+// configured manager's status command says. The caller sets o.Running (a
+// live postmaster in the data directory, from its probe) and o.DataDir.
+func (e *Env) observeService(ctx context.Context, n *cluster.Node, dataDir string) (serviceObs, error) {
 	cmds := serviceCommands(n, e.Timeout)
 	o := serviceObs{Node: n.Name, Describe: cmds.Describe, Manager: n.Service.Manager, Unit: n.Service.Unit, SSHUser: n.SSHUser,
-		Version: n.Service.Version, Cluster: n.Service.Cluster, DataDir: lay.DataDir, Running: running, PID: pid}
+		Version: n.Service.Version, Cluster: n.Service.Cluster, DataDir: dataDir}
 	var script strings.Builder
 	script.WriteString("[ -d /run/systemd/system ] && echo systemd\n")
-	if pid > 0 {
-		fmt.Fprintf(&script, "sed 's/^/cgroup /' /proc/%d/cgroup 2>/dev/null\n", pid)
-	}
+	fmt.Fprintf(&script, `p=$(head -n 1 -- %s 2>/dev/null); p=${p#-}
+case $p in '' | *[!0-9]*) ;; *) echo "pid $p"; sed 's/^/cgroup /' "/proc/$p/cgroup" 2>/dev/null ;; esac
+`, q(path.Join(dataDir, "postmaster.pid")))
 	if n.Service.Manager == cluster.ManagerPgCtlCluster {
 		fmt.Fprintf(&script, "f=%s; [ -f \"$f\" ] && grep -v '^[[:space:]]*#' \"$f\" | awk 'NF { print \"startconf \" $1; exit }'\n",
 			q(path.Join(n.ConfDir(), "start.conf")))
@@ -392,6 +432,8 @@ func (e *Env) observeService(ctx context.Context, n *cluster.Node, lay nodeLayou
 		switch k, v, _ := strings.Cut(line, " "); k {
 		case "systemd":
 			o.Systemd = true
+		case "pid":
+			o.PID, _ = strconv.Atoi(v)
 		case "cgroup":
 			cgroup = append(cgroup, v)
 		case "startconf":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestObserveServiceReadsTheStatusInItsProbe(t *testing.T) {
 			}
 			e, n := readOnlyLocalEnv(t, cluster.Node{Name: "dc2-a", Host: "127.0.0.1", DataDir: filepath.Join(dir, "data"), BinDir: bin,
 				Service: cluster.Service{Manager: cluster.ManagerPgCtl}})
-			o, err := e.observeService(context.Background(), n, nodeLayout{DataDir: n.DataDir}, true, 1)
+			o, err := e.observeService(context.Background(), n, n.DataDir)
 			switch {
 			case tc.wantErr != "":
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "dc2-a") {
@@ -112,4 +113,45 @@ func readOnlyLocalEnv(t *testing.T, node cluster.Node) (*Env, *cluster.Node) {
 	})
 	t.Cleanup(func() { pool.Close() })
 	return &Env{Config: cfg, Pool: pool, Timeout: time.Second}, n
+}
+
+// observeService reads the postmaster's pid from postmaster.pid itself,
+// so that it can run beside the probe of the data directory.
+func TestObserveServiceReadsThePostmasterPid(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "pg_ctl"), []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e, n := readOnlyLocalEnv(t, cluster.Node{Name: "dc2-a", Host: "127.0.0.1", DataDir: data, BinDir: bin,
+		Service: cluster.Service{Manager: cluster.ManagerPgCtl}})
+	for _, tc := range []struct {
+		name, file string
+		want       int
+	}{
+		{"no postmaster.pid", "", 0},
+		{"a postmaster.pid", strconv.Itoa(os.Getpid()) + "\n" + data + "\n", os.Getpid()},
+		{"a single-user backend's negative pid", "-4242\n" + data + "\n", 4242},
+		{"garbage", "x1\n", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(filepath.Join(data, "postmaster.pid"))
+			if tc.file != "" {
+				if err := os.WriteFile(filepath.Join(data, "postmaster.pid"), []byte(tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o, err := e.observeService(context.Background(), n, data)
+			if err != nil || o.PID != tc.want || o.DataDir != data {
+				t.Fatalf("PID %d, data dir %q, %v; want %d", o.PID, o.DataDir, err, tc.want)
+			}
+		})
+	}
 }
