@@ -149,6 +149,10 @@ func (r *report) writeTable(w io.Writer) error {
 		row("  own time, less the shim's cost (estimate)", s.OwnLessShim, goal{})
 	}
 	tw.Flush()
+	if r.Baseline != nil {
+		fmt.Fprintln(bw)
+		writePaired(bw, &r.SDR, r.Baseline)
+	}
 
 	fmt.Fprintln(bw)
 	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
@@ -422,4 +426,45 @@ func (r *report) writeLinkTable(bw *bufio.Writer, sums []labelled) {
 			l.MaxRate, float64(l.MaxRateBytes)/(1<<20), 100*float64(l.MaxRateBytes)*8/float64(l.RateBits), r.DBBytes>>20, float64(r.DBBytes)/float64(l.MaxRateBytes))
 	}
 	fmt.Fprintln(bw, "(crossed the link: bytes received by the root namespace's end of the veth pair during the run, headers included; the WAL streamed during the run too)")
+}
+
+// writePaired compares sdr with the baseline round by round (-baseline):
+// the median of the differences is steadier than the difference of the
+// medians when the load moves between rounds.
+func writePaired(bw io.Writer, a, b *sdrSummary) {
+	n := min(len(a.Runs), len(b.Runs))
+	if n == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "sdr less the baseline, round by round (seconds)\tmedian\tmin\tmax\tsdr lower in")
+	row := func(name string, f func(r sdrRun) (float64, bool)) {
+		var x, y []float64
+		for i := range n {
+			va, oka := f(a.Runs[i])
+			vb, okb := f(b.Runs[i])
+			if oka && okb {
+				x, y = append(x, va), append(y, vb)
+			}
+		}
+		if len(x) == 0 {
+			return
+		}
+		s, lower := pairedDiff(x, y)
+		fmt.Fprintf(tw, "%s\t%+.3f\t%+.3f\t%+.3f\t%d of %d\n", name, s.Median, s.Min, s.Max, lower, len(x))
+	}
+	row("start, both roles at once", func(r sdrRun) (float64, bool) { return r.Wall, true })
+	row("own time", func(r sdrRun) (float64, bool) { return r.Own, true })
+	for _, st := range a.Runs[0].Steps["standby"] {
+		name := st.Name
+		row("  "+name+", own", func(r sdrRun) (float64, bool) {
+			for _, x := range r.Steps["standby"] {
+				if x.Name == name {
+					return x.Own, true
+				}
+			}
+			return 0, false
+		})
+	}
+	tw.Flush()
 }

@@ -89,3 +89,19 @@ func toolTime(calls []benchcalls.Record, from, to time.Time) (work, probes time.
 	}
 	return unionWithin(w, from, to), unionWithin(p, from, to), nWork, nProbes
 }
+
+// pairedDiff summarises a[i] - b[i] over the rounds both have. Each round
+// runs both back to back, so a load that comes and goes between rounds
+// mostly falls out of the difference. lower counts the rounds in which a
+// was the lower.
+func pairedDiff(a, b []float64) (s Stats, lower int) {
+	n := min(len(a), len(b))
+	d := make([]time.Duration, n)
+	for i := range n {
+		d[i] = time.Duration((a[i] - b[i]) * float64(time.Second))
+		if a[i] < b[i] {
+			lower++
+		}
+	}
+	return summarise(d), lower
+}

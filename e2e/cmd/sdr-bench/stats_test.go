@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -70,5 +71,42 @@ func TestToolTimeSeparatesStatusProbes(t *testing.T) {
 	work, probes, nw, np := toolTime(calls, at(0), at(3000))
 	if work != 2300*time.Millisecond || probes != 15*time.Millisecond || nw != 3 || np != 2 {
 		t.Errorf("toolTime = %s (%d calls), %s (%d calls); want 2.3s (3), 15ms (2)", work, nw, probes, np)
+	}
+}
+
+func TestPairedDiff(t *testing.T) {
+	// Round 3 is slow for both: the difference of the medians (1.0 - 1.1)
+	// hides what every round shows.
+	a := []float64{1.0, 0.9, 3.0, 1.0, 1.2}
+	b := []float64{1.1, 1.0, 3.2, 1.1, 1.1}
+	s, lower := pairedDiff(a, b)
+	round := func(x float64) float64 { return float64(int(x*1000+0.5*sign(x))) / 1000 }
+	if s.N != 5 || round(s.Median) != -0.1 || round(s.Min) != -0.2 || round(s.Max) != 0.1 || lower != 4 {
+		t.Fatalf("got %+v, lower in %d", s, lower)
+	}
+	if s, lower := pairedDiff([]float64{1, 2, 3}, []float64{2}); s.N != 1 || lower != 1 {
+		t.Fatalf("uneven: %+v, %d", s, lower)
+	}
+}
+
+func sign(x float64) float64 {
+	if x < 0 {
+		return -1
+	}
+	return 1
+}
+
+func TestWritePaired(t *testing.T) {
+	run := func(wall, own, step2 float64) sdrRun {
+		return sdrRun{Wall: wall, Own: own, Steps: map[string][]stepTime{"standby": {{Name: "2_check_cluster", Own: step2}}}}
+	}
+	a := &sdrSummary{Runs: []sdrRun{run(5.0, 1.0, 0.30), run(6.0, 1.1, 0.25)}}
+	b := &sdrSummary{Runs: []sdrRun{run(5.2, 1.2, 0.35), run(5.9, 1.3, 0.30)}}
+	var out strings.Builder
+	writePaired(&out, a, b)
+	for _, want := range []string{"start, both roles at once", "+0.100", "1 of 2", "own time", "-0.200", "2 of 2", "2_check_cluster, own", "-0.050"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in\n%s", want, out.String())
+		}
 	}
 }
