@@ -205,7 +205,9 @@ func (s *stopRun) lockWork(ctx context.Context, rc *workflow.RunContext, log *za
 }
 
 // drFilesLeft lists sdr's files that stop removes from a DR node's work
-// directory (besides the directories new/ and saved/), for logs and checks.
+// directory (besides the directories new/ and saved/), for logs and checks:
+// new.complete.tmp is what a copy's command killed while it recorded the
+// copy complete leaves.
 func drFilesLeft(lay nodeLayout) []string {
-	return []string{lay.Pgpass(), lay.StandbyConf(), lay.NewComplete()}
+	return []string{lay.Pgpass(), lay.StandbyConf(), lay.NewComplete(), lay.NewComplete() + ".tmp"}
 }
