@@ -323,7 +323,8 @@ sdr_rename() {
 		sdr_why="$2 already exists"
 		return 67
 	fi
-	sdr_tp=$(sdr_parent "$2")
+	sdr_dir "$2"
+	sdr_tp=$sdr_pp
 	if [ ! -d "$sdr_tp" ]; then
 		sdr_why="directory $sdr_tp does not exist"
 		return 65
@@ -332,7 +333,8 @@ sdr_rename() {
 		sdr_why="$1 is a mount point"
 		return 68
 	fi
-	sdr_fp=$(sdr_parent "$1")
+	sdr_dir "$1"
+	sdr_fp=$sdr_pp
 	if ! sdr_fd=$(stat -c %d -- "$1" 2>&1) || ! sdr_td=$(stat -L -c %d -- "$sdr_tp" 2>&1); then
 		sdr_why="stat failed: $sdr_fd $sdr_td"
 		return 1

@@ -65,6 +65,51 @@ func TestStatPathsConformance(t *testing.T) {
 				t.Errorf("missing: %+v", pi)
 			}
 		}},
+		{"a file through a linked directory, and names only globs starting with two dots find", func(t *testing.T, a Access, dir string) {
+			d := filepath.Join(dir, "data")
+			os.Mkdir(d, 0o700)
+			os.WriteFile(filepath.Join(d, "f"), []byte("x"), 0o600)
+			os.Symlink(d, filepath.Join(dir, "link"))
+			dots := filepath.Join(dir, "dots")
+			os.Mkdir(dots, 0o700)
+			os.WriteFile(filepath.Join(dots, "..x"), nil, 0o600)
+			dangling := filepath.Join(dir, "dangles")
+			os.Mkdir(dangling, 0o700)
+			os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dangling, "l"))
+			viaLink := filepath.Join(dir, "link", "f")
+			_, got, err := StatPaths(context.Background(), a, viaLink, dots, dangling)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pi := got[viaLink]; !pi.Exists || pi.IsDir || pi.IsSymlink || pi.RealPath != filepath.Join(d, "f") {
+				t.Errorf("file through a link: %+v", pi)
+			}
+			if pi := got[dots]; !pi.IsDir || pi.Empty {
+				t.Errorf("directory holding ..x: %+v", pi)
+			}
+			if pi := got[dangling]; !pi.IsDir || pi.Empty {
+				t.Errorf("directory holding a dangling symlink: %+v", pi)
+			}
+		}},
+		{"a bind mount of the same filesystem is a mount point", func(t *testing.T, a Access, dir string) {
+			src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+			os.Mkdir(src, 0o700)
+			os.Mkdir(dst, 0o700)
+			if err := exec.Command("mount", "--bind", src, dst).Run(); err != nil {
+				t.Skipf("cannot bind-mount here: %v", err)
+			}
+			t.Cleanup(func() { exec.Command("umount", dst).Run() })
+			_, got, err := StatPaths(context.Background(), a, dst, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pi := got[dst]; !pi.MountPoint || pi.Mount != dst {
+				t.Errorf("bind mount: %+v", pi)
+			}
+			if pi := got[src]; pi.MountPoint {
+				t.Errorf("its source: %+v", pi)
+			}
+		}},
 		{"a symlink itself", func(t *testing.T, a Access, dir string) {
 			os.Mkdir(filepath.Join(dir, "data"), 0o700)
 			link := filepath.Join(dir, "link")
@@ -113,8 +158,13 @@ func TestPathRecords(t *testing.T) {
 			PathInfo{Path: "/p", Exists: true, IsDir: true, RealPath: "/d", Dev: 5, Ino: 7, Mount: "/", Empty: true}, ""},
 		{"mount point by device", "path=0\x00real=/m\x00dir=1\x00stat=9 2 /m\x00pdev=5\x00end=\x00",
 			PathInfo{Path: "/p", Exists: true, IsDir: true, RealPath: "/m", Dev: 9, Ino: 2, Mount: "/m", MountPoint: true}, ""},
-		{"bind mount by mountinfo", "path=0\x00real=/b\x00dir=1\x00stat=5 3 /\x00pdev=5\x00mp=1\x00end=\x00",
+		{"bind mount by mountinfo", "path=0\x00real=/b\x00dir=1\x00stat=5 3 /\x00pdev=5\x00end=\x00mounts=/\n/b\n/c\x00",
 			PathInfo{Path: "/p", Exists: true, IsDir: true, RealPath: "/b", Dev: 5, Ino: 3, Mount: "/b", MountPoint: true}, ""},
+		{"escaped mount point", "path=0\x00real=/a b\\c\x00dir=1\x00stat=5 3 /\x00pdev=5\x00end=\x00mounts=/\n/a\\040b\\134c\x00",
+			PathInfo{Path: "/p", Exists: true, IsDir: true, RealPath: "/a b\\c", Dev: 5, Ino: 3, Mount: "/a b\\c", MountPoint: true}, ""},
+		{"not among the mount points", "path=0\x00real=/b\x00dir=1\x00stat=5 3 /\x00pdev=5\x00end=\x00mounts=/\n/b/c\n/a b\x00",
+			PathInfo{Path: "/p", Exists: true, IsDir: true, RealPath: "/b", Dev: 5, Ino: 3, Mount: "/"}, ""},
+		{"stat of two lines cut short", "path=0\x00real=/d\x00stat=5 7 /x\ny\x00end=\x00", PathInfo{}, "stat of /d failed"},
 		{"mount path with spaces", "path=0\x00real=/a b/c\x00stat=5 3 /a b\x00pdev=5\x00end=\x00",
 			PathInfo{Path: "/p", Exists: true, RealPath: "/a b/c", Dev: 5, Ino: 3, Mount: "/a b"}, ""},
 		{"stat failed", "path=0\x00real=/d\x00stat=stat: cannot stat '/d': Permission denied\x00pdev=5\x00end=\x00", PathInfo{}, "stat of /d failed"},
@@ -128,7 +178,7 @@ func TestPathRecords(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := &recordReader{recs: recs}
+			r := newRecordReader(recs)
 			got, err := r.pathInfo("0", "/p")
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

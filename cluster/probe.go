@@ -75,6 +75,7 @@ func ProbeDataDir(ctx context.Context, a Access, binDir, dataDir string, files [
 	for i, x := range extra {
 		fmt.Fprintf(&b, "sdr_path x%d %s\n", i, ShellQuote(path.Clean(x)))
 	}
+	b.WriteString("sdr_mounts\n")
 	fmt.Fprintf(&b, "sdr_probe \"$d\" %s\n", ShellQuote(path.Join(binDir, "pg_controldata")))
 	for i, f := range full {
 		fmt.Fprintf(&b, "sdr_file %d %s\n", i, ShellQuote(f))
@@ -87,7 +88,7 @@ func ProbeDataDir(ctx context.Context, a Access, binDir, dataDir string, files [
 	if err != nil {
 		return fail(err)
 	}
-	r := &recordReader{recs: recs}
+	r := newRecordReader(recs)
 	p := DataDirProbe{Machine: r.machine(), Files: map[string][]byte{}, Tablespaces: map[string]string{}, Extra: map[string]PathInfo{}}
 	if p.Dir, err = r.pathInfo("d", dataDir); err != nil {
 		return fail(err)
@@ -161,7 +162,9 @@ sdr_probe() {
 		fi
 	fi
 	if [ -f "$1/postmaster.pid" ]; then
-		printf 'pmpid=%s\0' "$(head -n 1 -- "$1/postmaster.pid" 2>/dev/null)"
+		sdr_p=
+		IFS= read -r sdr_p 2>/dev/null <"$1/postmaster.pid"
+		printf 'pmpid=%s\0' "$sdr_p"
 		sdr_busy "$1" >/dev/null && printf 'pmalive=1\0'
 	fi
 	[ -e "$1/standby.signal" ] && printf 'standby=1\0'

@@ -120,6 +120,34 @@ func TestProbeDataDirConformance(t *testing.T) {
 				}
 			}
 		}},
+		{"live postmaster whose command name holds a newline and a parenthesis", func(t *testing.T, a Access, dir string) {
+			d := filepath.Join(dir, "data")
+			os.Mkdir(d, 0o700)
+			// The kernel names the process after the program's file: "x) Z\n1 2",
+			// whose first line alone would read as a zombie.
+			sleep, err := exec.LookPath("sleep")
+			if err != nil {
+				t.Skip(err)
+			}
+			odd := filepath.Join(dir, "x) Z\n1 2")
+			if err := os.Symlink(sleep, odd); err != nil {
+				t.Fatal(err)
+			}
+			c := exec.Command(odd, "60")
+			c.Dir = d
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+			writePidFile(t, d, c.Process.Pid)
+			got, err := ProbeDataDir(context.Background(), a, pgBinDir, d, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.PostmasterPID != c.Process.Pid || !got.PostmasterAlive {
+				t.Fatalf("got %+v", got)
+			}
+		}},
 		{"reused pid: alive elsewhere", func(t *testing.T, a Access, dir string) {
 			d := filepath.Join(dir, "data")
 			os.Mkdir(d, 0o700)

@@ -25,11 +25,19 @@ import (
 const shFuncs = `
 # sdr_stat PID: sets sdr_state and sdr_pgid from /proc/PID/stat; fails when
 # the process is gone. (The command name may hold spaces and parentheses:
-# fields are counted after its last ")".)
+# fields are counted after its last ")".) The shell's read is enough but
+# for a command name with a newline in it.
 sdr_stat() {
-	sdr_s=$(cat "/proc/$1/stat" 2>/dev/null) && [ -n "$sdr_s" ] || return 1
+	sdr_sp=$1 sdr_s=
+	IFS= read -r sdr_s 2>/dev/null <"/proc/$sdr_sp/stat" || [ -n "$sdr_s" ] || return 1
 	sdr_s=${sdr_s##*) }
 	set -- $sdr_s
+	# A command name with a newline cuts the line short: read it all.
+	if [ $# -lt 20 ]; then
+		sdr_s=$(cat "/proc/$sdr_sp/stat" 2>/dev/null) && [ -n "$sdr_s" ] || return 1
+		sdr_s=${sdr_s##*) }
+		set -- $sdr_s
+	fi
 	sdr_state=$1 sdr_pgid=$3
 }
 # sdr_alive PID: the process exists and is not a zombie.
@@ -62,13 +70,16 @@ sdr_endgroup() {
 # (PostgreSQL reasons the same way about a pid it may not signal).
 sdr_busy() {
 	[ -f "$1/postmaster.pid" ] || return 1
-	sdr_p=$(head -n 1 -- "$1/postmaster.pid" 2>/dev/null) || return 1
+	sdr_p=
+	IFS= read -r sdr_p 2>/dev/null <"$1/postmaster.pid" || [ -n "$sdr_p" ] || return 1
 	sdr_p=${sdr_p#-}
 	case $sdr_p in '' | *[!0-9]*) return 1 ;; esac
 	sdr_alive "$sdr_p" || return 1
-	sdr_c=$(readlink -- "/proc/$sdr_p/cwd" 2>/dev/null) || return 1
-	sdr_r=$(readlink -e -- "$1") || return 1
-	[ "$sdr_c" = "$sdr_r" ] || return 1
+	# The working directory as the process sees it (a deleted one gives
+	# no path), against DIR's real path.
+	sdr_c=$(CDPATH= cd -P -- "/proc/$sdr_p/cwd" 2>/dev/null && pwd -P 2>/dev/null) || return 1
+	sdr_real "$1" || return 1
+	[ -n "$sdr_c" ] && [ "$sdr_c" = "$sdr_r" ] || return 1
 	printf '%s' "$sdr_p"
 }
 # sdr_mnt DIR: the id of the mount DIR's entries live on (from the fdinfo
@@ -77,14 +88,32 @@ sdr_busy() {
 sdr_mnt() {
 	sed -n 's/^mnt_id:[[:space:]]*//p' /proc/self/fdinfo/8 8<"$1"
 }
-# sdr_parent PATH: PATH's directory.
-sdr_parent() {
+# sdr_dir PATH: sets sdr_pp to PATH's directory.
+sdr_dir() {
 	case $1 in
 	*/*) sdr_pp=${1%/*} ;;
 	*) sdr_pp=. ;;
 	esac
 	[ -n "$sdr_pp" ] || sdr_pp=/
-	printf '%s' "$sdr_pp"
+}
+# sdr_real PATH: sets sdr_r to the real path of PATH, which exists (every
+# symlink resolved) and succeeds; fails when it cannot be resolved. The
+# shell's cd -P and pwd -P resolve a directory it may enter, and the
+# directory of a file that is not a symlink; readlink -e the rest.
+sdr_real() {
+	sdr_r=
+	if [ -d "$1" ]; then
+		sdr_r=$(CDPATH= cd -P -- "$1" 2>/dev/null && pwd -P 2>/dev/null)
+	elif [ ! -L "$1" ] && [ -e "$1" ]; then
+		sdr_dir "$1"
+		sdr_r=$(CDPATH= cd -P -- "$sdr_pp" 2>/dev/null && pwd -P 2>/dev/null) &&
+			case $sdr_r in /*) sdr_r=${sdr_r%/}/${1##*/} ;; esac
+	fi
+	case $sdr_r in
+	/*) ;;
+	*) sdr_r=$(readlink -e -- "$1" 2>/dev/null) ;;
+	esac
+	[ -n "$sdr_r" ]
 }
 `
 
