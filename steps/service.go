@@ -184,10 +184,14 @@ func (e *Env) startNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clu
 		rc.Log.Warn("the start command failed but PostgreSQL runs; waiting until it accepts connections",
 			zap.String("node", n.Name), zap.Error(runErr))
 	}
-	if err := e.waitAccepting(lctx, n, lay.DataDir); err != nil {
+	// A start command RunServerCommand watched and that succeeded has shown
+	// a live postmaster, ready, in the data directory: no pg_ctl status
+	// before the first connection.
+	if err := e.waitAccepting(lctx, n, lay.DataDir, runErr == nil && serverCommandWatched(n)); err != nil {
 		return fmt.Errorf("while starting %s with %s (see %s): %w", n.Name, cmds.Describe, startLog(n), err)
 	}
-	// waitAccepting's last pg_ctl status said it runs.
+	// waitAccepting's last pg_ctl status, or the start's own wait, said it
+	// runs.
 	if err := e.managerRuns(ctx, n, lay.DataDir); err != nil {
 		return err
 	}
@@ -202,11 +206,21 @@ func (e *Env) startNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clu
 // managers' commands are waited for. Either way sdr then checks the real
 // state itself (waitAccepting, the stop's poll).
 func runServiceCommand(ctx context.Context, a cluster.Access, n *cluster.Node, cmd, dataDir string, w cluster.ServerWait) error {
-	if m := n.Service.Manager; m == "" || m == cluster.ManagerPgCtl {
+	if serverCommandWatched(n) {
 		return cluster.RunServerCommand(ctx, a, cmd, dataDir, w)
 	}
 	_, err := a.Run(ctx, cmd, cluster.RunOpts{})
 	return err
+}
+
+// serverCommandWatched reports whether runServiceCommand runs n's start and
+// stop commands through cluster.RunServerCommand (manager pg_ctl): then a
+// start that succeeded has shown a ready postmaster in the data directory,
+// and a stop that succeeded has shown postmaster.pid gone (pg_ctl status
+// would say the same).
+func serverCommandWatched(n *cluster.Node) bool {
+	m := n.Service.Manager
+	return m == "" || m == cluster.ManagerPgCtl
 }
 
 // startLog says where to look when a start fails.
@@ -229,13 +243,19 @@ const startGrace = 15 * time.Second
 
 // waitAccepting waits, bounded by ctx and --timeout, until a postmaster
 // runs in dataDir and accepts an admin connection. No postmaster there
-// startGrace after the start command ends the wait.
-func (e *Env) waitAccepting(ctx context.Context, n *cluster.Node, dataDir string) error {
+// startGrace after the start command ends the wait. seenReady says the
+// start's own wait has just seen the postmaster ready there: the first
+// look is the connection alone.
+func (e *Env) waitAccepting(ctx context.Context, n *cluster.Node, dataDir string, seenReady bool) error {
 	since := time.Now()
 	return poll(ctx, e.Timeout, pollFast, n.Name+" to accept connections", func(ctx context.Context) (bool, error) {
-		alive, err := e.pgRunning(ctx, n, dataDir)
-		if err != nil {
-			return false, err
+		alive := seenReady
+		seenReady = false
+		if !alive {
+			var err error
+			if alive, err = e.pgRunning(ctx, n, dataDir); err != nil {
+				return false, err
+			}
 		}
 		if !alive {
 			err := fmt.Errorf("no PostgreSQL runs in %s on %s after the start command", dataDir, n.Name)
@@ -296,6 +316,11 @@ func (e *Env) stopNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clus
 		return err
 	}
 	runErr := runServiceCommand(lctx, a, n, cmds.Stop, lay.DataDir, cluster.Stopped)
+	if runErr == nil && serverCommandWatched(n) {
+		// Its wait has seen postmaster.pid gone.
+		rc.Log.Info("stopped", zap.String("node", n.Name), zap.String("by", cmds.Describe))
+		return nil
+	}
 	if runErr != nil {
 		rc.Log.Warn("the stop command failed; waiting for PostgreSQL to end", zap.String("node", n.Name), zap.Error(runErr))
 	}
