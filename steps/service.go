@@ -203,8 +203,10 @@ func (e *Env) startNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clu
 // pg_ctl's own wait looks at the server every 100 ms; with manager pg_ctl
 // the command returns as soon as dataDir shows the server ready or gone
 // (cluster.RunServerCommand), and pg_ctl finishes on its own. Other
-// managers' commands are waited for. Either way sdr then checks the real
-// state itself (waitAccepting, the stop's poll).
+// managers' commands are waited for, and sdr then checks the real state
+// itself (waitAccepting, the stop's poll), as it does after a pg_ctl
+// command that failed; one that succeeded has shown the state already (a
+// start is still connected to once).
 func runServiceCommand(ctx context.Context, a cluster.Access, n *cluster.Node, cmd, dataDir string, w cluster.ServerWait) error {
 	if serverCommandWatched(n) {
 		return cluster.RunServerCommand(ctx, a, cmd, dataDir, w)
