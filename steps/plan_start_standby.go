@@ -128,7 +128,7 @@ func (e *Env) planStopStandbyCluster(ctx context.Context, rc *workflow.RunContex
 }
 
 // planSetGUC: the standby settings 6_set_guc would prepare for each node,
-// with each setting's value in the node's data directory now.
+// with each setting's value in the configuration its server reads now.
 func (e *Env) planSetGUC(ctx context.Context, rc *workflow.RunContext) (workflow.PlanEntry, error) {
 	p, err := e.remotePrimary(ctx)
 	if err != nil {
@@ -138,59 +138,73 @@ func (e *Env) planSetGUC(ctx context.Context, rc *workflow.RunContext) (workflow
 	nodes := e.standbyNodes()
 	items := make([][]workflow.PlanItem, len(nodes))
 	err = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
-		lay, err := e.layoutOf(ctx, n)
-		if err != nil {
-			return err
-		}
-		a, err := e.access(ctx, n)
-		if err != nil {
-			return err
-		}
-		lines := standbySettings(e.Config, n, ups[n.Name], lay.Pgpass())
-		content := strings.Join(lines, "\n") + "\n"
-		prepared, have, err := readOptional(ctx, e, a, lay.StandbyConf())
-		if err != nil {
-			return err
-		}
-		conf, _, err := readOptional(ctx, e, a, path.Join(lay.DataDir, "postgresql.conf"))
-		if err != nil {
-			return err
-		}
-		auto, _, err := readOptional(ctx, e, a, path.Join(lay.DataDir, "postgresql.auto.conf"))
-		if err != nil {
-			return err
-		}
-		f := workflow.PlanItem{Kind: "file", Action: "create", Node: n.Name, Name: lay.StandbyConf(), Lines: lines,
-			Where: lay.StandbyConf() + "; 7_build_standby puts these lines into sdr's block of the new copy's postgresql.auto.conf",
-			What:  fmt.Sprintf("prepare the standby settings: stream from %s (%s:%d) through slot %s as %s", ups[n.Name].Node, ups[n.Name].Host, ups[n.Name].Port, orNone(ups[n.Name].Slot), cluster.AppName(e.Config.Name, n.Name))}
-		switch {
-		case have && prepared == content:
-			f.Action = "keep"
-		case have:
-			f.Action = "replace"
-		}
-		out := []workflow.PlanItem{f}
-		for _, s := range settingChanges(n.Name, path.Join(lay.DataDir, "postgresql.auto.conf")+" (sdr's block, in the new copy)", lines, conf, auto) {
-			if s.Action == "keep" {
-				s.Action = "none" // the same value, written into the new copy
-			}
-			out = append(out, s)
-		}
+		out, err := e.planSetGUCNode(ctx, n, ups[n.Name])
 		items[indexOf(nodes, n)] = out
-		return nil
+		return err
 	})
 	if err != nil {
 		return workflow.PlanEntry{}, err
 	}
-	entry := entryOf(items, "prepare each standby node's settings (the old values are those of its data directory now)")
+	entry := entryOf(items, "prepare each standby node's settings (the old values are those of its configuration now)")
 	// The step writes only the prepared files; the settings change with the rebuild.
 	entry.NoChange = true
 	for _, l := range items {
 		entry.NoChange = entry.NoChange && l[0].Action == "keep"
 	}
-	entry.Notes = append(entry.Notes, "old values are read from the node's postgresql.conf and postgresql.auto.conf now; "+
-		"after the rebuild every other setting comes from the primary's copy")
+	entry.Notes = append(entry.Notes, "old values are read now from the postgresql.conf each node's server reads (in config_dir where it is set) "+
+		"and the postgresql.auto.conf of its data directory, without following include directives; after the rebuild every other setting "+
+		"comes from the primary's copy, or for a node with config_dir from config_dir's files and the copy's postgresql.auto.conf")
 	return entry, nil
+}
+
+// planSetGUCNode: planSetGUC's items for n, which streams from up: the
+// prepared file, and each setting with its value now.
+func (e *Env) planSetGUCNode(ctx context.Context, n *cluster.Node, up upstream) ([]workflow.PlanItem, error) {
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	lines := standbySettings(e.Config, n, up, lay.Pgpass())
+	content := strings.Join(lines, "\n") + "\n"
+	prepared, have, err := readOptional(ctx, e, a, lay.StandbyConf())
+	if err != nil {
+		return nil, err
+	}
+	nc, err := e.confOf(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	// The postgresql.conf the node's server reads (config_dir's where
+	// it is set); step 2 has checked that its data directory is data_dir.
+	conf, _, err := readOptional(ctx, e, a, nc.ConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	auto, _, err := readOptional(ctx, e, a, path.Join(lay.DataDir, "postgresql.auto.conf"))
+	if err != nil {
+		return nil, err
+	}
+	f := workflow.PlanItem{Kind: "file", Action: "create", Node: n.Name, Name: lay.StandbyConf(), Lines: lines,
+		Where: lay.StandbyConf() + "; 7_build_standby puts these lines into sdr's block of the new copy's postgresql.auto.conf",
+		What:  fmt.Sprintf("prepare the standby settings: stream from %s (%s:%d) through slot %s as %s", up.Node, up.Host, up.Port, orNone(up.Slot), cluster.AppName(e.Config.Name, n.Name))}
+	switch {
+	case have && prepared == content:
+		f.Action = "keep"
+	case have:
+		f.Action = "replace"
+	}
+	out := []workflow.PlanItem{f}
+	for _, s := range settingChanges(n.Name, path.Join(lay.DataDir, "postgresql.auto.conf")+" (sdr's block, in the new copy)", lines, conf, auto) {
+		if s.Action == "keep" {
+			s.Action = "none" // the same value, written into the new copy
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // builtNode is what 7_build_standby's plan found for one node.

@@ -1,8 +1,11 @@
 package steps
 
 import (
+	"context"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -282,5 +285,55 @@ func TestHideSecrets(t *testing.T) {
 	items := settingChanges("n", "w", []string{"primary_conninfo = 'host=b passfile=/p'"}, "primary_conninfo = 'host=a password=topsecret'\n")
 	if strings.Contains(items[0].Old, "topsecret") {
 		t.Fatalf("a password reached the plan: %+v", items[0])
+	}
+}
+
+// TestPlanSetGUCReadsTheServersConfiguration: a node whose configuration
+// lives in config_dir (as Debian's clusters do) shows, as its settings'
+// values now, those of config_dir's postgresql.conf and of its data
+// directory's postgresql.auto.conf, not of a postgresql.conf lying in the
+// data directory that its server does not read.
+func TestPlanSetGUCReadsTheServersConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	etc, data := filepath.Join(dir, "etc"), filepath.Join(dir, "data")
+	for _, f := range []struct{ path, content string }{
+		{filepath.Join(etc, "postgresql.conf"), "port = 5499\nhot_standby = off\n"},
+		{filepath.Join(data, "postgresql.conf"), "port = 1111\nunix_socket_directories = '/decoy'\n"}, // not read by the server
+		{filepath.Join(data, "postgresql.auto.conf"), "# Do not edit\nhot_standby = on\n"},
+	} {
+		if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f.path, []byte(f.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, n := readOnlyLocalEnv(t, cluster.Node{Name: "dc2-a", Host: "127.0.0.1", DataDir: data, ConfigDir: etc, PGPort: 5499,
+		SocketDir: "/run/pg", BinDir: "/nonexistent"})
+	// What step 2's checks learned (layoutOf, confOf) is given here.
+	lay := nodeLayout{DataDir: data, Work: data + ".sdr"}
+	_, _ = e.layouts.do(n.Name, func() (nodeLayout, error) { return lay, nil })
+	_, _ = e.confs.do(n.Name, func() (nodeConf, error) {
+		return nodeConf{ConfigFile: filepath.Join(etc, "postgresql.conf"), DataDirectory: data}, nil
+	})
+	items, err := e.planSetGUCNode(context.Background(), n, upstream{Node: "dc1-a", Host: "10.0.0.1", Port: 5432, Slot: "sdr_pair1_dc2_a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := map[string]string{}
+	actions := map[string]string{}
+	for _, it := range items[1:] {
+		old[it.Name], actions[it.Name] = it.Old, it.Action
+	}
+	if items[0].Kind != "file" || items[0].Action != "create" {
+		t.Errorf("the prepared file: %+v", items[0])
+	}
+	for name, want := range map[string]string{"port": "5499", "unix_socket_directories": notSet, "hot_standby": "on", "primary_slot_name": notSet} {
+		if old[name] != want {
+			t.Errorf("%s now = %q, want %q (items %+v)", name, old[name], want, items)
+		}
+	}
+	if actions["port"] != "none" || actions["primary_slot_name"] != "set" {
+		t.Errorf("actions %v: want port none (the same value) and primary_slot_name set", actions)
 	}
 }
