@@ -247,6 +247,10 @@ type Record struct {
 	// runner also keeps here the last Transfer of each part of a step that
 	// reported progress (TransferValue), replacing the one before.
 	Values map[string]string `json:"values,omitempty"`
+	// SideChanges is the side's Changes when this record's last run
+	// began: a change of the side by another workflow after that
+	// supersedes the record (SupersededBy).
+	SideChanges uint64 `json:"side_changes,omitempty"`
 }
 
 // Step returns the record of the named step, or nil.
@@ -259,15 +263,22 @@ func (r *Record) Step(name string) *StepRecord {
 	return nil
 }
 
-// SupersededBy returns the workflow whose run began changing side after
-// r's last run did (side.ChangedBy), or "" when r is still current. A
-// superseded record is history: the next run of its workflow starts at
-// step 1, as if there were no record (saved values are kept).
+// SupersededBy returns the workflow that began changing side after r's
+// last run began (side.ChangedBy), or "" when r is still current: no
+// other workflow changed the side since, or r's last run came after that
+// change (a run that only checked, say a refused failover after a
+// switchover). A superseded record is history: the next run of its
+// workflow starts at step 1, as if there were no record (saved values are
+// kept). In files written before Changes existed, any other workflow that
+// changed the side supersedes r.
 func (r *Record) SupersededBy(side Side) string {
-	if side.ChangedBy != "" && side.ChangedBy != r.Workflow {
-		return side.ChangedBy
+	if side.ChangedBy == "" || side.ChangedBy == r.Workflow {
+		return ""
 	}
-	return ""
+	if side.Changes > 0 && r.SideChanges >= side.Changes {
+		return ""
+	}
+	return side.ChangedBy
 }
 
 // Side is the DR state of one side of the pair.
@@ -284,6 +295,11 @@ type Side struct {
 	// next run starts at step 1 with the inputs it is given (see Runner.Run).
 	// Empty in files written before it existed.
 	ChangedBy string `json:"changed_by,omitempty"`
+	// Changes counts the starts of steps that change something on this
+	// side (each sets ChangedBy), so that a record can tell whether the
+	// side changed after its last run began (Record.SideChanges). Zero in
+	// files written before it existed.
+	Changes uint64 `json:"changes,omitempty"`
 }
 
 // Store persists workflow records and side states. Each Update is one

@@ -326,6 +326,7 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 			rec = fresh
 		}
 		rec.Fingerprint, rec.Inputs = fp, inputs
+		rec.SideChanges = side.Changes
 		if rec.Complete {
 			complete = true
 			res.State = side.State
@@ -453,6 +454,7 @@ func (r *Runner) setStepValues(ctx context.Context, wf Workflow, s Step, runID s
 		}
 		if sr.Status == StatusStarted && !s.CheckOnly {
 			side.ChangedBy = wf.Key()
+			side.Changes++
 		}
 		return nil
 	})

@@ -234,3 +234,50 @@ func TestValueOfAndForgetOf(t *testing.T) {
 		t.Error("ForgetOf created a record")
 	}
 }
+
+// TestRecordOfARunAfterTheChangeIsNotSuperseded: a workflow whose run
+// began after another workflow changed the side is not superseded by that
+// change (a failover refused by its check after a switchover): its record
+// says so in status, and its next run resumes it. A later change by the
+// other workflow supersedes it again. A side written before Changes
+// existed keeps the older rule.
+func TestRecordOfARunAfterTheChangeIsNotSuperseded(t *testing.T) {
+	st, fx := newFakeStore(), &effects{}
+	errLook := &Permanent{Err: errors.New("refused by a check")}
+	mk, undo := twoActions(fx, errLook)
+	r := newRunner(st)
+	if _, err := r.Run(context.Background(), mk, inputsA, Options{}); err != nil {
+		t.Fatalf("make: %v", err)
+	}
+	if _, err := r.Run(context.Background(), undo, inputsA, Options{}); err == nil {
+		t.Fatal("undo's check step did not refuse")
+	}
+	side := st.side(RolePrimary)
+	if side.ChangedBy != mk.Key() || side.Changes == 0 {
+		t.Fatalf("side after make and a refused undo: %+v", side)
+	}
+	if by := st.record(undo.Key()).SupersededBy(side); by != "" {
+		t.Errorf("undo's record, whose run came after make's change, superseded by %q", by)
+	}
+	res, err := r.Run(context.Background(), undo, inputsA, Options{})
+	if err == nil || res.SupersededBy != "" {
+		t.Errorf("undo's rerun: superseded by %q (err %v), want its own record resumed", res.SupersededBy, err)
+	}
+	if got := st.record(undo.Key()).Runs; got != 2 {
+		t.Errorf("undo's record counts %d runs, want 2", got)
+	}
+
+	// make changes the side again: undo's record is history now.
+	if _, err := r.Run(context.Background(), mk, inputsA, Options{Restart: true}); err != nil {
+		t.Fatalf("make again: %v", err)
+	}
+	if by := st.record(undo.Key()).SupersededBy(st.side(RolePrimary)); by != mk.Key() {
+		t.Errorf("undo's record after make changed the side again: superseded by %q, want %q", by, mk.Key())
+	}
+
+	// A side from before Changes: any other workflow that changed it supersedes.
+	old := Side{Role: RolePrimary, ChangedBy: mk.Key()}
+	if by := (&Record{Workflow: undo.Key(), SideChanges: 0}).SupersededBy(old); by != mk.Key() {
+		t.Errorf("a record under a side without a change count: superseded by %q, want %q", by, mk.Key())
+	}
+}
