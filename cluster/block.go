@@ -162,3 +162,43 @@ func PgpassLine(host, port, db, user, password string) string {
 	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
 	return esc.Replace(host) + ":" + esc.Replace(port) + ":" + esc.Replace(db) + ":" + esc.Replace(user) + ":" + esc.Replace(password)
 }
+
+// RemoveOutside returns content without the lines outside every sdr
+// block (of any marker) for which drop returns true (given without "\n"),
+// and those lines. Lines inside blocks and every other line are kept byte
+// for byte.
+func RemoveOutside(content string, drop func(line string) bool) (string, []string) {
+	all := splitLines(content)
+	inside := make([]bool, len(all))
+	open, marker := -1, ""
+	for i, l := range all {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, blockBegin("")):
+			open, marker = i, strings.TrimPrefix(t, blockBegin(""))
+		case open >= 0 && t == blockEnd(marker):
+			for j := open; j <= i; j++ {
+				inside[j] = true
+			}
+			open = -1
+		}
+	}
+	var b strings.Builder
+	var dropped []string
+	for i, l := range all {
+		line := strings.TrimRight(l, "\r\n")
+		if !inside[i] && drop(line) {
+			dropped = append(dropped, line)
+			continue
+		}
+		b.WriteString(l)
+	}
+	if len(dropped) == 0 {
+		return content, nil
+	}
+	out := b.String()
+	if strings.HasSuffix(content, "\n") && out != "" && !strings.HasSuffix(out, "\n") {
+		out += "\n"
+	}
+	return out, dropped
+}

@@ -158,3 +158,27 @@ func TestInsertBlockBefore(t *testing.T) {
 		})
 	}
 }
+
+func TestRemoveOutside(t *testing.T) {
+	drop := func(l string) bool { return strings.HasPrefix(l, "x") }
+	tests := []struct{ name, in, want string }{
+		{"outside lines only", "a\nx1\n# BEGIN sdr repl\nx2\n# END sdr repl\nx3\nz\n", "a\n# BEGIN sdr repl\nx2\n# END sdr repl\nz\n"},
+		{"other markers' blocks are kept too", "# BEGIN sdr other\nx1\n# END sdr other\nx2\n", "# BEGIN sdr other\nx1\n# END sdr other\n"},
+		{"an END of another marker does not close a block", "# BEGIN sdr repl\nx1\n# END sdr other\nx2\n# END sdr repl\nx3\n", "# BEGIN sdr repl\nx1\n# END sdr other\nx2\n# END sdr repl\n"},
+		{"last line without newline", "a\nx1", "a\n"},
+		{"last line dropped, newline kept", "a\nx1\n", "a\n"},
+		{"nothing to drop", "a\nb", "a\nb"},
+		{"an unclosed block is outside", "# BEGIN sdr repl\nx1\n", "# BEGIN sdr repl\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := RemoveOutside(tt.in, drop)
+			if got != tt.want {
+				t.Errorf("RemoveOutside(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+	if _, dropped := RemoveOutside("x1\r\n# BEGIN sdr repl\nx2\n# END sdr repl\n", drop); len(dropped) != 1 || dropped[0] != "x1" {
+		t.Errorf("dropped %q, want [x1]", dropped)
+	}
+}

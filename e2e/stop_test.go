@@ -201,12 +201,20 @@ func checkRunning(t *testing.T, b *bed.Bed, before primaryBefore) {
 // TestStopBothSidesThenStartAgain starts a pair, stops both sides at the
 // same time, checks that nothing of the pair is left and that a second
 // stop changes nothing, then starts again and checks the pair converges.
+// Before the stop, an ALTER SYSTEM on the cascade has rewritten its
+// postgresql.auto.conf without sdr's block markers: stop still takes
+// sdr's replication lines off it, and keeps the operator's setting.
 func TestStopBothSidesThenStartAgain(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	seedData(t, b, 1)
 	before := primaryBeforeStart(t, b)
 	mustStartBoth(t, b)
+	sql(t, b, bed.DC2B, "ALTER SYSTEM SET work_mem = '7MB'")
+	if raw, err := os.ReadFile(filepath.Join(b.Node(bed.DC2B).DataDir, "postgresql.auto.conf")); err != nil ||
+		strings.Contains(string(raw), "# BEGIN sdr") || !strings.Contains(string(raw), "primary_conninfo") {
+		t.Fatalf("ALTER SYSTEM on dc2-b did not leave sdr's lines without markers (%v):\n%s", err, raw)
+	}
 	started := map[string]string{}
 	for _, n := range bed.NodeNames {
 		started[n] = sql(t, b, n, "SELECT pg_postmaster_start_time()")
@@ -227,6 +235,9 @@ func TestStopBothSidesThenStartAgain(t *testing.T) {
 		t.Errorf("password seen on command lines during stop: %v", hits)
 	}
 	checkStopped(t, b, before)
+	if got := sql(t, b, bed.DC2B, "SELECT current_setting('work_mem')"); got != "7MB" {
+		t.Errorf("dc2-b work_mem after stop %q, want the operator's 7MB", got)
+	}
 	for _, n := range bed.NodeNames {
 		if got := sql(t, b, n, "SELECT pg_postmaster_start_time()"); got != started[n] {
 			t.Errorf("stop restarted %s: a reload is enough", n)

@@ -177,7 +177,7 @@ func (s *stopRun) planDetach(ctx context.Context, _ *workflow.RunContext) (workf
 		if err != nil {
 			return err
 		}
-		items[indexOf(nodes, n)] = detachItems(n.Name, autoPath, auto, hbaPath, hba, e.Config.Name, running)
+		items[indexOf(nodes, n)] = detachItems(n.Name, autoPath, auto, hbaPath, hba, e.Config.Name, ownNames(e.Config), running)
 		return nil
 	})
 	if err != nil {
@@ -189,16 +189,22 @@ func (s *stopRun) planDetach(ctx context.Context, _ *workflow.RunContext) (workf
 }
 
 // detachItems describes 3_detach on one DR node.
-func detachItems(node, autoPath, auto, hbaPath, hba, marker string, running bool) []workflow.PlanItem {
+func detachItems(node, autoPath, auto, hbaPath, hba, marker string, own sdrOwn, running bool) []workflow.PlanItem {
 	var out []workflow.PlanItem
 	block, _ := cluster.BlockLines(auto, marker)
 	was := confAssignments(strings.Join(block, "\n"))
-	_, gone := detachAutoConf(auto, marker)
+	_, gone, flattened := detachAutoConf(auto, marker, own)
 	for _, name := range gone {
 		out = append(out, workflow.PlanItem{Kind: "setting", Action: "remove", Node: node, Name: name, Old: hideSecrets(was[name]), New: notSet,
 			Where: autoPath + " (sdr's block)", What: name + " leaves sdr's block"})
 	}
-	if len(gone) == 0 {
+	for _, l := range flattened {
+		name, v, _ := confSetting(l)
+		out = append(out, workflow.PlanItem{Kind: "setting", Action: "remove", Node: node, Name: name, Old: hideSecrets(v), New: notSet,
+			Where: autoPath + " (outside sdr's block: a line of sdr's that ALTER SYSTEM rewrote without the block's markers)",
+			What:  name + " (sdr's own value, outside the block) leaves the file"})
+	}
+	if len(gone) == 0 && len(flattened) == 0 {
 		out = append(out, workflow.PlanItem{Kind: "setting", Action: "keep", Node: node, Name: autoPath,
 			What: "no replication setting in sdr's block of " + autoPath})
 	}

@@ -218,7 +218,7 @@ func TestDetachItems(t *testing.T) {
 		"primary_conninfo = 'host=127.0.0.1 port=5433 user=dr_repl passfile=/pg.sdr/pgpass'", "primary_slot_name = 'sdr_drpair_dc2_b'",
 		"recovery_target_timeline = 'latest'"}), "\n") + "\n"
 	hba := "local all all peer\n" + strings.Join(cluster.BlockText("drpair", []string{"host replication dr_repl 127.0.0.1/32 scram-sha-256"}), "\n") + "\n"
-	got := detachItems("dc2-b", "/pg/postgresql.auto.conf", auto, "/pg/pg_hba.conf", hba, "drpair", true)
+	got := detachItems("dc2-b", "/pg/postgresql.auto.conf", auto, "/pg/pg_hba.conf", hba, "drpair", sdrOwn{}, true)
 	var removed []string
 	for _, it := range got {
 		if it.Kind == "setting" && it.Action == "remove" {
@@ -236,7 +236,7 @@ func TestDetachItems(t *testing.T) {
 	if last.Action != "reload" {
 		t.Fatalf("a running node reloads: %+v", last)
 	}
-	down := detachItems("dc2-b", "/pg/postgresql.auto.conf", "", "/pg/pg_hba.conf", "local all all peer\n", "drpair", false)
+	down := detachItems("dc2-b", "/pg/postgresql.auto.conf", "", "/pg/pg_hba.conf", "local all all peer\n", "drpair", sdrOwn{}, false)
 	for _, it := range down {
 		if it.Action != "keep" {
 			t.Fatalf("nothing of sdr's on a stopped node, yet %+v", it)

@@ -54,18 +54,68 @@ func detachBlock(lines []string) (keep, gone []string) {
 
 // detachAutoConf returns a DR node's postgresql.auto.conf content with
 // sdr's block holding only the lines that stay (no block when none
-// stays), and the settings it took out. Content without sdr's block is
-// returned as it is: stop never touches a line it did not write.
-func detachAutoConf(content, marker string) (string, []string) {
-	lines, ok := cluster.BlockLines(content, marker)
-	if !ok {
-		return content, nil
+// stays), and the settings it took out. It also takes out the lines
+// outside every sdr block that own recognises as this pair's (flattened:
+// ALTER SYSTEM rewrites the file without sdr's markers), and returns them
+// as they were. Stop never touches any other line it did not write.
+func detachAutoConf(content, marker string, own sdrOwn) (updated string, gone, flattened []string) {
+	updated = content
+	if lines, ok := cluster.BlockLines(content, marker); ok {
+		var keep []string
+		keep, gone = detachBlock(lines)
+		if len(keep) == 0 {
+			keep = nil // no empty block
+		}
+		updated = cluster.ReplaceBlock(content, marker, keep)
 	}
-	keep, gone := detachBlock(lines)
-	if len(keep) == 0 {
-		keep = nil // no empty block
+	updated, flattened = cluster.RemoveOutside(updated, func(l string) bool {
+		name, v, ok := confSetting(l)
+		return ok && own.detached(name, v)
+	})
+	return updated, gone, flattened
+}
+
+// sdrOwn recognises the values only sdr writes for a pair: the
+// application names in primary_conninfo and the slot names of its nodes
+// (cluster.AppName and cluster.SlotName, the same names).
+type sdrOwn map[string]bool
+
+// ownNames are the names sdr gives the pair's nodes, in every cluster.
+func ownNames(cfg *cluster.Config) sdrOwn {
+	own := sdrOwn{}
+	for _, c := range []*cluster.ClusterSpec{&cfg.Primary, &cfg.Standby} {
+		for _, n := range c.Nodes {
+			own[cluster.AppName(cfg.Name, n.Name)] = true
+			own[cluster.SlotName(cfg.Name, n.Name)] = true
+		}
 	}
-	return cluster.ReplaceBlock(content, marker, keep), gone
+	return own
+}
+
+// detached reports whether a setting outside sdr's block is one of sdr's
+// own lines that stop takes off a DR node: a primary_conninfo with one of
+// the pair's application names, or a primary_slot_name that is one of its
+// slots.
+func (o sdrOwn) detached(name, value string) bool {
+	switch name {
+	case "primary_conninfo":
+		return o[conninfoValue(value, "application_name")]
+	case "primary_slot_name":
+		return o[value]
+	}
+	return false
+}
+
+// settingNames returns the names of the settings postgresql.conf-style
+// lines set, in order.
+func settingNames(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if n := settingName(l); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // confSets reports whether postgresql.conf-style content sets name on a

@@ -49,9 +49,13 @@ func (s *stopRun) detachNode(ctx context.Context, rc *workflow.RunContext, n *cl
 	defer release()
 
 	auto, autoChanged, err := editDRFile(ctx, e, a, path.Join(lay.DataDir, "postgresql.auto.conf"), func(old string) string {
-		updated, gone := detachAutoConf(old, e.Config.Name)
+		updated, gone, flattened := detachAutoConf(old, e.Config.Name, ownNames(e.Config))
 		if len(gone) > 0 {
 			log.Info("replication settings taken out of sdr's block in postgresql.auto.conf", zap.Strings("settings", gone))
+		}
+		if len(flattened) > 0 {
+			log.Info("sdr's own replication settings taken out of postgresql.auto.conf outside sdr's block (ALTER SYSTEM rewrote the file "+
+				"without the block's markers)", zap.Strings("settings", settingNames(flattened)))
 		}
 		return updated
 	})
