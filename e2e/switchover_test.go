@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/e2e/bed"
 )
 
@@ -173,6 +174,11 @@ func switchoverUnderLoad(t *testing.T, b *bed.Bed, ps pairSides, firstID int, ru
 			got, err := b.SQL(ctx, n, fmt.Sprintf("SELECT count(*) FROM acked WHERE id = %d", firstID+900000))
 			return err == nil && got == "1", fmt.Sprint(got, err)
 		})
+	}
+	// The slot the old primary kept for the DR side's main standby is gone:
+	// on a standby it would keep WAL forever.
+	if got := sql(t, b, ps.primaryNode, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+cluster.SlotName(b.Name, ps.mainNode)+"'"); got != "0" {
+		t.Errorf("%s still holds the slot it kept for %s before the switchover", ps.primaryNode, ps.mainNode)
 	}
 	if got := status(t, "", ps.primary).state("primary"); got != "recovery" {
 		t.Errorf("demoted side's state %q, want recovery", got)

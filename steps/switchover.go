@@ -42,7 +42,7 @@ func switchoverSteps(e *Env, o SwitchoverOptions) []workflow.Step {
 				return e.waitShutdownReplayed(ctx, rc, o.Token)
 			},
 			Plan: e.planWaitShutdownReplayed(o.Token)},
-		{Num: 4, Name: "4_rejoin", Short: "once the new primary is promoted past the token, start the old primary as its standby", Roles: demote,
+		{Num: 4, Name: "4_rejoin", Short: "once the new primary is promoted past the token, start the old primary as its standby; drop its slot for the DR side", Roles: demote,
 			OnFail: workflow.StateSwitchoverFail, Run: e.rejoinOldPrimary},
 		{Num: 4, Name: "4_promote", Short: "promote the main standby, keep the old primary's WAL in a slot, checkpoint, record it", Roles: promote,
 			OnFail: workflow.StateSwitchoverFail, Run: e.promoteForSwitchover},
@@ -253,7 +253,7 @@ func (e *Env) rejoinOldPrimary(ctx context.Context, rc *workflow.RunContext) err
 	if err := e.startNode(ctx, rc, old); err != nil {
 		return err
 	}
-	return poll(ctx, e.Timeout, pollStream, fmt.Sprintf("%s to stream from %s", old.Name, newMain.Name), func(ctx context.Context) (bool, error) {
+	if err := poll(ctx, e.Timeout, pollStream, fmt.Sprintf("%s to stream from %s", old.Name, newMain.Name), func(ctx context.Context) (bool, error) {
 		w, err := e.walReceiver(ctx, old)
 		if err != nil {
 			return false, err
@@ -263,6 +263,39 @@ func (e *Env) rejoinOldPrimary(ctx context.Context, rc *workflow.RunContext) err
 		}
 		rc.Log.Info("the old primary streams from the new primary", zap.String("node", old.Name), zap.String("upstream", newMain.Name))
 		return true, nil
+	}); err != nil {
+		return err
+	}
+	return e.dropPromotedSideSlots(ctx, rc, old)
+}
+
+// dropPromotedSideSlots drops, on the old primary, this pair's slots
+// named for the promoted cluster's nodes (the one it kept for the DR
+// side's main standby): they stream from their own primary now, and on a
+// standby an unused slot keeps WAL forever. A slot in use is left, and
+// said so.
+func (e *Env) dropPromotedSideSlots(ctx context.Context, rc *workflow.RunContext, old *cluster.Node) error {
+	var names []string
+	for _, n := range e.Config.Standby.Nodes {
+		names = append(names, cluster.SlotName(e.Config.Name, n.Name))
+	}
+	return e.withAdmin(ctx, old, func(ctx context.Context, c *pgx.Conn) error {
+		slots, err := pairSlots(ctx, c, old.Name, names)
+		if err != nil {
+			return err
+		}
+		for _, sl := range slots {
+			if sl.Active {
+				rc.Log.Warn("a slot of this pair for the promoted side is in use on the old primary: left", zap.String("node", old.Name),
+					zap.String("slot", sl.Name), zap.Int("pid", sl.PID))
+				continue
+			}
+			if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, sl.Name); err != nil {
+				return fmt.Errorf("while dropping slot %s on %s (kept for the DR side before the switchover): %w", sl.Name, old.Name, err)
+			}
+			rc.Log.Info("slot kept for the DR side before the switchover dropped on the old primary", zap.String("node", old.Name), zap.String("slot", sl.Name))
+		}
+		return nil
 	})
 }
 
