@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -358,4 +359,88 @@ func TestSwitchoverAbort(t *testing.T) {
 	if got := sql(t, b, bed.DC1A, "SELECT pg_is_in_recovery()"); got != "t" {
 		t.Fatalf("a refused abort brought dc1-a back as a primary")
 	}
+}
+
+// TestStopAfterSwitchover: after a switchover each state file stays with
+// its cluster, and stop takes the pair apart with the roles swapped (the
+// config says primary: dc2): dc1's file for stop --role standby (it holds
+// the demote half's record), dc2's for stop --role primary (the promote
+// half's). The new primary cluster's own standby, dc2-b, still streams
+// through the slot sdr made for it while dc2 was the DR side: stop --role
+// primary refuses, changing nothing, until the operator has pointed dc2-b
+// at a slot of the cluster's own and dropped sdr's; then it finishes and
+// dc2-b keeps streaming.
+func TestStopAfterSwitchover(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
+	ctx := context.Background()
+	b := newSwitchBed(t)
+	ps := sidesFor(t, b, bed.ClusterDC1)
+	if d, p := bothHalves(t, ps)(); d.Code != 0 || p.Code != 0 {
+		t.Fatalf("switchover:\ndemote: %s\npromote: %s", d, p)
+	}
+	now := sidesFor(t, b, bed.ClusterDC2)
+	stop := func(s side) result {
+		return sdr(t, sdrBin, nil, "--config", now.config, "--state", s.state, "--log-file", s.log, "stop", "--role", s.role)
+	}
+	// dc1-b, the old primary's own standby, follows dc1-a with the bed's
+	// primary_conninfo, not sdr's: the DR side's stop leaves every node
+	// without upstream, so it asks for that line to go, and resumes.
+	if r := stop(now.standby); r.Code == 0 || !strings.Contains(r.Stderr, "dc1-b still has primary_conninfo in postgresql.auto.conf outside sdr's block") {
+		t.Fatalf("stop --role standby on dc1 with the bed's own primary_conninfo on dc1-b: %s", r)
+	}
+	sql(t, b, bed.DC1B, "ALTER SYSTEM RESET primary_conninfo")
+	if r := stop(now.standby); r.Code != 0 || !strings.Contains(r.Stdout, "complete; state normal") {
+		t.Fatalf("stop --role standby on dc1 after the switchover: %s", r)
+	}
+	sdrSlot := "sdr_" + b.Name + "_"
+	dc2bSlot := cluster.SlotName(b.Name, bed.DC2B)
+	if got := sql(t, b, bed.DC2A, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+dc2bSlot+"'"); got != "1" {
+		t.Fatalf("no slot of sdr's for dc2-b on dc2-a after the switchover (%s)", got)
+	}
+	r := stop(now.primary)
+	if r.Code != 2 || !strings.Contains(r.Stderr, "dc2-a holds this pair's slot "+dc2bSlot) || !strings.Contains(r.Stderr, "Nothing was changed") {
+		t.Fatalf("stop --role primary while dc2-b streams through sdr's slot: %s", r)
+	}
+	streams := func(what, slot string) {
+		t.Helper()
+		eventually(t, 30*time.Second, what, func() (bool, string) {
+			got, err := b.SQL(ctx, bed.DC2B, "SELECT status || ' ' || coalesce(slot_name, '') FROM pg_stat_wal_receiver")
+			return err == nil && got == "streaming "+slot, fmt.Sprint(got, err)
+		})
+	}
+	streams("dc2-b streams through sdr's slot after the refused stop", dc2bSlot)
+
+	// The operator gives dc2-b a slot of the cluster's own and drops sdr's.
+	sql(t, b, bed.DC2A, "SELECT pg_create_physical_replication_slot('own_dc2b', true)")
+	sql(t, b, bed.DC2B, "ALTER SYSTEM SET primary_slot_name = 'own_dc2b'")
+	sql(t, b, bed.DC2B, "SELECT pg_reload_conf()")
+	streams("dc2-b streams through its own slot", "own_dc2b")
+	eventually(t, 30*time.Second, "sdr's slot for dc2-b dropped", func() (bool, string) {
+		got, err := b.SQL(ctx, bed.DC2A, "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = '"+dc2bSlot+"' AND NOT active")
+		return err == nil && got == "1", fmt.Sprint(got, err)
+	})
+	if r := stop(now.primary); r.Code != 0 || !strings.Contains(r.Stdout, "complete; state normal") {
+		t.Fatalf("stop --role primary on dc2 after the switchover: %s", r)
+	}
+	if got := sql(t, b, bed.DC2A, "SELECT pg_is_in_recovery()"); got != "f" {
+		t.Errorf("dc2-a in recovery = %s after stop, want the primary", got)
+	}
+	for _, n := range bed.NodeNames {
+		if got := sql(t, b, n, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '"+sdrSlot+"%'"); got != "0" {
+			t.Errorf("%s has %s sdr slots after stop", n, got)
+		}
+		raw, err := os.ReadFile(b.HBAFile(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(raw), "# BEGIN sdr") {
+			t.Errorf("%s: sdr's pg_hba.conf block is still there after stop:\n%s", n, raw)
+		}
+	}
+	for _, n := range []string{bed.DC1A, bed.DC1B} {
+		if got := sql(t, b, n, "SELECT pg_is_in_recovery()::text || ' ' || (SELECT count(*) FROM pg_stat_wal_receiver WHERE pid IS NOT NULL)"); got != "true 0" {
+			t.Errorf("%s after stop: in recovery / WAL receivers = %q, want a read-only standby without upstream", n, got)
+		}
+	}
+	streams("dc2-b still streams from dc2-a after the stop", "own_dc2b")
 }

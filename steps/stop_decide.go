@@ -236,6 +236,47 @@ func cascadeSlotNames(cfg *cluster.Config) []string {
 	return out
 }
 
+// inClusterSlotNames are the names sdr gives the primary cluster's own
+// nodes' slots: it made such a slot for a cascade while that cluster was
+// the DR side, on its main standby, which a switchover or failover has
+// since made the primary.
+func inClusterSlotNames(cfg *cluster.Config) []string {
+	var out []string
+	for _, n := range cfg.Primary.Nodes {
+		out = append(out, cluster.SlotName(cfg.Name, n.Name))
+	}
+	return out
+}
+
+// inClusterSlotsProblem refuses stop --role primary while node holds a
+// slot of this pair made for a primary-cluster node (inClusterSlotNames):
+// that node is the primary cluster's own standby now, and streams, or will
+// when it runs, through the slot. 4_drop_slots would drop it and end its
+// walsender, and 3_close_access would take away the pg_hba.conf lines it
+// may come in by: the primary cluster would lose its standby.
+func inClusterSlotsProblem(cfg *cluster.Config, node string, slots []slotRow) error {
+	if len(slots) == 0 {
+		return nil
+	}
+	owner := map[string]string{}
+	for _, n := range cfg.Primary.Nodes {
+		owner[cluster.SlotName(cfg.Name, n.Name)] = n.Name
+	}
+	var held []string
+	for _, sl := range slots {
+		use := "not in use now"
+		if sl.Active {
+			use = fmt.Sprintf("in use by walsender %d", sl.PID)
+		}
+		held = append(held, fmt.Sprintf("%s for %s (%s)", sl.Name, owner[sl.Name], use))
+	}
+	return permanent(fmt.Errorf("%s holds this pair's slot %s: sdr made it for a cascade while cluster %s was the DR side, and that node is "+
+		"this cluster's own standby now; stop would drop the slot, end its stream and remove the pg_hba.conf lines it may come in by. "+
+		"Point that standby at a slot, and if need be a role and pg_hba.conf line, of this cluster's own (ALTER SYSTEM SET primary_slot_name "+
+		"and primary_conninfo on it, then pg_reload_conf()), drop sdr's slot once it is no longer in use (SELECT pg_drop_replication_slot(...)), "+
+		"then rerun. Nothing was changed", node, strings.Join(held, ", "), cfg.PrimaryCluster))
+}
+
 // stoppedSlotsProblem refuses a DR node that is not running and still
 // holds this pair's slots on disk (pg_replslot): a slot is dropped over
 // SQL, and one left behind would keep WAL on that node forever once it

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"errors"
 	"reflect"
 	"sort"
 	"strings"
@@ -351,5 +352,28 @@ func TestStop(t *testing.T) {
 	}
 	if h := StopHelp(); !strings.Contains(h, "3_close_access") || !strings.Contains(h, "3_detach") || !strings.Contains(h, "(skipped for this role)") {
 		t.Errorf("StopHelp:\n%s", h)
+	}
+}
+
+func TestInClusterSlotsProblem(t *testing.T) {
+	cfg := testPair()
+	cfg.Primary.Nodes = append(cfg.Primary.Nodes, cluster.Node{Name: "dc1-b", Host: "10.0.0.2", PGPort: 5432, DataDir: "/pg/data", SocketDir: "/run/postgresql"})
+	names := inClusterSlotNames(cfg)
+	if len(names) != len(cfg.Primary.Nodes) || names[1] != cluster.SlotName(cfg.Name, cfg.Primary.Nodes[1].Name) {
+		t.Fatalf("in-cluster slot names %v", names)
+	}
+	if err := inClusterSlotsProblem(cfg, "dc1-a", nil); err != nil {
+		t.Fatalf("no in-cluster slot: %v", err)
+	}
+	standby := cfg.Primary.Nodes[1].Name
+	err := inClusterSlotsProblem(cfg, "dc1-a", []slotRow{{Name: names[1], Exists: true, Active: true, PID: 4242}})
+	var perm *workflow.Permanent
+	if err == nil || !errors.As(err, &perm) {
+		t.Fatalf("an in-cluster standby's slot: %v, want a permanent refusal", err)
+	}
+	for _, want := range []string{"dc1-a holds this pair's slot " + names[1], "for " + standby, "walsender 4242", "Nothing was changed", "ALTER SYSTEM SET primary_slot_name"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
+		}
 	}
 }

@@ -13,8 +13,10 @@ import (
 
 // checkPrimary is stop/primary's 2_check_cluster: every primary-cluster
 // node runs PostgreSQL (its live hba_file is read and reloaded over SQL),
-// there is exactly one primary, and with --drop-role the role is one sdr
-// created for this pair. It changes nothing.
+// there is exactly one primary, no primary-cluster node holds a slot of
+// this pair made for another primary-cluster node (inClusterSlotsProblem),
+// and with --drop-role the role is one sdr created for this pair. It
+// changes nothing.
 func (s *stopRun) checkPrimary(ctx context.Context, rc *workflow.RunContext) error {
 	e := s.e
 	if err := e.primaryNodesUp(ctx); err != nil {
@@ -22,6 +24,18 @@ func (s *stopRun) checkPrimary(ctx context.Context, rc *workflow.RunContext) err
 	}
 	p, _, err := e.findPrimary(ctx)
 	if err != nil {
+		return err
+	}
+	inCluster := inClusterSlotNames(e.Config)
+	if err := forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {
+		return e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
+			slots, err := pairSlots(ctx, c, n.Name, inCluster)
+			if err != nil {
+				return err
+			}
+			return inClusterSlotsProblem(e.Config, n.Name, slots)
+		})
+	}); err != nil {
 		return err
 	}
 	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {

@@ -181,7 +181,7 @@ func planStopCommand() *cli.Command {
 					if c.Bool("no-start-record") {
 						return nil
 					}
-					return checkSomethingToStop(ctx, g, cfg.Name, role)
+					return checkSomethingToStop(ctx, g, cfg.Name, role, cfg.ClusterOf(string(role)))
 				}}
 			return runPlan(c, readGlobals(c), o)
 		},

@@ -30,7 +30,12 @@ Run it on each side with that side's state file, in either order. The primary
 side ends the stream to the DR side; the DR side needs nothing from the primary
 side, which may be gone. Each DR node is left an independent read-only standby:
 in recovery, with no upstream (standby.signal stays). sdr stop never promotes a
-node; promotion will come with "sdr failover".
+node: that is "sdr failover" or "sdr switchover".
+
+After a switchover or failover, set primary: to the new primary cluster and give
+each cluster's own state file with its new role. Step 2 of the primary side refuses,
+changing nothing, while a standby of the new primary cluster streams through a slot
+sdr made for it when that cluster was the DR side (docs/runbook.md says what to do).
 
 The replication role stays on the primary unless --drop-role is given, and then
 only if sdr created it for this pair (its comment) and nobody is logged in with it.
@@ -38,7 +43,8 @@ only if sdr created it for this pair (its comment) and nobody is logged in with 
 State: stop while steps 3-7 run, stop_fail when one fails (rerun the same command),
 normal when done. Afterwards "sdr start" on this side runs again from step 1.
 A rerun resumes at the step that did not finish; a finished stop says so and exits 0.
-Exit codes as for start; 2 also when the state file holds no start of this side.`,
+Exit codes as for start; 2 also when the state file holds no start of this side
+(nor a switchover or failover that made its cluster this side).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "role", Required: true, Usage: "`primary` (run on the primary side) or standby (run on the DR side)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "bound for restarting a DR node that needs it; default timeouts.wait from the config"},
@@ -70,11 +76,25 @@ Exit codes as for start; 2 also when the state file holds no start of this side.
 	}
 }
 
+// stopEvidence are the records that show sdr set up this cluster as the
+// role side: a start or stop of role, or a switchover or failover whose
+// half on the other role moved this cluster into role (the promote half
+// makes it the primary side, the demote half the DR side).
+func stopEvidence(role workflow.Role) []string {
+	keys := []string{"start/" + string(role), "stop/" + string(role)}
+	if role == workflow.RolePrimary {
+		return append(keys, "switchover/standby", "failover/standby")
+	}
+	return append(keys, "switchover/primary")
+}
+
 // checkSomethingToStop refuses a stop on a side whose state file shows
-// neither a start nor a stop of role: sdr never ran there with this file
-// (or it is the wrong file). It creates and changes nothing.
-func checkSomethingToStop(ctx context.Context, g globals, pair string, role workflow.Role) error {
-	db, err := store.Open(g.state, store.Options{ReadOnly: true, Pair: pair, Role: role})
+// none of stopEvidence(role): sdr never ran there with this file (or it is
+// the wrong file). The file is this cluster's (cluster, as the config's
+// primary: names it for role) whatever role it played before a
+// switchover or failover. It creates and changes nothing.
+func checkSomethingToStop(ctx context.Context, g globals, pair string, role workflow.Role, cluster string) error {
+	db, err := store.Open(g.state, store.Options{ReadOnly: true, Pair: pair, Role: role, Cluster: cluster})
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no state file at %s: %w. Give the --state file that sdr start --role %s used on this side; "+
 			"if it was lost, rerun with --no-start-record", g.state, errNothingToStop, role)
@@ -82,8 +102,8 @@ func checkSomethingToStop(ctx context.Context, g globals, pair string, role work
 	if err != nil {
 		return err
 	}
-	for _, action := range []string{"start", "stop"} {
-		rec, err := db.Load(ctx, action+"/"+string(role))
+	for _, key := range stopEvidence(role) {
+		rec, err := db.Load(ctx, key)
 		if err != nil {
 			return err
 		}
@@ -91,8 +111,8 @@ func checkSomethingToStop(ctx context.Context, g globals, pair string, role work
 			return nil
 		}
 	}
-	return fmt.Errorf("state file %s holds no start of the %s side: %w. Give the --state file that sdr start --role %s used; "+
-		"if it was lost, rerun with --no-start-record", g.state, role, errNothingToStop, role)
+	return fmt.Errorf("state file %s holds no start of the %s side, nor a switchover or failover that made this cluster that side: %w. "+
+		"Give the --state file that sdr start --role %s used; if it was lost, rerun with --no-start-record", g.state, role, errNothingToStop, role)
 }
 
 func runStop(c *cli.Context, g globals, role workflow.Role, timeout time.Duration, restart bool, opts steps.StopOptions, noStartRecord bool) error {
@@ -102,7 +122,7 @@ func runStop(c *cli.Context, g globals, role workflow.Role, timeout time.Duratio
 		return err
 	}
 	if !noStartRecord {
-		if err := checkSomethingToStop(ctx, g, cfg.Name, role); err != nil {
+		if err := checkSomethingToStop(ctx, g, cfg.Name, role, cfg.ClusterOf(string(role))); err != nil {
 			return usageErr(err)
 		}
 	}

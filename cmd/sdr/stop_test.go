@@ -142,3 +142,52 @@ func TestStatusShowsASupersededStart(t *testing.T) {
 		t.Errorf("only the start record is superseded:\n%s", stdout)
 	}
 }
+
+// TestStopAfterARoleMove: a cluster's state file stays with the cluster
+// when its role moves. After a switchover or failover made it the other
+// side, stop accepts that file for its new role: the promote or demote
+// half's record shows that sdr set the cluster up as that side. A file
+// with nothing of sdr's for the new role is still refused.
+func TestStopAfterARoleMove(t *testing.T) {
+	ctx := context.Background()
+	record := func(t *testing.T, path string, role workflow.Role, actions ...string) {
+		t.Helper()
+		db, err := store.Open(path, store.Options{Pair: "dc1_dc2", Role: role, Cluster: "dc2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &workflow.Runner{Store: db, NewRunID: func() string { return "run-1" }}
+		for _, a := range actions {
+			wf := workflow.Workflow{Action: a, Role: role, Steps: []workflow.Step{{Num: 1, Name: "1_prepare", Roles: []workflow.Role{role}}}}
+			if _, err := r.Run(ctx, wf, map[string]string{"a": "1"}, workflow.Options{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tests := []struct {
+		name    string
+		role    workflow.Role // the role the file was written with
+		actions []string
+		stop    workflow.Role
+		want    string // "" when stop may go ahead
+	}{
+		{"promoted by a switchover: stop --role primary", workflow.RoleStandby, []string{"start", "switchover"}, workflow.RolePrimary, ""},
+		{"promoted by a failover: stop --role primary", workflow.RoleStandby, []string{"start", "failover"}, workflow.RolePrimary, ""},
+		{"demoted by a switchover: stop --role standby", workflow.RolePrimary, []string{"start", "switchover"}, workflow.RoleStandby, ""},
+		{"a start of the DR side only: stop --role primary", workflow.RoleStandby, []string{"start"}, workflow.RolePrimary, "nor a switchover or failover"},
+		{"a failover record does not make a DR side", workflow.RolePrimary, []string{"start", "failover"}, workflow.RoleStandby, "nor a switchover or failover"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "state.db")
+			record(t, state, tc.role, tc.actions...)
+			err := checkSomethingToStop(ctx, globals{state: state}, "dc1_dc2", tc.stop, "dc2")
+			if tc.want == "" && err != nil {
+				t.Fatalf("stop --role %s refused: %v", tc.stop, err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("stop --role %s: %v, want an error with %q", tc.stop, err, tc.want)
+			}
+		})
+	}
+}
