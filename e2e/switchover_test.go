@@ -226,6 +226,24 @@ func TestSwitchover(t *testing.T) {
 		ps := sidesFor(t, b, bed.ClusterDC2)
 		switchoverUnderLoad(t, b, ps, 100000, bothHalves(t, ps))
 	})
+	t.Run("a DR-side stop with primary: not changed back is refused", func(t *testing.T) {
+		// dc1 is the primary again, but the config still says dc2: dc1's
+		// state file (its switchover/primary record of the first switch)
+		// would be taken for the DR side's. Step 2 sees dc1-a out of
+		// recovery and refuses before changing anything.
+		stale := sidesFor(t, b, bed.ClusterDC2)
+		hba, err := os.ReadFile(b.HBAFile(bed.DC1A))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := sdr(t, sdrBin, nil, "--config", stale.config, "--state", b.StateFilePrimary, "--log-file", b.LogFilePrimary, "stop", "--role", "standby")
+		if r.Code != 2 || !strings.Contains(r.Stderr, "dc1-a runs as a primary") || !strings.Contains(r.Stdout, "before changing anything") {
+			t.Fatalf("stop --role standby on the primary cluster: %s", r)
+		}
+		if after, _ := os.ReadFile(b.HBAFile(bed.DC1A)); string(after) != string(hba) {
+			t.Errorf("the refused stop changed dc1-a's pg_hba.conf")
+		}
+	})
 }
 
 // TestSwitchoverHalvesApart runs the halves one after the other, in both
@@ -442,5 +460,8 @@ func TestStopAfterSwitchover(t *testing.T) {
 			t.Errorf("%s after stop: in recovery / WAL receivers = %q, want a read-only standby without upstream", n, got)
 		}
 	}
-	streams("dc2-b still streams from dc2-a after the stop", "own_dc2b")
+	// Its stream survives a reconnect: the bed's own pg_hba.conf line lets
+	// it in once sdr's block is gone.
+	sql(t, b, bed.DC2A, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'own_dc2b' AND active")
+	streams("dc2-b streams from dc2-a again after the stop and a reconnect", "own_dc2b")
 }

@@ -138,6 +138,9 @@ func TestConninfoValue(t *testing.T) {
 	if got := conninfoValue(ci, "sslmode"); got != "" {
 		t.Errorf("sslmode = %q", got)
 	}
+	if got := conninfoValue("application_name=sdr_p_n host=a application_name=mine", "application_name"); got != "mine" {
+		t.Errorf("a key given twice = %q, want the last value (libpq's)", got)
+	}
 	if got := conninfoValue(`a='it\'s' b=2`, "a"); got != "it's" {
 		t.Errorf("quoted = %q", got)
 	}

@@ -151,17 +151,19 @@ func (e *Env) observeRunning(ctx context.Context, n *cluster.Node, o *DirObs) er
 }
 
 // conninfoValue returns key's value in a libpq key=value connection
-// string ("" when it is not there).
+// string ("" when it is not there). A key given twice has its last value,
+// as libpq takes it.
 func conninfoValue(conninfo, key string) string {
 	s := conninfo
+	last := ""
 	for {
 		s = strings.TrimLeft(s, " \t\n")
 		if s == "" {
-			return ""
+			return last
 		}
 		eq := strings.IndexByte(s, '=')
 		if eq < 0 {
-			return ""
+			return last
 		}
 		k := strings.TrimSpace(s[:eq])
 		s = strings.TrimLeft(s[eq+1:], " \t")
@@ -187,7 +189,7 @@ func conninfoValue(conninfo, key string) string {
 			s = s[i:]
 		}
 		if k == key {
-			return v.String()
+			last = v.String()
 		}
 	}
 }

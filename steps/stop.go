@@ -62,8 +62,8 @@ func stopSteps(s *stopRun) []workflow.Step {
 	}
 	return []workflow.Step{
 		{Num: 1, Name: "1_prepare", Short: "validate the config and record this run's inputs", Roles: both, CheckOnly: true, Run: s.e.prepare},
-		{Num: 2, Name: "2_check_cluster", Short: "check the primary cluster: SSH, PostgreSQL up, one primary; with --drop-role, that sdr created the role", Roles: primaryOnly, CheckOnly: true, Run: s.checkPrimary},
-		{Num: 2, Name: "2_check_cluster", Short: "check the DR nodes over SSH and that none is a primary-cluster node's data directory", Roles: standbyOnly, CheckOnly: true, Run: s.checkStandby},
+		{Num: 2, Name: "2_check_cluster", Short: "check the primary cluster: SSH, PostgreSQL up, one primary, no slot of sdr's that its own standby uses; with --drop-role, that sdr created the role", Roles: primaryOnly, CheckOnly: true, Run: s.checkPrimary},
+		{Num: 2, Name: "2_check_cluster", Short: "check the DR nodes over SSH: none is a primary-cluster node's data directory or runs as a primary", Roles: standbyOnly, CheckOnly: true, Run: s.checkStandby},
 		changes(workflow.Step{Num: 3, Name: "3_close_access", Short: "remove sdr's pg_hba.conf block from every primary-cluster node; reload and check the file", Roles: primaryOnly, Run: s.closeAccess, Plan: s.planCloseAccess}),
 		changes(workflow.Step{Num: 3, Name: "3_detach", Short: "take the replication settings and sdr's pg_hba.conf block off every DR node; reload: each stays a standby without upstream", Roles: standbyOnly, Run: s.detach, Plan: s.planDetach}),
 		changes(workflow.Step{Num: 4, Name: "4_drop_slots", Short: "end the stream to the DR side and drop this pair's slots on the primary-cluster nodes", Roles: primaryOnly, Run: s.dropPrimarySlots, Plan: s.planDropPrimarySlots}),

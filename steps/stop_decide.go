@@ -236,6 +236,20 @@ func cascadeSlotNames(cfg *cluster.Config) []string {
 	return out
 }
 
+// drPrimaryProblem refuses stop --role standby on a DR node that runs as
+// a primary (not in recovery): the DR side's nodes are standbys, so either
+// the config's primary: names the wrong cluster (the roles moved and the
+// config was not changed), and 3_detach would take sdr's pg_hba.conf block
+// off the live primary, or the node was promoted outside sdr.
+func drPrimaryProblem(o DirObs) error {
+	if !o.Running || o.InRecovery {
+		return nil
+	}
+	return permanent(fmt.Errorf("%s runs as a primary (not in recovery), and stop --role standby takes apart the DR side, whose nodes are "+
+		"standbys. If a switchover or failover made this cluster the primary, set primary: in the config to it and run stop --role primary "+
+		"with this state file; if the node was promoted outside sdr, sdr's stop of the DR side does not apply to it. Nothing was changed", o.Node))
+}
+
 // inClusterSlotNames are the names sdr gives the primary cluster's own
 // nodes' slots: it made such a slot for a cascade while that cluster was
 // the DR side, on its main standby, which a switchover or failover has

@@ -110,6 +110,11 @@ func TestDetachAutoConf(t *testing.T) {
 			wantFlat: []string{"primary_conninfo", "primary_slot_name"},
 		},
 		{
+			name:    "a conninfo whose last application_name is someone else's stays (libpq takes the last)",
+			content: header + "primary_conninfo = 'application_name=" + cluster.AppName(cfg.Name, "dc2-a") + " host=x application_name=mine'\n",
+			want:    header + "primary_conninfo = 'application_name=" + cluster.AppName(cfg.Name, "dc2-a") + " host=x application_name=mine'\n",
+		},
+		{
 			name:    "another pair's flattened lines are not sdr's for this pair",
 			content: header + flat(otherPair),
 			want:    header + flat(otherPair),
@@ -374,6 +379,25 @@ func TestInClusterSlotsProblem(t *testing.T) {
 	for _, want := range []string{"dc1-a holds this pair's slot " + names[1], "for " + standby, "walsender 4242", "Nothing was changed", "ALTER SYSTEM SET primary_slot_name"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not say %q", err, want)
+		}
+	}
+}
+
+func TestDRPrimaryProblem(t *testing.T) {
+	for _, tc := range []struct {
+		o    DirObs
+		fail bool
+	}{
+		{DirObs{Node: "dc2-a", Running: true, InRecovery: true}, false},
+		{DirObs{Node: "dc2-a"}, false}, // not running: nothing to ask
+		{DirObs{Node: "dc2-a", Running: true}, true},
+	} {
+		err := drPrimaryProblem(tc.o)
+		if (err != nil) != tc.fail {
+			t.Errorf("%+v: %v, want a refusal %v", tc.o, err, tc.fail)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "dc2-a runs as a primary") || !strings.Contains(err.Error(), "set primary:")) {
+			t.Errorf("refusal %q", err)
 		}
 	}
 }

@@ -61,8 +61,9 @@ func (s *stopRun) checkPrimary(ctx context.Context, rc *workflow.RunContext) err
 }
 
 // checkStandby is stop/standby's 2_check_cluster: every DR node answers
-// over SSH and none is provably the data directory of a primary-cluster
-// node (those reachable over SSH from here are compared). It needs nothing
+// over SSH, none is provably the data directory of a primary-cluster
+// node (those reachable over SSH from here are compared), and none runs
+// out of recovery (drPrimaryProblem). It needs nothing
 // from the primary side, which may be gone. It changes nothing.
 func (s *stopRun) checkStandby(ctx context.Context, rc *workflow.RunContext) error {
 	e := s.e
@@ -77,6 +78,9 @@ func (s *stopRun) checkStandby(ctx context.Context, rc *workflow.RunContext) err
 			return err
 		}
 		if err := sameAsPrimaryNode(o, view.Nodes); err != nil {
+			return err
+		}
+		if err := drPrimaryProblem(o); err != nil {
 			return err
 		}
 		rc.Log.Info("DR node checked", zap.String("node", n.Name), zap.String("data_dir", lay.DataDir), zap.Bool("exists", o.Exists),

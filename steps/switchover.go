@@ -290,8 +290,15 @@ func (e *Env) dropPromotedSideSlots(ctx context.Context, rc *workflow.RunContext
 					zap.String("slot", sl.Name), zap.Int("pid", sl.PID))
 				continue
 			}
-			if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, sl.Name); err != nil {
+			var dropped int
+			if err := c.QueryRow(ctx, `SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`,
+				sl.Name).Scan(&dropped); err != nil {
 				return fmt.Errorf("while dropping slot %s on %s (kept for the DR side before the switchover): %w", sl.Name, old.Name, err)
+			}
+			if dropped == 0 {
+				rc.Log.Warn("a slot of this pair for the promoted side came into use on the old primary: left", zap.String("node", old.Name),
+					zap.String("slot", sl.Name))
+				continue
 			}
 			rc.Log.Info("slot kept for the DR side before the switchover dropped on the old primary", zap.String("node", old.Name), zap.String("slot", sl.Name))
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -34,8 +35,9 @@ node: that is "sdr failover" or "sdr switchover".
 
 After a switchover or failover, set primary: to the new primary cluster and give
 each cluster's own state file with its new role. Step 2 of the primary side refuses,
-changing nothing, while a standby of the new primary cluster streams through a slot
-sdr made for it when that cluster was the DR side (docs/runbook.md says what to do).
+changing nothing, while the new primary cluster holds a slot sdr made for one of its
+own standbys when that cluster was the DR side (docs/runbook.md says what to do);
+step 2 of the DR side refuses a DR node that runs as a primary.
 
 The replication role stays on the primary unless --drop-role is given, and then
 only if sdr created it for this pair (its comment) and nobody is logged in with it.
@@ -77,9 +79,9 @@ Exit codes as for start; 2 also when the state file holds no start of this side
 }
 
 // stopEvidence are the records that show sdr set up this cluster as the
-// role side: a start or stop of role, or a switchover or failover whose
-// half on the other role moved this cluster into role (the promote half
-// makes it the primary side, the demote half the DR side).
+// role side: a start or stop of role, or a finished switchover or failover
+// whose half on the other role moved this cluster into role (the promote
+// half makes it the primary side, the demote half the DR side).
 func stopEvidence(role workflow.Role) []string {
 	keys := []string{"start/" + string(role), "stop/" + string(role)}
 	if role == workflow.RolePrimary {
@@ -107,7 +109,9 @@ func checkSomethingToStop(ctx context.Context, g globals, pair string, role work
 		if err != nil {
 			return err
 		}
-		if rec != nil {
+		// A role move counts once it finished: a refused or unfinished
+		// switchover or failover did not make this cluster that side.
+		if rec != nil && (rec.Complete || strings.HasPrefix(key, "start/") || strings.HasPrefix(key, "stop/")) {
 			return nil
 		}
 	}

@@ -150,6 +150,8 @@ func TestStatusShowsASupersededStart(t *testing.T) {
 // with nothing of sdr's for the new role is still refused.
 func TestStopAfterARoleMove(t *testing.T) {
 	ctx := context.Background()
+	// record runs a one-step workflow per action; an action ending in "!"
+	// is refused by its check step (a record that did not finish).
 	record := func(t *testing.T, path string, role workflow.Role, actions ...string) {
 		t.Helper()
 		db, err := store.Open(path, store.Options{Pair: "dc1_dc2", Role: role, Cluster: "dc2"})
@@ -158,9 +160,16 @@ func TestStopAfterARoleMove(t *testing.T) {
 		}
 		r := &workflow.Runner{Store: db, NewRunID: func() string { return "run-1" }}
 		for _, a := range actions {
-			wf := workflow.Workflow{Action: a, Role: role, Steps: []workflow.Step{{Num: 1, Name: "1_prepare", Roles: []workflow.Role{role}}}}
-			if _, err := r.Run(ctx, wf, map[string]string{"a": "1"}, workflow.Options{}); err != nil {
-				t.Fatal(err)
+			refused := strings.HasSuffix(a, "!")
+			wf := workflow.Workflow{Action: strings.TrimSuffix(a, "!"), Role: role, Steps: []workflow.Step{{Num: 1, Name: "1_prepare", Roles: []workflow.Role{role},
+				CheckOnly: true, Run: func(context.Context, *workflow.RunContext) error {
+					if refused {
+						return &workflow.Permanent{Err: os.ErrPermission}
+					}
+					return nil
+				}}}}
+			if _, err := r.Run(ctx, wf, map[string]string{"a": "1"}, workflow.Options{}); (err != nil) != refused {
+				t.Fatalf("%s: %v", a, err)
 			}
 		}
 	}
@@ -176,6 +185,7 @@ func TestStopAfterARoleMove(t *testing.T) {
 		{"demoted by a switchover: stop --role standby", workflow.RolePrimary, []string{"start", "switchover"}, workflow.RoleStandby, ""},
 		{"a start of the DR side only: stop --role primary", workflow.RoleStandby, []string{"start"}, workflow.RolePrimary, "nor a switchover or failover"},
 		{"a failover record does not make a DR side", workflow.RolePrimary, []string{"start", "failover"}, workflow.RoleStandby, "nor a switchover or failover"},
+		{"a refused switchover moved nothing", workflow.RoleStandby, []string{"start", "switchover!"}, workflow.RolePrimary, "nor a switchover or failover"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
