@@ -112,18 +112,29 @@ func TestFailover(t *testing.T) {
 
 	var replayed cluster.LSN
 	t.Run("fails over", func(t *testing.T) {
+		// The cascade is down as well: the failover does not wait for it
+		// (it says so), and it follows the new primary once started.
+		if err := b.StopNode(ctx, bed.DC2B); err != nil {
+			t.Fatal(err)
+		}
 		r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
 		if r.Code != 0 {
-			t.Fatalf("failover: %s", r)
+			t.Fatalf("failover with the cascade down: %s", r)
 		}
 		if !strings.Contains(r.Stdout, "primary: "+bed.ClusterDC2) {
 			t.Errorf("failover should say which field to change:\n%s", r.Stdout)
+		}
+		if !strings.Contains(r.Stderr, "cascade dc2-b does not run: not waited for") {
+			t.Errorf("failover should say the cascade was not waited for:\n%s", r.Stderr)
 		}
 		if got := sql(t, b, bed.DC2A, "SELECT pg_is_in_recovery()"); got != "f" {
 			t.Fatalf("dc2-a still in recovery after the failover")
 		}
 		if got := timelineOf(t, b, bed.DC2A); got != "2" {
 			t.Errorf("dc2-a on timeline %s, want 2", got)
+		}
+		if err := b.StartNode(ctx, bed.DC2B); err != nil {
+			t.Fatal(err)
 		}
 		eventually(t, 30*time.Second, "dc2-b follows dc2-a onto timeline 2", func() (bool, string) {
 			got, err := b.SQL(ctx, bed.DC2B, "SELECT status || ' ' || received_tli || ' ' || sender_port FROM pg_stat_wal_receiver")

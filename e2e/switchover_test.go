@@ -379,8 +379,9 @@ func TestSwitchoverAbort(t *testing.T) {
 	}
 }
 
-// TestStopAfterSwitchover: after a switchover each state file stays with
-// its cluster, and stop takes the pair apart with the roles swapped (the
+// TestStopAfterSwitchover: a switchover with the DR side's cascade down
+// finishes without waiting for it, and the cascade follows once started.
+// After the switchover each state file stays with its cluster, and stop takes the pair apart with the roles swapped (the
 // config says primary: dc2): dc1's file for stop --role standby (it holds
 // the demote half's record), dc2's for stop --role primary (the promote
 // half's). The new primary cluster's own standby, dc2-b, still streams
@@ -393,9 +394,27 @@ func TestStopAfterSwitchover(t *testing.T) {
 	ctx := context.Background()
 	b := newSwitchBed(t)
 	ps := sidesFor(t, b, bed.ClusterDC1)
-	if d, p := bothHalves(t, ps)(); d.Code != 0 || p.Code != 0 {
-		t.Fatalf("switchover:\ndemote: %s\npromote: %s", d, p)
+	// The DR side's cascade is down during the switchover: the promote
+	// half does not wait for it (it says so), and once started it follows
+	// the new primary onto the new timeline.
+	if err := b.StopNode(ctx, bed.DC2B); err != nil {
+		t.Fatal(err)
 	}
+	d, p := bothHalves(t, ps)()
+	if d.Code != 0 || p.Code != 0 {
+		t.Fatalf("switchover with dc2-b down:\ndemote: %s\npromote: %s", d, p)
+	}
+	if !strings.Contains(p.Stderr, "cascade dc2-b does not run: not waited for") {
+		t.Errorf("the promote half should say dc2-b was not waited for:\n%s", p.Stderr)
+	}
+	if err := b.StartNode(ctx, bed.DC2B); err != nil {
+		t.Fatal(err)
+	}
+	tli := timelineOf(t, b, bed.DC2A)
+	eventually(t, 30*time.Second, "dc2-b follows the new primary onto the new timeline once started", func() (bool, string) {
+		got, err := b.SQL(ctx, bed.DC2B, "SELECT status || ' ' || received_tli || ' ' || sender_port FROM pg_stat_wal_receiver")
+		return err == nil && got == fmt.Sprintf("streaming %s %d", tli, b.Node(bed.DC2A).Port), fmt.Sprint(got, err)
+	})
 	now := sidesFor(t, b, bed.ClusterDC2)
 	stop := func(s side) result {
 		return sdr(t, sdrBin, nil, "--config", now.config, "--state", s.state, "--log-file", s.log, "stop", "--role", s.role)

@@ -513,7 +513,9 @@ func (e *Env) withAdminLong(ctx context.Context, n *cluster.Node, fn func(ctx co
 }
 
 // cascadesFollow waits, bounded by --timeout, until every cascade streams
-// from the new primary on its new timeline.
+// from the new primary on its new timeline. A cascade that cannot be
+// reached or does not run is not waited for (cascadeNotWaited): the run
+// says so and goes on.
 func (e *Env) cascadesFollow(ctx context.Context, rc *workflow.RunContext) error {
 	promo, err := e.promotion(ctx, rc)
 	if err != nil {
@@ -524,6 +526,19 @@ func (e *Env) cascadesFollow(ctx context.Context, rc *workflow.RunContext) error
 	}
 	main, cascades := e.mainStandby()
 	return forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error {
+		reachable, running := true, false
+		if _, err := e.access(ctx, n); err != nil {
+			reachable = false
+			rc.Log.Warn("cascade cannot be reached", zap.String("node", n.Name), zap.Error(err))
+		} else if running, err = e.pgRunning(ctx, n, n.DataDir); err != nil {
+			return err
+		}
+		if why := cascadeNotWaited(reachable, running); why != "" {
+			rc.Log.Warn(fmt.Sprintf("cascade %s %s: not waited for. Its upstream is %s and its recovery_target_timeline latest, so it follows "+
+				"the new primary onto timeline %d once it runs: start it, then check with sdr status --config", n.Name, why, main.Name, promo.Timeline),
+				zap.String("node", n.Name))
+			return nil
+		}
 		err := poll(ctx, e.Timeout, pollStream, fmt.Sprintf("cascade %s to follow %s onto timeline %d", n.Name, main.Name, promo.Timeline),
 			func(ctx context.Context) (bool, error) {
 				var status, host string
@@ -546,6 +561,20 @@ func (e *Env) cascadesFollow(ctx context.Context, rc *workflow.RunContext) error
 		}
 		return nil
 	})
+}
+
+// cascadeNotWaited says why 5_follow does not wait for a cascade ("" when
+// it does): one that cannot be reached or whose PostgreSQL does not run
+// cannot follow now, and would only hold up the end of a promotion that
+// has happened; it follows once it runs, as sdr configured it.
+func cascadeNotWaited(reachable, running bool) string {
+	switch {
+	case !reachable:
+		return "cannot be reached over SSH"
+	case !running:
+		return "does not run"
+	}
+	return ""
 }
 
 // finishFailover says what the operator changes now.

@@ -220,3 +220,18 @@ func TestMergeOldPrimaryObs(t *testing.T) {
 		})
 	}
 }
+
+func TestCascadeNotWaited(t *testing.T) {
+	for _, tc := range []struct {
+		reachable, running bool
+		want               string
+	}{
+		{true, true, ""},
+		{true, false, "does not run"},
+		{false, false, "cannot be reached over SSH"},
+	} {
+		if got := cascadeNotWaited(tc.reachable, tc.running); got != tc.want {
+			t.Errorf("cascadeNotWaited(%v, %v) = %q, want %q", tc.reachable, tc.running, got, tc.want)
+		}
+	}
+}

@@ -346,7 +346,9 @@ func (e *Env) pgpassContentFor(up upstream) string {
 }
 
 // oldClusterFollows waits until the old primary's other nodes (its
-// in-cluster standbys) stream on the new timeline.
+// in-cluster standbys) stream on the new timeline. One that cannot be
+// reached or does not run is not waited for (cascadeNotWaited): the run
+// says so and goes on.
 func (e *Env) oldClusterFollows(ctx context.Context, rc *workflow.RunContext) error {
 	t, err := e.token(ctx, rc)
 	if err != nil || t == nil {
@@ -359,6 +361,19 @@ func (e *Env) oldClusterFollows(ctx context.Context, rc *workflow.RunContext) er
 		}
 	}
 	return forEach(ctx, others, func(ctx context.Context, n *cluster.Node) error {
+		reachable, running := true, false
+		if _, err := e.access(ctx, n); err != nil {
+			reachable = false
+			rc.Log.Warn("standby of the old primary cannot be reached", zap.String("node", n.Name), zap.Error(err))
+		} else if running, err = e.pgRunning(ctx, n, n.DataDir); err != nil {
+			return err
+		}
+		if why := cascadeNotWaited(reachable, running); why != "" {
+			rc.Log.Warn(fmt.Sprintf("standby %s of the old primary %s %s: not waited for; it follows onto the new timeline once it runs "+
+				"(through the old primary, now a standby, with recovery_target_timeline latest, the default): start it, then check with sdr status --config",
+				n.Name, t.Node, why), zap.String("node", n.Name))
+			return nil
+		}
 		return poll(ctx, e.Timeout, pollStream, fmt.Sprintf("%s to follow onto the new timeline", n.Name), func(ctx context.Context) (bool, error) {
 			var status string
 			var tli int
