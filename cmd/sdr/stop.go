@@ -52,7 +52,7 @@ Exit codes as for start; 2 also when the state file holds no start of this side
 			&cli.DurationFlag{Name: "timeout", Usage: "bound for restarting a DR node that needs it; default timeouts.wait from the config"},
 			&cli.BoolFlag{Name: "restart", Usage: "forget recorded step progress and run every step again from step 1"},
 			&cli.BoolFlag{Name: "drop-role", Usage: "primary side: also drop replication.user, if sdr created it for this pair and no session of it is open"},
-			&cli.BoolFlag{Name: "promote", Usage: "not available: promoting a DR node will come with sdr failover (this flag only says so)"},
+			&cli.BoolFlag{Name: "promote", Usage: "not available: sdr stop never promotes; use sdr failover or sdr switchover (this flag only says so)"},
 			&cli.BoolFlag{Name: "no-start-record", Usage: "stop although the state file holds no start of this side (the state file was lost): " +
 				"sdr removes what it recognises as its own, but cannot know whether an unfinished start left wal_keep_size raised"},
 		},
