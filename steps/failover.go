@@ -526,20 +526,17 @@ func (e *Env) cascadesFollow(ctx context.Context, rc *workflow.RunContext) error
 	}
 	main, cascades := e.mainStandby()
 	return forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error {
-		reachable, running := true, false
-		if _, err := e.access(ctx, n); err != nil {
-			reachable = false
-			rc.Log.Warn("cascade cannot be reached", zap.String("node", n.Name), zap.Error(err))
-		} else if running, err = e.pgRunning(ctx, n, n.DataDir); err != nil {
+		why, err := e.followerNotWaited(ctx, rc, n)
+		if err != nil {
 			return err
 		}
-		if why := cascadeNotWaited(reachable, running); why != "" {
+		if why != "" {
 			rc.Log.Warn(fmt.Sprintf("cascade %s %s: not waited for. Its upstream is %s and its recovery_target_timeline latest, so it follows "+
 				"the new primary onto timeline %d once it runs: start it, then check with sdr status --config", n.Name, why, main.Name, promo.Timeline),
 				zap.String("node", n.Name))
 			return nil
 		}
-		err := poll(ctx, e.Timeout, pollStream, fmt.Sprintf("cascade %s to follow %s onto timeline %d", n.Name, main.Name, promo.Timeline),
+		err = poll(ctx, e.Timeout, pollStream, fmt.Sprintf("cascade %s to follow %s onto timeline %d", n.Name, main.Name, promo.Timeline),
 			func(ctx context.Context) (bool, error) {
 				var status, host string
 				var port, tli int
@@ -575,6 +572,22 @@ func cascadeNotWaited(reachable, running bool) string {
 		return "does not run"
 	}
 	return ""
+}
+
+// followerNotWaited looks at a node that should follow a new timeline
+// and says why it is not waited for ("" when it is; cascadeNotWaited):
+// SSH cannot reach it (the error is logged), or its PostgreSQL does not
+// run.
+func (e *Env) followerNotWaited(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) (string, error) {
+	if _, err := e.access(ctx, n); err != nil {
+		rc.Log.Warn("node cannot be reached", zap.String("node", n.Name), zap.Error(err))
+		return cascadeNotWaited(false, false), nil
+	}
+	running, err := e.pgRunning(ctx, n, n.DataDir)
+	if err != nil {
+		return "", err
+	}
+	return cascadeNotWaited(true, running), nil
 }
 
 // finishFailover says what the operator changes now.

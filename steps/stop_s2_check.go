@@ -26,37 +26,44 @@ func (s *stopRun) checkPrimary(ctx context.Context, rc *workflow.RunContext) err
 	if err != nil {
 		return err
 	}
-	inCluster := inClusterSlotNames(e.Config)
-	if err := forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {
+	// One session per node: the pair's slots there, of which none may be a
+	// primary-cluster node's own; on the primary, also what was found and,
+	// with --drop-role, the role.
+	inCluster := map[string]bool{}
+	for _, name := range inClusterSlotNames(e.Config) {
+		inCluster[name] = true
+	}
+	return forEach(ctx, e.primaryNodes(), func(ctx context.Context, n *cluster.Node) error {
 		return e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
-			slots, err := pairSlots(ctx, c, n.Name, inCluster)
+			slots, err := pairSlots(ctx, c, n.Name, pairSlotNames(e.Config))
 			if err != nil {
 				return err
 			}
-			return inClusterSlotsProblem(e.Config, n.Name, slots)
+			var names []string
+			var own []slotRow
+			for _, sl := range slots {
+				names = append(names, sl.Name)
+				if inCluster[sl.Name] {
+					own = append(own, sl)
+				}
+			}
+			if err := inClusterSlotsProblem(e.Config, n.Name, own); err != nil {
+				return err
+			}
+			if n.Name != p.Name {
+				return nil
+			}
+			rc.Log.Info("primary cluster checked", zap.String("node", p.Name), zap.Strings("pair_slots", names))
+			if !s.opts.DropRole {
+				return nil
+			}
+			o, err := e.observeRole(ctx, c, p.Name)
+			if err != nil {
+				return err
+			}
+			_, err = decideDropRole(e.Config.Replication.User, e.Config.Name, o, true, 0)
+			return err
 		})
-	}); err != nil {
-		return err
-	}
-	return e.withAdmin(ctx, p, func(ctx context.Context, c *pgx.Conn) error {
-		slots, err := pairSlots(ctx, c, p.Name, pairSlotNames(e.Config))
-		if err != nil {
-			return err
-		}
-		var names []string
-		for _, sl := range slots {
-			names = append(names, sl.Name)
-		}
-		rc.Log.Info("primary cluster checked", zap.String("node", p.Name), zap.Strings("pair_slots", names))
-		if !s.opts.DropRole {
-			return nil
-		}
-		o, err := e.observeRole(ctx, c, p.Name)
-		if err != nil {
-			return err
-		}
-		_, err = decideDropRole(e.Config.Replication.User, e.Config.Name, o, true, 0)
-		return err
 	})
 }
 

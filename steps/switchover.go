@@ -361,14 +361,11 @@ func (e *Env) oldClusterFollows(ctx context.Context, rc *workflow.RunContext) er
 		}
 	}
 	return forEach(ctx, others, func(ctx context.Context, n *cluster.Node) error {
-		reachable, running := true, false
-		if _, err := e.access(ctx, n); err != nil {
-			reachable = false
-			rc.Log.Warn("standby of the old primary cannot be reached", zap.String("node", n.Name), zap.Error(err))
-		} else if running, err = e.pgRunning(ctx, n, n.DataDir); err != nil {
+		why, err := e.followerNotWaited(ctx, rc, n)
+		if err != nil {
 			return err
 		}
-		if why := cascadeNotWaited(reachable, running); why != "" {
+		if why != "" {
 			rc.Log.Warn(fmt.Sprintf("standby %s of the old primary %s %s: not waited for; it follows onto the new timeline once it runs "+
 				"(through the old primary, now a standby, with recovery_target_timeline latest, the default): start it, then check with sdr status --config",
 				n.Name, t.Node, why), zap.String("node", n.Name))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -111,7 +110,7 @@ func checkSomethingToStop(ctx context.Context, g globals, pair string, role work
 		}
 		// A role move counts once it finished: a refused or unfinished
 		// switchover or failover did not make this cluster that side.
-		if rec != nil && (rec.Complete || strings.HasPrefix(key, "start/") || strings.HasPrefix(key, "stop/")) {
+		if rec != nil && (rec.Complete || rec.Action == "start" || rec.Action == "stop") {
 			return nil
 		}
 	}
