@@ -350,6 +350,7 @@ type nodeBuild struct {
 	autoDir     string
 	autoTouched map[string]bool
 	autoAll     bool
+	autoContent string // the content it wrote
 	// swappedNow: this run's swap has just found no PostgreSQL running in
 	// the data directory and put the copy in place (start does not ask again).
 	swappedNow bool
@@ -555,7 +556,8 @@ func (b *nodeBuild) saveOwnFiles(ctx context.Context) error {
 // The settings of the copy that configuring it does not set (copySettings
 // less those of standbySettings) are read with postgres -C meanwhile, for
 // the check before the swap (checkCopy), which then asks only for the
-// rest and for any setting the copy's postgresql.auto.conf named.
+// rest and for any setting the copy's postgresql.auto.conf named, less
+// those whose last line there is sdr's own (blockValues).
 func (b *nodeBuild) configure(ctx context.Context) error {
 	dir := b.lay.New()
 	b.pre = nil
@@ -575,7 +577,8 @@ func (b *nodeBuild) configure(ctx context.Context) error {
 		return err
 	}
 	if preErr == nil && b.autoDir == dir {
-		b.pre = &copyPre{dir: dir, names: names, s: pre, touched: b.autoTouched, all: b.autoAll}
+		b.pre = &copyPre{dir: dir, names: names, s: pre, touched: b.autoTouched, all: b.autoAll,
+			auto: b.autoContent, own: standbySettings(b.e.Config, b.n, b.up, b.lay.Pgpass())}
 	}
 	return nil
 }
@@ -643,6 +646,7 @@ func (b *nodeBuild) configureIn(ctx context.Context, dir string) error {
 	}
 	b.autoDir = dir
 	b.autoTouched, b.autoAll = autoConfNames(string(files[auto]), newAuto)
+	b.autoContent = newAuto
 	b.log.Info("configured as a standby", zap.String("dir", dir), zap.String("upstream", b.up.Node))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -37,7 +38,18 @@ func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 	if p := b.pre; p != nil && p.dir == newDir {
 		if after, ok := copyCheckAfter(names, p); ok {
 			names, keep = after, p.s
+			if p.auto != "" {
+				var vals map[string]string
+				vals, names = blockValues(p.auto, p.own, names)
+				keep = mergeSettings(keep, cluster.Settings{Values: vals})
+			}
 		}
+	}
+	// With ssl on already read (and not named by postgresql.auto.conf),
+	// the files ssl needs are read in the same round.
+	sslRead := keep.Values["ssl"] == "on" && !slices.Contains(names, "ssl")
+	if sslRead {
+		names = append(slices.Clip(names), sslFileSettings...)
 	}
 	// The files the copy should start with are looked at while postgres
 	// -C reads its settings; files the settings name otherwise are looked
@@ -62,7 +74,7 @@ func (b *nodeBuild) checkCopy(ctx context.Context, newDir string) error {
 	); err != nil {
 		return err
 	}
-	if s.Values["ssl"] == "on" {
+	if s.Values["ssl"] == "on" && !sslRead {
 		files, err := cluster.ShowSettings(cctx, b.a, b.n.BinDir, confDir, override, sslFileSettings)
 		if err != nil {
 			return err
@@ -139,6 +151,8 @@ type copyPre struct {
 	s       cluster.Settings
 	touched map[string]bool // settings postgresql.auto.conf named, before or after the edit
 	all     bool            // it holds an include: any setting may have changed
+	auto    string          // postgresql.auto.conf as the edit wrote it
+	own     []string        // the lines of sdr's block (standbySettings)
 }
 
 // copyCheckAfter returns which of names the copy check asks postgres -C
@@ -164,6 +178,54 @@ func copyCheckAfter(names []string, pre *copyPre) (after []string, ok bool) {
 		}
 	}
 	return after, true
+}
+
+// blockValues returns, of names, the settings whose last assignment in
+// auto (a copy's postgresql.auto.conf as configuring wrote it) is one of
+// sdr's own lines, with the values those lines give, and the settings
+// postgres -C still reads (rest). PostgreSQL reads postgresql.auto.conf
+// after every other configuration file, so its last assignment of a
+// setting is the value the server gets, as postgres -C would print it for
+// the lines sdr writes (a bare number or "on", or a quoted string).
+//
+// rest is never empty when names is not: one setting is read all the
+// same, since postgres -C refuses to print anything while any line of the
+// configuration is wrong, and so proves that the edited files load; its
+// value is read rather than taken. With an include in auto, every setting
+// is read.
+func blockValues(auto string, own, names []string) (vals map[string]string, rest []string) {
+	last := map[string]string{}
+	for _, l := range strings.Split(auto, "\n") {
+		switch n := settingName(l); n {
+		case "":
+		case "include", "include_dir", "include_if_exists":
+			return nil, names
+		default:
+			last[n] = strings.TrimSpace(l)
+		}
+	}
+	mine := map[string]bool{}
+	for _, l := range own {
+		mine[strings.TrimSpace(l)] = true
+	}
+	vals = map[string]string{}
+	for _, n := range names {
+		l, ok := last[n]
+		if !ok || !mine[l] {
+			rest = append(rest, n)
+			continue
+		}
+		if _, v, ok := confSetting(l); ok {
+			vals[n] = v
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	if len(rest) == 0 && len(names) > 0 {
+		rest = names[:1]
+		delete(vals, names[0])
+	}
+	return vals, rest
 }
 
 // mergeSettings returns later with the values of earlier that later did
