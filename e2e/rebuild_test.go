@@ -585,3 +585,42 @@ func TestHandBuiltStandbyOnSdrStreamIsRebuilt(t *testing.T) {
 		t.Errorf("dc1-a: %s streaming walsenders for dc2-a, want 1", got)
 	}
 }
+
+// TestCopyThatNeverRanIsReplaced: a copy that inherits a setting from the
+// primary's postgresql.auto.conf that keeps it from starting on the DR
+// node (listen_addresses set with ALTER SYSTEM on the primary, which has
+// not restarted since) is swapped in and fails to start. Once the
+// operator has put the primary's setting back, --restart copies the node
+// again: the failed copy still has backup_label and standby.signal, so no
+// server ever ran in it, although its pg_control shows the primary's
+// "in production".
+func TestCopyThatNeverRanIsReplaced(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
+	b := newBed(t)
+	seedData(t, b, 1)
+	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	// 192.0.2.1 (TEST-NET-1) is no address of this machine.
+	sql(t, b, bed.DC1A, "ALTER SYSTEM SET listen_addresses = '192.0.2.1'")
+	r := start(t, b, standbySide(b), "--restart", "--timeout", "1m")
+	if r.Code != 1 {
+		t.Fatalf("a copy that cannot listen: want exit 1 (its start fails), got %s", r)
+	}
+	if !strings.Contains(r.Stderr, "dc2-a") {
+		t.Errorf("the failure does not name dc2-a:\n%s", r.Stderr)
+	}
+	dc2a := b.Node(bed.DC2A)
+	if _, err := os.Stat(filepath.Join(dc2a.DataDir, "backup_label")); err != nil {
+		t.Fatalf("the failed copy should still hold backup_label: %v", err)
+	}
+	if got := controlField(t, b, dc2a.DataDir, "Database cluster state"); got != "in production" {
+		t.Fatalf("the failed copy's pg_control says %q; this test needs the primary's \"in production\"", got)
+	}
+
+	sql(t, b, bed.DC1A, "ALTER SYSTEM RESET listen_addresses")
+	if r := start(t, b, standbySide(b), "--restart", "--timeout", "2m"); r.Code != 0 {
+		t.Fatalf("--restart after the primary's setting was put back should copy dc2-a again: %s", r)
+	}
+	checkConverged(t, b)
+}

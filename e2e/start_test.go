@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/e2e/bed"
 )
 
@@ -104,6 +105,32 @@ func testStartPair(t *testing.T, fl flavour) {
 			t.Run("nodes named by host name and IPv6", func(t *testing.T) { checkNamesIPv6(t, b) })
 		}
 	}})
+	if b.Flavour == bed.FlavourDebian {
+		t.Run("stop takes sdr's block out of the pg_hba.conf each server reads", func(t *testing.T) { checkDebianStop(t, b) })
+	}
+}
+
+// checkDebianStop stops both sides of a Debian bed and checks that no
+// node's pg_hba.conf in /etc (the file its server reads, where start
+// wrote sdr's block) holds the block any more, nor does the server load
+// lines for the replication user.
+func checkDebianStop(t *testing.T, b *bed.Bed) {
+	p, s := stopBoth(t, b, sdrBin, nil, nil)
+	if p.Code != 0 || s.Code != 0 {
+		t.Fatalf("stops failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	for _, n := range bed.NodeNames {
+		hba, err := os.ReadFile(b.HBAFile(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := cluster.CountBlocks(string(hba), b.Name); c != 0 {
+			t.Errorf("%s: %s still has %d sdr block(s) after stop", n, b.HBAFile(n), c)
+		}
+		if got := sql(t, b, n, "SELECT count(*) FROM pg_hba_file_rules WHERE '"+b.ReplicationUser+"' = ANY(user_name)"); got != "0" {
+			t.Errorf("%s: the server still loads %s pg_hba.conf rules for %s after stop", n, got, b.ReplicationUser)
+		}
+	}
 }
 
 // startedPair is what checkStartedPair needs of the starts it checks.

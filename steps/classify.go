@@ -133,6 +133,12 @@ type DirObs struct {
 	InRecovery bool // when Running: pg_is_in_recovery()
 
 	Marker       *CopyMarker // sdr's marker inside the directory, nil when none
+	// NeverRan: backup_label and standby.signal are both there. A server
+	// renames backup_label as its recovery begins and removes
+	// standby.signal when it is promoted, so this is a copy that no
+	// server has run in: its pg_control still shows the state of the
+	// server it was copied from.
+	NeverRan bool
 	LegacyMarker string      // system identifier in <work>/built, written by older sdr versions
 
 	// Upstream is, for a running standby, where its walreceiver streams from.
@@ -274,6 +280,10 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 	}
 	switch {
 	case primaryStates[o.ClusterState]:
+		if mine && o.NeverRan {
+			return Verdict{Kind: DirSdrCopy, Replace: true, Reason: where + " is a copy sdr built that no server has run in yet (backup_label and " +
+				"standby.signal are there; pg_control shows the primary's state at the copy): it can be replaced"}
+		}
 		if mine {
 			return refuse(DirDiverged, fmt.Sprintf("was last a primary (pg_control: %q) with the primary's system identifier: it was promoted and may hold writes the primary does not have", o.ClusterState))
 		}

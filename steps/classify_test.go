@@ -68,6 +68,13 @@ func TestClassifyDataDir(t *testing.T) {
 		{"promoted, timeline ahead, stopped as a standby", base(func(o *DirObs) { o.TimeLineID = 3 }), false, DirDiverged, false, false, "timeline 3"},
 		{"promoted on the primary's timeline, shut down", base(func(o *DirObs) { o.ClusterState = "shut down" }), false, DirDiverged, false, false, "last a primary"},
 		{"crashed as a primary (in production, not running)", base(func(o *DirObs) { o.ClusterState = "in production" }), false, DirDiverged, false, false, "in production"},
+		{"sdr's copy that no server ran in (backup_label and standby.signal; pg_control of the primary)", base(func(o *DirObs) {
+			o.ClusterState, o.NeverRan = "in production", true
+		}), false, DirSdrCopy, true, false, "no server has run in"},
+		{"the same without sdr's marker", base(func(o *DirObs) { o.ClusterState, o.NeverRan, o.Marker = "in production", true, nil }), false, DirDiverged, false, false, "sdr did not build it"},
+		{"the same running as a primary", base(func(o *DirObs) {
+			o.ClusterState, o.NeverRan, o.Running, o.InRecovery = "in production", true, true, false
+		}), false, DirDiverged, false, false, "runs as a primary"},
 		{"killed during shutdown as a primary (shutting down)", base(func(o *DirObs) { o.ClusterState = "shutting down" }), false, DirDiverged, false, false, "shutting down"},
 		{"crash recovery as a primary (in crash recovery)", base(func(o *DirObs) { o.ClusterState = "in crash recovery" }), false, DirDiverged, false, false, "in crash recovery"},
 		{"starting up: cannot tell", base(func(o *DirObs) { o.ClusterState = "starting up" }), false, DirUnknown, false, false, "starting up"},

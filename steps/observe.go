@@ -78,7 +78,7 @@ func (e *Env) probeDir(ctx context.Context, n *cluster.Node, lay nodeLayout, fil
 	}
 	cctx, cancel := e.cmdCtx(ctx)
 	defer cancel()
-	files = append([]string{markerName, lay.LegacyBuilt()}, files...)
+	files = append([]string{markerName, lay.LegacyBuilt(), "backup_label"}, files...)
 	pr, err := cluster.ProbeDataDir(cctx, a, n.BinDir, lay.DataDir, files, extra)
 	if err != nil {
 		return pr, fmt.Errorf("while probing data directory %s on %s: %w", lay.DataDir, n.Name, err)
@@ -117,6 +117,8 @@ func dirObsFromProbe(n *cluster.Node, pr cluster.DataDirProbe, lay nodeLayout) D
 			o.Marker = &m
 		}
 	}
+	_, label := pr.Files["backup_label"]
+	o.NeverRan = label && pr.StandbySignal
 	if b, ok := pr.Files[lay.LegacyBuilt()]; ok {
 		if f := strings.Fields(string(b)); len(f) > 0 {
 			o.LegacyMarker = f[0]

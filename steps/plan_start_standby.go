@@ -362,6 +362,10 @@ func (e *Env) buildItems(ctx context.Context, rc *workflow.RunContext, bn builtN
 		dir.What += " (the directory it replaces is kept there, never deleted)"
 	}
 	items := []workflow.PlanItem{dir}
+	conf, err := e.confOf(ctx, n)
+	if err != nil {
+		return nil, 0, err
+	}
 	var secs float64
 	if bn.action == actCopy {
 		var last *workflow.Transfer
@@ -373,16 +377,28 @@ func (e *Env) buildItems(ctx context.Context, rc *workflow.RunContext, bn builtN
 		var basis string
 		secs, basis = copyEstimate(bytes, last, n.Name, e.CopyRate)
 		slot := bn.up.Slot
+		var own []string
+		for _, f := range ownFiles(conf, n, b.lay) {
+			own = append(own, f.Rel)
+		}
+		why := "the node's pg_hba.conf and pg_ident.conf are outside its data directory: the rebuild leaves them in place"
+		if len(own) > 0 {
+			why = "the node's own " + strings.Join(own, " and ") + " are saved first (" + b.lay.Saved() + ") and put back into the copy"
+		}
 		items = append(items, workflow.PlanItem{Kind: "copy", Action: "create", Node: n.Name, Name: b.lay.New(), Bytes: bytes, Seconds: secs, Basis: basis,
 			What: fmt.Sprintf("pg_basebackup -X stream -c fast from %s (%s:%d) through slot %s into %s: about %s, %s",
 				bn.up.Node, bn.up.Host, bn.up.Port, orNone(slot), b.lay.New(), sizeText(bytes), durationText(secs)),
-			Why: "the node's own pg_hba.conf and pg_ident.conf are saved first (" + b.lay.Saved() + ") and put back into the copy"})
+			Why: why})
 	} else {
 		items = append(items, workflow.PlanItem{Kind: "copy", Action: "keep", Node: n.Name, Name: b.lay.New(),
 			What: "the copy this run made is complete (" + b.obs.NewComplete + "): it is not made again; the rebuild resumes at " + string(bn.action)})
 	}
-	items = append(items, workflow.PlanItem{Kind: "hba", Action: "insert", Node: n.Name, Name: path.Join(b.lay.DataDir, "pg_hba.conf"), Lines: hba,
-		Where: "pg_hba.conf of the new copy (the node's own file, put back), as sdr's block: in place of one that is there, else at the end",
+	where := "the node's pg_hba.conf, outside its data directory"
+	if _, ok := inData(conf.HbaFile, n, b.lay); ok {
+		where = "pg_hba.conf of the new copy (the node's own file, put back)"
+	}
+	items = append(items, workflow.PlanItem{Kind: "hba", Action: "insert", Node: n.Name, Name: conf.HbaFile, Lines: hba,
+		Where: where + ", as sdr's block: in place of one that is there, else at the end",
 		What:  "replication from every node of both clusters, so that any node can stream from this one later"})
 	items = append(items, workflow.PlanItem{Kind: "file", Action: "create", Node: n.Name, Name: path.Join(b.lay.DataDir, "standby.signal"),
 		What: "standby.signal and sdr's copy marker " + markerName + " in the new copy, before it is swapped in: whatever starts it starts a standby"})

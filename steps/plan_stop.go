@@ -168,7 +168,10 @@ func (s *stopRun) planDetach(ctx context.Context, _ *workflow.RunContext) (workf
 		if err != nil {
 			return err
 		}
-		hbaPath := path.Join(lay.DataDir, "pg_hba.conf")
+		hbaPath, err := e.drHbaFile(ctx, n)
+		if err != nil {
+			return err
+		}
 		hba, _, err := readOptional(ctx, e, a, hbaPath)
 		if err != nil {
 			return err

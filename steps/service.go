@@ -282,6 +282,10 @@ func (e *Env) waitAccepting(ctx context.Context, n *cluster.Node, dataDir string
 // the data directory. A server its manager does not report running is not
 // stopped: it was started some other way, and stopping it through sdr
 // would leave the manager out of step.
+// stopFailedGrace bounds the wait for PostgreSQL to end after its stop
+// command failed.
+const stopFailedGrace = 15 * time.Second
+
 func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
 	return e.stopNodeFrom(ctx, rc, n, false)
 }
@@ -323,10 +327,15 @@ func (e *Env) stopNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clus
 		rc.Log.Info("stopped", zap.String("node", n.Name), zap.String("by", cmds.Describe))
 		return nil
 	}
+	wait := e.Timeout
 	if runErr != nil {
-		rc.Log.Warn("the stop command failed; waiting for PostgreSQL to end", zap.String("node", n.Name), zap.Error(runErr))
+		// It may have ended all the same (a manager's own wait that ran
+		// out); a server the command did not reach is not waited for long.
+		wait = min(wait, stopFailedGrace)
+		rc.Log.Warn("the stop command failed; waiting a little for PostgreSQL to end", zap.String("node", n.Name),
+			zap.Duration("up_to", wait), zap.Error(runErr))
 	}
-	err = poll(lctx, e.Timeout, pollFast, "PostgreSQL on "+n.Name+" to stop", func(ctx context.Context) (bool, error) {
+	err = poll(lctx, wait, pollFast, "PostgreSQL on "+n.Name+" to stop", func(ctx context.Context) (bool, error) {
 		alive, err := e.pgRunning(ctx, n, lay.DataDir)
 		if err == nil && alive {
 			err = fmt.Errorf("PostgreSQL still runs in %s", lay.DataDir)

@@ -352,7 +352,8 @@ type drLeft struct {
 	Receiver   bool     // a WAL receiver runs
 	Conninfo   bool     // primary_conninfo is set
 	Settings   []string // replication settings still in sdr's postgresql.auto.conf block
-	HBABlock   bool     // sdr's block is still in the node's pg_hba.conf
+	HBAFile    string   // the pg_hba.conf the node's server reads
+	HBABlock   bool     // sdr's block is still in it
 	Files      []string // sdr's files that still exist (password file, prepared settings)
 	Slots      []string // this pair's slots that exist
 }
@@ -376,7 +377,7 @@ func stopLeftovers(prim []primaryLeft, dr []drLeft) []string {
 			out = append(out, fmt.Sprintf("%s still has %s in sdr's block of postgresql.auto.conf", d.Node, strings.Join(d.Settings, ", ")))
 		}
 		if d.HBABlock {
-			out = append(out, fmt.Sprintf("%s still has sdr's block in pg_hba.conf", d.Node))
+			out = append(out, fmt.Sprintf("%s still has sdr's block in %s", d.Node, d.HBAFile))
 		}
 		for _, f := range d.Files {
 			out = append(out, fmt.Sprintf("%s still has %s", d.Node, f))

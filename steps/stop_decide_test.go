@@ -270,9 +270,9 @@ func TestStopLeftovers(t *testing.T) {
 		{name: "slot and block on the primary", prim: []primaryLeft{{Node: "dc1-a", Slots: []string{"s1"}, HBAFile: "/x/pg_hba.conf", HBABlock: true}},
 			want: []string{"dc1-a still has sdr's block in /x/pg_hba.conf", "dc1-a still has slot(s) s1"}},
 		{name: "everything on a DR node", dr: []drLeft{{Node: "dc2-a", Running: true, InRecovery: true, Receiver: true, Settings: []string{"primary_conninfo"},
-			HBABlock: true, Files: []string{"/pg/data.sdr/pgpass"}, Slots: []string{"s2"}}},
+			HBAFile: "/etc/postgresql/15/main/pg_hba.conf", HBABlock: true, Files: []string{"/pg/data.sdr/pgpass"}, Slots: []string{"s2"}}},
 			want: []string{"dc2-a still has /pg/data.sdr/pgpass", "dc2-a still has an upstream", "dc2-a still has primary_conninfo in sdr's block",
-				"dc2-a still has sdr's block in pg_hba.conf", "dc2-a still has slot(s) s2"}},
+				"dc2-a still has sdr's block in /etc/postgresql/15/main/pg_hba.conf", "dc2-a still has slot(s) s2"}},
 		{name: "a stopped DR node's upstream is not asked", dr: []drLeft{{Node: "dc2-b", Conninfo: true}}},
 	}
 	for _, tt := range tests {

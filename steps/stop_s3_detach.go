@@ -62,12 +62,16 @@ func (s *stopRun) detachNode(ctx context.Context, rc *workflow.RunContext, n *cl
 	if err != nil {
 		return err
 	}
-	if _, hbaChanged, err := editDRFile(ctx, e, a, path.Join(lay.DataDir, "pg_hba.conf"), func(old string) string {
+	hbaPath, err := e.drHbaFile(ctx, n)
+	if err != nil {
+		return err
+	}
+	if _, hbaChanged, err := editDRFile(ctx, e, a, hbaPath, func(old string) string {
 		return cluster.ReplaceBlock(old, e.Config.Name, nil)
 	}); err != nil {
 		return err
 	} else if hbaChanged {
-		log.Info("sdr's pg_hba.conf block removed")
+		log.Info("sdr's pg_hba.conf block removed", zap.String("file", hbaPath))
 	}
 	running, err := e.pgRunning(ctx, n, lay.DataDir)
 	if err != nil {
@@ -104,6 +108,17 @@ func (s *stopRun) detachNode(ctx context.Context, rc *workflow.RunContext, n *cl
 	}
 	log.Info("reloaded: no upstream, no WAL receiver")
 	return nil
+}
+
+// drHbaFile is the pg_hba.conf n's server reads, where start wrote sdr's
+// block: postgres -C's hba_file (confOf), outside the data directory where
+// the node has config_dir (Debian: /etc/postgresql/15/main/pg_hba.conf).
+func (e *Env) drHbaFile(ctx context.Context, n *cluster.Node) (string, error) {
+	conf, err := e.confOf(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	return conf.HbaFile, nil
 }
 
 // waitDetached polls a reloaded DR node until it has let go of its

@@ -111,11 +111,15 @@ func (s *stopRun) observeDRLeft(ctx context.Context, n *cluster.Node) (drLeft, e
 	if lines, ok := cluster.BlockLines(auto, e.Config.Name); ok {
 		_, l.Settings = detachBlock(lines)
 	}
-	hba, _, err := readOptional(ctx, e, a, path.Join(lay.DataDir, "pg_hba.conf"))
+	hbaPath, err := e.drHbaFile(ctx, n)
 	if err != nil {
 		return l, err
 	}
-	l.HBABlock = cluster.HasBlock(hba, e.Config.Name)
+	hba, _, err := readOptional(ctx, e, a, hbaPath)
+	if err != nil {
+		return l, err
+	}
+	l.HBAFile, l.HBABlock = hbaPath, cluster.HasBlock(hba, e.Config.Name)
 	if l.Running, err = e.pgRunning(ctx, n, lay.DataDir); err != nil || !l.Running {
 		return l, err
 	}
