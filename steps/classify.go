@@ -132,14 +132,14 @@ type DirObs struct {
 	Running    bool // a live postmaster runs in this directory
 	InRecovery bool // when Running: pg_is_in_recovery()
 
-	Marker       *CopyMarker // sdr's marker inside the directory, nil when none
+	Marker *CopyMarker // sdr's marker inside the directory, nil when none
 	// NeverRan: backup_label and standby.signal are both there. A server
 	// renames backup_label as its recovery begins and removes
 	// standby.signal when it is promoted, so this is a copy that no
 	// server has run in: its pg_control still shows the state of the
 	// server it was copied from.
-	NeverRan bool
-	LegacyMarker string      // system identifier in <work>/built, written by older sdr versions
+	NeverRan     bool
+	LegacyMarker string // system identifier in <work>/built, written by older sdr versions
 
 	// Upstream is, for a running standby, where its walreceiver streams from.
 	Upstream *UpstreamObs
