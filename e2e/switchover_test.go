@@ -377,6 +377,33 @@ func TestSwitchoverAbort(t *testing.T) {
 	if got := sql(t, b, bed.DC1A, "SELECT pg_is_in_recovery()"); got != "t" {
 		t.Fatalf("a refused abort brought dc1-a back as a primary")
 	}
+
+	// dc2 is the primary cluster now, and dc2-a a former DR node: its
+	// postgresql.conf is dc1-a's copy, its own port and socket directory
+	// are in sdr's block. Its demote half alone, then: stop is refused
+	// while the switchover is unfinished, and the abort (with dc1-a's last
+	// restartpoint still on the old timeline) brings dc2-a back as the
+	// primary on its own port.
+	ps2 := sidesFor(t, b, bed.ClusterDC2)
+	d = switchHalf(t, sdrBin, nil, ps2.config, ps2.primary, "--timeout", "5s")
+	if d.Code != 1 || status(t, "", ps2.primary).state("primary") != "switchover_fail" {
+		t.Fatalf("dc2's demote half alone: want it to time out in switchover_fail: %s", d)
+	}
+	st := sdr(t, sdrBin, nil, "--config", ps2.config, "--state", ps2.primary.state, "stop", "--role", "primary")
+	if st.Code != 2 || !strings.Contains(st.Stderr, "switchover/primary is unfinished") || !strings.Contains(st.Stderr, "--abort") {
+		t.Fatalf("stop in the middle of the switchover: want a refusal (exit 2) naming the switchover and --abort: %s", st)
+	}
+	a = sdr(t, sdrBin, nil, "--config", ps2.config, "--state", ps2.primary.state, "switchover", "--role", "primary", "--abort", "--timeout", "1m")
+	if a.Code != 0 {
+		t.Fatalf("abort of dc2's demote half: %s", a)
+	}
+	if got := sql(t, b, bed.DC2A, "SELECT pg_is_in_recovery()::text || ' ' || current_setting('port')"); got != fmt.Sprintf("false %d", b.Node(bed.DC2A).Port) {
+		t.Fatalf("dc2-a after the abort: in recovery, port = %q, want the primary on its own port %d", got, b.Node(bed.DC2A).Port)
+	}
+	eventually(t, 30*time.Second, "dc1-a streams from dc2-a again", func() (bool, string) {
+		got, err := b.SQL(context.Background(), bed.DC1A, "SELECT status || ' ' || sender_port FROM pg_stat_wal_receiver")
+		return err == nil && got == fmt.Sprintf("streaming %d", b.Node(bed.DC2A).Port), fmt.Sprint(got, err)
+	})
 }
 
 // TestStopAfterSwitchover: a switchover with the DR side's cascade down

@@ -570,6 +570,19 @@ func (e *Env) abortCheck(ctx context.Context, rc *workflow.RunContext) (*switchT
 	main, _ := e.mainStandby()
 	var f drNodeFacts
 	err = e.withAdmin(ctx, main, func(ctx context.Context, c *pgx.Conn) error {
+		// With no WAL receiver (the old primary is down) a standby's
+		// timeline is read from pg_control's last restartpoint, which may
+		// be from before it replayed into the old primary's timeline: a
+		// restartpoint first, at the last checkpoint it replayed.
+		var inRecovery bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			return err
+		}
+		if inRecovery {
+			if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
+				return fmt.Errorf("while making a restartpoint on %s to read its timeline: %w", main.Name, err)
+			}
+		}
 		return c.QueryRow(ctx, drFactsSQL).Scan(&f.InRecovery, &f.SystemID, &f.Timeline)
 	})
 	reachErr := ""
@@ -623,7 +636,13 @@ func (e *Env) restoreOldPrimary(ctx context.Context, rc *workflow.RunContext) er
 		if _, err := a.Run(cctx, "rm -f "+q(path.Join(old.DataDir, "standby.signal")), cluster.RunOpts{}); err != nil {
 			return err
 		}
-		if err := editFile(cctx, a, path.Join(old.DataDir, "postgresql.auto.conf"), e.Config.Name, nil); err != nil {
+		// The replication lines go; the node's own port, socket directory
+		// and cluster_name stay (a former DR node's postgresql.conf is a
+		// copy of another node's).
+		if _, _, err := editDRFile(ctx, e, a, path.Join(old.DataDir, "postgresql.auto.conf"), func(content string) string {
+			updated, _, _ := detachAutoConf(content, e.Config.Name, ownNames(e.Config))
+			return updated
+		}); err != nil {
 			return err
 		}
 		if err := e.startNode(ctx, rc, old); err != nil {

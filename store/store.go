@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -163,6 +164,9 @@ func (d *DB) open(ro bool) (db *bolt.DB, err error) {
 			db, err = nil, fmt.Errorf("state file %s: %w (%v)", d.path, ErrCorrupt, v)
 		}
 	}()
+	if err := checkNotEmpty(d.path); err != nil {
+		return nil, err
+	}
 	db, err = bolt.Open(d.path, 0o600, &bolt.Options{Timeout: d.opts.Timeout, ReadOnly: ro})
 	switch {
 	case err == nil:
@@ -174,6 +178,39 @@ func (d *DB) open(ro bool) (db *bolt.DB, err error) {
 	default:
 		return nil, fmt.Errorf("state file %s: %w: %v", d.path, ErrCorrupt, err)
 	}
+}
+
+// checkNotEmpty refuses a path that is a directory, or a file of 0 bytes
+// that no process is writing: bbolt would make a new database of it (a
+// truncated state file, whose runs would start again from step 1) or fail
+// with an unclear error. A file being created holds bbolt's lock until its
+// first pages are written; it is not refused here (bbolt waits for it).
+func checkNotEmpty(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil // a missing file is created; other errors come from bbolt
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("state file %s: %w: it is a directory; give the path of a file", path, ErrCorrupt)
+	}
+	if fi.Size() > 0 {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return nil // being created by another process
+	}
+	// Closing f releases the lock.
+	if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
+		return fmt.Errorf("state file %s: %w: it is empty (0 bytes), so it holds no record of any run (a file cut short, or made by hand). "+
+			"sdr does not reuse it: if sdr never ran with it, remove it; if it held this side's runs, restore it from a copy "+
+			"(without it, the runs would start again from step 1)", path, ErrCorrupt)
+	}
+	return nil
 }
 
 func (d *DB) run(ro bool, fn func(tx *bolt.Tx) error) (err error) {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,15 +131,36 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 	}
 }
 
-func TestOpenAcceptsEmptyFileAsNew(t *testing.T) {
-	// bbolt initialises a zero-length file; that is a new state file, not damage.
+// TestOpenRefusesEmptyFile: a state file of 0 bytes holds no record of
+// any run; sdr refuses it, read-only or not, and leaves it as it is (a new
+// database made of it would start a side's runs again from step 1). One
+// that another process has locked (bbolt creating it) is waited for, not
+// refused as empty. A directory is refused naming what it is.
+func TestOpenRefusesEmptyFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "state.db")
 	writeFile(t, p, nil)
-	if _, err := Open(p, Options{Pair: "p"}); err != nil {
+	for _, opts := range []Options{{Pair: "p"}, {ReadOnly: true, Pair: "p"}} {
+		_, err := Open(p, opts)
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(fmt.Sprint(err), "empty (0 bytes)") {
+			t.Fatalf("Open(%+v) of an empty file = %v, want ErrCorrupt saying it is empty", opts, err)
+		}
+		if fi, err := os.Stat(p); err != nil || fi.Size() != 0 {
+			t.Fatalf("the refused file was changed: %v %v", fi, err)
+		}
+	}
+	f, err := os.Open(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(p, Options{ReadOnly: true, Pair: "p"}); err != nil {
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := Open(p, Options{Pair: "p", Timeout: 200 * time.Millisecond}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Open of an empty file another process holds = %v, want ErrBusy (waited for)", err)
+	}
+	if _, err := Open(t.TempDir(), Options{Pair: "p"}); !errors.Is(err, ErrCorrupt) || !strings.Contains(fmt.Sprint(err), "is a directory") {
+		t.Fatalf("Open of a directory = %v, want a refusal naming a directory", err)
 	}
 }
 

@@ -89,6 +89,48 @@ func stopEvidence(role workflow.Role) []string {
 	return append(keys, "switchover/primary")
 }
 
+// roleMoves are the workflows that move the roles of the pair's clusters.
+var roleMoves = []string{"switchover/primary", "switchover/standby", "failover/standby", "switchover-abort/primary"}
+
+// unfinishedRoleMove refuses a stop while a switchover, failover or abort
+// recorded in the cluster's state file has begun to move roles (its step
+// that demotes, fences, promotes or restores began) and not finished, and
+// nothing else changed its side since: the nodes are between two setups,
+// and stop would take the pair apart there (a DR node's upstream removed
+// before the promotion, a demoted primary left down). recs are the
+// records of roleMoves that exist, sides the sides they belong to.
+func unfinishedRoleMove(recs map[string]*workflow.Record, sides map[workflow.Role]workflow.Side) error {
+	finish := map[string]string{
+		"switchover/primary":       "rerun sdr switchover --role primary to finish it, or sdr switchover --role primary --abort to bring the old primary back",
+		"switchover/standby":       "rerun sdr switchover --role standby to finish it",
+		"failover/standby":         "rerun sdr failover to finish it",
+		"switchover-abort/primary": "rerun sdr switchover --role primary --abort to finish it",
+	}
+	// The first step of each that changes the nodes' roles (the steps
+	// before it check, wait or prepare).
+	firstChange := map[string]string{"switchover/primary": "3_demote", "switchover/standby": "4_promote", "failover/standby": "3_fence",
+		"switchover-abort/primary": "3_restore_primary"}
+	for _, key := range roleMoves {
+		rec := recs[key]
+		if rec == nil || rec.Complete || sides[rec.Role].ChangedBy != rec.Workflow {
+			continue
+		}
+		if st := rec.Step(firstChange[key]); st == nil || st.Status == workflow.StatusPending || st.Status == "" {
+			continue
+		}
+		at := ""
+		for _, s := range rec.Steps {
+			if !s.Status.Finished() {
+				at = " at " + s.Name
+				break
+			}
+		}
+		return fmt.Errorf("%s is unfinished on this cluster (stopped%s, side state %s): it has changed nodes, and a stop now would take the pair "+
+			"apart between two setups. First %s; then stop", key, at, sides[rec.Role].State, finish[key])
+	}
+	return nil
+}
+
 // checkSomethingToStop refuses a stop on a side whose state file shows
 // none of stopEvidence(role): sdr never ran there with this file (or it is
 // the wrong file). The file is this cluster's (cluster, as the config's
@@ -101,6 +143,26 @@ func checkSomethingToStop(ctx context.Context, g globals, pair string, role work
 			"if it was lost, rerun with --no-start-record", g.state, errNothingToStop, role)
 	}
 	if err != nil {
+		return err
+	}
+	moves := map[string]*workflow.Record{}
+	sides := map[workflow.Role]workflow.Side{}
+	for _, key := range roleMoves {
+		rec, err := db.Load(ctx, key)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			continue
+		}
+		moves[key] = rec
+		if _, ok := sides[rec.Role]; !ok {
+			if sides[rec.Role], err = db.LoadSide(ctx, rec.Role); err != nil {
+				return err
+			}
+		}
+	}
+	if err := unfinishedRoleMove(moves, sides); err != nil {
 		return err
 	}
 	for _, key := range stopEvidence(role) {

@@ -201,3 +201,66 @@ func TestStopAfterARoleMove(t *testing.T) {
 		})
 	}
 }
+
+// TestUnfinishedRoleMove: stop is refused while a switchover, failover or
+// abort has changed nodes (it was the last to change its side) and has not
+// finished; a refused or superseded one, or a finished one, does not stop it.
+func TestUnfinishedRoleMove(t *testing.T) {
+	rec := func(key string, complete bool, steps ...string) *workflow.Record {
+		role := workflow.Role(key[strings.LastIndex(key, "/")+1:])
+		r := &workflow.Record{Workflow: key, Role: role, Complete: complete, Steps: []workflow.StepRecord{
+			{Name: "1_prepare", Status: workflow.StatusDone}, {Name: "2_check_cluster", Status: workflow.StatusDone}}}
+		for i, s := range steps {
+			st := workflow.StatusDone
+			if i == len(steps)-1 {
+				st = workflow.StatusFailed
+			}
+			r.Steps = append(r.Steps, workflow.StepRecord{Name: s, Status: st})
+		}
+		return r
+	}
+	side := func(role workflow.Role, by string) map[workflow.Role]workflow.Side {
+		return map[workflow.Role]workflow.Side{role: {Role: role, State: workflow.StateSwitchoverFail, ChangedBy: by}}
+	}
+	tests := []struct {
+		name  string
+		recs  map[string]*workflow.Record
+		sides map[workflow.Role]workflow.Side
+		want  []string // nil: allowed
+	}{
+		{"demote half failed after demoting", map[string]*workflow.Record{"switchover/primary": rec("switchover/primary", false, "3_demote", "4_rejoin")},
+			side(workflow.RolePrimary, "switchover/primary"), []string{"switchover/primary is unfinished", "at 4_rejoin", "--abort", "switchover_fail"}},
+		{"promote half failed while promoting", map[string]*workflow.Record{"switchover/standby": rec("switchover/standby", false, "3_wait_primary", "4_promote")},
+			side(workflow.RoleStandby, "switchover/standby"), []string{"switchover/standby is unfinished", "rerun sdr switchover --role standby"}},
+		{"failover failed after fencing", map[string]*workflow.Record{"failover/standby": rec("failover/standby", false, "3_fence", "4_promote")},
+			side(workflow.RoleStandby, "failover/standby"), []string{"rerun sdr failover"}},
+		{"refused at its check: changed nothing", map[string]*workflow.Record{"switchover/standby": rec("switchover/standby", false)},
+			side(workflow.RoleStandby, "start/standby"), nil},
+		{"promote half that only waited (the demote half never ran)", map[string]*workflow.Record{"switchover/standby": rec("switchover/standby", false, "3_wait_primary")},
+			side(workflow.RoleStandby, "switchover/standby"), nil},
+		{"superseded: another workflow changed the side since", map[string]*workflow.Record{"switchover/primary": rec("switchover/primary", false, "3_demote")},
+			side(workflow.RolePrimary, "start/primary"), nil},
+		{"finished", map[string]*workflow.Record{"switchover/primary": rec("switchover/primary", true, "3_demote")},
+			side(workflow.RolePrimary, "switchover/primary"), nil},
+		{"no role move", nil, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := unfinishedRoleMove(tc.recs, tc.sides)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("allowed; want a refusal with %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%v: want %q", err, w)
+				}
+			}
+		})
+	}
+}
