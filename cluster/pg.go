@@ -31,7 +31,11 @@ func ConnectAdmin(ctx context.Context, cfg *Config, a Access) (*pgx.Conn, error)
 	cc.User = cfg.Postgres.User
 	cc.Database = cfg.Postgres.Database
 	cc.Password = ""
-	cc.RuntimeParams = map[string]string{"application_name": "sdr"}
+	// synchronous_commit local: sdr's own changes on a primary (its
+	// replication role, say) do not wait for synchronous standbys, one of
+	// which may be the DR standby that sdr is rebuilding or stopping and
+	// that cannot confirm anything until sdr's change is made.
+	cc.RuntimeParams = map[string]string{"application_name": "sdr", "synchronous_commit": "local"}
 	readOnlySession(cc, a)
 	setDial(cc, cfg, a)
 

@@ -65,7 +65,7 @@ sdr_show() {
 	if sdr_v=$(LANG=C LC_ALL=C "$pg" -D "$c" "$@" 2>"$d/e$sdr_i"); then
 		printf 'v%s=%s\0' "$sdr_i" "$sdr_v"
 	else
-		printf 'e%s=%s\0' "$sdr_i" "$(grep -v 'LOG:  ' "$d/e$sdr_i" | tail -n 5)"
+		printf 'e%s=%s\0' "$sdr_i" "$(grep -v 'LOG:  skipping missing configuration file' "$d/e$sdr_i" | tail -n 5)"
 	fi >"$d/o$sdr_i"
 }
 `)

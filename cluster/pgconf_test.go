@@ -24,6 +24,8 @@ done
 echo "2024-01-01 00:00:00.000 UTC [1] LOG:  skipping missing configuration file" >&2
 case $name in
 broken) echo 'FATAL:  could not open configuration file "/x.conf": No such file or directory' >&2; exit 1 ;;
+badinclude) echo '2024-01-01 00:00:00.000 UTC [1] LOG:  could not open configuration file "/etc/pg/missing.conf": No such file or directory' >&2
+	echo '2024-01-01 00:00:00.000 UTC [1] FATAL:  configuration file "/etc/pg/postgresql.conf" contains errors' >&2; exit 1 ;;
 data_directory) if [ -n "$over" ]; then echo "$over"; else cat "$d/$name"; fi ;;
 *) cat "$d/$name" ;;
 esac
@@ -58,6 +60,9 @@ func TestShowSettings(t *testing.T) {
 		{"a failing setting is reported, the others read", conf, "", []string{"broken", "port"},
 			Settings{Values: map[string]string{"port": "5433"},
 				Errors: map[string]string{"broken": `FATAL:  could not open configuration file "/x.conf": No such file or directory`}}},
+		{"the cause postgres logs before its FATAL is kept", conf, "", []string{"badinclude"},
+			Settings{Values: map[string]string{}, Errors: map[string]string{"badinclude": "2024-01-01 00:00:00.000 UTC [1] LOG:  could not open configuration file " +
+				`"/etc/pg/missing.conf": No such file or directory` + "\n" + `2024-01-01 00:00:00.000 UTC [1] FATAL:  configuration file "/etc/pg/postgresql.conf" contains errors`}}},
 		{"no postgresql.conf", filepath.Join(conf, "missing"), "", []string{"port"}, Settings{NoConfig: true, Values: map[string]string{}, Errors: map[string]string{}}},
 		// config_file is <confDir>/postgresql.conf, not asked of postgres
 		// (the fake one would fail: it has no file for it).

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgsdr/sdr/cluster"
 	"github.com/pgsdr/sdr/e2e/bed"
 )
 
@@ -281,4 +282,25 @@ func signalCase(t *testing.T, sig syscall.Signal) {
 		t.Fatalf("reruns after %s:\nprimary: %s\nstandby: %s", sig, p, s)
 	}
 	checkConverged(t, b)
+}
+
+// TestStartWithTheDRStandbySynchronous: the primary's
+// synchronous_standby_names names the DR main standby's application name
+// (synchronous replication to the DR side). sdr's own changes on the
+// primary (creating its replication role) do not wait for that standby,
+// which cannot confirm them before it is built: both starts finish.
+func TestStartWithTheDRStandbySynchronous(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
+	b := newBed(t)
+	seedData(t, b, 1)
+	app := cluster.AppName(b.Name, bed.DC2A)
+	sql(t, b, bed.DC1A, "ALTER SYSTEM SET synchronous_standby_names = '"+app+"'")
+	sql(t, b, bed.DC1A, "SELECT pg_reload_conf()")
+	if p, s := startBoth(t, b, "--timeout", "2m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts with %s synchronous:\nprimary: %s\nstandby: %s", app, p, s)
+	}
+	checkConverged(t, b)
+	if got := sql(t, b, bed.DC1A, "SELECT sync_state FROM pg_stat_replication WHERE application_name = '"+app+"'"); got != "sync" {
+		t.Errorf("dc2-a's sync_state on dc1-a = %q, want sync", got)
+	}
 }

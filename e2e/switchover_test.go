@@ -219,6 +219,20 @@ func newSwitchBed(t *testing.T) *bed.Bed {
 func TestSwitchover(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newSwitchBed(t)
+	t.Run("refused while the main standby's replay is paused", func(t *testing.T) {
+		ps := sidesFor(t, b, bed.ClusterDC1)
+		sql(t, b, bed.DC2A, "SELECT pg_wal_replay_pause()")
+		for _, sd := range []side{ps.primary, ps.standby} {
+			r := switchHalf(t, sdrBin, nil, ps.config, sd, "--timeout", "30s")
+			if r.Code != 2 || !strings.Contains(r.Stderr, "replay is paused on the main standby dc2-a") || !strings.Contains(r.Stderr, "pg_wal_replay_resume") {
+				t.Errorf("switchover --role %s with dc2-a's replay paused: want a refusal (exit 2) naming it: %s", sd.role, r)
+			}
+		}
+		if got := sql(t, b, bed.DC1A, "SELECT pg_is_in_recovery()"); got != "f" {
+			t.Fatalf("dc1-a is not the primary after the refused switchover")
+		}
+		sql(t, b, bed.DC2A, "SELECT pg_wal_replay_resume()")
+	})
 	t.Run("dc1 to dc2", func(t *testing.T) {
 		switchoverUnderLoad(t, b, sidesFor(t, b, bed.ClusterDC1), 1, bothHalves(t, sidesFor(t, b, bed.ClusterDC1)))
 	})

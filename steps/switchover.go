@@ -109,6 +109,13 @@ func (e *Env) checkDemote(ctx context.Context, rc *workflow.RunContext, maxLag i
 	if err := checkDemoteLag(main.Name, streaming, lag, maxLag); err != nil {
 		return err
 	}
+	// Replay paused on the main standby: the promote half would wait, with
+	// the primary down, for WAL the standby receives but does not replay.
+	if paused, err := e.replayPaused(ctx, main); err != nil {
+		rc.Log.Warn("cannot ask the main standby whether its replay is paused; the promote half checks it again", zap.String("node", main.Name), zap.Error(err))
+	} else if err := replayPausedProblem(main.Name, paused); err != nil {
+		return err
+	}
 	rc.Log.Info("the main standby streams and is caught up", zap.String("primary", p.Name), zap.String("main_standby", main.Name), zap.Int64("lag_bytes", lag))
 	return nil
 }
@@ -407,7 +414,37 @@ func (e *Env) checkPromoteHalf(ctx context.Context, rc *workflow.RunContext) err
 			return permanent(fmt.Errorf("DR node %s is not in recovery: the DR side already runs a primary; nothing was changed", name))
 		}
 	}
-	return nil
+	paused, err := e.replayPaused(ctx, main)
+	if err != nil {
+		return err
+	}
+	return replayPausedProblem(main.Name, paused)
+}
+
+// replayPaused asks n (a standby) whether a pause of its WAL replay was
+// asked for (pg_wal_replay_pause; pg_is_wal_replay_paused in PostgreSQL
+// 13-17).
+func (e *Env) replayPaused(ctx context.Context, n *cluster.Node) (bool, error) {
+	var paused bool
+	err := e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, "SELECT CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END").Scan(&paused)
+	})
+	if err != nil {
+		return false, fmt.Errorf("while asking %s whether its replay is paused: %w", n.Name, err)
+	}
+	return paused, nil
+}
+
+// replayPausedProblem refuses a switchover while the main standby's
+// replay is paused: the old primary's last WAL would reach it and not be
+// replayed, so the promote half would wait with no primary running.
+func replayPausedProblem(main string, paused bool) error {
+	if !paused {
+		return nil
+	}
+	return permanent(fmt.Errorf("WAL replay is paused on the main standby %s (pg_wal_replay_pause()): it would receive the old primary's "+
+		"last WAL and not replay it, and the switchover would wait with no primary running; nothing was changed. Resume it "+
+		"(SELECT pg_wal_replay_resume() on %s), then rerun", main, main))
 }
 
 // waitShutdownReplayed waits, bounded by --timeout, until the main standby
