@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,11 +242,27 @@ func TestRejectLineStopsStandbyInStep2(t *testing.T) {
 // before; it completes only once the standby side's --restart has
 // stopped and started the main standby again, and the walsender then in
 // use started after the primary's pass began and after its 8_wait_standby
-// began.
+// began. The primary has max_wal_senders 3, which only fits when its check
+// does not count the pair's own stream as busy.
 func TestWaitStandbyAfterRestartWaitsForNewStream(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := newBed(t)
 	mustStartBoth(t, b)
+	// max_wal_senders 3 on the primary: its own standby and the pair's
+	// stream take two; the rebuild ends the pair's stream before its copy
+	// takes two, so the primary side's check must not count that stream.
+	ctx := context.Background()
+	sql(t, b, bed.DC1A, "ALTER SYSTEM SET max_wal_senders = 3")
+	if err := b.PGCtl(ctx, bed.DC1A, "stop", "-m", "fast"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PGCtl(ctx, bed.DC1A, "start"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "dc1-b and dc2-a stream from dc1-a again", func() (bool, string) {
+		got, err := b.SQL(ctx, bed.DC1A, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+		return err == nil && got == "2", fmt.Sprint(got, err)
+	})
 	oldStart := sql(t, b, bed.DC1A, "SELECT backend_start FROM pg_stat_replication WHERE application_name = '"+mainApp(b)+"'")
 
 	var p result

@@ -48,7 +48,9 @@ const (
 
 // checkPrimarySettings checks the primary's settings for streaming to DR.
 // slotExists is true when sdr's slot already exists (a rerun), which
-// then counts as capacity already reserved.
+// then counts as capacity already reserved; so do the walsenders of the
+// pair's own stream (f.PairWalSenders): the DR side stops its main standby
+// before it copies.
 func checkPrimarySettings(f pgFacts, slotExists bool) error {
 	var problems []string
 	if f.VersionNum < minMajor*10000 {
@@ -58,9 +60,13 @@ func checkPrimarySettings(f pgFacts, slotExists bool) error {
 	if f.WalLevel != "replica" && f.WalLevel != "logical" {
 		problems = append(problems, fmt.Sprintf("wal_level is %s, needs replica or logical", f.WalLevel))
 	}
-	if free := f.MaxWalSenders - f.UsedWalSenders; free < minFreeWalSenders {
-		problems = append(problems, fmt.Sprintf("max_wal_senders %d with %d in use leaves %d free, needs %d",
-			f.MaxWalSenders, f.UsedWalSenders, free, minFreeWalSenders))
+	if used := f.UsedWalSenders - f.PairWalSenders; f.MaxWalSenders-used < minFreeWalSenders {
+		own := ""
+		if f.PairWalSenders > 0 {
+			own = " (not counting this pair's own stream, which the DR side's rebuild ends first)"
+		}
+		problems = append(problems, fmt.Sprintf("max_wal_senders %d with %d in use%s leaves %d free, needs %d",
+			f.MaxWalSenders, used, own, f.MaxWalSenders-used, minFreeWalSenders))
 	}
 	need := minFreeSlots
 	if slotExists {

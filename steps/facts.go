@@ -17,6 +17,10 @@ type pgFacts struct {
 	WalLevel       string
 	MaxWalSenders  int
 	UsedWalSenders int
+	// PairWalSenders: of those, the walsenders of this pair's own stream
+	// (the one on sdr's slot), which the DR side's rebuild ends before it
+	// copies (set by the primary side's check, not by factsSQL).
+	PairWalSenders int
 	MaxSlots       int
 	UsedSlots      int
 	SystemID       string

@@ -29,8 +29,9 @@ func (e *Env) checkPrimaryCluster(ctx context.Context, rc *workflow.RunContext) 
 		if err := e.markPass(ctx, rc, c, p.Name); err != nil {
 			return err
 		}
-		if err := c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
-			e.slotName()).Scan(&slotExists); err != nil {
+		if err := c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1),
+			(SELECT count(*) FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = $1)::int`,
+			e.slotName()).Scan(&slotExists, &f.PairWalSenders); err != nil {
 			return fmt.Errorf("while looking for slot %s on %s: %w", e.slotName(), p.Name, err)
 		}
 		_, err := e.checkRole(ctx, c, p.Name)
