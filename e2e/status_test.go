@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -172,6 +174,37 @@ func TestStatusLagCutLink(t *testing.T) {
 	t.Logf("status after the link is back:\n%s", txt.Stdout)
 	if !strings.Contains(txt.Stdout, "streaming since") {
 		t.Errorf("status text does not say since when dc2-a streams:\n%s", txt.Stdout)
+	}
+
+	// dc2's sshd frozen: status waits for its nodes up to the connect
+	// timeout. The primary writes meanwhile; dc1-b, which replays at once,
+	// must not look behind by what was written while status waited for the
+	// unreachable nodes (the primary's position is read with the others).
+	sshd, err := os.ReadFile(b.SSHPidFileDC2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spid, err := strconv.Atoi(strings.TrimSpace(string(sshd)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(spid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = syscall.Kill(spid, syscall.SIGCONT) }()
+	go func() {
+		time.Sleep(2 * time.Second)
+		_, _ = b.SQL(context.Background(), bed.DC1A, "CREATE TABLE written_while_status_waits AS SELECT g FROM generate_series(1, 1000) g")
+	}()
+	d, raw := lagStatus(t, b, sd)
+	if err := syscall.Kill(spid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.node(t, bed.DC2A); n.Lag == nil || n.Lag.State != "unknown" {
+		t.Errorf("dc2-a with its data centre's sshd frozen: lag %+v, want unknown\n%s", n.Lag, raw)
+	}
+	if l := d.node(t, bed.DC1B).Lag; l == nil || l.Bytes == nil || *l.Bytes != 0 {
+		t.Errorf("dc1-b, caught up when probed, looks behind by what dc1-a wrote while status waited for dc2: %+v\n%s", l, raw)
 	}
 }
 

@@ -279,7 +279,8 @@ const nodeStatusSQL = `SELECT pg_is_in_recovery(),
 	(SELECT backend_start FROM pg_stat_activity WHERE backend_type = 'walreceiver' ORDER BY backend_start DESC LIMIT 1),
 	now(),
 	CASE WHEN pg_is_in_recovery() THEN coalesce(w.received_tli, (pg_control_checkpoint()).timeline_id)
-		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
+		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+	CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END
 	FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`
 
 // nodeObs is one node's answer to nodeStatusSQL.
@@ -293,13 +294,16 @@ type nodeObs struct {
 	ReceiverStart           *time.Time
 	Now                     time.Time
 	Timeline                *int32
+	CurrentLSN              *string // a primary's pg_current_wal_lsn()
 }
 
 // Probe reads the live facts of every configured node, in parallel, each
 // bounded by the connect timeout plus a few seconds. Unreachable nodes are
-// reported as such. Then it reads the primary's current WAL position (after
-// every standby's positions, so "behind" is never below 0) and judges each
-// standby's lag against it.
+// reported as such. Each standby's lag is judged against the primary's
+// current WAL position as the primary's own probe read it, at the same
+// time as the standbys' (a node that is slow to answer, or cannot be
+// reached, does not make the others look behind by what the primary wrote
+// meanwhile); "behind" is never below 0.
 func Probe(ctx context.Context, e *Env) []NodeStatus {
 	var nodes []*cluster.Node
 	var sides []string
@@ -316,7 +320,7 @@ func Probe(ctx context.Context, e *Env) []NodeStatus {
 		out[i], obs[i] = e.probeNode(ctx, n, sides[i])
 		return nil
 	})
-	primary, primaryLSN := e.primaryPosition(ctx, out, nodes)
+	primary, primaryLSN := primaryPosition(out, obs, nodes)
 	for i := range out {
 		switch {
 		case obs[i] != nil && obs[i].InRecovery:
@@ -334,35 +338,26 @@ func Probe(ctx context.Context, e *Env) []NodeStatus {
 }
 
 // primaryPosition finds the one primary-cluster node that answered as a
-// primary and reads its current WAL position; "" and nil when there is no
-// single primary or it cannot be asked now.
-func (e *Env) primaryPosition(ctx context.Context, out []NodeStatus, nodes []*cluster.Node) (string, *uint64) {
-	var p *cluster.Node
+// primary and the WAL position its probe read; "" and nil when there is no
+// single primary.
+func primaryPosition(out []NodeStatus, obs []*nodeObs, nodes []*cluster.Node) (string, *uint64) {
+	p := -1
 	for i, s := range out {
 		if s.Cluster != "primary" || s.Role != "primary" {
 			continue
 		}
-		if p != nil {
+		if p >= 0 {
 			return "", nil // two primaries: neither is the reference
 		}
-		p = nodes[i]
+		p = i
 	}
-	if p == nil {
+	if p < 0 {
 		return "", nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.Config.Timeouts.Connect.Duration+5*time.Second)
-	defer cancel()
-	c, err := e.admin(ctx, p)
-	if err != nil {
-		return p.Name, nil
+	if obs[p] == nil || obs[p].InRecovery {
+		return nodes[p].Name, nil
 	}
-	defer c.Close(context.WithoutCancel(ctx))
-	var lsn *string
-	var inRecovery bool
-	if err := c.QueryRow(ctx, `SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END`).Scan(&inRecovery, &lsn); err != nil || inRecovery {
-		return p.Name, nil
-	}
-	return p.Name, lsnPtr(lsn)
+	return nodes[p].Name, lsnPtr(obs[p].CurrentLSN)
 }
 
 func (e *Env) probeNode(ctx context.Context, n *cluster.Node, side string) (NodeStatus, *nodeObs) {
@@ -378,7 +373,7 @@ func (e *Env) probeNode(ctx context.Context, n *cluster.Node, side string) (Node
 	s.Reachable = true
 	var o nodeObs
 	if err := c.QueryRow(ctx, nodeStatusSQL).Scan(&o.InRecovery, &o.Status, &o.SenderHost, &o.SenderPort, &o.SlotName,
-		&o.ReceiveLSN, &o.ReplayLSN, &o.LastMessage, &o.LastReplay, &o.ReceiverStart, &o.Now, &o.Timeline); err != nil {
+		&o.ReceiveLSN, &o.ReplayLSN, &o.LastMessage, &o.LastReplay, &o.ReceiverStart, &o.Now, &o.Timeline, &o.CurrentLSN); err != nil {
 		s.Error = fmt.Errorf("while reading the WAL receiver of %s: %w", n.Name, err).Error()
 		return s, nil
 	}
