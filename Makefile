@@ -24,7 +24,7 @@ test: lint unit e2e
 
 # Fast tests that need no server (the robustness test of cmd/sdr builds
 # the binary with the failpoints tag and kills it at every failpoint).
-UNIT_PKGS := ./workflow/... ./store/... ./cluster/... ./steps/... ./cmd/...
+UNIT_PKGS := ./workflow/... ./store/... ./cluster/... ./steps/... ./cmd/... ./e2e/bed/...
 unit:
 	{ $(GO) test -count=1 -v $(UNIT_PKGS) && $(GO) test -count=1 -v -tags failpoints ./cmd/... ; } 2>&1 | tee unit-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; test $${PIPESTATUS[0]} -eq 0
 

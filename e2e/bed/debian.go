@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,12 +38,19 @@ func checkDebianTools() error {
 // clusterPrefix is the prefix of the Debian cluster names of the bed in
 // dir: "sdrbed" and the letters and digits of the directory's name.
 func clusterPrefix(dir string) string {
-	return "sdrbed" + strings.Map(func(r rune) rune {
+	name := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			return r
 		}
 		return -1
 	}, strings.ToLower(strings.TrimPrefix(filepath.Base(dir), "sdr-bed-")))
+	if !strings.HasPrefix(filepath.Base(dir), "sdr-bed-") {
+		// A directory named by hand (/tmp/a/bed and /tmp/b/bed): the
+		// whole path tells two beds apart, so that one's down does not
+		// remove the other's clusters.
+		name += fmt.Sprintf("%08x", crc32.ChecksumIEEE([]byte(filepath.Clean(dir))))
+	}
+	return "sdrbed" + name
 }
 
 // debianClusterName is node's Debian cluster name in the bed in dir.
