@@ -267,7 +267,8 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 		case primaryStates[o.ClusterState]:
 			return Verdict{Kind: DirFormerPrimary, Replace: true, KeepAside: true,
 				Reason: fmt.Sprintf("%s was the primary on timeline %d, before the primary forked onto timeline %d (the roles moved): "+
-					"it may hold writes made after the fork, so it is moved aside and kept, never deleted, and a new copy is made", where, o.TimeLineID, p.TimeLineID)}
+					"it may hold writes made after the fork, which are kept, never deleted: it is rewound with pg_rewind when it can be (what it "+
+					"wrote after the fork saved aside), else moved aside whole and a new copy is made (7_build_standby says which)", where, o.TimeLineID, p.TimeLineID)}
 		case standbyStates[o.ClusterState]:
 			return Verdict{Kind: DirFormerStandby, Replace: true,
 				Reason: fmt.Sprintf("%s was a standby on timeline %d, before the primary forked onto timeline %d (the roles moved): it is replaced and kept until 9_finish",

@@ -169,8 +169,10 @@ func checkRunningConf(n *cluster.Node, lay nodeLayout, c nodeConf, live nodeConf
 	}
 	for _, f := range []struct{ what, live, want string }{{"hba_file", live.HbaFile, c.HbaFile}, {"ident_file", live.IdentFile, c.IdentFile}} {
 		if !same(f.live, f.want) {
-			out = append(out, fmt.Sprintf("%s: the server reads %s = %s, but its configuration in %s says %s (it was started with other "+
-				"options): set %s in postgresql.conf, so that sdr edits the file the server reads", n.Name, f.what, f.live, n.ConfDir(), f.want, f.what))
+			out = append(out, fmt.Sprintf("%s: the server reads %s = %s, but its configuration in %s says %s now: either the configuration "+
+				"changed since the server started (pg_settings.pending_restart; restart the node through its service manager so that it reads %s), "+
+				"or the server was started with other options (then set %s in its postgresql.conf to %s): sdr edits the file the server "+
+				"will read after the rebuild, and both must be the same", n.Name, f.what, f.live, n.ConfDir(), f.want, f.want, f.what, f.live))
 		}
 	}
 	return out

@@ -387,6 +387,10 @@ func decideService(o serviceObs) error {
 		(o.Manager != cluster.ManagerSystemd || unitOf != strings.TrimSuffix(o.Unit, ".service")):
 		return permanent(fmt.Errorf("%s: PostgreSQL runs under systemd unit %s, but the config has it run by %s: set service.manager: systemd "+
 			"and service.unit: %s for %s, so that sdr stops and starts it through systemd", o.Node, unitOf, o.Describe, unitOf, o.Node))
+	case o.Running && !o.ManagerRunning && o.Manager == cluster.ManagerPgCtlCluster && o.StartConf == "disabled":
+		return permanent(fmt.Errorf("%s: PostgreSQL runs in %s (pid %d), but cluster %s/%s is disabled in its start.conf, so pg_ctlcluster "+
+			"neither reports nor stops nor starts it: set start.conf to auto or manual (/etc/postgresql/%s/%s/start.conf), then rerun",
+			o.Node, o.DataDir, o.PID, o.Version, o.Cluster, o.Version, o.Cluster))
 	case o.Running && !o.ManagerRunning:
 		return permanent(fmt.Errorf("%s: PostgreSQL runs in %s (pid %d), but %s does not report it running: it was started outside its "+
 			"service manager. Stop it the way it was started and start it with %s (or correct service.*), then rerun",

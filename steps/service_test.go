@@ -126,6 +126,10 @@ func TestDecideService(t *testing.T) {
 		refused string // "" accepted, else a word the refusal holds
 	}{
 		{"pg_ctl, stopped, no systemd", base, ""},
+		{"pg_ctlcluster, a cluster disabled in start.conf that runs", with(func(o *serviceObs) {
+			o.Manager, o.Version, o.Cluster, o.Describe = cluster.ManagerPgCtlCluster, "15", "main", "pg_ctlcluster 15 main"
+			o.Running, o.PID, o.StartConf = true, 812, "disabled"
+		}), "disabled in its start.conf"},
 		{"pg_ctl, running", with(func(o *serviceObs) { o.Running, o.PID, o.ManagerRunning = true, 812, true }), ""},
 		{"pg_ctl, a stale postmaster.pid whose pid lives (zombie, reused)", with(func(o *serviceObs) { o.ManagerRunning = true }), ""},
 		{"pg_ctl, but systemd's unit runs it", with(func(o *serviceObs) {

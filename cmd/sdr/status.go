@@ -125,7 +125,7 @@ func loadStatus(c *cli.Context, d deps, g globals, history int) (StatusDoc, erro
 	}
 	db, err := store.Open(g.state, store.Options{ReadOnly: true, Pair: pair})
 	if errors.Is(err, fs.ErrNotExist) {
-		return StatusDoc{}, &codedError{code: ExitNoState, err: fmt.Errorf("no state file at %s: sdr has not run on this side with this --state (status creates nothing)", g.state)}
+		return StatusDoc{}, &codedError{code: ExitNoState, err: fmt.Errorf("no state file at %s: sdr has not run on this side with this --state (status and metrics create nothing)", g.state)}
 	}
 	if err != nil {
 		return StatusDoc{}, usageErr(err)
