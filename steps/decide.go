@@ -23,7 +23,8 @@ func choosePrimary(facts []pgFacts) (int, error) {
 	}
 	switch len(primaries) {
 	case 0:
-		return -1, permanent(fmt.Errorf("no primary in the primary cluster: every node is in recovery"))
+		return -1, permanent(fmt.Errorf("no primary in the primary cluster: every node is in recovery (if a switchover or failover " +
+			"made the other cluster the primary, set primary: in the config to it, on both sides)"))
 	case 1:
 	default:
 		return -1, permanent(fmt.Errorf("%d primaries in the primary cluster (%s): exactly one node may be out of recovery",

@@ -96,7 +96,8 @@ func (e *Env) checkFailover(ctx context.Context, rc *workflow.RunContext) error 
 	}
 	for name, f := range facts {
 		if !f.InRecovery {
-			return permanent(fmt.Errorf("DR node %s is not in recovery: the DR side already runs a primary; nothing was changed", name))
+			return permanent(fmt.Errorf("DR node %s is not in recovery: the DR side already runs a primary; nothing was changed "+
+				"(if a switchover or failover made it the primary, it is done: set primary: in the config to this cluster, on both sides)", name))
 		}
 	}
 	obs := e.probeOldPrimary(ctx, rc, mf.SystemID)
