@@ -367,10 +367,13 @@ func (d *DB) Update(ctx context.Context, key string, role workflow.Role, fn func
 
 // Snapshot is everything the file holds, for `sdr status`.
 type Snapshot struct {
-	Path      string            `json:"path"`
-	Schema    int               `json:"schema"`
-	Pair      string            `json:"pair"`
-	Role      workflow.Role     `json:"role"` // the side the file belongs to; "" before its first run
+	Path   string        `json:"path"`
+	Schema int           `json:"schema"`
+	Pair   string        `json:"pair"`
+	Role   workflow.Role `json:"role"` // the side the file belongs to; "" before its first run
+	// Cluster is the cluster (its name in the config's clusters:) the
+	// file belongs to; "" in a file no run with clusters: has stamped.
+	Cluster   string            `json:"cluster"`
 	Created   string            `json:"created"`
 	Workflows []workflow.Record `json:"workflows"`
 	Sides     []workflow.Side   `json:"sides"`
@@ -395,7 +398,7 @@ func (d *DB) Snapshot(maxHistory int) (*Snapshot, error) {
 			return err
 		}
 		meta := tx.Bucket(bucketMeta)
-		s.Pair, s.Created = string(meta.Get(keyPair)), string(meta.Get(keyCreated))
+		s.Pair, s.Created, s.Cluster = string(meta.Get(keyPair)), string(meta.Get(keyCreated)), fileCluster(tx)
 		var err error
 		if s.Role, err = fileRole(tx); err != nil {
 			return err

@@ -110,7 +110,10 @@ const (
 // pure: the status document holds every fact, read once.
 func buildMetrics(d StatusDoc, version string) []*family {
 	side := string(d.Role)
-	base := []label{{"pair", d.Pair}, {"side", side}}
+	// file_cluster tells two state files apart once roles have moved: each
+	// then holds a state for both sides (its cluster's, as it was when the
+	// cluster played each role), and side alone would repeat a series.
+	base := []label{{"pair", d.Pair}, {"side", side}, {"file_cluster", d.Cluster}}
 	with := func(extra ...label) []label { return append(append([]label{}, base...), extra...) }
 
 	info := &family{name: "sdr_info", typ: "gauge", help: "Always 1: the sdr version, the DR pair and the side the state file belongs to; live is true when the nodes were asked (--config)."}
@@ -132,10 +135,10 @@ func buildMetrics(d StatusDoc, version string) []*family {
 			states = append(states, s.State)
 		}
 		for _, st := range states {
-			state.add(b2f(st == s.State), label{"pair", d.Pair}, label{"side", string(s.Role)}, label{"state", string(st)})
+			state.add(b2f(st == s.State), label{"pair", d.Pair}, label{"side", string(s.Role)}, label{"file_cluster", d.Cluster}, label{"state", string(st)})
 		}
 		if !s.Since.IsZero() {
-			since.add(unixSeconds(s.Since), label{"pair", d.Pair}, label{"side", string(s.Role)})
+			since.add(unixSeconds(s.Since), label{"pair", d.Pair}, label{"side", string(s.Role)}, label{"file_cluster", d.Cluster})
 		}
 	}
 
@@ -177,13 +180,14 @@ func buildMetrics(d StatusDoc, version string) []*family {
 	last := &family{name: "sdr_last_operation_timestamp_seconds", typ: "gauge", help: "When the last run of an operation that is not running now ended (Unix time), by result: success (the operation completed), failed, or interrupted (stopped by a signal, or killed: then the time of its last record)."}
 	runs := &family{name: "sdr_operation_runs_total", typ: "counter", help: "Runs of an operation recorded in the state file (kept by --restart)."}
 	for _, r := range d.Workflows {
-		l := label{"op", r.Action}
-		runs.add(float64(r.Runs), with(l)...)
+		// role: the two halves of a switchover are two operations.
+		l := []label{{"op", r.Action}, {"role", string(r.Role)}}
+		runs.add(float64(r.Runs), with(l...)...)
 		if running[r.Workflow] {
 			continue
 		}
 		if res, at, ok := lastResult(r); ok {
-			last.add(unixSeconds(at), with(l, label{"result", res})...)
+			last.add(unixSeconds(at), with(append(l, label{"result", res})...)...)
 		}
 	}
 

@@ -580,3 +580,48 @@ func TestMetricsDocumented(t *testing.T) {
 		t.Errorf("promtool check rules on the example of docs/metrics.md: %v\n%s", err, out)
 	}
 }
+
+// TestMetricsOfTwoFilesAfterRoleMoves: once a switchover has moved the
+// roles and back, each cluster's state file holds a state for both sides
+// and the records of both switchover halves. Exported side by side (one
+// node_exporter, or one Prometheus), the two files' series never repeat
+// one another, and no file repeats a series of its own.
+func TestMetricsOfTwoFilesAfterRoleMoves(t *testing.T) {
+	now := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
+	sides := []workflow.Side{{Role: workflow.RolePrimary, State: workflow.StateArchive, Since: now}, {Role: workflow.RoleStandby, State: workflow.StateRecovery, Since: now}}
+	recs := func() []workflow.Record {
+		var out []workflow.Record
+		for _, k := range []string{"start/primary", "switchover/primary", "switchover/standby", "start/standby"} {
+			action, role, _ := strings.Cut(k, "/")
+			out = append(out, workflow.Record{Workflow: k, Action: action, Role: workflow.Role(role), Runs: 1, Complete: true, Finished: &now,
+				Steps: []workflow.StepRecord{{Name: "1_prepare", Status: workflow.StatusDone}}})
+		}
+		return out
+	}
+	seen := map[string]string{}
+	for _, d := range []StatusDoc{
+		{Pair: "p", Role: workflow.RolePrimary, Cluster: "dc1", StateFile: "/var/lib/sdr/dc1.db", Live: "no config", Sides: sides, Workflows: recs()},
+		{Pair: "p", Role: workflow.RoleStandby, Cluster: "dc2", StateFile: "/var/lib/sdr/dc2.db", Live: "no config", Sides: sides, Workflows: recs()},
+	} {
+		var buf bytes.Buffer
+		if err := writeFamilies(&buf, buildMetrics(d, "v")); err != nil {
+			t.Fatal(err)
+		}
+		samples, err := parseProm(buf.String())
+		if err != nil {
+			t.Fatalf("%v\n%s", err, buf.String())
+		}
+		for _, s := range samples {
+			var ls []string
+			for k, v := range s.labels {
+				ls = append(ls, k+"="+v)
+			}
+			sort.Strings(ls)
+			key := s.name + "{" + strings.Join(ls, ",") + "}"
+			if other, ok := seen[key]; ok {
+				t.Errorf("%s exported by %s and by %s", key, other, d.Cluster)
+			}
+			seen[key] = d.Cluster
+		}
+	}
+}

@@ -21,11 +21,15 @@ const StatusJSONVersion = 1
 
 // StatusDoc is the `sdr status --json` document.
 type StatusDoc struct {
-	Version   int                  `json:"version"`
-	Pair      string               `json:"pair"`
-	StateFile string               `json:"state_file"`
-	Schema    int                  `json:"schema"`
-	Role      workflow.Role        `json:"role"` // the side the state file belongs to; "" before its first run
+	Version   int           `json:"version"`
+	Pair      string        `json:"pair"`
+	StateFile string        `json:"state_file"`
+	Schema    int           `json:"schema"`
+	Role      workflow.Role `json:"role"` // the side the state file belongs to; "" before its first run
+	// Cluster is the cluster the state file belongs to (its name in the
+	// config's clusters:), whatever role it plays now; "" in a file that
+	// no run with clusters: has stamped.
+	Cluster   string               `json:"cluster"`
 	Sides     []workflow.Side      `json:"sides"`
 	Workflows []workflow.Record    `json:"workflows"`
 	History   []store.HistoryEntry `json:"history"`
@@ -134,7 +138,7 @@ func loadStatus(c *cli.Context, d deps, g globals, history int) (StatusDoc, erro
 	if err != nil {
 		return StatusDoc{}, usageErr(err)
 	}
-	doc := StatusDoc{Version: StatusJSONVersion, Pair: snap.Pair, StateFile: snap.Path, Schema: snap.Schema, Role: snap.Role, Sides: snap.Sides,
+	doc := StatusDoc{Version: StatusJSONVersion, Pair: snap.Pair, StateFile: snap.Path, Schema: snap.Schema, Role: snap.Role, Cluster: snap.Cluster, Sides: snap.Sides,
 		Workflows: snap.Workflows, History: snap.History, Lock: snap.Lock, Nodes: []steps.NodeStatus{}, Live: "no config",
 		Progress: snap.Progress, gone: snap.Gone}
 	markInterrupted(doc.Workflows, doc.Lock)
