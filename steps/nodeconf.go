@@ -50,13 +50,19 @@ func (e *Env) confOf(ctx context.Context, n *cluster.Node) (nodeConf, error) {
 		if err != nil {
 			return nodeConf{}, err
 		}
-		// postgres -C reads the configuration as configured; where the
-		// data directory really is is resolved meanwhile.
+		// postgres -C reads the configuration as configured, unless a
+		// server running on the node's configuration says it for sure
+		// (confFromServer); where the data directory really is is resolved
+		// meanwhile.
 		var lay nodeLayout
 		var s cluster.Settings
 		if err := together(
 			func() (err error) { lay, err = e.layoutOf(ctx, n); return err },
 			func() (err error) {
+				if got, ok := e.confFromServer(ctx, n); ok {
+					s = got
+					return nil
+				}
 				cctx, cancel := e.cmdCtx(ctx)
 				defer cancel()
 				s, err = cluster.ShowSettings(cctx, a, n.BinDir, n.ConfDir(), "", confSettings)
@@ -67,6 +73,71 @@ func (e *Env) confOf(ctx context.Context, n *cluster.Node) (nodeConf, error) {
 		}
 		return decideNodeConf(n, lay, s)
 	})
+}
+
+// fileSetting is one row of pg_file_settings: a setting as the server's
+// configuration files give it now (read again for the query).
+type fileSetting struct {
+	Name, Setting, Error string
+}
+
+// confFromServer asks a server running on n's port where postgres -C
+// would place n's files, in one session, so that no postgres process is
+// started for it (confFromFileSettings decides whether the answer is
+// sure). ok is false when no server answers, or it cannot say for sure.
+func (e *Env) confFromServer(ctx context.Context, n *cluster.Node) (cluster.Settings, bool) {
+	var configFile string
+	var rows []fileSetting
+	err := e.withAdmin(ctx, n, func(ctx context.Context, c *pgx.Conn) error {
+		if err := c.QueryRow(ctx, `SELECT current_setting('config_file')`).Scan(&configFile); err != nil {
+			return err
+		}
+		r, err := c.Query(ctx, `SELECT name, coalesce(setting, ''), coalesce(error, '') FROM pg_file_settings ORDER BY seqno`)
+		if err != nil {
+			return err
+		}
+		rows, err = pgx.CollectRows(r, func(row pgx.CollectableRow) (fileSetting, error) {
+			var f fileSetting
+			err := row.Scan(&f.Name, &f.Setting, &f.Error)
+			return f, err
+		})
+		return err
+	})
+	if err != nil {
+		return cluster.Settings{}, false
+	}
+	return confFromFileSettings(n.ConfDir(), configFile, rows)
+}
+
+// confFromFileSettings gives what postgres -D confDir -C would print for
+// confSettings, from a running server's config_file and pg_file_settings
+// (its configuration files as they are now), when that is sure: the server
+// reads confDir's postgresql.conf, no line of its files has an error (a
+// setting that waits for a restart counts as one), and the files set
+// data_directory, hba_file and ident_file, if at all, to absolute, clean
+// paths. Then the files are the ones postgres -C would read, and a setting
+// they do not set is PostgreSQL's default beside postgresql.conf
+// (data_directory: confDir itself). ok is false otherwise.
+func confFromFileSettings(confDir, configFile string, rows []fileSetting) (cluster.Settings, bool) {
+	confDir = path.Clean(confDir)
+	if path.Clean(configFile) != path.Join(confDir, "postgresql.conf") {
+		return cluster.Settings{}, false
+	}
+	vals := map[string]string{"config_file": path.Join(confDir, "postgresql.conf"), "data_directory": confDir,
+		"hba_file": path.Join(confDir, "pg_hba.conf"), "ident_file": path.Join(confDir, "pg_ident.conf")}
+	for _, r := range rows {
+		if r.Error != "" {
+			return cluster.Settings{}, false
+		}
+		switch name := strings.ToLower(r.Name); name {
+		case "data_directory", "hba_file", "ident_file", "config_file":
+			if name == "config_file" || !path.IsAbs(r.Setting) || path.Clean(r.Setting) != r.Setting {
+				return cluster.Settings{}, false
+			}
+			vals[name] = r.Setting
+		}
+	}
+	return cluster.Settings{Values: vals, Errors: map[string]string{}}, true
 }
 
 // decideNodeConf reads what postgres -C said about n's configuration.

@@ -288,3 +288,47 @@ func TestCopyPathsPerVersion(t *testing.T) {
 		t.Errorf("copyPaths = %v, want %v", got, want)
 	}
 }
+
+// TestConfFromFileSettings: a running server's config_file and
+// pg_file_settings give what postgres -C would print only when that is
+// sure; otherwise postgres -C reads the configuration.
+func TestConfFromFileSettings(t *testing.T) {
+	pgctl := "/pg/dc2-a/data"
+	deb := "/etc/postgresql/15/main"
+	debRows := []fileSetting{{Name: "data_directory", Setting: "/var/lib/postgresql/15/main"},
+		{Name: "hba_file", Setting: deb + "/pg_hba.conf"}, {Name: "ident_file", Setting: deb + "/pg_ident.conf"}, {Name: "port", Setting: "5432"}}
+	cases := []struct {
+		name       string
+		confDir    string
+		configFile string
+		rows       []fileSetting
+		want       map[string]string // nil: not sure
+	}{
+		{"pg_ctl layout, nothing set: the defaults beside postgresql.conf", pgctl + "/", pgctl + "/postgresql.conf", []fileSetting{{Name: "port", Setting: "5433"}},
+			map[string]string{"config_file": pgctl + "/postgresql.conf", "data_directory": pgctl, "hba_file": pgctl + "/pg_hba.conf", "ident_file": pgctl + "/pg_ident.conf"}},
+		{"Debian layout: the files' absolute paths", deb, deb + "/postgresql.conf", debRows,
+			map[string]string{"config_file": deb + "/postgresql.conf", "data_directory": "/var/lib/postgresql/15/main", "hba_file": deb + "/pg_hba.conf", "ident_file": deb + "/pg_ident.conf"}},
+		{"the last line wins, names in any case", pgctl, pgctl + "/postgresql.conf", []fileSetting{{Name: "hba_file", Setting: "/a/pg_hba.conf"}, {Name: "HBA_File", Setting: "/b/pg_hba.conf"}},
+			map[string]string{"config_file": pgctl + "/postgresql.conf", "data_directory": pgctl, "hba_file": "/b/pg_hba.conf", "ident_file": pgctl + "/pg_ident.conf"}},
+		{"the server reads another postgresql.conf", deb, "/etc/postgresql/15/other/postgresql.conf", debRows, nil},
+		{"a line with an error (a change waiting for a restart)", deb, deb + "/postgresql.conf",
+			append(append([]fileSetting{}, debRows...), fileSetting{Name: "hba_file", Setting: deb + "/new_hba.conf", Error: "setting could not be applied"}), nil},
+		{"an error on another setting", pgctl, pgctl + "/postgresql.conf", []fileSetting{{Name: "shared_buffers", Setting: "1TB", Error: "setting could not be applied"}}, nil},
+		{"a relative path", pgctl, pgctl + "/postgresql.conf", []fileSetting{{Name: "hba_file", Setting: "conf/pg_hba.conf"}}, nil},
+		{"a path postgres would print cleaned", pgctl, pgctl + "/postgresql.conf", []fileSetting{{Name: "ident_file", Setting: "/etc/pg//pg_ident.conf"}}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, ok := confFromFileSettings(c.confDir, c.configFile, c.rows)
+			if c.want == nil {
+				if ok {
+					t.Fatalf("sure, with %v; want postgres -C to read it", s.Values)
+				}
+				return
+			}
+			if !ok || !reflect.DeepEqual(s.Values, c.want) {
+				t.Fatalf("got %v (sure %v), want %v", s.Values, ok, c.want)
+			}
+		})
+	}
+}
