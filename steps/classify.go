@@ -133,11 +133,11 @@ type DirObs struct {
 	InRecovery bool // when Running: pg_is_in_recovery()
 
 	Marker *CopyMarker // sdr's marker inside the directory, nil when none
-	// NeverRan: backup_label and standby.signal are both there. A server
-	// renames backup_label as its recovery begins and removes
-	// standby.signal when it is promoted, so this is a copy that no
-	// server has run in: its pg_control still shows the state of the
-	// server it was copied from.
+	// NeverRan: a backup_label that pg_basebackup wrote and standby.signal
+	// are both there. A server renames backup_label as its recovery
+	// begins and removes standby.signal when it is promoted, so this is a
+	// copy that no server has run in: its pg_control still shows the
+	// state of the server it was copied from.
 	NeverRan     bool
 	LegacyMarker string // system identifier in <work>/built, written by older sdr versions
 
@@ -281,7 +281,9 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 	}
 	switch {
 	case primaryStates[o.ClusterState]:
-		if mine && o.NeverRan {
+		// On the primary's timeline: a former primary (an older timeline)
+		// is never taken for a copy, whatever files it holds.
+		if mine && o.NeverRan && o.TimeLineID == p.TimeLineID {
 			return Verdict{Kind: DirSdrCopy, Replace: true, Reason: where + " is a copy sdr built that no server has run in yet (backup_label and " +
 				"standby.signal are there; pg_control shows the primary's state at the copy): it can be replaced"}
 		}

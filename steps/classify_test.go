@@ -3,6 +3,8 @@ package steps
 import (
 	"strings"
 	"testing"
+
+	"github.com/pgsdr/sdr/cluster"
 )
 
 func TestClassifyDataDir(t *testing.T) {
@@ -72,6 +74,9 @@ func TestClassifyDataDir(t *testing.T) {
 			o.ClusterState, o.NeverRan = "in production", true
 		}), false, DirSdrCopy, true, false, "no server has run in"},
 		{"the same without sdr's marker", base(func(o *DirObs) { o.ClusterState, o.NeverRan, o.Marker = "in production", true, nil }), false, DirDiverged, false, false, "sdr did not build it"},
+		{"the same on an older timeline than the primary's (a former primary, never a copy)", base(func(o *DirObs) {
+			o.ClusterState, o.NeverRan, o.TimeLineID = "in production", true, 0
+		}), false, DirDiverged, false, false, "was last a primary"},
 		{"the same running as a primary", base(func(o *DirObs) {
 			o.ClusterState, o.NeverRan, o.Running, o.InRecovery = "in production", true, true, false
 		}), false, DirDiverged, false, false, "runs as a primary"},
@@ -160,5 +165,35 @@ func TestClassifyAfterRolesMoved(t *testing.T) {
 				t.Fatalf("got %s replace %v aside %v (%s)", v.Kind, v.Replace, v.KeepAside, v.Reason)
 			}
 		})
+	}
+}
+
+// TestNeverRanFromProbe: a copy no server has run in has pg_basebackup's
+// backup_label and standby.signal; an exclusive backup's label (the
+// operator's, PostgreSQL 13/14) or a missing standby.signal is not one.
+func TestNeverRanFromProbe(t *testing.T) {
+	n := &cluster.Node{Name: "dc2-a", DataDir: "/pg/dc2-a"}
+	lay := nodeLayout{DataDir: "/pg/dc2-a", Work: "/pg/dc2-a.sdr"}
+	basebackup := "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\n" +
+		"BACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-11-22 05:30:39 UTC\nLABEL: pg_basebackup base backup\nSTART TIMELINE: 1\n"
+	exclusive := strings.Replace(basebackup, "pg_basebackup base backup", "nightly", 1)
+	for _, c := range []struct {
+		name    string
+		label   string // "" for none
+		standby bool
+		want    bool
+	}{
+		{"pg_basebackup's copy with standby.signal", basebackup, true, true},
+		{"without standby.signal", basebackup, false, false},
+		{"an exclusive backup's label", exclusive, true, false},
+		{"no backup_label", "", true, false},
+	} {
+		pr := cluster.DataDirProbe{StandbySignal: c.standby, Files: map[string][]byte{}}
+		if c.label != "" {
+			pr.Files["backup_label"] = []byte(c.label)
+		}
+		if got := dirObsFromProbe(n, pr, lay).NeverRan; got != c.want {
+			t.Errorf("%s: NeverRan %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -117,8 +117,10 @@ func dirObsFromProbe(n *cluster.Node, pr cluster.DataDirProbe, lay nodeLayout) D
 			o.Marker = &m
 		}
 	}
-	_, label := pr.Files["backup_label"]
-	o.NeverRan = label && pr.StandbySignal
+	// pg_basebackup's label (PostgreSQL 13-17); an exclusive backup of
+	// PostgreSQL 13/14 has the operator's.
+	label, ok := pr.Files["backup_label"]
+	o.NeverRan = ok && pr.StandbySignal && strings.Contains(string(label), "\nLABEL: pg_basebackup base backup\n")
 	if b, ok := pr.Files[lay.LegacyBuilt()]; ok {
 		if f := strings.Fields(string(b)); len(f) > 0 {
 			o.LegacyMarker = f[0]
