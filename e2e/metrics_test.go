@@ -337,7 +337,7 @@ func TestMetricsMatchPostgres(t *testing.T) {
 	if got, want := names(string(raw)), names(metricsOf(t, b, sd)); got != want {
 		t.Errorf("textfile families %s, stdout families %s", got, want)
 	}
-	if !bytes.Contains(raw, []byte(`sdr_dr_streaming{pair="`+b.Name+`",side="standby",node="dc2-b",cluster="standby"} 1`)) {
+	if !bytes.Contains(raw, []byte(`sdr_dr_streaming{pair="`+b.Name+`",side="standby",file_cluster="`+bed.ClusterDC2+`",node="dc2-b",cluster="standby"} 1`)) {
 		t.Errorf("textfile does not show dc2-b streaming again:\n%s", raw)
 	}
 }
