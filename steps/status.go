@@ -279,8 +279,7 @@ const nodeStatusSQL = `SELECT pg_is_in_recovery(),
 	(SELECT backend_start FROM pg_stat_activity WHERE backend_type = 'walreceiver' ORDER BY backend_start DESC LIMIT 1),
 	now(),
 	CASE WHEN pg_is_in_recovery() THEN coalesce(w.received_tli, (pg_control_checkpoint()).timeline_id)
-		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
-	CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END
+		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
 	FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`
 
 // nodeObs is one node's answer to nodeStatusSQL.
@@ -294,16 +293,15 @@ type nodeObs struct {
 	ReceiverStart           *time.Time
 	Now                     time.Time
 	Timeline                *int32
-	CurrentLSN              *string // a primary's pg_current_wal_lsn()
 }
 
 // Probe reads the live facts of every configured node, in parallel, each
 // bounded by the connect timeout plus a few seconds. Unreachable nodes are
 // reported as such. Each standby's lag is judged against the primary's
-// current WAL position as the primary's own probe read it, at the same
-// time as the standbys' (a node that is slow to answer, or cannot be
-// reached, does not make the others look behind by what the primary wrote
-// meanwhile); "behind" is never below 0.
+// current WAL position read right after that standby's own positions
+// (primaryRef), so "behind" is never below 0, and a node that is slow to
+// answer or cannot be reached does not make the others look behind by
+// what the primary wrote while status waited for it.
 func Probe(ctx context.Context, e *Env) []NodeStatus {
 	var nodes []*cluster.Node
 	var sides []string
@@ -315,18 +313,33 @@ func Probe(ctx context.Context, e *Env) []NodeStatus {
 	}
 	out := make([]NodeStatus, len(nodes))
 	obs := make([]*nodeObs, len(nodes))
+	ref := newPrimaryRef(len(e.primaryNodes()))
+	defer ref.close()
+	refLSN := make([]*uint64, len(nodes))
 	_ = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
 		i := indexOf(nodes, n)
-		out[i], obs[i] = e.probeNode(ctx, n, sides[i])
+		var keep func(*pgx.Conn) bool
+		if sides[i] == "primary" {
+			keep = func(c *pgx.Conn) bool { return ref.offer(n.Name, c) }
+			func() {
+				defer ref.probed()
+				out[i], obs[i] = e.probeNodeKeeping(ctx, n, sides[i], keep)
+			}()
+		} else {
+			out[i], obs[i] = e.probeNodeKeeping(ctx, n, sides[i], nil)
+		}
+		if obs[i] != nil && obs[i].InRecovery {
+			refLSN[i] = ref.positionNow(ctx)
+		}
 		return nil
 	})
-	primary, primaryLSN := primaryPosition(out, obs, nodes)
+	primary := ref.primary()
 	for i := range out {
 		switch {
 		case obs[i] != nil && obs[i].InRecovery:
 			l := classifyLag(lagFacts{Now: obs[i].Now, ReceiverStatus: obs[i].Status, ReceiverStart: obs[i].ReceiverStart,
 				LastMessage: obs[i].LastMessage, LastReplay: obs[i].LastReplay,
-				ReceiveLSN: lsnPtr(obs[i].ReceiveLSN), ReplayLSN: lsnPtr(obs[i].ReplayLSN), Primary: primary, PrimaryLSN: primaryLSN})
+				ReceiveLSN: lsnPtr(obs[i].ReceiveLSN), ReplayLSN: lsnPtr(obs[i].ReplayLSN), Primary: primary, PrimaryLSN: refLSN[i]})
 			out[i].Lag = &l
 		case obs[i] == nil && sides[i] == "standby":
 			out[i].Lag = &Lag{State: LagUnknown, Primary: primary}
@@ -337,43 +350,114 @@ func Probe(ctx context.Context, e *Env) []NodeStatus {
 	return out
 }
 
-// primaryPosition finds the one primary-cluster node that answered as a
-// primary and the WAL position its probe read; "" and nil when there is no
-// single primary.
-func primaryPosition(out []NodeStatus, obs []*nodeObs, nodes []*cluster.Node) (string, *uint64) {
-	p := -1
-	for i, s := range out {
-		if s.Cluster != "primary" || s.Role != "primary" {
-			continue
-		}
-		if p >= 0 {
-			return "", nil // two primaries: neither is the reference
-		}
-		p = i
-	}
-	if p < 0 {
-		return "", nil
-	}
-	if obs[p] == nil || obs[p].InRecovery {
-		return nodes[p].Name, nil
-	}
-	return nodes[p].Name, lsnPtr(obs[p].CurrentLSN)
+// primaryRef is the reference of the lags: the one primary-cluster node
+// that answered as a primary, whose session its probe keeps open, so that
+// its current WAL position can be read again right after each standby's.
+// It is known once every primary-cluster probe has ended; two nodes that
+// answer as primaries leave no reference.
+type primaryRef struct {
+	mu      sync.Mutex
+	pending int
+	settled chan struct{} // closed when every primary-cluster probe has ended
+	node    string
+	conn    *pgx.Conn
+	two     bool
 }
 
-func (e *Env) probeNode(ctx context.Context, n *cluster.Node, side string) (NodeStatus, *nodeObs) {
+func newPrimaryRef(primaryProbes int) *primaryRef {
+	r := &primaryRef{pending: primaryProbes, settled: make(chan struct{})}
+	if primaryProbes == 0 {
+		close(r.settled)
+	}
+	return r
+}
+
+// offer is called by a primary-cluster probe whose node answered as a
+// primary; true when the ref keeps its session (then it closes it).
+func (r *primaryRef) offer(node string, c *pgx.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.node != "" {
+		r.two = true
+		return false
+	}
+	r.node, r.conn = node, c
+	return true
+}
+
+// probed is called when a primary-cluster probe has ended.
+func (r *primaryRef) probed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending--; r.pending == 0 {
+		close(r.settled)
+	}
+}
+
+// primary is the reference node, "" when there is none or two.
+func (r *primaryRef) primary() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.two {
+		return ""
+	}
+	return r.node
+}
+
+// positionNow reads the reference's current WAL position, once every
+// primary-cluster probe has ended; nil when there is no single primary or
+// it cannot be asked now.
+func (r *primaryRef) positionNow(ctx context.Context) *uint64 {
+	select {
+	case <-r.settled:
+	case <-ctx.Done():
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.two || r.conn == nil {
+		return nil
+	}
+	var lsn *string
+	if err := r.conn.QueryRow(ctx, `SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END`).Scan(&lsn); err != nil {
+		return nil
+	}
+	return lsnPtr(lsn)
+}
+
+// close ends the kept session.
+func (r *primaryRef) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conn != nil {
+		r.conn.Close(context.Background())
+		r.conn = nil
+	}
+}
+
+// probeNodeKeeping reads one node's live facts. keep, when not nil, is
+// offered the session of a node that answered as a primary; when it takes
+// it, the session stays open (its new owner closes it).
+func (e *Env) probeNodeKeeping(ctx context.Context, n *cluster.Node, side string, keep func(*pgx.Conn) bool) (NodeStatus, *nodeObs) {
 	s := NodeStatus{Name: n.Name, Cluster: side, Replication: []ReplicationRow{}}
-	ctx, cancel := context.WithTimeout(ctx, e.Config.Timeouts.Connect.Duration+5*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, e.Config.Timeouts.Connect.Duration+5*time.Second)
 	defer cancel()
-	c, err := e.admin(ctx, n)
+	c, err := e.admin(pctx, n)
 	if err != nil {
 		s.Error = err.Error()
 		return s, nil
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	kept := false
+	defer func() {
+		if !kept {
+			c.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	ctx = pctx
 	s.Reachable = true
 	var o nodeObs
 	if err := c.QueryRow(ctx, nodeStatusSQL).Scan(&o.InRecovery, &o.Status, &o.SenderHost, &o.SenderPort, &o.SlotName,
-		&o.ReceiveLSN, &o.ReplayLSN, &o.LastMessage, &o.LastReplay, &o.ReceiverStart, &o.Now, &o.Timeline, &o.CurrentLSN); err != nil {
+		&o.ReceiveLSN, &o.ReplayLSN, &o.LastMessage, &o.LastReplay, &o.ReceiverStart, &o.Now, &o.Timeline); err != nil {
 		s.Error = fmt.Errorf("while reading the WAL receiver of %s: %w", n.Name, err).Error()
 		return s, nil
 	}
@@ -386,6 +470,11 @@ func (e *Env) probeNode(ctx context.Context, n *cluster.Node, side string) (Node
 		s.Role = "standby"
 		s.WalReceiver = walReceiverStatus(o)
 	}
+	defer func() {
+		if !o.InRecovery && keep != nil {
+			kept = keep(c)
+		}
+	}()
 	rows, err := c.Query(ctx, replicationSQL)
 	if err != nil {
 		s.Error = err.Error()

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -254,4 +255,45 @@ func TestChainLag(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPrimaryRef: the reference is known once every primary-cluster probe
+// has ended, a standby's read waits for that, and two nodes that answer
+// as primaries leave none.
+func TestPrimaryRef(t *testing.T) {
+	r := newPrimaryRef(2)
+	if !r.offer("dc1-a", nil) {
+		t.Fatal("the first primary was not kept")
+	}
+	got := make(chan *uint64, 1)
+	go func() { got <- r.positionNow(context.Background()) }()
+	r.probed()
+	select {
+	case <-got:
+		t.Fatal("a standby's read did not wait for every primary-cluster probe")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if r.offer("dc1-b", nil) {
+		t.Fatal("a second primary was kept")
+	}
+	r.probed()
+	if lsn := <-got; lsn != nil {
+		t.Fatalf("position %v with two primaries, want none", *lsn)
+	}
+	if p := r.primary(); p != "" {
+		t.Fatalf("reference %q with two primaries, want none", p)
+	}
+	one := newPrimaryRef(1)
+	one.offer("dc1-a", nil)
+	one.probed()
+	if p := one.primary(); p != "dc1-a" {
+		t.Fatalf("reference %q, want dc1-a", p)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if lsn := newPrimaryRef(1).positionNow(ctx); lsn != nil {
+		t.Fatal("a cancelled read returned a position")
+	}
+	r.close()
+	one.close()
 }
