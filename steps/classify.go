@@ -283,7 +283,12 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 	case primaryStates[o.ClusterState]:
 		// On the primary's timeline: a former primary (an older timeline)
 		// is never taken for a copy, whatever files it holds.
-		if mine && o.NeverRan && o.TimeLineID == p.TimeLineID {
+		if mine && o.NeverRan && o.TimeLineID != p.TimeLineID {
+			return refuse(DirDiverged, fmt.Sprintf("holds a copy sdr built that no server has run in (backup_label and standby.signal are there), "+
+				"made on timeline %d while the primary is on timeline %d now: the primary cluster changed timeline since the copy, and sdr "+
+				"replaces only a copy of the primary as it is", o.TimeLineID, p.TimeLineID))
+		}
+		if mine && o.NeverRan {
 			return Verdict{Kind: DirSdrCopy, Replace: true, Reason: where + " is a copy sdr built that no server has run in yet (backup_label and " +
 				"standby.signal are there; pg_control shows the primary's state at the copy): it can be replaced"}
 		}

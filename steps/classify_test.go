@@ -74,9 +74,9 @@ func TestClassifyDataDir(t *testing.T) {
 			o.ClusterState, o.NeverRan = "in production", true
 		}), false, DirSdrCopy, true, false, "no server has run in"},
 		{"the same without sdr's marker", base(func(o *DirObs) { o.ClusterState, o.NeverRan, o.Marker = "in production", true, nil }), false, DirDiverged, false, false, "sdr did not build it"},
-		{"the same on an older timeline than the primary's (a former primary, never a copy)", base(func(o *DirObs) {
+		{"the same on another timeline than the primary's now", base(func(o *DirObs) {
 			o.ClusterState, o.NeverRan, o.TimeLineID = "in production", true, 0
-		}), false, DirDiverged, false, false, "was last a primary"},
+		}), false, DirDiverged, false, false, "made on timeline 0 while the primary is on timeline 1"},
 		{"the same running as a primary", base(func(o *DirObs) {
 			o.ClusterState, o.NeverRan, o.Running, o.InRecovery = "in production", true, true, false
 		}), false, DirDiverged, false, false, "runs as a primary"},

@@ -92,7 +92,7 @@ func (e *Env) confFromServer(ctx context.Context, n *cluster.Node) (cluster.Sett
 		if err := c.QueryRow(ctx, `SELECT current_setting('config_file')`).Scan(&configFile); err != nil {
 			return err
 		}
-		r, err := c.Query(ctx, `SELECT name, coalesce(setting, ''), coalesce(error, '') FROM pg_file_settings ORDER BY seqno`)
+		r, err := c.Query(ctx, `SELECT coalesce(name, ''), coalesce(setting, ''), coalesce(error, '') FROM pg_file_settings ORDER BY seqno`)
 		if err != nil {
 			return err
 		}

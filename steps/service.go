@@ -277,15 +277,17 @@ func (e *Env) waitAccepting(ctx context.Context, n *cluster.Node, dataDir string
 	})
 }
 
+// stopFailedGrace is how long sdr waits for PostgreSQL to end after its
+// stop command failed, unless the server says it is shutting down (then
+// up to --timeout: a long shutdown checkpoint outlives a manager's own
+// wait).
+const stopFailedGrace = 15 * time.Second
+
 // stopNode stops PostgreSQL on n through its service manager with a fast
 // shutdown, then waits, bounded by --timeout, until no postmaster runs in
 // the data directory. A server its manager does not report running is not
 // stopped: it was started some other way, and stopping it through sdr
 // would leave the manager out of step.
-// stopFailedGrace bounds the wait for PostgreSQL to end after its stop
-// command failed.
-const stopFailedGrace = 15 * time.Second
-
 func (e *Env) stopNode(ctx context.Context, rc *workflow.RunContext, n *cluster.Node) error {
 	return e.stopNodeFrom(ctx, rc, n, false)
 }
@@ -327,18 +329,28 @@ func (e *Env) stopNodeFrom(ctx context.Context, rc *workflow.RunContext, n *clus
 		rc.Log.Info("stopped", zap.String("node", n.Name), zap.String("by", cmds.Describe))
 		return nil
 	}
-	wait := e.Timeout
+	// After a failed stop command: a server that says it is shutting down
+	// (a manager's own wait ran out during a long shutdown checkpoint) is
+	// waited for up to --timeout; one that still accepts sessions
+	// stopFailedGrace after the command failed is not.
+	failedAt, shuttingDown := time.Now(), false
 	if runErr != nil {
-		// It may have ended all the same (a manager's own wait that ran
-		// out); a server the command did not reach is not waited for long.
-		wait = min(wait, stopFailedGrace)
-		rc.Log.Warn("the stop command failed; waiting a little for PostgreSQL to end", zap.String("node", n.Name),
-			zap.Duration("up_to", wait), zap.Error(runErr))
+		rc.Log.Warn("the stop command failed; waiting for PostgreSQL to end", zap.String("node", n.Name), zap.Error(runErr))
 	}
-	err = poll(lctx, wait, pollFast, "PostgreSQL on "+n.Name+" to stop", func(ctx context.Context) (bool, error) {
+	err = poll(lctx, e.Timeout, pollFast, "PostgreSQL on "+n.Name+" to stop", func(ctx context.Context) (bool, error) {
 		alive, err := e.pgRunning(ctx, n, lay.DataDir)
 		if err == nil && alive {
 			err = fmt.Errorf("PostgreSQL still runs in %s", lay.DataDir)
+			if runErr != nil && !shuttingDown && time.Since(failedAt) > stopFailedGrace {
+				c, cerr := e.admin(ctx, n)
+				if cerr == nil {
+					c.Close(context.WithoutCancel(ctx))
+					return false, permanent(fmt.Errorf("%w and accepts sessions %s after its stop command failed", err, stopFailedGrace))
+				}
+				// Shutting down (or not answering): waited for.
+				shuttingDown = true
+				rc.Log.Info("PostgreSQL does not accept sessions; waiting for it to end", zap.String("node", n.Name), zap.Error(cerr))
+			}
 		}
 		return err == nil, err
 	})
@@ -389,7 +401,7 @@ func decideService(o serviceObs) error {
 			"and service.unit: %s for %s, so that sdr stops and starts it through systemd", o.Node, unitOf, o.Describe, unitOf, o.Node))
 	case o.Running && !o.ManagerRunning && o.Manager == cluster.ManagerPgCtlCluster && o.StartConf == "disabled":
 		return permanent(fmt.Errorf("%s: PostgreSQL runs in %s (pid %d), but cluster %s/%s is disabled in its start.conf, so pg_ctlcluster "+
-			"neither reports nor stops nor starts it: set start.conf to auto or manual (/etc/postgresql/%s/%s/start.conf), then rerun",
+			"does not report it running and will not start it again: set start.conf to auto or manual (/etc/postgresql/%s/%s/start.conf), then rerun",
 			o.Node, o.DataDir, o.PID, o.Version, o.Cluster, o.Version, o.Cluster))
 	case o.Running && !o.ManagerRunning:
 		return permanent(fmt.Errorf("%s: PostgreSQL runs in %s (pid %d), but %s does not report it running: it was started outside its "+

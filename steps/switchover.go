@@ -607,22 +607,29 @@ func (e *Env) abortCheck(ctx context.Context, rc *workflow.RunContext) (*switchT
 	}
 	main, _ := e.mainStandby()
 	var f drNodeFacts
+	var ckptErr error
 	err = e.withAdmin(ctx, main, func(ctx context.Context, c *pgx.Conn) error {
 		// With no WAL receiver (the old primary is down) a standby's
 		// timeline is read from pg_control's last restartpoint, which may
 		// be from before it replayed into the old primary's timeline: a
-		// restartpoint first, at the last checkpoint it replayed.
-		var inRecovery bool
-		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		// restartpoint first, at the last checkpoint it replayed. Not in a
+		// read-only session (plan): plan changes nothing.
+		var inRecovery, readOnly bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only') = 'on'").Scan(&inRecovery, &readOnly); err != nil {
 			return err
 		}
-		if inRecovery {
+		if inRecovery && !readOnly {
 			if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
-				return fmt.Errorf("while making a restartpoint on %s to read its timeline: %w", main.Name, err)
+				ckptErr = err
+				return nil
 			}
 		}
 		return c.QueryRow(ctx, drFactsSQL).Scan(&f.InRecovery, &f.SystemID, &f.Timeline)
 	})
+	if ckptErr != nil {
+		return nil, fmt.Errorf("the DR side's main standby %s answers, but a restartpoint (CHECKPOINT), which the abort makes to read the "+
+			"timeline it has replayed, failed: %w; the old primary stays down (rerun the abort once it can be made, or finish the switchover)", main.Name, ckptErr)
+	}
 	reachErr := ""
 	if err != nil {
 		reachErr = err.Error()

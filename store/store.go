@@ -196,21 +196,40 @@ func checkNotEmpty(path string) error {
 	if fi.Size() > 0 {
 		return nil
 	}
+	// bbolt creates the file, then locks it, then writes its first
+	// pages: a file another run is creating may be empty and unlocked for
+	// a moment. It is looked at again for a while before it is refused.
+	for i := 0; ; i++ {
+		empty, err := emptyAndUnlocked(path)
+		if err != nil || !empty {
+			return nil
+		}
+		if i == 20 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("state file %s: %w: it is empty (0 bytes), so it holds no record of any run (a file cut short, or made by hand). "+
+		"sdr does not reuse it: if it held this side's runs, restore it from a copy (without it, the runs would start again from step 1); "+
+		"if sdr never ran with it and no sdr run is using it, remove it", path, ErrCorrupt)
+}
+
+// emptyAndUnlocked reports whether path is a file of 0 bytes that no
+// process holds bbolt's lock on.
+func emptyAndUnlocked(path string) (bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil
+		return false, err
 	}
-	defer f.Close()
+	defer f.Close() // releases the lock taken below
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		return nil // being created by another process
+		return false, nil // held: being created (bbolt waits for it)
 	}
-	// Closing f releases the lock.
-	if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
-		return fmt.Errorf("state file %s: %w: it is empty (0 bytes), so it holds no record of any run (a file cut short, or made by hand). "+
-			"sdr does not reuse it: if sdr never ran with it, remove it; if it held this side's runs, restore it from a copy "+
-			"(without it, the runs would start again from step 1)", path, ErrCorrupt)
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
 	}
-	return nil
+	return fi.Size() == 0, nil
 }
 
 func (d *DB) run(ro bool, fn func(tx *bolt.Tx) error) (err error) {

@@ -125,8 +125,15 @@ func unfinishedRoleMove(recs map[string]*workflow.Record, sides map[workflow.Rol
 				break
 			}
 		}
+		how := finish[key]
+		if key == "switchover/primary" && rec.Values["switchover.token"] == "" {
+			// No token: the demote half did not record the primary's
+			// shutdown, and an abort has nothing to go by.
+			how = "rerun sdr switchover --role primary to finish it (it recorded no token, so there is nothing to abort; " +
+				"if you want the primary back instead, start it through its service manager)"
+		}
 		return fmt.Errorf("%s is unfinished on this cluster (stopped%s, side state %s): it has changed nodes, and a stop now would take the pair "+
-			"apart between two setups. First %s; then stop", key, at, sides[rec.Role].State, finish[key])
+			"apart between two setups. First %s; then stop", key, at, sides[rec.Role].State, how)
 	}
 	return nil
 }

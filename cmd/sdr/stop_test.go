@@ -208,7 +208,7 @@ func TestStopAfterARoleMove(t *testing.T) {
 func TestUnfinishedRoleMove(t *testing.T) {
 	rec := func(key string, complete bool, steps ...string) *workflow.Record {
 		role := workflow.Role(key[strings.LastIndex(key, "/")+1:])
-		r := &workflow.Record{Workflow: key, Role: role, Complete: complete, Steps: []workflow.StepRecord{
+		r := &workflow.Record{Workflow: key, Role: role, Complete: complete, Values: map[string]string{"switchover.token": "{}"}, Steps: []workflow.StepRecord{
 			{Name: "1_prepare", Status: workflow.StatusDone}, {Name: "2_check_cluster", Status: workflow.StatusDone}}}
 		for i, s := range steps {
 			st := workflow.StatusDone
@@ -230,6 +230,16 @@ func TestUnfinishedRoleMove(t *testing.T) {
 	}{
 		{"demote half failed after demoting", map[string]*workflow.Record{"switchover/primary": rec("switchover/primary", false, "3_demote", "4_rejoin")},
 			side(workflow.RolePrimary, "switchover/primary"), []string{"switchover/primary is unfinished", "at 4_rejoin", "--abort", "switchover_fail"}},
+		{"demote half killed while demoting (step started)", map[string]*workflow.Record{"switchover/primary": func() *workflow.Record {
+			r := rec("switchover/primary", false, "3_demote")
+			r.Steps[len(r.Steps)-1].Status = workflow.StatusStarted
+			return r
+		}()}, side(workflow.RolePrimary, "switchover/primary"), []string{"switchover/primary is unfinished", "at 3_demote"}},
+		{"demote half failed before its token: no abort advised", map[string]*workflow.Record{"switchover/primary": func() *workflow.Record {
+			r := rec("switchover/primary", false, "3_demote")
+			r.Values = nil
+			return r
+		}()}, side(workflow.RolePrimary, "switchover/primary"), []string{"nothing to abort", "service manager"}},
 		{"promote half failed while promoting", map[string]*workflow.Record{"switchover/standby": rec("switchover/standby", false, "3_wait_primary", "4_promote")},
 			side(workflow.RoleStandby, "switchover/standby"), []string{"switchover/standby is unfinished", "rerun sdr switchover --role standby"}},
 		{"failover failed after fencing", map[string]*workflow.Record{"failover/standby": rec("failover/standby", false, "3_fence", "4_promote")},
