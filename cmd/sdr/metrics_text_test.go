@@ -603,15 +603,7 @@ func TestMetricsOfTwoFilesAfterRoleMoves(t *testing.T) {
 		{Pair: "p", Role: workflow.RolePrimary, Cluster: "dc1", StateFile: "/var/lib/sdr/dc1.db", Live: "no config", Sides: sides, Workflows: recs()},
 		{Pair: "p", Role: workflow.RoleStandby, Cluster: "dc2", StateFile: "/var/lib/sdr/dc2.db", Live: "no config", Sides: sides, Workflows: recs()},
 	} {
-		var buf bytes.Buffer
-		if err := writeFamilies(&buf, buildMetrics(d, "v")); err != nil {
-			t.Fatal(err)
-		}
-		samples, err := parseProm(buf.String())
-		if err != nil {
-			t.Fatalf("%v\n%s", err, buf.String())
-		}
-		for _, s := range samples {
+		for _, s := range renderedSamples(t, d) {
 			var ls []string
 			for k, v := range s.labels {
 				ls = append(ls, k+"="+v)
@@ -624,4 +616,19 @@ func TestMetricsOfTwoFilesAfterRoleMoves(t *testing.T) {
 			seen[key] = d.Cluster
 		}
 	}
+}
+
+// renderedSamples writes d's metrics as the metrics command does and
+// parses them back, failing on any text Prometheus would refuse.
+func renderedSamples(t *testing.T, d StatusDoc) []promSample {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := writeFamilies(&buf, buildMetrics(d, "v")); err != nil {
+		t.Fatal(err)
+	}
+	samples, err := parseProm(buf.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+	return samples
 }
