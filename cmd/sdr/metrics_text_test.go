@@ -317,14 +317,7 @@ func statusFixture(now time.Time) StatusDoc {
 func TestBuildMetrics(t *testing.T) {
 	now := time.Date(2026, 11, 21, 6, 0, 0, 0, time.UTC)
 	d := statusFixture(now)
-	var buf bytes.Buffer
-	if err := writeFamilies(&buf, buildMetrics(d, "1.2.3")); err != nil {
-		t.Fatal(err)
-	}
-	samples, err := parseProm(buf.String())
-	if err != nil {
-		t.Fatalf("%v\n%s", err, buf.String())
-	}
+	samples, _ := renderedSamples(t, d, "1.2.3")
 	node := func(n string) map[string]string {
 		return map[string]string{"pair": "dc1_dc2", "side": "standby", "node": n}
 	}
@@ -421,14 +414,7 @@ func TestBuildMetricsIdleAndLastResult(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := StatusDoc{Pair: "p", Role: workflow.RolePrimary, Live: "no config", Workflows: []workflow.Record{tc.rec}}
-			var buf bytes.Buffer
-			if err := writeFamilies(&buf, buildMetrics(d, "v")); err != nil {
-				t.Fatal(err)
-			}
-			samples, err := parseProm(buf.String())
-			if err != nil {
-				t.Fatalf("%v\n%s", err, buf.String())
-			}
+			samples, text := renderedSamples(t, d, "v")
 			got := find(samples, "sdr_last_operation_timestamp_seconds", map[string]string{"op": "start"})
 			switch {
 			case tc.result == "" && len(got) != 0:
@@ -436,7 +422,7 @@ func TestBuildMetricsIdleAndLastResult(t *testing.T) {
 			case tc.result != "":
 				v := find(samples, "sdr_last_operation_timestamp_seconds", map[string]string{"op": "start", "result": tc.result})
 				if len(got) != 1 || len(v) != 1 || v[0] != float64(tc.when.Unix()) {
-					t.Errorf("last operation %v (result %s: %v), want one at %d\n%s", got, tc.result, v, tc.when.Unix(), buf.String())
+					t.Errorf("last operation %v (result %s: %v), want one at %d\n%s", got, tc.result, v, tc.when.Unix(), text)
 				}
 			}
 			// Idle: in progress 0 with empty labels; a never-written side is normal; no node metrics without --config.
@@ -603,7 +589,8 @@ func TestMetricsOfTwoFilesAfterRoleMoves(t *testing.T) {
 		{Pair: "p", Role: workflow.RolePrimary, Cluster: "dc1", StateFile: "/var/lib/sdr/dc1.db", Live: "no config", Sides: sides, Workflows: recs()},
 		{Pair: "p", Role: workflow.RoleStandby, Cluster: "dc2", StateFile: "/var/lib/sdr/dc2.db", Live: "no config", Sides: sides, Workflows: recs()},
 	} {
-		for _, s := range renderedSamples(t, d) {
+		samples, _ := renderedSamples(t, d, "v")
+		for _, s := range samples {
 			var ls []string
 			for k, v := range s.labels {
 				ls = append(ls, k+"="+v)
@@ -620,15 +607,15 @@ func TestMetricsOfTwoFilesAfterRoleMoves(t *testing.T) {
 
 // renderedSamples writes d's metrics as the metrics command does and
 // parses them back, failing on any text Prometheus would refuse.
-func renderedSamples(t *testing.T, d StatusDoc) []promSample {
+func renderedSamples(t *testing.T, d StatusDoc, version string) ([]promSample, string) {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := writeFamilies(&buf, buildMetrics(d, "v")); err != nil {
+	if err := writeFamilies(&buf, buildMetrics(d, version)); err != nil {
 		t.Fatal(err)
 	}
 	samples, err := parseProm(buf.String())
 	if err != nil {
 		t.Fatalf("%v\n%s", err, buf.String())
 	}
-	return samples
+	return samples, buf.String()
 }
