@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -551,22 +552,85 @@ func shortTempDir(t *testing.T) (string, error) {
 }
 
 func TestSSHFramesPlainlyOnlyWhereTheLoginShellAllows(t *testing.T) {
-	if a := dialTestSSH(t, startTestSSHServer(t)); !a.plain {
+	plain := func(a *SSH) bool {
+		<-a.plainKnown
+		return a.plain.Load()
+	}
+	if a := dialTestSSH(t, startTestSSHServer(t)); !plain(a) {
 		t.Error("a /bin/sh login shell: commands still go base64-framed")
 	}
 	noisy := startTestSSHServer(t)
 	noisy.RCJunk = "Welcome!\n"
-	if a := dialTestSSH(t, noisy); !a.plain {
+	if a := dialTestSSH(t, noisy); !plain(a) {
 		t.Error("a noisy login shell: commands still go base64-framed")
 	}
 	fishy := startTestSSHServer(t)
 	fishy.Mangle = func(cmd string) string { return strings.ReplaceAll(cmd, `\\`, `\`) }
 	a := dialTestSSH(t, fishy)
-	if a.plain {
+	if plain(a) {
 		t.Fatal("a login shell that changes backslashes in quotes: commands go plainly framed")
 	}
 	out, err := a.Run(context.Background(), `printf '%s' 'a\\b'`, RunOpts{})
 	if err != nil || string(out) != `a\\b` {
 		t.Fatalf("got %q, %v", out, err)
+	}
+}
+
+// Commands run at once after DialSSH, before the login shell has said
+// whether it passes a quoted script on unchanged, go base64-framed and
+// come back intact, also through a login shell that changes backslashes.
+func TestSSHCommandsBeforeTheFramingIsKnown(t *testing.T) {
+	fishy := startTestSSHServer(t)
+	fishy.Mangle = func(cmd string) string { return strings.ReplaceAll(cmd, `\\`, `\`) }
+	for i := 0; i < 5; i++ {
+		a := dialTestSSH(t, fishy)
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for j := 0; j < 4; j++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, err := a.Run(context.Background(), `printf '%s' 'a\\b'`, RunOpts{})
+				if err == nil && string(out) != `a\\b` {
+					err = fmt.Errorf("got %q", out)
+				}
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		<-a.plainKnown
+		if a.plain.Load() {
+			t.Fatal("a login shell that changes backslashes in quotes: commands go plainly framed")
+		}
+	}
+}
+
+// A session the node's sshd refuses past its MaxSessions is named as such.
+func TestSSHSessionRefusedNamesMaxSessions(t *testing.T) {
+	srv := startTestSSHServer(t)
+	srv.MaxSessions = 1
+	a := dialTestSSH(t, srv)
+	// The framing probe's session may still count for a moment.
+	var p Proc
+	var err error
+	for i := 0; i < 100; i++ {
+		if p, err = a.Start(context.Background(), "sleep 5", RunOpts{}); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	_, err = a.Run(context.Background(), "true", RunOpts{})
+	if err == nil || !strings.Contains(err.Error(), "MaxSessions") || !strings.Contains(err.Error(), "on dc1-a") {
+		t.Fatalf("a second session past MaxSessions 1: got %v", err)
 	}
 }

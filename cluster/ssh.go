@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -26,8 +27,12 @@ type SSH struct {
 	client *ssh.Client
 	dead   chan struct{} // closed when the connection ends
 	// plain: the login shell passes a single-quoted script on unchanged,
-	// so commands go as frame.plainCommand (set once, by DialSSH).
-	plain bool
+	// so commands go as frame.plainCommand. DialSSH asks once, without
+	// waiting for the answer (plainWorks); until it is known, commands go
+	// base64-framed, which every login shell passes on. plainKnown is
+	// closed once plain holds the answer.
+	plain      atomic.Bool
+	plainKnown chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -113,12 +118,20 @@ func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	s := &SSH{node: *n, addr: addr, client: ssh.NewClient(cc, chans, reqs), dead: make(chan struct{})}
+	s := &SSH{node: *n, addr: addr, client: ssh.NewClient(cc, chans, reqs), dead: make(chan struct{}), plainKnown: make(chan struct{})}
 	go func() {
 		_ = s.client.Wait()
 		close(s.dead)
 	}()
-	s.plain = s.plainWorks(dctx)
+	// The first commands need not wait for the login shell's answer: they
+	// go base64-framed meanwhile. The question is bounded by the connect
+	// timeout, and ends with the connection.
+	go func() {
+		defer close(s.plainKnown)
+		pctx, pcancel := context.WithTimeout(context.Background(), timeout)
+		defer pcancel()
+		s.plain.Store(s.plainWorks(pctx))
+	}()
 	return s, nil
 }
 
@@ -241,7 +254,7 @@ func (s *SSH) Run(ctx context.Context, cmd string, opts RunOpts) ([]byte, error)
 // is, with its stdout framed (see frame; plainly when the login shell
 // allows it) so that only the command's own output is returned.
 func (s *SSH) Start(ctx context.Context, cmd string, opts RunOpts) (Proc, error) {
-	return s.start(ctx, cmd, opts, s.plain)
+	return s.start(ctx, cmd, opts, s.plain.Load())
 }
 
 func (s *SSH) start(ctx context.Context, cmd string, opts RunOpts, plain bool) (Proc, error) {
@@ -257,6 +270,13 @@ func (s *SSH) start(ctx context.Context, cmd string, opts RunOpts, plain bool) (
 	}
 	sess, err := s.client.NewSession()
 	if err != nil {
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) && oce.Reason == ssh.ConnectionFailed {
+			// OpenSSH's answer past its MaxSessions.
+			return nil, fmt.Errorf("on %s: opening an ssh session: %w (the node's sshd refused one more session on sdr's connection: "+
+				"sdr runs a few commands at once on a node; MaxSessions in the node's sshd_config must not be below OpenSSH's default of 10)",
+				s.node.Name, err)
+		}
 		return nil, fmt.Errorf("on %s: opening an ssh session: %w", s.node.Name, err)
 	}
 	stdin, err := sess.StdinPipe()
