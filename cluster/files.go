@@ -57,7 +57,7 @@ func readFiles(ctx context.Context, a Access, before string, paths []string) (ma
 		out, err = runScript(ctx, a, what+" after "+shorten(before, 200), b.String())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("on %s: %w", node, err)
+		return nil, err // names the node
 	}
 	recs, err := parseRecords(out)
 	if err != nil {
@@ -114,7 +114,7 @@ func WriteFiles(ctx context.Context, a Access, files []FileWrite) error {
 			ShellQuote(f.Path), f.Mode.Perm(), ShellQuote("could not write "+f.Path))
 	}
 	if _, err := runScriptIn(ctx, a, "writing "+strings.Join(names, ", "), script.String()+"exit 0\n", strings.NewReader(in.String())); err != nil {
-		return fmt.Errorf("on %s: %w", node, err)
+		return err // names the node
 	}
 	return nil
 }

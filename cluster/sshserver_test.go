@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -36,6 +37,10 @@ type testSSHServer struct {
 	// Mangle, when set, rewrites each command before /bin/sh runs it, as
 	// a login shell that reads quotes otherwise (fish, csh) would.
 	Mangle func(string) string
+	// MaxSessions, when set, refuses a session while that many of the
+	// connection's sessions are open, as OpenSSH's sshd does past its
+	// MaxSessions.
+	MaxSessions int
 
 	Addr         string // 127.0.0.1:port
 	Host         string
@@ -164,15 +169,21 @@ func (s *testSSHServer) serveConn(c net.Conn, conf *ssh.ServerConfig) {
 	}
 	defer sc.Close()
 	go s.serveGlobal(sc, reqs)
+	var open atomic.Int32 // sessions of this connection
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "session":
+			if s.MaxSessions > 0 && open.Load() >= int32(s.MaxSessions) {
+				nc.Reject(ssh.ConnectionFailed, "open failed")
+				continue
+			}
 			ch, creqs, err := nc.Accept()
 			if err != nil {
 				continue
 			}
+			open.Add(1)
 			s.wg.Add(1)
-			go func() { defer s.wg.Done(); s.serveSession(ch, creqs) }()
+			go func() { defer s.wg.Done(); defer open.Add(-1); s.serveSession(ch, creqs) }()
 		case "direct-tcpip":
 			var p struct {
 				Host       string
