@@ -102,6 +102,27 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil
 		})
 	}
+	// A file that needs no stamp is only read: a run refused before its
+	// first step (inputs changed, another cluster's file) leaves it as it
+	// was, byte for byte.
+	settled := false
+	if _, err := os.Stat(path); err == nil {
+		if err := d.view(func(tx *bolt.Tx) error {
+			settled = d.stamped(tx)
+			if !settled {
+				return nil
+			}
+			if err := d.checkMeta(tx); err != nil {
+				return err
+			}
+			if opts.Role != "" {
+				return d.checkRole(tx, opts.Role)
+			}
+			return nil
+		}); err != nil || settled {
+			return d, err
+		}
+	}
 	return d, d.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -139,6 +160,30 @@ func Open(path string, opts Options) (*DB, error) {
 		}
 		return nil
 	})
+}
+
+// stamped tells whether Open would write nothing into the file: it has
+// its buckets, the pair's name (when the run names one), and the role
+// and cluster stamps claimRole would otherwise add.
+func (d *DB) stamped(tx *bolt.Tx) bool {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return false
+	}
+	for _, b := range [][]byte{bucketWorkflows, bucketSides, bucketHistory} {
+		if tx.Bucket(b) == nil {
+			return false
+		}
+	}
+	if d.opts.Pair != "" && meta.Get(keyPair) == nil {
+		return false
+	}
+	if d.opts.Role != "" {
+		if meta.Get(keyRole) == nil || (d.opts.Cluster != "" && fileCluster(tx) != d.opts.Cluster) {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *DB) checkMeta(tx *bolt.Tx) error {

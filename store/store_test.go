@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -289,5 +290,49 @@ func setMeta(t *testing.T, p string, key []byte, v string) {
 	defer db.Close()
 	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(key, []byte(v)) }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Opening a file that is already stamped for the run reads it only: a run
+// refused before its first step leaves the file as it was, byte for byte.
+// A file that still needs a stamp is written.
+func TestOpenOfAStampedFileWritesNothing(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "state.db")
+	full := Options{Pair: "p", Role: workflow.RoleStandby, Cluster: "dc2"}
+	mustOpen(t, p, full)
+	read := func() []byte {
+		t.Helper()
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	before := read()
+	for _, tc := range []struct {
+		name    string
+		opts    Options
+		wantErr error
+	}{
+		{"the same stamps", full, nil},
+		{"no role", Options{Pair: "p"}, nil},
+		{"no pair", Options{Role: workflow.RoleStandby, Cluster: "dc2"}, nil},
+		{"another pair", Options{Pair: "q"}, ErrOtherPair},
+		{"another cluster", Options{Pair: "p", Role: workflow.RolePrimary, Cluster: "dc1"}, ErrOtherCluster},
+	} {
+		if _, err := Open(p, tc.opts); !errors.Is(err, tc.wantErr) || (err != nil && tc.wantErr == nil) {
+			t.Errorf("%s: Open = %v, want %v", tc.name, err, tc.wantErr)
+		}
+		if !bytes.Equal(read(), before) {
+			t.Fatalf("%s: Open changed the file", tc.name)
+		}
+	}
+	// A file stamped without a cluster gets the run's cluster.
+	q := filepath.Join(t.TempDir(), "state.db")
+	mustOpen(t, q, Options{Pair: "p", Role: workflow.RoleStandby})
+	raw, _ := os.ReadFile(q)
+	mustOpen(t, q, full)
+	if now, _ := os.ReadFile(q); bytes.Equal(now, raw) {
+		t.Error("a file without a cluster stamp was not stamped")
 	}
 }
