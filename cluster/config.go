@@ -294,6 +294,43 @@ func (c *Config) ClusterOf(role string) string {
 	return c.StandbyName
 }
 
+// InputPath says where the config file sets the input name of Inputs:
+// a node's field under the cluster that now holds the node
+// (clusters.dc2.nodes[dc2-b].pg_port for standby.nodes[dc2-b].pg_port),
+// the DR side's main standby and each side's node list under its cluster.
+// Other names, and a node no longer in the config, come back as they are.
+func (c *Config) InputPath(name string) string {
+	switch {
+	case name == "standby.main" && c.StandbyName != "":
+		return "clusters." + c.StandbyName + ".main"
+	case name == "primary.nodes" && c.PrimaryName != "":
+		return "clusters." + c.PrimaryName + ".nodes"
+	case name == "standby.nodes" && c.StandbyName != "":
+		return "clusters." + c.StandbyName + ".nodes"
+	}
+	for _, side := range []string{"primary.nodes[", "standby.nodes["} {
+		rest, ok := strings.CutPrefix(name, side)
+		if !ok {
+			continue
+		}
+		node, field, ok := strings.Cut(rest, "].")
+		if !ok {
+			return name
+		}
+		for _, cs := range []struct {
+			name string
+			spec *ClusterSpec
+		}{{c.PrimaryName, &c.Primary}, {c.StandbyName, &c.Standby}} {
+			for _, n := range cs.spec.Nodes {
+				if n.Name == node && cs.name != "" {
+					return "clusters." + cs.name + ".nodes[" + node + "]." + field
+				}
+			}
+		}
+	}
+	return name
+}
+
 // Inputs returns every setting that changes what the DR steps do, as a flat
 // map with deterministic keys like "primary.nodes[dc1-a].data_dir". It holds
 // no secret: for the password only the file path or the variable's name.

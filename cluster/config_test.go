@@ -760,3 +760,28 @@ func TestDocExamplesLoad(t *testing.T) {
 		})
 	}
 }
+
+func TestInputPath(t *testing.T) {
+	c := mustLoad(t)
+	for _, tc := range []struct{ name, want string }{
+		{"standby.nodes[dc2-b].pg_port", "clusters." + c.StandbyName + ".nodes[dc2-b].pg_port"},
+		{"primary.nodes[dc1-a].data_dir", "clusters." + c.PrimaryName + ".nodes[dc1-a].data_dir"},
+		{"standby.nodes[dc2-a].service.unit", "clusters." + c.StandbyName + ".nodes[dc2-a].service.unit"},
+		{"standby.main", "clusters." + c.StandbyName + ".main"},
+		{"primary.nodes", "clusters." + c.PrimaryName + ".nodes"},
+		{"standby.nodes[gone].pg_port", "standby.nodes[gone].pg_port"}, // no longer in the config
+		{"standby.nodes[dc2-a]", "standby.nodes[dc2-a]"},
+		{"replication.user", "replication.user"},
+		{"action", "action"},
+	} {
+		if got := c.InputPath(tc.name); got != tc.want {
+			t.Errorf("InputPath(%q) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	// Every node input of Inputs is named under clusters:.
+	for k := range c.Inputs() {
+		if strings.Contains(k, "nodes[") && !strings.HasPrefix(c.InputPath(k), "clusters.") {
+			t.Errorf("InputPath(%q) = %q", k, c.InputPath(k))
+		}
+	}
+}

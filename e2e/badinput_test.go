@@ -134,6 +134,13 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("making a standby-side state file: %s", r)
 			}
 		}, code: 2, want: []string{"other cluster", "belongs to cluster dc2", "--role primary"}},
+		{name: "config changed since the recorded run", setup: func(t *testing.T, c *badEnv) {
+			r := sdr(t, sdrBinFP, []string{"SDR_FAILPOINT=1_prepare:before"}, "--config", c.config, "--state", c.state, "start", "--role", "primary")
+			if r.Code != 1 {
+				t.Fatalf("recording a run: %s", r)
+			}
+			c.config = writeCfg(t, b, c.dir, func(m cfgMap) { nodeMap(m, "primary", 1)["pg_port"] = freePort(t) })
+		}, code: 2, want: []string{"inputs changed", "clusters.dc1.nodes[dc1-b].pg_port", "--restart"}},
 		{name: "unknown SSH host key", setup: func(t *testing.T, c *badEnv) {
 			pub := newKey(t, c.dir, "otherhost")
 			kh := filepath.Join(c.dir, "known_hosts")

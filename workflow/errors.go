@@ -42,18 +42,25 @@ var (
 // Change is one input that differs from the recorded run.
 type Change struct {
 	Name string `json:"name"`
+	// Path is where the config file sets it, when that is not Name
+	// (Runner.InputPath).
+	Path string `json:"config_path,omitempty"`
 	Was  string `json:"was"`
 	Now  string `json:"now"`
 }
 
 func (c Change) String() string {
+	name := c.Name
+	if c.Path != "" {
+		name = c.Path
+	}
 	switch {
 	case c.Was == "":
-		return fmt.Sprintf("%s (added: %q)", c.Name, c.Now)
+		return fmt.Sprintf("%s (added: %q)", name, c.Now)
 	case c.Now == "":
-		return fmt.Sprintf("%s (removed, was %q)", c.Name, c.Was)
+		return fmt.Sprintf("%s (removed, was %q)", name, c.Was)
 	default:
-		return fmt.Sprintf("%s (was %q, now %q)", c.Name, c.Was, c.Now)
+		return fmt.Sprintf("%s (was %q, now %q)", name, c.Was, c.Now)
 	}
 }
 

@@ -159,7 +159,7 @@ func (r *Runner) Plan(ctx context.Context, wf Workflow, inputs map[string]string
 	current := rec != nil && p.SupersededBy == ""
 	fp := Fingerprint(inputs)
 	if current && rec.Fingerprint != fp && !opts.Restart {
-		ic := &InputsChangedError{Workflow: key, Changes: DiffInputs(rec.Inputs, inputs)}
+		ic := &InputsChangedError{Workflow: key, Changes: r.diffInputs(rec.Inputs, inputs)}
 		p.InputsChanged = ic.Changes
 		p.refuse("inputs", ic)
 		return p, nil

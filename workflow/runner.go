@@ -230,6 +230,22 @@ type Runner struct {
 	// ProgressEvery is how often, at most, Progress is called while a
 	// part advances; default DefaultProgressEvery.
 	ProgressEvery time.Duration
+	// InputPath, when set, says where the config file sets an input
+	// (Change.Path); the recorded names stay as they are.
+	InputPath func(name string) string
+}
+
+// diffInputs is DiffInputs with each change's Path from r.InputPath.
+func (r *Runner) diffInputs(was, now map[string]string) []Change {
+	out := DiffInputs(was, now)
+	if r.InputPath != nil {
+		for i := range out {
+			if p := r.InputPath(out[i].Name); p != out[i].Name {
+				out[i].Path = p
+			}
+		}
+	}
+	return out
 }
 
 // Fingerprint returns a stable hash of the inputs.
@@ -308,7 +324,7 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 		}
 		current := rec != nil && res.SupersededBy == ""
 		if current && rec.Fingerprint != fp && !opts.Restart {
-			return &InputsChangedError{Workflow: key, Changes: DiffInputs(rec.Inputs, inputs)}
+			return &InputsChangedError{Workflow: key, Changes: r.diffInputs(rec.Inputs, inputs)}
 		}
 		if current {
 			res.Interrupted = recordRunGone(wf, rec, side, runID, now)

@@ -1102,3 +1102,37 @@ func TestNewIfComplete(t *testing.T) {
 		t.Fatalf("without the option a finished record stays finished: %+v %v", res, err)
 	}
 }
+
+// A refused run and its plan name a changed input where InputPath says
+// the config sets it; the recorded names stay as they are.
+func TestInputsChangedNamesTheConfigPath(t *testing.T) {
+	st, fx := newFakeStore(), &effects{}
+	wf := fiveSteps(fx, nil)
+	r := newRunner(st)
+	r.InputPath = func(name string) string {
+		if name == "host" {
+			return "clusters.dc2.nodes[x].host"
+		}
+		return name
+	}
+	if _, err := r.Run(context.Background(), wf, inputsA, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	now := map[string]string{"pair": "p2", "host": "b"}
+	want := []Change{{Name: "host", Path: "clusters.dc2.nodes[x].host", Was: "a", Now: "b"}, {Name: "pair", Was: "p1", Now: "p2"}}
+	_, err := r.Run(context.Background(), wf, now, Options{})
+	var ic *InputsChangedError
+	if !errors.As(err, &ic) || !reflect.DeepEqual(ic.Changes, want) {
+		t.Fatalf("err = %v, want changes %+v", err, want)
+	}
+	if msg := err.Error(); !strings.Contains(msg, `clusters.dc2.nodes[x].host (was "a", now "b")`) || !strings.Contains(msg, `pair (was "p1", now "p2")`) {
+		t.Errorf("message %q does not name the config path", msg)
+	}
+	p, err := r.Plan(context.Background(), wf, now, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p.InputsChanged, want) {
+		t.Errorf("plan's changes %+v, want %+v", p.InputsChanged, want)
+	}
+}

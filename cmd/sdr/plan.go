@@ -411,7 +411,7 @@ func runPlan(c *cli.Context, g globals, o planOpts) error {
 	for k, v := range o.inputs {
 		inputs[k] = v
 	}
-	runner := &workflow.Runner{Store: st, Log: log}
+	runner := &workflow.Runner{Store: st, Log: log, InputPath: cfg.InputPath}
 	p, err := runner.Plan(ctx, wf, inputs, o.run)
 	if err != nil {
 		if errors.Is(err, workflow.ErrInterrupted) {

@@ -84,7 +84,7 @@ func (s *session) run(c *cli.Context, cfg *cluster.Config, wf workflow.Workflow,
 	all["action"], all["role"] = wf.Action, string(wf.Role)
 	progress, progressDone := runProgress(s.out, s.db.Path())
 	defer progressDone()
-	runner := &workflow.Runner{Store: s.db, Log: s.log, NewRunID: func() string { return s.runID }, Progress: progress}
+	runner := &workflow.Runner{Store: s.db, Log: s.log, NewRunID: func() string { return s.runID }, Progress: progress, InputPath: cfg.InputPath}
 	return runner.Run(c.Context, wf, all, opts)
 }
 
