@@ -576,6 +576,9 @@ func (b *Bed) writeSSHDConfig(dc string) error {
 	}
 	// StrictModes would reject authorized_keys below /tmp (world-writable),
 	// so it is off; the files are root-owned and not writable by others.
+	// MaxSessions is OpenSSH's default, which operators' nodes have: sdr
+	// must not need more sessions at once on one connection. MaxStartups
+	// is raised for the tests' own parallel connections.
 	cfg := fmt.Sprintf(`# sshd of data centre %[6]s for the sdr test bed in %[1]s
 Port %[2]d
 %[7]s
@@ -599,7 +602,7 @@ PrintMotd no
 PrintLastLog no
 UseDNS no
 MaxStartups 200
-MaxSessions 200
+MaxSessions 10
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
 `, b.Dir, port, b.HostKey, pidFile, b.AuthorizedKeys, dc, listen, family)
