@@ -50,10 +50,17 @@ type RenamePlan struct {
 	// MakeDirs are created (mkdir -p) first, before Idle is checked:
 	// the directories the renames move into.
 	MakeDirs []string
-	Renames  []Rename
+	// Links are symbolic links pointed at new targets (ln -sfn) once Idle
+	// is checked, before the renames; only a path that is a symbolic link
+	// already is changed. A failure to set one renames nothing.
+	Links   []Link
+	Renames []Rename
 	// RemoveAfter are files removed (rm -f) once every rename is done.
 	RemoveAfter []string
 }
+
+// Link is a symbolic link at Path to Target.
+type Link struct{ Path, Target string }
 
 // Renames is RenameAll with p's directories made first and p's files
 // removed after the renames, in the same remote script. A failure to make
@@ -65,6 +72,9 @@ func Renames(ctx context.Context, a Access, p RenamePlan) (done int, err error) 
 	paths := append([]string(nil), idle...)
 	paths = append(paths, p.MakeDirs...)
 	paths = append(paths, p.RemoveAfter...)
+	for _, l := range p.Links {
+		paths = append(paths, l.Path, l.Target)
+	}
 	for _, r := range renames {
 		paths = append(paths, r.From, r.To)
 		if path.Clean(r.From) == "/" || path.Clean(r.To) == "/" {
@@ -86,6 +96,10 @@ func Renames(ctx context.Context, a Access, p RenamePlan) (done int, err error) 
 	for i, d := range idle {
 		fmt.Fprintf(&b, "sdr_idle %d %s\n", i, ShellQuote(path.Clean(d)))
 	}
+	for _, l := range p.Links {
+		fmt.Fprintf(&b, "if [ -L %[2]s ]; then ln -sfn -- %[1]s %[2]s || { printf '%%s\\n' %[3]s >&2; exit 1; }; fi\n",
+			ShellQuote(path.Clean(l.Target)), ShellQuote(path.Clean(l.Path)), ShellQuote("could not point "+l.Path+" at "+l.Target))
+	}
 	for i, r := range renames {
 		fmt.Fprintf(&b, "sdr_mv %d %s %s\n", i, ShellQuote(path.Clean(r.From)), ShellQuote(path.Clean(r.To)))
 	}
@@ -98,6 +112,9 @@ func Renames(ctx context.Context, a Access, p RenamePlan) (done int, err error) 
 		b.WriteString(" || exit 1\n")
 	}
 	what := "renaming"
+	for _, l := range p.Links {
+		what += " (pointing " + l.Path + " at " + l.Target + ")"
+	}
 	for _, r := range renames {
 		what += " " + r.From + " to " + r.To + ";"
 	}

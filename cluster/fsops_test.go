@@ -97,6 +97,43 @@ func TestRenameConformance(t *testing.T) {
 				t.Fatalf("unmakeable directory: done %d, %v; data there %v", n, err, exists(d))
 			}
 		}},
+		{"Renames points links before renaming, and only links", func(t *testing.T, a Access, dir string) {
+			d := filepath.Join(dir, "data")
+			os.MkdirAll(filepath.Join(d, "pg_tblspc"), 0o700)
+			ts, kept := filepath.Join(dir, "ts"), filepath.Join(dir, "ts.sdr", "diverged-1")
+			os.Mkdir(ts, 0o700)
+			link, plain := filepath.Join(d, "pg_tblspc", "16384"), filepath.Join(d, "pg_tblspc", "16385")
+			os.Symlink(ts, link)
+			os.WriteFile(plain, nil, 0o600)
+			keptData := filepath.Join(dir, "data.sdr", "diverged-1")
+			n, err := Renames(context.Background(), a, RenamePlan{Idle: []string{d}, MakeDirs: []string{filepath.Dir(kept), filepath.Dir(keptData)},
+				Links:   []Link{{link, kept}, {plain, kept}, {filepath.Join(d, "pg_tblspc", "absent"), kept}},
+				Renames: []Rename{{ts, kept}, {d, keptData}}})
+			if err != nil || n != 2 {
+				t.Fatalf("done %d, %v", n, err)
+			}
+			if target, err := os.Readlink(filepath.Join(keptData, "pg_tblspc", "16384")); err != nil || target != kept {
+				t.Fatalf("the kept directory's link: %q, %v; want %s", target, err, kept)
+			}
+			if fi, err := os.Lstat(filepath.Join(keptData, "pg_tblspc", "16385")); err != nil || !fi.Mode().IsRegular() {
+				t.Fatalf("a file that is no link was changed: %v, %v", fi, err)
+			}
+			if exists(filepath.Join(keptData, "pg_tblspc", "absent")) {
+				t.Fatal("a link was made where there was none")
+			}
+			// A link that cannot be set renames nothing.
+			d2 := filepath.Join(dir, "data2")
+			os.MkdirAll(filepath.Join(d2, "ro"), 0o700)
+			os.Symlink(ts, filepath.Join(d2, "ro", "l"))
+			os.Chmod(filepath.Join(d2, "ro"), 0o500)
+			defer os.Chmod(filepath.Join(d2, "ro"), 0o700)
+			if os.Geteuid() != 0 {
+				if n, err := Renames(context.Background(), a, RenamePlan{Links: []Link{{filepath.Join(d2, "ro", "l"), kept}},
+					Renames: []Rename{{d2, filepath.Join(dir, "moved")}}}); err == nil || n != 0 || !exists(d2) {
+					t.Fatalf("unsettable link: done %d, %v; data2 there %v", n, err, exists(d2))
+				}
+			}
+		}},
 		{"target exists: nothing moved", func(t *testing.T, a Access, dir string) {
 			from := filepath.Join(dir, "new")
 			os.Mkdir(from, 0o700)

@@ -331,6 +331,69 @@ func TestTablespaceAndSymlink(t *testing.T) {
 		}
 		check(t)
 	})
+	// A DR copy promoted by hand takes writes into the tablespace; the
+	// rebuild with --replace-diverged keeps the data directory aside, and
+	// its tablespace with it: the kept directory starts on its own and
+	// holds those writes, and the new copy's tablespace is untouched.
+	t.Run("diverged copy kept with its tablespace", func(t *testing.T) {
+		dc2a := b.Node(bed.DC2A)
+		if err := b.PGCtl(ctx, bed.DC2A, "promote", "-w"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "dc2-a promoted", func() (bool, string) {
+			got, err := b.SQL(ctx, bed.DC2A, "SELECT pg_is_in_recovery()")
+			return err == nil && got == "f", fmt.Sprint(got, err)
+		})
+		sql(t, b, bed.DC2A, "INSERT INTO ts_table SELECT g, 'DIVERGED' FROM generate_series(1000001, 1000555) g")
+		sql(t, b, bed.DC2A, "CHECKPOINT")
+		for _, n := range []string{bed.DC2B, bed.DC2A} {
+			if err := b.PGCtl(ctx, n, "stop", "-m", "fast"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The plan names the tablespace's move beside its location.
+		pr := plan(t, b.ConfigPath, standbySide(b), "start", "--role", "standby", "--restart", "--replace-diverged", bed.DC2A, "--replace-diverged", bed.DC2B)
+		if want := loc + "." + bed.DC2A + " -> " + loc + "." + bed.DC2A + ".sdr/diverged-"; pr.Code != 0 || !strings.Contains(pr.Stdout, want) {
+			t.Errorf("the plan does not say %q:\n%s", want, pr)
+		}
+		r := start(t, b, standbySide(b), "--restart", "--timeout", "3m", "--replace-diverged", bed.DC2A, "--replace-diverged", bed.DC2B)
+		if r.Code != 0 {
+			t.Fatalf("rebuild with --replace-diverged: %s", r)
+		}
+		check(t)
+		kept, _ := filepath.Glob(dc2a.DataDir + ".sdr/diverged-*")
+		keptTS, _ := filepath.Glob(loc + "." + bed.DC2A + ".sdr/diverged-*")
+		if len(kept) != 1 || len(keptTS) != 1 {
+			t.Fatalf("want one kept data directory and one kept tablespace for dc2-a, got %v and %v", kept, keptTS)
+		}
+		if link, err := os.Readlink(filepath.Join(kept[0], "pg_tblspc", oid)); err != nil || link != keptTS[0] {
+			t.Fatalf("the kept directory's tablespace link -> %q (%v), want %s", link, err, keptTS[0])
+		}
+		// The kept directory starts on a port of its own and holds the
+		// writes made after the promotion.
+		port := freePort(t)
+		sock := filepath.Join(b.Dir, "kept-sock")
+		mkdirPostgres(t, sock)
+		pgctl := filepath.Join(bed.BinDir, "pg_ctl")
+		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses= -c primary_conninfo= -c primary_slot_name=", port, sock)
+		if _, err := b.AsPostgres(ctx, pgctl, "-D", kept[0], "-o", opts, "-l", kept[0]+".log", "-w", "-t", "120", "start"); err != nil {
+			t.Fatalf("starting the kept directory: %v", err)
+		}
+		defer func() {
+			if _, err := b.AsPostgres(ctx, pgctl, "-D", kept[0], "-m", "fast", "-w", "stop"); err != nil {
+				t.Errorf("stopping the kept directory: %v", err)
+			}
+		}()
+		got, err := b.AsPostgres(ctx, filepath.Join(bed.BinDir, "psql"), "-XAtq", "-h", sock, "-p", strconv.Itoa(port), "-U", "postgres", "-d", "postgres",
+			"-c", "SELECT count(*) FROM ts_table WHERE v = 'DIVERGED'")
+		if err != nil || got != "555" {
+			t.Errorf("rows written after the promotion in the kept directory: %q (%v), want 555", got, err)
+		}
+		// The new copy does not see them.
+		if got := sql(t, b, bed.DC2A, "SELECT count(*) FROM ts_table WHERE v = 'DIVERGED'"); got != "0" {
+			t.Errorf("the new copy of dc2-a holds %s diverged rows", got)
+		}
+	})
 }
 
 // TestKillAtEveryPhase kills the standby side at every recorded phase of

@@ -122,15 +122,20 @@ func planSwap(node string, o swapObs) ([]renameOp, error) {
 // tablespaceSwap plans the swap of one tablespace location live, whose
 // new copy is in <live>.sdr/new: the current one goes to <live>.sdr/old,
 // or, when an old one is already kept there, it is an earlier sdr copy and
-// goes to trash. Nothing to do when there is no new copy (swapped already).
-func tablespaceSwap(live, trash string, liveExists, newExists, oldExists bool) []renameOp {
+// goes to trash. When keep is set (the data directory is kept aside:
+// diverged, or a former primary), the current one is kept there instead,
+// whatever else is there. Nothing to do when there is no new copy
+// (swapped already).
+func tablespaceSwap(live, trash, keep string, liveExists, newExists, oldExists bool) []renameOp {
 	if !newExists {
 		return nil
 	}
 	var ops []renameOp
 	w := live + ".sdr"
 	if liveExists {
-		if oldExists {
+		if keep != "" {
+			ops = append(ops, renameOp{live, keep})
+		} else if oldExists {
 			ops = append(ops, renameOp{live, trash})
 		} else {
 			ops = append(ops, renameOp{live, path.Join(w, "old")})

@@ -90,21 +90,28 @@ func TestPlanSwap(t *testing.T) {
 }
 
 func TestTablespaceSwap(t *testing.T) {
+	const kept = "/ts/a.dc2-a.sdr/diverged-r1-dc2-a"
 	cases := []struct {
 		name            string
+		keep            string
 		live, newc, old bool
 		want            []renameOp
 	}{
-		{"first build", false, true, false, []renameOp{{"/ts/a.dc2-a.sdr/new", "/ts/a.dc2-a"}}},
-		{"rebuild keeps the old copy until 9_finish", true, true, false,
+		{"first build", "", false, true, false, []renameOp{{"/ts/a.dc2-a.sdr/new", "/ts/a.dc2-a"}}},
+		{"rebuild keeps the old copy until 9_finish", "", true, true, false,
 			[]renameOp{{"/ts/a.dc2-a", "/ts/a.dc2-a.sdr/old"}, {"/ts/a.dc2-a.sdr/new", "/ts/a.dc2-a"}}},
-		{"old already kept: the current copy goes to the trash", true, true, true,
+		{"old already kept: the current copy goes to the trash", "", true, true, true,
 			[]renameOp{{"/ts/a.dc2-a", "/ts/trash/x"}, {"/ts/a.dc2-a.sdr/new", "/ts/a.dc2-a"}}},
-		{"already swapped", true, false, true, nil},
+		{"already swapped", "", true, false, true, nil},
+		{"data directory kept aside: its tablespace is kept too, never old or trash", kept, true, true, false,
+			[]renameOp{{"/ts/a.dc2-a", kept}, {"/ts/a.dc2-a.sdr/new", "/ts/a.dc2-a"}}},
+		{"kept aside with an old copy there: still kept, not trashed", kept, true, true, true,
+			[]renameOp{{"/ts/a.dc2-a", kept}, {"/ts/a.dc2-a.sdr/new", "/ts/a.dc2-a"}}},
+		{"kept aside, no tablespace there", kept, false, true, false, []renameOp{{"/ts/a.dc2-a.sdr/new", "/ts/a.dc2-a"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := tablespaceSwap("/ts/a.dc2-a", "/ts/trash/x", c.live, c.newc, c.old)
+			got := tablespaceSwap("/ts/a.dc2-a", "/ts/trash/x", c.keep, c.live, c.newc, c.old)
 			if !reflect.DeepEqual(got, c.want) {
 				t.Fatalf("got %v, want %v", got, c.want)
 			}

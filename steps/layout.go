@@ -53,6 +53,12 @@ func (l nodeLayout) Kept(copyID string) string {
 	return path.Join(l.Work, "diverged-"+strings.NewReplacer("/", "-", ":", "-").Replace(copyID))
 }
 
+// keptTablespace is where the tablespace location live of a data
+// directory kept aside (Kept) is kept: beside live, on its filesystem.
+func keptTablespace(live, copyID string) string {
+	return path.Join(live+".sdr", "diverged-"+strings.NewReplacer("/", "-", ":", "-").Replace(copyID))
+}
+
 // TrashName is a fresh name in the trash for something to be deleted.
 func (l nodeLayout) TrashName(what, copyID string) string {
 	return path.Join(l.Trash(), what+"-"+strings.NewReplacer("/", "-", ":", "-").Replace(copyID))

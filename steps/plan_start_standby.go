@@ -330,11 +330,22 @@ func (e *Env) planBuildNode(ctx context.Context, rc *workflow.RunContext, n *clu
 		if copyID == "" || action == actCopy {
 			copyID = "RUN/" + n.Name
 		}
-		bn.swapOps, err = planSwap(n.Name, swapObs{Verdict: b.verdict, DataDir: lay.DataDir, DataExist: b.probe.Dir.Exists,
+		// The tablespaces are swapped first, as 7_build_standby does (a
+		// copy still to be made will be in <location>.sdr/new).
+		for _, t := range b.tss {
+			keep := ""
+			if b.verdict.KeepAside && b.probe.Dir.Exists {
+				keep = keptTablespace(t.Live, copyID)
+			}
+			bn.swapOps = append(bn.swapOps, tablespaceSwap(t.Live, path.Join(t.Live+".sdr/trash", "tablespace-"+t.OID), keep,
+				b.probe.Extra[t.Live].Exists, action == actCopy || b.probe.Extra[t.Live+".sdr/new"].Exists, b.probe.Extra[t.Live+".sdr/old"].Exists)...)
+		}
+		dataOps, err := planSwap(n.Name, swapObs{Verdict: b.verdict, DataDir: lay.DataDir, DataExist: b.probe.Dir.Exists,
 			OldExists: b.probe.Extra[lay.Old()].Exists, Keep: lay.Kept(copyID), Old: lay.Old(), New: lay.New(), Trash: lay.TrashName("data", copyID)})
 		if err != nil {
 			return builtNode{}, err
 		}
+		bn.swapOps = append(bn.swapOps, dataOps...)
 	}
 	return bn, nil
 }
@@ -359,7 +370,11 @@ func (e *Env) buildItems(ctx context.Context, rc *workflow.RunContext, bn builtN
 	dir.What = "replace it by the new copy, by renames: " + strings.Join(moves, ", ")
 	if b.verdict.KeepAside {
 		dir.Action = "keep_aside"
-		dir.What += " (the directory it replaces is kept there, never deleted)"
+		dir.What += " (the directory it replaces is kept there, never deleted"
+		if len(b.tss) > 0 {
+			dir.What += "; so are its tablespaces, and its pg_tblspc links are pointed at them"
+		}
+		dir.What += ")"
 	}
 	items := []workflow.PlanItem{dir}
 	conf, err := e.confOf(ctx, n)

@@ -680,10 +680,25 @@ func (b *nodeBuild) swap(ctx context.Context) error {
 			return checkErr
 		}
 	}
+	// A data directory kept aside keeps its tablespaces: each goes beside
+	// its location, and the kept directory's links point there, so that
+	// starting the kept directory never opens the new copy's files.
+	keepData := b.verdict.KeepAside && b.probe.Dir.Exists && (b.obs.DataCopy != b.obs.CopyID || b.obs.CopyID == "")
 	var ops []renameOp
+	var links []cluster.Link
 	for _, t := range b.tss {
-		ops = append(ops, tablespaceSwap(t.Live, b.lay.TrashName("tablespace-"+t.OID, b.obs.CopyID),
-			b.probe.Extra[t.Live].Exists, b.probe.Extra[t.Live+".sdr/new"].Exists, b.probe.Extra[t.Live+".sdr/old"].Exists)...)
+		keep := ""
+		if keepData {
+			keep = keptTablespace(t.Live, b.obs.CopyID)
+		}
+		tsOps := tablespaceSwap(t.Live, b.lay.TrashName("tablespace-"+t.OID, b.obs.CopyID), keep,
+			b.probe.Extra[t.Live].Exists, b.probe.Extra[t.Live+".sdr/new"].Exists, b.probe.Extra[t.Live+".sdr/old"].Exists)
+		for _, op := range tsOps {
+			if keep != "" && op.From == t.Live {
+				links = append(links, cluster.Link{Path: path.Join(b.lay.DataDir, "pg_tblspc", t.OID), Target: keep})
+			}
+		}
+		ops = append(ops, tsOps...)
 	}
 	// A tablespace's trash must be on its own filesystem.
 	for i := range ops {
@@ -712,13 +727,19 @@ func (b *nodeBuild) swap(ctx context.Context) error {
 	// checks that no PostgreSQL runs in the data directory, renames, and
 	// then removes new.complete (the copy it marked is in place).
 	cctx, cancel := b.e.cmdCtx(ctx)
-	done, err := cluster.Renames(cctx, b.a, cluster.RenamePlan{Idle: []string{b.lay.DataDir}, MakeDirs: mk, Renames: renames,
+	done, err := cluster.Renames(cctx, b.a, cluster.RenamePlan{Idle: []string{b.lay.DataDir}, MakeDirs: mk, Links: links, Renames: renames,
 		RemoveAfter: []string{b.lay.NewComplete()}})
 	cancel()
 	for _, r := range renames[:done] {
 		b.log.Info("renamed", zap.String("from", r.From), zap.String("to", r.To))
 		if b.verdict.KeepAside && r.From == b.lay.DataDir {
 			b.log.Warn("the diverged data directory is kept; sdr never deletes it", zap.String("kept_in", r.To))
+		}
+		for _, l := range links {
+			if l.Target == r.To {
+				b.log.Warn("the kept data directory's tablespace is kept beside its location, and the kept directory's link points there; "+
+					"sdr never deletes it", zap.String("kept_in", r.To), zap.String("link", path.Join(b.lay.Kept(b.obs.CopyID), "pg_tblspc", path.Base(l.Path))))
+			}
 		}
 	}
 	if err != nil {
