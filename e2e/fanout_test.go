@@ -62,6 +62,18 @@ func TestFanOutStartPair(t *testing.T) {
 	}
 	t.Logf("primary start took %s, standby start took %s", p.Took.Round(time.Millisecond), s.Took.Round(time.Millisecond))
 
+	t.Run("plan of a rebuild with the copy options", func(t *testing.T) {
+		r := plan(t, cfg, standbySide(b), "start", "--role", "standby", "--restart")
+		if r.Code != 0 {
+			t.Fatalf("plan refused a fan-out rebuild: %s", r)
+		}
+		for _, want := range []string{"--compress=server-zstd:3", "--max-rate=512000"} {
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("the plan's pg_basebackup does not show %s:\n%s", want, r.Stdout)
+			}
+		}
+	})
+
 	t.Run("one copy from the primary, compressed and rate limited, none from the main standby", func(t *testing.T) {
 		got := baseBackupCommands(t, b, bed.DC1A)[fromPrimary:]
 		if len(got) != 1 {

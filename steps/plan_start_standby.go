@@ -391,6 +391,20 @@ func (e *Env) buildItems(ctx context.Context, rc *workflow.RunContext, bn builtN
 		}
 		var basis string
 		secs, basis = copyEstimate(bytes, last, n.Name, e.CopyRate)
+		// Only the copy from the primary takes copy.compress and
+		// copy.max_rate; the rate limit bounds the estimate.
+		var wanText string
+		if bn.up.Node == bn.b.p.Node.Name {
+			wan := e.Config.Copy
+			if args := features(pgVersion(bn.b.p.VersionNum)).wanArgs(wan); len(args) > 0 {
+				wanText = " " + strings.Join(args, " ")
+			}
+			if kb := wan.MaxRateKB(); kb > 0 && bytes > 0 {
+				if capped := float64(bytes) / (float64(kb) * 1024); capped > secs {
+					secs, basis = capped, fmt.Sprintf("copy.max_rate %s (%s/s), below the rate the estimate had (%s)", wan.MaxRate, sizeText(int64(kb)*1024), basis)
+				}
+			}
+		}
 		slot := bn.up.Slot
 		var own []string
 		for _, f := range ownFiles(conf, n, b.lay) {
@@ -401,8 +415,8 @@ func (e *Env) buildItems(ctx context.Context, rc *workflow.RunContext, bn builtN
 			why = "the node's own " + strings.Join(own, " and ") + " are saved first (" + b.lay.Saved() + ") and put back into the copy"
 		}
 		items = append(items, workflow.PlanItem{Kind: "copy", Action: "create", Node: n.Name, Name: b.lay.New(), Bytes: bytes, Seconds: secs, Basis: basis,
-			What: fmt.Sprintf("pg_basebackup -X stream -c fast from %s (%s:%d) through slot %s into %s: about %s, %s",
-				bn.up.Node, bn.up.Host, bn.up.Port, orNone(slot), b.lay.New(), sizeText(bytes), durationText(secs)),
+			What: fmt.Sprintf("pg_basebackup -X stream -c fast%s from %s (%s:%d) through slot %s into %s: about %s, %s",
+				wanText, bn.up.Node, bn.up.Host, bn.up.Port, orNone(slot), b.lay.New(), sizeText(bytes), durationText(secs)),
 			Why: why})
 	} else {
 		items = append(items, workflow.PlanItem{Kind: "copy", Action: "keep", Node: n.Name, Name: b.lay.New(),

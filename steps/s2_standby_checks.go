@@ -312,7 +312,8 @@ func (e *Env) missingTools(ctx context.Context, n *cluster.Node, tools []string)
 	for _, t := range tools {
 		fmt.Fprintf(&b, "command -v %s >/dev/null 2>&1 || echo %s; ", q(t), q(t))
 	}
-	out, err := e.run(ctx, n, b.String(), cluster.RunOpts{})
+	// It only looks, so plan runs it too.
+	out, err := e.run(ctx, n, cluster.ReadOnlyScript(b.String()), cluster.RunOpts{})
 	if err != nil {
 		return nil, fmt.Errorf("while looking for %s on %s: %w", strings.Join(tools, ", "), n.Name, err)
 	}
