@@ -372,3 +372,53 @@ func TestFailoverKillAtEveryStep(t *testing.T) {
 		t.Errorf("DR side state %q, want normal", got)
 	}
 }
+
+// TestReprotectAfterSwitchoverAndFailover: the DR copy that sdr built and
+// sdr's switchover promoted is left behind by a failover back; the
+// re-protect takes it as the former primary it is (its own timeline
+// history shows the primary's lineage), without --replace-diverged, and
+// keeps it aside.
+func TestReprotectAfterSwitchoverAndFailover(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
+	b := newSwitchBed(t)
+	ctx := context.Background()
+	dc1 := sidesFor(t, b, bed.ClusterDC1)
+	if d, p := bothHalves(t, dc1)(); d.Code != 0 || p.Code != 0 {
+		t.Fatalf("switchover to dc2:\ndemote: %s\npromote: %s", d, p)
+	}
+	dc2 := sidesFor(t, b, bed.ClusterDC2)
+	sql(t, b, bed.DC2A, "CREATE TABLE after_switchover AS SELECT g FROM generate_series(1, 321) g")
+	eventually(t, 30*time.Second, "dc1-a replays the table", func() (bool, string) {
+		got, err := b.SQL(ctx, bed.DC1A, "SELECT count(*) FROM after_switchover")
+		return err == nil && got == "321", fmt.Sprint(got, err)
+	})
+	// Data centre 2, the primary now, dies.
+	for _, n := range []string{bed.DC2B, bed.DC2A} {
+		if err := b.PGCtl(ctx, n, "stop", "-m", "immediate"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := sdr(t, sdrBin, nil, "--config", dc2.config, "--state", dc2.standby.state, "--log-file", dc2.standby.log, "failover", "--timeout", "2m", "--accept-data-loss")
+	if r.Code != 0 {
+		t.Fatalf("failover to dc1: %s", r)
+	}
+	if got := sql(t, b, bed.DC1A, "SELECT pg_is_in_recovery()"); got != "f" {
+		t.Fatalf("dc1-a still in recovery after the failover")
+	}
+	// Re-protect with primary: dc1 again: dc2-a is a former primary.
+	p, s := startPair(t, dc1.config, dc1.primary, dc1.standby, "--timeout", "3m")
+	if p.Code != 0 || s.Code != 0 {
+		t.Fatalf("re-protect without --replace-diverged:\nprimary: %s\nstandby: %s", p, s)
+	}
+	if !strings.Contains(s.Stderr+s.Stdout, "was the primary on timeline 2") {
+		t.Errorf("the re-protect should say dc2-a was the primary on timeline 2:\n%s", s)
+	}
+	kept, _ := filepath.Glob(b.Node(bed.DC2A).DataDir + ".sdr/diverged-*")
+	if len(kept) != 1 {
+		t.Errorf("want dc2-a's former data directory kept aside once, got %v", kept)
+	}
+	eventually(t, 30*time.Second, "dc2-a replays the table as a standby again", func() (bool, string) {
+		got, err := b.SQL(ctx, bed.DC2A, "SELECT pg_is_in_recovery() || ' ' || (SELECT count(*) FROM after_switchover)")
+		return err == nil && got == "true 321", fmt.Sprint(got, err)
+	})
+}

@@ -146,6 +146,26 @@ type DirObs struct {
 	// Files is, when Running, where that server reads its configuration
 	// (asked in the same session; not used by the classifier).
 	Files *nodeConf
+	// History is, for a stopped former primary past timeline 1, its own
+	// timeline history: the switch point where it left each earlier
+	// timeline (nil when not read or unreadable).
+	History map[int]cluster.LSN
+}
+
+// onLineage tells whether a directory's own timeline history agrees with
+// the primary's: it left every earlier timeline where the primary's
+// history left it. Timeline numbers alone do not say so: a copy promoted
+// apart from the primary cluster gets the next number too.
+func onLineage(history, forks map[int]cluster.LSN) bool {
+	if len(history) == 0 || forks == nil {
+		return false
+	}
+	for tli, at := range history {
+		if f, ok := forks[tli]; !ok || f != at {
+			return false
+		}
+	}
+	return true
 }
 
 // UpstreamObs is a running standby's pg_stat_wal_receiver.
@@ -262,7 +282,10 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 		return Verdict{Kind: DirPrimaryNode, Reason: where + " runs as a primary with the primary's system identifier: " +
 			"it is a primary of the primary cluster, reached under another host name; sdr never stops, moves or deletes it"}
 	}
-	if former := p.TimeLineID > 0 && o.TimeLineID < p.TimeLineID && p.Ancestors[o.TimeLineID] && !o.Running; former && !mine {
+	// A copy sdr built is a former primary only when its own history shows
+	// the primary's lineage (sdr's own switchover or failover promoted it):
+	// a copy promoted by hand may share the timeline's number only.
+	if former := p.TimeLineID > 0 && o.TimeLineID < p.TimeLineID && p.Ancestors[o.TimeLineID] && !o.Running; former && (!mine || onLineage(o.History, p.Forks)) {
 		switch {
 		case primaryStates[o.ClusterState]:
 			return Verdict{Kind: DirFormerPrimary, Replace: true, KeepAside: true,

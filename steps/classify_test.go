@@ -158,6 +158,42 @@ func TestClassifyAfterRolesMoved(t *testing.T) {
 		{"a primary of a timeline that is not an ancestor is diverged", base(func(o *DirObs) { o.TimeLineID = 3 }), DirDiverged, false, false},
 		{"another system", base(func(o *DirObs) { o.SystemID = "9" }), DirOtherCluster, true, false},
 	}
+	// A DR copy sdr built, promoted by sdr's switchover onto timeline 2,
+	// then left behind by a failover onto timeline 3: its own history
+	// shows the primary's lineage. One promoted by hand onto a timeline 2
+	// of its own forked elsewhere does not.
+	view3 := PrimaryView{Pair: "pair1", SystemID: sys, TimeLineID: 3, Ancestors: map[int]bool{1: true, 2: true},
+		Forks: map[int]cluster.LSN{1: 0x3000000, 2: 0x5000000}}
+	sdrCopy := func(mut func(o *DirObs)) DirObs {
+		return base(func(o *DirObs) {
+			o.Node, o.TimeLineID = "dc2-a", 2
+			o.Marker = &CopyMarker{Pair: "pair1", Node: "dc2-a", SystemID: sys, CopyID: "r1/dc2-a"}
+			o.History = map[int]cluster.LSN{1: 0x3000000}
+			mut(o)
+		})
+	}
+	lineage := []struct {
+		name    string
+		obs     DirObs
+		kind    DirKind
+		replace bool
+		aside   bool
+	}{
+		{"sdr's copy promoted by sdr, on the primary's lineage", sdrCopy(func(o *DirObs) {}), DirFormerPrimary, true, true},
+		{"sdr's copy promoted apart (forked elsewhere)", sdrCopy(func(o *DirObs) { o.History = map[int]cluster.LSN{1: 0x3800000} }), DirDiverged, false, false},
+		{"sdr's copy whose history cannot be read", sdrCopy(func(o *DirObs) { o.History = nil }), DirDiverged, false, false},
+		{"sdr's copy whose history names a timeline the primary's does not", sdrCopy(func(o *DirObs) {
+			o.History = map[int]cluster.LSN{1: 0x3000000, 7: 0x4000000}
+		}), DirDiverged, false, false},
+	}
+	for _, c := range lineage {
+		t.Run(c.name, func(t *testing.T) {
+			v := ClassifyDataDir(c.obs, view3, false)
+			if v.Kind != c.kind || v.Replace != c.replace || v.KeepAside != c.aside {
+				t.Fatalf("got %s replace %v aside %v (%s)", v.Kind, v.Replace, v.KeepAside, v.Reason)
+			}
+		})
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			v := ClassifyDataDir(c.obs, view, false)

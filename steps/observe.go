@@ -97,7 +97,34 @@ func (e *Env) observeProbe(ctx context.Context, n *cluster.Node, lay nodeLayout,
 			return o, err
 		}
 	}
+	if !o.Running && o.HasControl && o.TimeLineID > 1 && primaryStates[o.ClusterState] {
+		// A stopped former primary past timeline 1: its own history of
+		// that timeline says where it forked from (ClassifyDataDir holds
+		// it against the primary's). Unreadable, it stays unknown.
+		o.History = e.ownHistory(ctx, n, lay, o.TimeLineID)
+	}
 	return o, nil
+}
+
+// ownHistory reads the timeline history file of timeline tli in the data
+// directory on n (nil when it cannot be read: the directory's lineage is
+// then unknown).
+func (e *Env) ownHistory(ctx context.Context, n *cluster.Node, lay nodeLayout, tli int) map[int]cluster.LSN {
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return nil
+	}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	raw, err := a.ReadFile(cctx, path.Join(lay.DataDir, "pg_wal", fmt.Sprintf("%08X.history", tli)))
+	if err != nil {
+		return nil
+	}
+	forks, err := parseForks(string(raw))
+	if err != nil || len(forks) == 0 {
+		return nil
+	}
+	return forks
 }
 
 // dirObsFromProbe turns a probe into the classifier's input.
