@@ -237,7 +237,8 @@ func nodeMetrics(d StatusDoc, base []label) []*family {
 	timeline := &family{name: "sdr_dr_timeline", typ: "gauge", help: "The node's timeline: on a primary the one it writes WAL on; on a standby that of the last WAL received, else of its last restartpoint."}
 	recvLSN := &family{name: "sdr_dr_receive_lsn_bytes", typ: "gauge", help: "The standby's last received WAL position (pg_last_wal_receive_lsn) as bytes."}
 	replayLSN := &family{name: "sdr_dr_replay_lsn_bytes", typ: "gauge", help: "The standby's last replayed WAL position (pg_last_wal_replay_lsn) as bytes."}
-	currentLSN := &family{name: "sdr_dr_current_lsn_bytes", typ: "gauge", help: "The primary's current WAL position (pg_current_wal_lsn) as bytes, read after every standby's: the reference of the lag."}
+	currentLSN := &family{name: "sdr_dr_current_lsn_bytes", typ: "gauge", help: "The primary's current WAL position (pg_current_wal_lsn) as bytes, the last reading of it (on the primary node)."}
+	refLSN := &family{name: "sdr_dr_lag_reference_lsn_bytes", typ: "gauge", help: "The primary's WAL position this standby's lag is measured against, read right after the standby's own positions: sdr_dr_lag_bytes is it minus sdr_dr_replay_lsn_bytes."}
 	primaries := map[string]string{}
 	for _, n := range d.Nodes {
 		l := append(append([]label{}, base...), label{"node", n.Name}, label{"cluster", n.Cluster})
@@ -261,7 +262,12 @@ func nodeMetrics(d StatusDoc, base []label) []*family {
 			continue
 		}
 		if g.Primary != "" && g.PrimaryLSN != "" {
-			primaries[g.Primary] = g.PrimaryLSN
+			if v, err := steps.ParseLSN(g.PrimaryLSN); err == nil {
+				refLSN.add(float64(v), l...)
+				if was, ok := primaries[g.Primary]; !ok || lsnAfter(g.PrimaryLSN, was) {
+					primaries[g.Primary] = g.PrimaryLSN
+				}
+			}
 		}
 		if g.State == steps.LagUnknown {
 			continue
@@ -284,5 +290,12 @@ func nodeMetrics(d StatusDoc, base []label) []*family {
 			}
 		}
 	}
-	return []*family{reach, inRec, streaming, lagBytes, lagSec, recvBytes, timeline, recvLSN, replayLSN, currentLSN}
+	return []*family{reach, inRec, streaming, lagBytes, lagSec, recvBytes, timeline, recvLSN, replayLSN, currentLSN, refLSN}
+}
+
+// lsnAfter tells whether LSN a is past LSN b (both parseable).
+func lsnAfter(a, b string) bool {
+	x, errA := steps.ParseLSN(a)
+	y, errB := steps.ParseLSN(b)
+	return errA == nil && errB == nil && x > y
 }

@@ -619,3 +619,46 @@ func renderedSamples(t *testing.T, d StatusDoc, version string) ([]promSample, s
 	}
 	return samples, buf.String()
 }
+
+// Each standby's lag is measured against the primary's position read right
+// after its own: the reference each standby's series carry makes
+// reference − replay = lag hold per standby, where one primary-wide figure
+// could not; the primary's own series is the latest reading. The text
+// header names the range.
+func TestLagReferencePerStandby(t *testing.T) {
+	i64 := func(v int64) *int64 { return &v }
+	d := StatusDoc{Pair: "p", Role: workflow.RoleStandby, Live: "ok", Nodes: []steps.NodeStatus{
+		{Name: "dc1-a", Cluster: "primary", Reachable: true, Role: "primary"},
+		{Name: "dc2-a", Cluster: "standby", Reachable: true, Role: "standby",
+			WalReceiver: &steps.WalReceiverStatus{Status: "streaming", ReceivedLSN: "0/4000000", ReplayLSN: "0/3FF0000"},
+			Lag:         &steps.Lag{State: steps.LagStreaming, Primary: "dc1-a", PrimaryLSN: "0/4008000", Bytes: i64(0x18000), ReceiveBytes: i64(0x8000)}},
+		{Name: "dc2-b", Cluster: "standby", Reachable: true, Role: "standby",
+			WalReceiver: &steps.WalReceiverStatus{Status: "streaming", ReceivedLSN: "0/4010000", ReplayLSN: "0/4010000"},
+			Lag:         &steps.Lag{State: steps.LagStreaming, Primary: "dc1-a", PrimaryLSN: "0/4010000", Bytes: i64(0), ReceiveBytes: i64(0)}},
+	}}
+	samples, text := renderedSamples(t, d, "1")
+	val := func(name, node string) (float64, bool) {
+		for _, s := range samples {
+			if s.name == name && s.labels["node"] == node {
+				return s.value, true
+			}
+		}
+		return 0, false
+	}
+	for _, n := range []string{"dc2-a", "dc2-b"} {
+		ref, ok1 := val("sdr_dr_lag_reference_lsn_bytes", n)
+		replay, ok2 := val("sdr_dr_replay_lsn_bytes", n)
+		lag, ok3 := val("sdr_dr_lag_bytes", n)
+		if !ok1 || !ok2 || !ok3 || ref-replay != lag {
+			t.Errorf("%s: reference %v (%v) - replay %v (%v) != lag %v (%v)\n%s", n, ref, ok1, replay, ok2, lag, ok3, text)
+		}
+	}
+	if cur, ok := val("sdr_dr_current_lsn_bytes", "dc1-a"); !ok || cur != 0x4010000 {
+		t.Errorf("the primary's current position %v (%v), want the latest reading 0/4010000", cur, ok)
+	}
+	var buf bytes.Buffer
+	printNodes(&buf, d, time.Now())
+	if !strings.Contains(buf.String(), "read right after each standby's own, 0/4008000 to 0/4010000") {
+		t.Errorf("the header does not name the range of references:\n%s", buf.String())
+	}
+}

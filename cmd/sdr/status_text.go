@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -164,9 +165,28 @@ func stepDuration(s workflow.StepRecord, now time.Time) string {
 
 func printNodes(w io.Writer, d StatusDoc, now time.Time) {
 	ref := ""
+	// Each standby's reference is read right after its own positions.
+	var refs []string
+	for _, n := range d.Nodes {
+		if l := n.Lag; l != nil && l.PrimaryLSN != "" && !slices.Contains(refs, l.PrimaryLSN) {
+			refs = append(refs, l.PrimaryLSN)
+		}
+	}
+	slices.SortFunc(refs, func(a, b string) int {
+		switch {
+		case lsnAfter(a, b):
+			return 1
+		case lsnAfter(b, a):
+			return -1
+		}
+		return 0
+	})
 	for _, n := range d.Nodes {
 		switch l := n.Lag; {
 		case l == nil:
+		case l.PrimaryLSN != "" && len(refs) > 1:
+			ref = fmt.Sprintf("; BEHIND PRIMARY is against %s's WAL position read right after each standby's own, %s to %s",
+				l.Primary, refs[0], refs[len(refs)-1])
 		case l.PrimaryLSN != "":
 			ref = fmt.Sprintf("; BEHIND PRIMARY is against %s's WAL position %s when asked", l.Primary, l.PrimaryLSN)
 		case ref != "":
