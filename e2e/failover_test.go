@@ -422,3 +422,43 @@ func TestReprotectAfterSwitchoverAndFailover(t *testing.T) {
 		return err == nil && got == "true 321", fmt.Sprint(got, err)
 	})
 }
+
+// TestFailoverAfterAnUnfinishedRebuild: the primary's data centre dies
+// while the DR side is being rebuilt, after 5_stop_cluster stopped the DR
+// nodes. The failover says the main standby is stopped and how to start
+// it; started again (its data directory still holds the previous copy),
+// it is failed over to.
+func TestFailoverAfterAnUnfinishedRebuild(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
+	b := newBed(t)
+	ctx := context.Background()
+	seedData(t, b, 1)
+	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	sql(t, b, bed.DC1A, "CREATE TABLE before_rebuild AS SELECT g FROM generate_series(1, 444) g")
+	eventually(t, 30*time.Second, "dc2-a replays the table", func() (bool, string) {
+		got, err := b.SQL(ctx, bed.DC2A, "SELECT count(*) FROM before_rebuild")
+		return err == nil && got == "444", fmt.Sprint(got, err)
+	})
+	r := startWith(t, sdrBinFP, []string{"SDR_FAILPOINT=7_build_standby:saved@dc2-a:kill"}, b.ConfigPath, standbySide(b), "--restart", "--timeout", "2m")
+	if r.Code != -1 {
+		t.Fatalf("want the rebuild killed after the DR nodes were stopped: %s", r)
+	}
+	killDC1(t, b)
+	r = failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
+	if r.Code != 2 || !strings.Contains(r.Stderr, "PostgreSQL does not run on the main standby dc2-a") || !strings.Contains(r.Stderr, "start it with") {
+		t.Fatalf("want a refusal (exit 2) saying dc2-a is stopped and how to start it: %s", r)
+	}
+	for _, n := range []string{bed.DC2A, bed.DC2B} {
+		if err := b.StartNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss"); r.Code != 0 {
+		t.Fatalf("failover once dc2-a runs again: %s", r)
+	}
+	if got := sql(t, b, bed.DC2A, "SELECT pg_is_in_recovery() || ' ' || (SELECT count(*) FROM before_rebuild)"); got != "false 444" {
+		t.Errorf("dc2-a after the failover: %s, want the primary with the 444 rows", got)
+	}
+}

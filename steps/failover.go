@@ -84,7 +84,7 @@ func (e *Env) checkFailover(ctx context.Context, rc *workflow.RunContext) error 
 	}
 	mf := facts[main.Name]
 	if mf == nil {
-		return permanent(fmt.Errorf("the main standby %s cannot be reached: sdr promotes only the main standby, never another node", main.Name))
+		return permanent(fmt.Errorf("%s: sdr promotes only the main standby, never another node; nothing was changed", e.mainUnreachable(ctx, main)))
 	}
 	promo, err := e.promotion(ctx, rc)
 	if err != nil {
@@ -155,6 +155,29 @@ func (e *Env) drFacts(ctx context.Context, rc *workflow.RunContext) (map[string]
 		}
 	}
 	return m, nil
+}
+
+// mainUnreachable says why the main standby could not be asked: its node
+// cannot be reached over SSH, or PostgreSQL does not run in its data
+// directory (stopped by hand, or by a rebuild of this side that did not
+// finish: 5_stop_cluster stops the DR nodes before the copy), or it runs
+// but would not take a session.
+func (e *Env) mainUnreachable(ctx context.Context, main *cluster.Node) string {
+	lay, err := e.layoutOf(ctx, main)
+	if err != nil {
+		return fmt.Sprintf("the main standby %s cannot be reached: %v", main.Name, err)
+	}
+	running, err := e.pgRunning(ctx, main, lay.DataDir)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the main standby %s cannot be reached: %v", main.Name, err)
+	case !running:
+		return fmt.Sprintf("PostgreSQL does not run on the main standby %s in %s (stopped by hand, or by a rebuild of this side that did not "+
+			"finish: sdr start --role standby stops the DR nodes before it copies): start it with %s and check that it is a standby "+
+			"(SELECT pg_is_in_recovery()), then run the failover again (runbook: \"The primary is lost while the DR side is rebuilt\")",
+			main.Name, lay.DataDir, serviceCommands(main, 0).Describe)
+	}
+	return fmt.Sprintf("PostgreSQL runs on the main standby %s but sdr could not open a session on it (see the warning above)", main.Name)
 }
 
 // probeOldPrimary looks at every node of the old primary cluster over

@@ -404,7 +404,7 @@ func (e *Env) checkPromoteHalf(ctx context.Context, rc *workflow.RunContext) err
 		return err
 	}
 	if facts[main.Name] == nil {
-		return permanent(fmt.Errorf("the main standby %s cannot be reached; nothing was changed", main.Name))
+		return permanent(fmt.Errorf("%s; nothing was changed", e.mainUnreachable(ctx, main)))
 	}
 	if p, err := e.promotion(ctx, rc); err != nil || p != nil {
 		return err
