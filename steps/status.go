@@ -36,6 +36,22 @@ type NodeStatus struct {
 	// unknown). Omitted for a primary.
 	Lag         *Lag             `json:"lag,omitempty"`
 	Replication []ReplicationRow `json:"replication"`
+	// Slots are this pair's replication slots on the node (sdr's names for
+	// the pair's nodes), with the WAL each keeps there.
+	Slots []SlotStatus `json:"slots,omitempty"`
+}
+
+// SlotStatus is one of the pair's replication slots on a node.
+type SlotStatus struct {
+	Name   string `json:"name"`
+	Active bool   `json:"active"`
+	// WalStatus is pg_replication_slots.wal_status (reserved, extended,
+	// unreserved, lost).
+	WalStatus string `json:"wal_status,omitempty"`
+	// RetainedBytes is the WAL the slot keeps on the node: its current
+	// position (on a standby, the last received or replayed) minus the
+	// slot's restart_lsn; null when the slot has none yet.
+	RetainedBytes *int64 `json:"retained_bytes"`
 }
 
 // WalReceiverStatus is a standby's pg_stat_wal_receiver, with its replay
@@ -269,6 +285,13 @@ const replicationSQL = `SELECT coalesce(application_name, ''), coalesce(client_a
 	coalesce(extract(epoch FROM replay_lag), 0)::float8
 	FROM pg_stat_replication ORDER BY application_name`
 
+// slotsSQL lists the pair's slots on a node ($1: their names) with the WAL
+// each keeps.
+const slotsSQL = `SELECT slot_name::text, active, coalesce(wal_status, ''),
+	pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END,
+		restart_lsn)::bigint
+	FROM pg_replication_slots WHERE slot_name = ANY($1) ORDER BY slot_name`
+
 // nodeStatusSQL reads, in one round trip on the node's own clock, whether
 // it is in recovery, its WAL receiver and positions, and the times lag is
 // judged by.
@@ -490,6 +513,23 @@ func (e *Env) probeNodeKeeping(ctx context.Context, n *cluster.Node, side string
 	}
 	if s.Replication == nil {
 		s.Replication = []ReplicationRow{}
+	}
+	var names []string
+	for _, cs := range []*cluster.ClusterSpec{&e.Config.Primary, &e.Config.Standby} {
+		for _, pn := range cs.Nodes {
+			names = append(names, cluster.SlotName(e.Config.Name, pn.Name))
+		}
+	}
+	srows, err := c.Query(ctx, slotsSQL, names)
+	if err == nil {
+		s.Slots, err = pgx.CollectRows(srows, func(r pgx.CollectableRow) (SlotStatus, error) {
+			var x SlotStatus
+			err := r.Scan(&x.Name, &x.Active, &x.WalStatus, &x.RetainedBytes)
+			return x, err
+		})
+	}
+	if err != nil && s.Error == "" {
+		s.Error = fmt.Errorf("while reading the pair's replication slots on %s: %w", n.Name, err).Error()
 	}
 	return s, &o
 }

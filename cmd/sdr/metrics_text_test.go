@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -660,5 +661,33 @@ func TestLagReferencePerStandby(t *testing.T) {
 	printNodes(&buf, d, time.Now())
 	if !strings.Contains(buf.String(), "read right after each standby's own, 0/4008000 to 0/4010000") {
 		t.Errorf("the header does not name the range of references:\n%s", buf.String())
+	}
+}
+
+// The pair's slots: an inactive one and the WAL it keeps are in the
+// metrics and in the text.
+func TestSlotsInMetricsAndText(t *testing.T) {
+	keeps := int64(7 << 20)
+	d := StatusDoc{Pair: "p", Role: workflow.RoleStandby, Live: "ok", Nodes: []steps.NodeStatus{
+		{Name: "dc1-a", Cluster: "primary", Reachable: true, Role: "primary",
+			Slots: []steps.SlotStatus{{Name: "sdr_p_dc2_a_1", Active: false, WalStatus: "reserved", RetainedBytes: &keeps}}},
+		{Name: "dc2-a", Cluster: "standby", Reachable: true, Role: "standby",
+			Slots: []steps.SlotStatus{{Name: "sdr_p_dc2_b_2", Active: true}}},
+	}}
+	samples, text := renderedSamples(t, d, "1")
+	want := map[string]float64{"sdr_slot_active/dc1-a": 0, "sdr_slot_retained_bytes/dc1-a": float64(keeps), "sdr_slot_active/dc2-a": 1}
+	got := map[string]float64{}
+	for _, s := range samples {
+		if strings.HasPrefix(s.name, "sdr_slot_") {
+			got[s.name+"/"+s.labels["node"]] = s.value
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("slot samples %v, want %v\n%s", got, want, text)
+	}
+	var buf bytes.Buffer
+	printNodes(&buf, d, time.Now())
+	if !regexp.MustCompile(`dc1-a\s+sdr_p_dc2_a_1\s+INACTIVE\s+7\.0 MiB\s+reserved`).MatchString(buf.String()) {
+		t.Errorf("the text does not show the inactive slot and what it keeps:\n%s", buf.String())
 	}
 }

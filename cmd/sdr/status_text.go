@@ -216,6 +216,35 @@ func printNodes(w io.Writer, d StatusDoc, now time.Time) {
 			since(n, d.Sides, now), orDash(strings.Join(down, "; ")))
 	}
 	tw.Flush()
+	printSlots(w, d)
+}
+
+// printSlots lists the pair's replication slots and the WAL each keeps:
+// an inactive slot keeps WAL on its node until its standby streams again.
+func printSlots(w io.Writer, d StatusDoc) {
+	var some bool
+	for _, n := range d.Nodes {
+		some = some || len(n.Slots) > 0
+	}
+	if !some {
+		return
+	}
+	fmt.Fprintf(w, "\nslots of the pair (live; an INACTIVE slot keeps WAL on its node until its standby streams again):\n")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tSLOT\tACTIVE\tKEEPS WAL\tWAL_STATUS")
+	for _, n := range d.Nodes {
+		for _, sl := range n.Slots {
+			active, keeps := "INACTIVE", "-"
+			if sl.Active {
+				active = "active"
+			}
+			if sl.RetainedBytes != nil {
+				keeps = fmtBytes(*sl.RetainedBytes)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", n.Name, sl.Name, active, keeps, orDash(sl.WalStatus))
+		}
+	}
+	tw.Flush()
 }
 
 // since says since when a standby has been streaming or not streaming:
