@@ -462,3 +462,73 @@ func TestFailoverAfterAnUnfinishedRebuild(t *testing.T) {
 		t.Errorf("dc2-a after the failover: %s, want the primary with the 444 rows", got)
 	}
 }
+
+// TestPromotionRechecksTheOldPrimaryOnResume: a failover, and a switchover's
+// promote half, that stopped before promoting resume at the promotion; the
+// old primary came back as a primary in between (its data centre returned;
+// the demote half was aborted). The rerun checks it again and promotes
+// nothing: never two writable primaries.
+func TestPromotionRechecksTheOldPrimaryOnResume(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
+	ctx := context.Background()
+	inRecovery := func(t *testing.T, b *bed.Bed, n string) {
+		t.Helper()
+		if got := sql(t, b, n, "SELECT pg_is_in_recovery()"); got != "t" {
+			t.Fatalf("%s left recovery: two primaries", n)
+		}
+	}
+	t.Run("failover", func(t *testing.T) {
+		b := newBed(t)
+		seedData(t, b, 1)
+		if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+			t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+		}
+		killDC1(t, b)
+		r := failover(t, sdrBinFP, []string{"SDR_FAILPOINT=4_promote:before"}, b, b.ConfigPath, "--accept-data-loss")
+		if r.Code != 1 {
+			t.Fatalf("want the failover stopped before the promotion: %s", r)
+		}
+		// Data centre 1 comes back, its primary unfenced (its sshd was down
+		// during the fence).
+		if err := b.StartSSHD(ctx, bed.ClusterDC1); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.PGCtl(ctx, bed.DC1A, "start"); err != nil {
+			t.Fatal(err)
+		}
+		r = failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss")
+		if r.Code != 1 || !strings.Contains(r.Stderr, "answers as a primary again (dc1-a)") || !strings.Contains(r.Stderr, "nothing was promoted") {
+			t.Fatalf("want the resumed failover refused with dc1-a running: %s", r)
+		}
+		inRecovery(t, b, bed.DC2A)
+		// Down again: the rerun promotes.
+		if err := b.PGCtl(ctx, bed.DC1A, "stop", "-m", "immediate"); err != nil {
+			t.Fatal(err)
+		}
+		if r := failover(t, sdrBin, nil, b, b.ConfigPath, "--accept-data-loss"); r.Code != 0 {
+			t.Fatalf("failover with dc1-a down again: %s", r)
+		}
+	})
+	t.Run("switchover after an abort of the demote half", func(t *testing.T) {
+		b := newSwitchBed(t)
+		ps := sidesFor(t, b, bed.ClusterDC1)
+		if d := switchHalf(t, sdrBin, nil, ps.config, ps.primary, "--timeout", "3s"); d.Code != 1 {
+			t.Fatalf("want the demote half to stop waiting in 4_rejoin: %s", d)
+		}
+		if p := switchHalf(t, sdrBinFP, []string{"SDR_FAILPOINT=3_wait_primary:after-checkpoint"}, ps.config, ps.standby); p.Code != 1 {
+			t.Fatalf("want the promote half stopped after its wait: %s", p)
+		}
+		a := sdr(t, sdrBin, nil, "--config", ps.config, "--state", ps.primary.state, "switchover", "--role", "primary", "--abort", "--timeout", "1m")
+		if a.Code != 0 {
+			t.Fatalf("abort of the demote half: %s", a)
+		}
+		if got := sql(t, b, bed.DC1A, "SELECT pg_is_in_recovery()"); got != "f" {
+			t.Fatalf("dc1-a is not the primary again after the abort")
+		}
+		p := switchHalf(t, sdrBin, nil, ps.config, ps.standby)
+		if p.Code != 1 || !strings.Contains(p.Stderr, "nothing was promoted") {
+			t.Fatalf("want the resumed promote half refused: %s", p)
+		}
+		inRecovery(t, b, bed.DC2A)
+	})
+}

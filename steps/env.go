@@ -55,6 +55,11 @@ type Env struct {
 	layouts flight[nodeLayout]      // layoutOf, by node
 	confs   flight[nodeConf]        // confOf, by node
 	repl    map[string]*replSession // withReplUser
+	// oldPrimaryChecked: this run's own check (failover's 2_check_cluster,
+	// switchover's 3_wait_primary) found the old primary down, right
+	// before the promotion; a run that resumes at the promotion checks
+	// again (see promote).
+	oldPrimaryChecked bool
 }
 
 // named reports whether the operator named node with --replace-diverged.

@@ -114,6 +114,7 @@ func (e *Env) checkFailover(ctx context.Context, rc *workflow.RunContext) error 
 	if err := decideFailover(obs, w, e.AcceptDataLoss); err != nil {
 		return err
 	}
+	e.oldPrimaryChecked = true
 	raw, _ := json.Marshal(w)
 	if _, err := rc.SaveOnce(ctx, valFailoverWindow, string(raw)); err != nil {
 		return err
@@ -414,13 +415,37 @@ func (e *Env) markFenced(ctx context.Context, rc *workflow.RunContext, a cluster
 // identifier and timeline are recorded before pg_promote, so that a rerun
 // after a kill recognises its own promotion and never promotes again.
 func (e *Env) promoteMain(ctx context.Context, rc *workflow.RunContext) error {
-	return e.promote(ctx, rc, nil)
+	return e.promote(ctx, rc, nil, e.oldPrimaryStillDown)
+}
+
+// oldPrimaryStillDown probes the old primary cluster again for a run that
+// resumes at the promotion: the check and the fence ran in an earlier run,
+// and a node that came back since (a data centre that returned, a node
+// the fence could not reach) must not be left beside a second primary.
+func (e *Env) oldPrimaryStillDown(ctx context.Context, rc *workflow.RunContext, sysID string) error {
+	var up []string
+	for _, o := range e.probeOldPrimary(ctx, rc, sysID) {
+		if o.answersAsPrimary() {
+			up = append(up, o.Node)
+		}
+	}
+	if len(up) > 0 {
+		return permanent(fmt.Errorf("the old primary cluster answers as a primary again (%s), since the failover's check in an earlier run: nothing was promoted. "+
+			"Stop it (or decide for a switchover instead), then run the failover again with --restart, so that the check and the fence run again",
+			strings.Join(up, ", ")))
+	}
+	rc.Log.Info("the old primary cluster was checked again before the promotion (this run resumed at the promotion): no node answers as a primary")
+	return nil
 }
 
 // promote promotes the main standby once (see promoteMain). after, when
 // not nil, runs on the new primary right after pg_promote and before the
-// checkpoint (a switchover creates the old primary's slot there).
-func (e *Env) promote(ctx context.Context, rc *workflow.RunContext, after func(ctx context.Context, c *pgx.Conn) error) error {
+// checkpoint (a switchover creates the old primary's slot there). recheck,
+// when this run did not itself just check the old primary (a rerun that
+// resumes at the promotion), runs before pg_promote and refuses it when
+// the old primary may run again.
+func (e *Env) promote(ctx context.Context, rc *workflow.RunContext, after func(ctx context.Context, c *pgx.Conn) error,
+	recheck func(ctx context.Context, rc *workflow.RunContext, sysID string) error) error {
 	main, _ := e.mainStandby()
 	if promo, err := e.promotion(ctx, rc); err != nil || promo != nil {
 		if promo != nil {
@@ -447,6 +472,11 @@ func (e *Env) promote(ctx context.Context, rc *workflow.RunContext, after func(c
 	done, err := promotedAlready(main.Name, f.InRecovery, f.SystemID, f.Timeline, intentSys, intentTLI)
 	if err != nil {
 		return err
+	}
+	if !done && !e.oldPrimaryChecked && recheck != nil {
+		if err := recheck(ctx, rc, f.SystemID); err != nil {
+			return err
+		}
 	}
 	if !done {
 		if err := rc.Failpoint("before-pg_promote"); err != nil {

@@ -45,7 +45,9 @@ func switchoverSteps(e *Env, o SwitchoverOptions) []workflow.Step {
 		{Num: 4, Name: "4_rejoin", Short: "once the new primary is promoted past the token, start the old primary as its standby; drop its slot for the DR side", Roles: demote,
 			OnFail: workflow.StateSwitchoverFail, Run: e.rejoinOldPrimary},
 		{Num: 4, Name: "4_promote", Short: "promote the main standby, keep the old primary's WAL in a slot, checkpoint, record it", Roles: promote,
-			OnFail: workflow.StateSwitchoverFail, Run: e.promoteForSwitchover},
+			OnFail: workflow.StateSwitchoverFail, Run: func(ctx context.Context, rc *workflow.RunContext) error {
+				return e.promoteForSwitchover(ctx, rc, o.Token)
+			}},
 		{Num: 5, Name: "5_follow", Short: "check that the old primary's standbys follow it onto the new timeline", Roles: demote,
 			OnFail: workflow.StateSwitchoverFail, Run: e.oldClusterFollows},
 		{Num: 5, Name: "5_follow", Short: "check that every cascade streams from the new primary on its new timeline", Roles: promote,
@@ -497,8 +499,48 @@ func (e *Env) waitShutdownReplayed(ctx context.Context, rc *workflow.RunContext,
 		}
 		rc.Log.Info("the main standby replayed the old primary's shutdown checkpoint", zap.String("checkpoint", o.Control.CheckpointLSN.String()),
 			zap.String("replayed", o.ReplayedLSN.String()))
+		e.oldPrimaryChecked = true
 		return true, nil
 	})
+}
+
+// shutdownStillReplayed checks again, for a promote half that resumes at
+// the promotion (its wait finished in an earlier run), that the old
+// primary has not run since: no node of it answers as a primary (a
+// `switchover --role primary --abort` starts it again), and the main
+// standby still shows the old primary's shutdown checkpoint as the end of
+// its WAL (against the token when one was given).
+func (e *Env) shutdownStillReplayed(tokenText string) func(ctx context.Context, rc *workflow.RunContext, sysID string) error {
+	return func(ctx context.Context, rc *workflow.RunContext, sysID string) error {
+		if err := e.oldPrimaryStillDown(ctx, rc, sysID); err != nil {
+			return err
+		}
+		main, _ := e.mainStandby()
+		o, err := e.readReplay(ctx, main)
+		if err != nil {
+			return err
+		}
+		why := ""
+		if tokenText != "" {
+			t, err := decodeToken(tokenText)
+			if err != nil {
+				return permanent(err)
+			}
+			if ok, err := validateToken(t, o); err != nil {
+				why = err.Error()
+			} else if !ok {
+				why = "the main standby has not replayed the token's REDO"
+			}
+		} else {
+			why = shutdownReplayed(o)
+		}
+		if why != "" {
+			return permanent(fmt.Errorf("the main standby %s no longer shows the old primary's shutdown checkpoint as the end of its WAL (%s): "+
+				"the old primary may have run since this half's wait (an --abort of the demote half?); nothing was promoted. If the "+
+				"switchover is still wanted, run both halves again with --restart", main.Name, why))
+		}
+		return nil
+	}
 }
 
 // readReplay reads the main standby after a CHECKPOINT (a restartpoint on a standby).
@@ -541,7 +583,7 @@ func (e *Env) readReplay(ctx context.Context, main *cluster.Node) (replayObs, er
 // does), creating right after pg_promote, before the checkpoint, the slot
 // the old primary will stream through: it keeps its WAL from the switch
 // point on, however late the demote half comes.
-func (e *Env) promoteForSwitchover(ctx context.Context, rc *workflow.RunContext) error {
+func (e *Env) promoteForSwitchover(ctx context.Context, rc *workflow.RunContext, tokenText string) error {
 	oldMain := e.Config.Primary.Main
 	return e.promote(ctx, rc, func(ctx context.Context, c *pgx.Conn) error {
 		if oldMain == "" {
@@ -558,7 +600,7 @@ func (e *Env) promoteForSwitchover(ctx context.Context, rc *workflow.RunContext)
 		}
 		rc.Log.Info("slot for the old primary created on the new primary", zap.String("slot", slot))
 		return nil
-	})
+	}, e.shutdownStillReplayed(tokenText))
 }
 
 // finishSwitchover says which config field to change.
