@@ -387,6 +387,11 @@ func TestReprotectAfterSwitchoverAndFailover(t *testing.T) {
 		t.Fatalf("switchover to dc2:\ndemote: %s\npromote: %s", d, p)
 	}
 	dc2 := sidesFor(t, b, bed.ClusterDC2)
+	// With primary: not changed, the DR start on dc2 is refused at once,
+	// naming the field, instead of waiting for a primary in dc1.
+	if r := start(t, b, dc1.standby, "--timeout", "2m"); r.Code != 2 || !strings.Contains(r.Stderr, "set primary: dc2") || r.Took > time.Minute {
+		t.Fatalf("start --role standby with primary: dc1 after the switchover: want a refusal naming primary: at once: %s", r)
+	}
 	sql(t, b, bed.DC2A, "CREATE TABLE after_switchover AS SELECT g FROM generate_series(1, 321) g")
 	eventually(t, 30*time.Second, "dc1-a replays the table", func() (bool, string) {
 		got, err := b.SQL(ctx, bed.DC1A, "SELECT count(*) FROM after_switchover")

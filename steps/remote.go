@@ -88,6 +88,17 @@ func (e *Env) remotePrimary(ctx context.Context) (remoteFacts, error) {
 		return remoteFacts{}, fmt.Errorf("no primary reachable with replication user %s from %s: %w",
 			e.Config.Replication.User, main.Name, errors.Join(errs...))
 	}
+	// With the DR side's main standby out of recovery, the roles moved
+	// (a switchover or failover) and the config was not changed: waiting
+	// cannot help.
+	var mainInRecovery bool
+	if err := e.withAdmin(ctx, main, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&mainInRecovery)
+	}); err == nil && !mainInRecovery {
+		return remoteFacts{}, permanent(fmt.Errorf("no primary in the primary cluster %s (every node reachable from %s is in recovery), and "+
+			"the DR side's main standby %s runs as a primary: the roles moved (a switchover or failover); set primary: %s in the "+
+			"config on both sides (then this cluster is the primary side)", e.Config.PrimaryName, main.Name, main.Name, e.Config.StandbyName))
+	}
 	return remoteFacts{}, fmt.Errorf("no primary in the primary cluster: every node reachable from %s is in recovery", main.Name)
 }
 
