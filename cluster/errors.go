@@ -22,6 +22,9 @@ var (
 	ErrHostKey = errors.New("ssh host key not trusted")
 	// ErrSSHAuth means the node refused the identity file's key.
 	ErrSSHAuth = errors.New("ssh authentication failed")
+	// ErrSSHFiles means ssh.identity_file or ssh.known_hosts cannot be
+	// used (missing, unreadable, not a key): no rerun gets past it.
+	ErrSSHFiles = errors.New("an ssh file of the config is unusable")
 	// ErrPoolClosed is returned by Pool.Get after Pool.Close.
 	ErrPoolClosed = errors.New("node pool is closed")
 

@@ -56,7 +56,7 @@ func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
 
 	signer, err := loadIdentity(cfg.SSH.IdentityFile)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
+		return nil, fmt.Errorf("%s: %w (%w)", where, err, ErrSSHFiles)
 	}
 	conf := &ssh.ClientConfig{
 		User:    n.SSHUser,
@@ -68,7 +68,7 @@ func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
 	} else {
 		cb, err := knownhosts.New(cfg.SSH.KnownHosts)
 		if err != nil {
-			return nil, fmt.Errorf("%s: reading ssh.known_hosts: %w", where, err)
+			return nil, fmt.Errorf("%s: reading ssh.known_hosts: %w (%w)", where, err, ErrSSHFiles)
 		}
 		conf.HostKeyAlgorithms = hostKeyAlgorithms(cb, addr)
 		conf.HostKeyCallback = func(hostname string, remote net.Addr, key ssh.PublicKey) error {

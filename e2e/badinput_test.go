@@ -147,6 +147,15 @@ func TestBadInput(t *testing.T) {
 			writeFile(t, kh, fmt.Sprintf("[127.0.0.1]:%d %s\n", b.SSHPort, pub))
 			c.config = writeCfg(t, b, c.dir, func(m cfgMap) { sub(m, "ssh")["known_hosts"] = kh })
 		}, code: 2, inStep: "2_check_cluster", want: []string{"host key", "known_hosts"}},
+		{name: "SSH identity file missing", setup: func(t *testing.T, c *badEnv) {
+			c.config = writeCfg(t, b, c.dir, func(m cfgMap) { sub(m, "ssh")["identity_file"] = filepath.Join(c.dir, "no-such-key") })
+		}, code: 2, inStep: "2_check_cluster", want: []string{"ssh.identity_file", "no-such-key"}},
+		{name: "known_hosts file missing", setup: func(t *testing.T, c *badEnv) {
+			c.config = writeCfg(t, b, c.dir, func(m cfgMap) { sub(m, "ssh")["known_hosts"] = filepath.Join(c.dir, "no-such-known-hosts") })
+		}, code: 2, inStep: "2_check_cluster", want: []string{"known_hosts", "no-such-known-hosts"}},
+		{name: "bin_dir without PostgreSQL", role: "standby", args: []string{"start", "--role", "standby", "--timeout", "20s"},
+			mutate: func(m cfgMap) { nodeMap(m, "standby", 1)["bin_dir"] = "/usr/lib/postgresql/99/bin" }, code: 2, inStep: "2_check_cluster",
+			want: []string{"bin_dir", "postgres --version"}},
 		{name: "wrong SSH key", setup: func(t *testing.T, c *badEnv) {
 			newKey(t, c.dir, "wrongkey")
 			c.config = writeCfg(t, b, c.dir, func(m cfgMap) { sub(m, "ssh")["identity_file"] = filepath.Join(c.dir, "wrongkey") })

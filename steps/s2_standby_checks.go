@@ -221,7 +221,13 @@ func parseBinAndDisk(out string) (int, diskObs, error) {
 		return 0, diskObs{}, fmt.Errorf("the probe of the binaries and the disk printed %q", strings.TrimSpace(out))
 	}
 	if rc := rec["vrc"]; rc != "0" {
-		return 0, diskObs{}, fmt.Errorf("postgres --version exited with code %s: %s", rc, strings.TrimSpace(rec["v"]))
+		err := fmt.Errorf("postgres --version exited with code %s: %s", rc, strings.TrimSpace(rec["v"]))
+		if rc == "126" || rc == "127" {
+			// Not there, or not executable: bin_dir is wrong, or the
+			// binaries are not installed. A rerun cannot get past it.
+			return 0, diskObs{}, permanent(fmt.Errorf("%w: check bin_dir in the config, or install PostgreSQL's server binaries", err))
+		}
+		return 0, diskObs{}, err
 	}
 	m := versionRE.FindStringSubmatch(rec["v"])
 	if m == nil {

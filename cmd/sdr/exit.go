@@ -41,7 +41,8 @@ func refusedBeforeChange(wf workflow.Workflow, se *workflow.StepError) bool {
 	if !wf.BeforeAnyChange(se.Step) || errors.Is(se.Err, workflow.ErrInterrupted) {
 		return false
 	}
-	return workflow.IsPermanent(se.Err) || errors.Is(se.Err, cluster.ErrHostKey) || errors.Is(se.Err, cluster.ErrSSHAuth)
+	return workflow.IsPermanent(se.Err) || errors.Is(se.Err, cluster.ErrHostKey) || errors.Is(se.Err, cluster.ErrSSHAuth) ||
+		errors.Is(se.Err, cluster.ErrSSHFiles)
 }
 
 // exitCode maps an error to the process exit code. Errors that the
