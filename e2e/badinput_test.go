@@ -99,6 +99,8 @@ func TestBadInput(t *testing.T) {
 		{name: "unknown flag", args: []string{"start", "--role", "primary", "--fast"}, code: 2, want: []string{"fast"}},
 		{name: "stop on a side where sdr never ran", role: "standby", args: []string{"stop", "--role", "standby"}, code: 2,
 			want: []string{"no state file", "sdr start has not run on this side", "--no-start-record"}},
+		{name: "malformed switchover token", role: "standby", args: []string{"switchover", "--role", "standby", "--token", "abc"}, code: 2,
+			want: []string{"--token", "not sdr's"}},
 		{name: "stop with --promote", role: "standby", args: []string{"stop", "--role", "standby", "--promote"}, code: 2, want: []string{"sdr failover"}},
 		{name: "stop --drop-role on the standby side", role: "standby", args: []string{"stop", "--role", "standby", "--drop-role"}, code: 2,
 			want: []string{"--drop-role", "primary"}},

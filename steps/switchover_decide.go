@@ -34,6 +34,13 @@ func (t switchToken) Encode() string {
 }
 
 // decodeToken reads a token given on the command line.
+// CheckToken tells whether s reads as a switchover token at all (its
+// checks against the main standby come later); for the command line.
+func CheckToken(s string) error {
+	_, err := decodeToken(s)
+	return err
+}
+
 func decodeToken(s string) (switchToken, error) {
 	var t switchToken
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(s))

@@ -56,6 +56,11 @@ At the end each side says which config field to change (primary:).`,
 			if c.String("token") != "" && role != workflow.RoleStandby {
 				return usagef("--token applies to the promote half (--role standby) only")
 			}
+			if tok := c.String("token"); tok != "" {
+				if err := steps.CheckToken(tok); err != nil {
+					return usagef("--token: %v (give the token the demote half printed, whole)", err)
+				}
+			}
 			if c.Int64("max-lag") < 0 {
 				return usagef("--max-lag must not be negative")
 			}
