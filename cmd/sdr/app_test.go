@@ -167,7 +167,7 @@ func writeState(t *testing.T, path string, role workflow.Role, fail bool) {
 
 // statusJSONKeys is the documented top level of `status --json` (docs/status.md).
 // Changing it breaks scripts: add fields only, and bump StatusJSONVersion otherwise.
-var statusJSONKeys = []string{"version", "pair", "state_file", "schema", "role", "cluster", "sides", "workflows", "history", "lock", "nodes", "live", "progress", "stale"}
+var statusJSONKeys = []string{"version", "pair", "state_file", "schema", "role", "cluster", "sides", "workflows", "history", "lock", "nodes", "live", "progress", "stale", "primaries"}
 
 func TestStatusJSONGoldenKeys(t *testing.T) {
 	clearEnv(t)

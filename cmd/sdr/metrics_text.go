@@ -239,6 +239,16 @@ func nodeMetrics(d StatusDoc, base []label) []*family {
 	replayLSN := &family{name: "sdr_dr_replay_lsn_bytes", typ: "gauge", help: "The standby's last replayed WAL position (pg_last_wal_replay_lsn) as bytes."}
 	currentLSN := &family{name: "sdr_dr_current_lsn_bytes", typ: "gauge", help: "The primary's current WAL position (pg_current_wal_lsn) as bytes, the last reading of it (on the primary node)."}
 	refLSN := &family{name: "sdr_dr_lag_reference_lsn_bytes", typ: "gauge", help: "The primary's WAL position this standby's lag is measured against, read right after the standby's own positions: sdr_dr_lag_bytes is it minus sdr_dr_replay_lsn_bytes."}
+	primaryCount := &family{name: "sdr_primaries", typ: "gauge", help: "How many nodes of the pair answered as primaries (out of recovery): 1 normally; more than 1 is a split brain."}
+	nPrimaries := 0
+	for _, n := range d.Nodes {
+		if n.Reachable && n.Role == "primary" {
+			nPrimaries++
+		}
+	}
+	if len(d.Nodes) > 0 {
+		primaryCount.add(float64(nPrimaries), base...)
+	}
 	slotActive := &family{name: "sdr_slot_active", typ: "gauge", help: "1 when a standby streams through the pair's replication slot, 0 when nothing does (the slot then keeps WAL on its node)."}
 	slotKeeps := &family{name: "sdr_slot_retained_bytes", typ: "gauge", help: "WAL the pair's replication slot keeps on its node: the node's current position minus the slot's restart_lsn. Absent when the slot has none yet."}
 	primaries := map[string]string{}
@@ -299,7 +309,7 @@ func nodeMetrics(d StatusDoc, base []label) []*family {
 			}
 		}
 	}
-	return []*family{reach, inRec, streaming, lagBytes, lagSec, recvBytes, timeline, recvLSN, replayLSN, currentLSN, refLSN, slotActive, slotKeeps}
+	return []*family{reach, inRec, streaming, lagBytes, lagSec, recvBytes, timeline, recvLSN, replayLSN, currentLSN, refLSN, slotActive, slotKeeps, primaryCount}
 }
 
 // lsnAfter tells whether LSN a is past LSN b (both parseable).

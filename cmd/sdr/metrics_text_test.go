@@ -691,3 +691,27 @@ func TestSlotsInMetricsAndText(t *testing.T) {
 		t.Errorf("the text does not show the inactive slot and what it keeps:\n%s", buf.String())
 	}
 }
+
+// Two nodes out of recovery: the metrics count them and the text warns.
+func TestTwoPrimariesAreShown(t *testing.T) {
+	d := StatusDoc{Pair: "p", Role: workflow.RoleStandby, Live: "ok", Primaries: []string{"dc1-a", "dc2-a"}, Nodes: []steps.NodeStatus{
+		{Name: "dc1-a", Cluster: "primary", Reachable: true, Role: "primary"},
+		{Name: "dc2-a", Cluster: "standby", Reachable: true, Role: "primary"},
+		{Name: "dc2-b", Cluster: "standby", Reachable: true, Role: "standby"},
+	}}
+	samples, text := renderedSamples(t, d, "1")
+	found := false
+	for _, s := range samples {
+		if s.name == "sdr_primaries" {
+			found = s.value == 2
+		}
+	}
+	if !found {
+		t.Errorf("sdr_primaries is not 2:\n%s", text)
+	}
+	var buf bytes.Buffer
+	printStatus(&buf, d, time.Now())
+	if !strings.Contains(buf.String(), "WARNING: 2 nodes of the pair answer as primaries (dc1-a, dc2-a)") {
+		t.Errorf("no warning:\n%s", buf.String())
+	}
+}

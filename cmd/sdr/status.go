@@ -44,6 +44,9 @@ type StatusDoc struct {
 	// date: it says archive, but the primary moved to the other cluster
 	// (a later timeline). Empty when nothing is stale or without --config.
 	Stale string `json:"stale"`
+	// Primaries are the nodes of the pair that answered as primaries (out
+	// of recovery), with --config; more than one is a split brain.
+	Primaries []string `json:"primaries"`
 
 	gone *store.Holder // the run the lock file names that no live process holds (text only)
 }
@@ -139,13 +142,18 @@ func loadStatus(c *cli.Context, d deps, g globals, history int) (StatusDoc, erro
 		return StatusDoc{}, usageErr(err)
 	}
 	doc := StatusDoc{Version: StatusJSONVersion, Pair: snap.Pair, StateFile: snap.Path, Schema: snap.Schema, Role: snap.Role, Cluster: snap.Cluster, Sides: snap.Sides,
-		Workflows: snap.Workflows, History: snap.History, Lock: snap.Lock, Nodes: []steps.NodeStatus{}, Live: "no config",
+		Workflows: snap.Workflows, History: snap.History, Lock: snap.Lock, Nodes: []steps.NodeStatus{}, Live: "no config", Primaries: []string{},
 		Progress: snap.Progress, gone: snap.Gone}
 	markInterrupted(doc.Workflows, doc.Lock)
 	if cfg != nil {
 		doc.Nodes = d.probe(c.Context, cfg)
 		doc.Live = "ok"
 		doc.Stale = staleNote(doc)
+		for _, n := range doc.Nodes {
+			if n.Reachable && n.Role == "primary" {
+				doc.Primaries = append(doc.Primaries, n.Name)
+			}
+		}
 	}
 	return doc, nil
 }

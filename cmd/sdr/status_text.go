@@ -27,6 +27,11 @@ func printStatus(w io.Writer, d StatusDoc, now time.Time) {
 	if len(d.Sides) == 0 {
 		fmt.Fprintln(w, "no DR state recorded yet: this side has not run sdr start")
 	}
+	if len(d.Primaries) > 1 {
+		fmt.Fprintf(w, "WARNING: %d nodes of the pair answer as primaries (%s): both may take writes. After a failover the old primary "+
+			"must stay stopped or fenced; stop the one that is not the primary now (the config's primary: names its cluster), then re-protect "+
+			"(docs/runbook.md, \"Re-protect after a failover\")\n", len(d.Primaries), strings.Join(d.Primaries, ", "))
+	}
 	if d.Stale != "" {
 		fmt.Fprintf(w, "NOTE: %s\n", d.Stale)
 	}
