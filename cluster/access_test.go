@@ -634,3 +634,35 @@ func TestSSHSessionRefusedNamesMaxSessions(t *testing.T) {
 		t.Fatalf("a second session past MaxSessions 1: got %v", err)
 	}
 }
+
+// A connection whose server stops answering keepalives is closed after
+// KeepaliveMisses intervals: a command running through it fails then,
+// naming why, instead of running on until its context ends. One that
+// answers (a refusal counts) stays open.
+func TestSSHKeepaliveClosesASilentConnection(t *testing.T) {
+	srv := startTestSSHServer(t)
+	cfg := testConfig(srv)
+	cfg.Timeouts.Keepalive.Duration = 50 * time.Millisecond
+	n, _ := cfg.Node("dc1-a")
+	a, err := DialSSH(context.Background(), cfg, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	// Answering keepalives: a command longer than several intervals ends
+	// normally.
+	if _, err := a.Run(context.Background(), "sleep 0.5", RunOpts{}); err != nil {
+		t.Fatalf("a command on a connection that answers its keepalives: %v", err)
+	}
+	srv.Silent.Store(true)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = a.Run(ctx, "sleep 30", RunOpts{})
+	if err == nil || !strings.Contains(err.Error(), "stopped answering") || !strings.Contains(err.Error(), "dc1-a") {
+		t.Fatalf("a command on a silent connection: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the silent connection was given up after %s, want about %s", took, time.Duration(KeepaliveMisses)*50*time.Millisecond)
+	}
+}

@@ -73,7 +73,16 @@ type Timeouts struct {
 	Connect Duration `yaml:"connect"` // SSH and PostgreSQL connects; default 10s
 	Command Duration `yaml:"command"` // one remote command or SQL call; default 2m
 	Wait    Duration `yaml:"wait"`    // default for --timeout (waits for streaming, basebackup); default 30m
+	// Keepalive is how often an SSH connection is asked whether it still
+	// answers; one that answers none of KeepaliveMisses asks in a row is
+	// closed, so that what runs through it fails instead of waiting for
+	// --timeout. Default 15s.
+	Keepalive Duration `yaml:"keepalive"`
 }
+
+// KeepaliveMisses is how many keepalive asks in a row an SSH connection
+// may leave unanswered before it is taken for dead.
+const KeepaliveMisses = 4
 
 // CopyOptions are the settings of the copy from the primary (copy:). The
 // WAN options apply only to the copy that crosses from the primary's data

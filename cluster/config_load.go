@@ -32,6 +32,7 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultCommandTimeout = 2 * time.Minute
 	DefaultWaitTimeout    = 30 * time.Minute
+	DefaultKeepalive      = 15 * time.Second
 )
 
 // LogFileSuffix is appended to a node's data_dir to make its default log_file:
@@ -229,6 +230,9 @@ func (c *Config) SetDefaults() {
 	if c.Timeouts.Wait.Duration == 0 {
 		c.Timeouts.Wait.Duration = DefaultWaitTimeout
 	}
+	if c.Timeouts.Keepalive.Duration == 0 {
+		c.Timeouts.Keepalive.Duration = DefaultKeepalive
+	}
 	for _, cs := range []*ClusterSpec{&c.Primary, &c.Standby} {
 		for i := range cs.Nodes {
 			n := &cs.Nodes[i]
@@ -384,7 +388,7 @@ func (c *Config) Validate() error {
 	for _, t := range []struct {
 		field string
 		d     Duration
-	}{{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.command", c.Timeouts.Command}, {"timeouts.wait", c.Timeouts.Wait}} {
+	}{{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.command", c.Timeouts.Command}, {"timeouts.wait", c.Timeouts.Wait}, {"timeouts.keepalive", c.Timeouts.Keepalive}} {
 		if t.d.Duration <= 0 {
 			return bad(t.field, "must be positive, like \"10s\"")
 		}

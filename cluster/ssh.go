@@ -33,6 +33,9 @@ type SSH struct {
 	// closed once plain holds the answer.
 	plain      atomic.Bool
 	plainKnown chan struct{}
+	// lost says why the connection was closed for not answering its
+	// keepalives ("" while it answers); commands that fail with it name it.
+	lost atomic.Value
 
 	closeOnce sync.Once
 	closeErr  error
@@ -123,6 +126,9 @@ func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
 		_ = s.client.Wait()
 		close(s.dead)
 	}()
+	if ka := cfg.Timeouts.Keepalive.Duration; ka > 0 {
+		go s.keepAlive(ka, KeepaliveMisses)
+	}
 	// The first commands need not wait for the login shell's answer: they
 	// go base64-framed meanwhile. The question is bounded by the connect
 	// timeout, and ends with the connection.
@@ -133,6 +139,57 @@ func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
 		s.plain.Store(s.plainWorks(pctx))
 	}()
 	return s, nil
+}
+
+// keepAlive asks the server every interval whether the connection still
+// answers (keepalive@openssh.com; any reply counts, a refusal too), and
+// closes the connection once misses asks in a row got no reply within
+// interval: a node or link that stopped answering (a frozen sshd, a cut
+// link that drops packets) then fails what runs through it at once,
+// instead of at --timeout.
+func (s *SSH) keepAlive(interval time.Duration, misses int) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	missed := 0
+	for {
+		select {
+		case <-s.dead:
+			return
+		case <-t.C:
+		}
+		reply := make(chan error, 1)
+		go func() {
+			_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}()
+		select {
+		case err := <-reply:
+			if err != nil {
+				return // the connection is gone already
+			}
+			missed = 0
+			continue
+		case <-time.After(interval):
+			missed++
+		case <-s.dead:
+			return
+		}
+		if missed >= misses {
+			s.lost.Store(fmt.Sprintf("the SSH connection to %s (%s) stopped answering: no reply to %d keepalives in %s (timeouts.keepalive %s)",
+				s.node.Name, s.addr, misses, time.Duration(misses)*interval, interval))
+			_ = s.client.Close()
+			return
+		}
+	}
+}
+
+// lostErr adds to err why the connection was closed, when keepAlive
+// closed it.
+func (s *SSH) lostErr(err error) error {
+	if why, _ := s.lost.Load().(string); why != "" && err != nil {
+		return fmt.Errorf("%s: %w", why, err)
+	}
+	return err
 }
 
 // plainWorks tells whether the node's login shell runs commands framed
@@ -277,7 +334,7 @@ func (s *SSH) start(ctx context.Context, cmd string, opts RunOpts, plain bool) (
 				"sdr runs a few commands at once on a node; MaxSessions in the node's sshd_config must not be below OpenSSH's default of 10)",
 				s.node.Name, err)
 		}
-		return nil, fmt.Errorf("on %s: opening an ssh session: %w", s.node.Name, err)
+		return nil, fmt.Errorf("on %s: opening an ssh session: %w", s.node.Name, s.lostErr(err))
 	}
 	stdin, err := sess.StdinPipe()
 	if err != nil {
@@ -374,6 +431,9 @@ func (p *sshProc) wait() ([]byte, error) {
 		begun, ended, serr = p.stream.result()
 	}
 	if err := p.werr; err != nil {
+		if why, _ := p.s.lost.Load().(string); why != "" {
+			return nil, fmt.Errorf("on %s: %q did not finish: %s: %w", node, shorten(p.cmd, 200), why, err)
+		}
 		var ee *ssh.ExitError
 		var me *ssh.ExitMissingError
 		switch {

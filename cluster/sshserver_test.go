@@ -41,6 +41,9 @@ type testSSHServer struct {
 	// connection's sessions are open, as OpenSSH's sshd does past its
 	// MaxSessions.
 	MaxSessions int
+	// Silent, when set, leaves global requests (keepalives) unanswered,
+	// as a frozen sshd or a link that drops packets would.
+	Silent atomic.Bool
 
 	Addr         string // 127.0.0.1:port
 	Host         string
@@ -311,7 +314,7 @@ func (s *testSSHServer) serveGlobal(sc *ssh.ServerConn, reqs <-chan *ssh.Request
 			ln.Close()
 			req.Reply(true, nil)
 		default:
-			if req.WantReply {
+			if req.WantReply && !s.Silent.Load() {
 				req.Reply(false, nil)
 			}
 		}
