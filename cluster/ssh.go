@@ -481,7 +481,14 @@ func (s *SSH) WriteFile(ctx context.Context, path string, data []byte, mode fs.F
 func (s *SSH) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	c, err := s.client.DialContext(ctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("on %s: dialing %s %s through ssh: %w", s.node.Name, network, addr, err)
+		var oce *ssh.OpenChannelError
+		if network == "unix" && errors.As(err, &oce) && oce.Reason == ssh.ConnectionFailed {
+			// sshd could not connect to the socket: most often nothing
+			// listens there.
+			return nil, fmt.Errorf("on %s: no server answers on the Unix socket %s (PostgreSQL is not running, or socket_dir/pg_port "+
+				"do not match it; or the node's sshd forbids socket forwarding): %w", s.node.Name, addr, s.lostErr(err))
+		}
+		return nil, fmt.Errorf("on %s: dialing %s %s through ssh: %w", s.node.Name, network, addr, s.lostErr(err))
 	}
 	return withDeadlines(c), nil
 }
