@@ -92,6 +92,9 @@ Exit codes: 0; 3 when there is no state file at --state (nothing is created);
 				return usagef("status takes no arguments, got %q", c.Args().Slice())
 			}
 			g := readGlobals(c)
+			if h := c.Int("history"); h < 0 {
+				return usagef("--history must not be negative, got %d (0 shows all)", h)
+			}
 			if !c.Bool("watch") {
 				for _, f := range []string{"interval", "count"} {
 					if c.IsSet(f) {

@@ -150,6 +150,8 @@ func TestStatusWatchUsage(t *testing.T) {
 		{"count without watch", []string{"status", "--count", "1"}, ExitUsage},
 		{"interval too short", []string{"status", "-w", "--interval", "1ms"}, ExitUsage},
 		{"negative count", []string{"status", "-w", "--count", "-1"}, ExitUsage},
+		{"negative history", []string{"status", "--history", "-1"}, ExitUsage},
+		{"negative history with watch", []string{"status", "-w", "--history", "-1"}, ExitUsage},
 		{"no state file", []string{"--state", filepath.Join(dir, "none.db"), "status", "-w", "--count", "2"}, ExitNoState},
 	}
 	for _, tc := range tests {
