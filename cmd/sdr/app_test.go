@@ -234,7 +234,7 @@ func TestStatusText(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"DR pair dc1_dc2", "side standby: state BACKUP_FAIL", "workflow start/standby: in progress", "2_check_cluster", "state history:"} {
+	for _, want := range []string{"DR pair dc1_dc2", "side standby: state BACKUP_FAIL", "workflow start/standby: refused at 2_check_cluster, nothing was changed", "2_check_cluster", "state history:"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("status does not show %q:\n%s", want, stdout)
 		}

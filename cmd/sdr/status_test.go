@@ -286,3 +286,28 @@ func TestStepDuration(t *testing.T) {
 		})
 	}
 }
+
+func TestRefusedCheck(t *testing.T) {
+	step := func(name string, st workflow.StepStatus, perm bool) workflow.StepRecord {
+		s := workflow.StepRecord{Name: name, Status: st}
+		if st == workflow.StatusFailed {
+			s.Error = &workflow.ErrorRecord{Message: "x", Permanent: perm}
+		}
+		return s
+	}
+	pending := func(name string) workflow.StepRecord { return step(name, workflow.StatusPending, false) }
+	for _, tc := range []struct {
+		name  string
+		steps []workflow.StepRecord
+		want  string
+	}{
+		{"refused in the check", []workflow.StepRecord{step("1_prepare", workflow.StatusDone, false), step("2_check_cluster", workflow.StatusFailed, true), pending("3_fence")}, "2_check_cluster"},
+		{"a check that failed for a reason a rerun may pass", []workflow.StepRecord{step("1_prepare", workflow.StatusDone, false), step("2_check_cluster", workflow.StatusFailed, false), pending("3_fence")}, ""},
+		{"failed in a step that changes", []workflow.StepRecord{step("1_prepare", workflow.StatusDone, false), step("2_check_cluster", workflow.StatusDone, false), step("3_fence", workflow.StatusFailed, true)}, ""},
+		{"in progress", []workflow.StepRecord{step("1_prepare", workflow.StatusDone, false), step("2_check_cluster", workflow.StatusStarted, false), pending("3_fence")}, ""},
+	} {
+		if got := refusedCheck(workflow.Record{Steps: tc.steps}); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -112,6 +112,9 @@ func printRunning(w io.Writer, d StatusDoc, now time.Time) {
 
 func printWorkflow(w io.Writer, d StatusDoc, r workflow.Record, now time.Time) {
 	status := "in progress"
+	if step := refusedCheck(r); step != "" {
+		status = "refused at " + step + ", nothing was changed (fix what its error names, then run the same command again)"
+	}
 	if r.Complete {
 		status = "complete, finished " + fmtTime(r.Finished)
 	}
@@ -250,6 +253,34 @@ func printSlots(w io.Writer, d StatusDoc) {
 		}
 	}
 	tw.Flush()
+}
+
+// refusedCheck returns the check step (1_prepare, 2_check_cluster: the
+// steps that only look) at which the record's last run was refused with a
+// permanent error, nothing after it having started; "" otherwise. Such a
+// run changed nothing: it is not "in progress".
+func refusedCheck(r workflow.Record) string {
+	if r.Complete {
+		return ""
+	}
+	check := map[string]bool{"1_prepare": true, "2_check_cluster": true}
+	refused := ""
+	for _, s := range r.Steps {
+		switch {
+		case refused != "":
+			if s.Status != workflow.StatusPending {
+				return ""
+			}
+		case s.Status == workflow.StatusFailed:
+			if !check[s.Name] || s.Error == nil || !s.Error.Permanent || s.Interrupted {
+				return ""
+			}
+			refused = s.Name
+		case s.Status != workflow.StatusDone || !check[s.Name]:
+			return ""
+		}
+	}
+	return refused
 }
 
 // since says since when a standby has been streaming or not streaming:
