@@ -294,9 +294,11 @@ func (e *Env) lossWindow(ctx context.Context, main *cluster.Node, obs []oldPrima
 		w.LagBytes = &d
 	}
 	if replayed, err := cluster.ParseLSN(w.ReplayedLSN); err == nil {
-		if why := noLossProof(obs, sysID, replayed); why != "" {
+		why, whyNot := noLossProofWhy(obs, sysID, replayed)
+		if why != "" {
 			w.NoLoss, w.NoLossBecause = true, why
 		}
+		w.noLossWhyNot = whyNot
 	}
 	return w, nil
 }

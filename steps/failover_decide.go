@@ -62,6 +62,9 @@ type lossWindow struct {
 	LagBytes      *int64    `json:"lag_bytes,omitempty"`     // UpstreamEnd - ReceivedLSN, when known
 	NoLoss        bool      `json:"no_loss"`                 // proven: the old primary shut down cleanly and all its WAL was replayed
 	NoLossBecause string    `json:"no_loss_because,omitempty"`
+	// noLossWhyNot says, when NoLoss is false, what stands in the way of
+	// the proof (for the refusal's message; not recorded).
+	noLossWhyNot string
 }
 
 func (w lossWindow) String() string {
@@ -98,28 +101,43 @@ func orDashStr(s string) string {
 // and the one that was the primary shut down cleanly at a checkpoint the
 // main standby has replayed. It returns the reason, or "".
 func noLossProof(obs []oldPrimaryObs, sysID string, replayed cluster.LSN) string {
+	proof, _ := noLossProofWhy(obs, sysID, replayed)
+	return proof
+}
+
+// noLossProofWhy is noLossProof with, when there is no proof, what stands
+// in its way (naming the node).
+func noLossProofWhy(obs []oldPrimaryObs, sysID string, replayed cluster.LSN) (proof, whyNot string) {
 	var clean *oldPrimaryObs
 	for i := range obs {
 		o := &obs[i]
-		if !o.SSH || o.PostmasterAlive || o.SystemID != sysID {
-			return ""
+		switch {
+		case !o.SSH:
+			return "", o.Node + " was not reached over SSH"
+		case o.PostmasterAlive:
+			return "", o.Node + " still runs PostgreSQL"
+		case o.SystemID != sysID:
+			return "", o.Node + "'s pg_control could not be read, or is of another system"
 		}
 		switch o.State {
 		case cluster.StateShutDown:
 			if clean != nil {
-				return "" // two former primaries: not a clean picture
+				return "", "both " + clean.Node + " and " + o.Node + " shut down as primaries" // not a clean picture
 			}
 			clean = o
 		case cluster.StateShutDownInRecovery:
 		default:
-			return ""
+			return "", fmt.Sprintf("%s's pg_control says %q: it did not shut down cleanly", o.Node, o.State)
 		}
 	}
-	if clean == nil || clean.CheckpointLSN == 0 || replayed <= clean.CheckpointLSN {
-		return ""
+	switch {
+	case clean == nil:
+		return "", "no node of it shut down cleanly as the primary"
+	case clean.CheckpointLSN == 0 || replayed <= clean.CheckpointLSN:
+		return "", fmt.Sprintf("the main standby has not replayed past %s's shutdown checkpoint (%s; replayed %s)", clean.Node, clean.CheckpointLSN, replayed)
 	}
 	return fmt.Sprintf("the old primary %s shut down cleanly with its last checkpoint at %s, and the main standby has replayed past it (%s)",
-		clean.Node, clean.CheckpointLSN, replayed)
+		clean.Node, clean.CheckpointLSN, replayed), ""
 }
 
 // decideFailover decides whether the failover may go ahead, from what was
@@ -152,6 +170,9 @@ func decideFailover(obs []oldPrimaryObs, w lossWindow, accepted bool) error {
 		}
 	}
 	why := "the old primary cluster cannot prove that it lost nothing"
+	if w.noLossWhyNot != "" {
+		why += " (" + w.noLossWhyNot + ")"
+	}
 	if len(unreached) > 0 {
 		why = "the old primary cluster cannot be reached (" + strings.Join(unreached, ", ") + ")"
 	}

@@ -66,19 +66,22 @@ func TestNoLossProof(t *testing.T) {
 		obs      []oldPrimaryObs
 		replayed cluster.LSN
 		proven   bool
+		whyNot   string // part of what stands in the way
 	}{
-		{"clean shutdown replayed past", []oldPrimaryObs{clean, standby}, 0x50000A0, true},
-		{"clean shutdown not yet replayed", []oldPrimaryObs{clean, standby}, 0x5000028, false},
-		{"a node not reached", []oldPrimaryObs{clean, {Node: "dc1-b"}}, 0x50000A0, false},
-		{"crashed primary (in production)", []oldPrimaryObs{{Node: "dc1-a", SSH: true, SystemID: sys, State: cluster.StateInProduction, CheckpointLSN: 0x1}}, 0x50000A0, false},
-		{"still running", []oldPrimaryObs{{Node: "dc1-a", SSH: true, PostmasterAlive: true, SystemID: sys, State: cluster.StateShutDown, CheckpointLSN: 1}}, 0x50000A0, false},
-		{"another system", []oldPrimaryObs{{Node: "dc1-a", SSH: true, SystemID: "9", State: cluster.StateShutDown, CheckpointLSN: 1}}, 0x50000A0, false},
-		{"no former primary at all", []oldPrimaryObs{standby}, 0x50000A0, false},
+		{"clean shutdown replayed past", []oldPrimaryObs{clean, standby}, 0x50000A0, true, ""},
+		{"clean shutdown not yet replayed", []oldPrimaryObs{clean, standby}, 0x5000028, false, "not replayed past dc1-a's shutdown checkpoint"},
+		{"a node not reached", []oldPrimaryObs{clean, {Node: "dc1-b"}}, 0x50000A0, false, "dc1-b was not reached"},
+		{"crashed primary (in production)", []oldPrimaryObs{{Node: "dc1-a", SSH: true, SystemID: sys, State: cluster.StateInProduction, CheckpointLSN: 0x1}}, 0x50000A0, false, "dc1-a's pg_control says"},
+		{"still running", []oldPrimaryObs{{Node: "dc1-a", SSH: true, PostmasterAlive: true, SystemID: sys, State: cluster.StateShutDown, CheckpointLSN: 1}}, 0x50000A0, false, "dc1-a still runs"},
+		{"its standby still running", []oldPrimaryObs{clean, {Node: "dc1-b", SSH: true, PostmasterAlive: true, SystemID: sys, State: cluster.StateShutDownInRecovery}}, 0x50000A0, false, "dc1-b still runs"},
+		{"another system", []oldPrimaryObs{{Node: "dc1-a", SSH: true, SystemID: "9", State: cluster.StateShutDown, CheckpointLSN: 1}}, 0x50000A0, false, "dc1-a's pg_control"},
+		{"no former primary at all", []oldPrimaryObs{standby}, 0x50000A0, false, "no node of it shut down cleanly"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := noLossProof(c.obs, sys, c.replayed) != ""; got != c.proven {
-				t.Fatalf("proven = %v, want %v", got, c.proven)
+			proof, whyNot := noLossProofWhy(c.obs, sys, c.replayed)
+			if got := proof != ""; got != c.proven || !strings.Contains(whyNot, c.whyNot) || (c.proven != (whyNot == "")) {
+				t.Fatalf("proven = %v (%q), want %v; why not %q, want it to say %q", got, proof, c.proven, whyNot, c.whyNot)
 			}
 		})
 	}
