@@ -26,7 +26,7 @@ func (e *Env) startStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	if err := forEach(ctx, cascades, func(ctx context.Context, n *cluster.Node) error { return e.startNode(ctx, rc, n) }); err != nil {
 		return err
 	}
-	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
+	if err := forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
 		up := ups[n.Name]
 		return poll(ctx, e.Timeout, pollStream, fmt.Sprintf("%s to stream from %s", n.Name, up.Node), func(ctx context.Context) (bool, error) {
 			w, err := e.walReceiver(ctx, n)
@@ -39,6 +39,20 @@ func (e *Env) startStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 			rc.Log.Info("streaming", zap.String("node", n.Name), zap.String("upstream", up.Node), zap.String("received_lsn", w.ReceivedLSN))
 			return true, nil
 		})
+	}); err != nil {
+		return err
+	}
+	// Each node was seen streaming once; one that stopped since (killed
+	// while another was waited for) must not be taken for done.
+	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
+		w, err := e.walReceiver(ctx, n)
+		if err == nil {
+			err = checkStreaming(n.Name, w, ups[n.Name])
+		}
+		if err != nil {
+			return fmt.Errorf("%s streamed, but no longer does when every node is checked again at the end: %w", n.Name, err)
+		}
+		return nil
 	})
 }
 
