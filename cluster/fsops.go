@@ -50,17 +50,19 @@ type RenamePlan struct {
 	// MakeDirs are created (mkdir -p) first, before Idle is checked:
 	// the directories the renames move into.
 	MakeDirs []string
-	// Links are symbolic links pointed at new targets (ln -sfn) once Idle
-	// is checked, before the renames; only a path that is a symbolic link
-	// already is changed. A failure to set one renames nothing.
+	// Links are symbolic links pointed at new targets once Idle is
+	// checked, before the renames; only a symbolic link that resolves to
+	// where Was does is changed (made anew, then renamed over it). A
+	// failure to set one renames nothing.
 	Links   []Link
 	Renames []Rename
 	// RemoveAfter are files removed (rm -f) once every rename is done.
 	RemoveAfter []string
 }
 
-// Link is a symbolic link at Path to Target.
-type Link struct{ Path, Target string }
+// Link points the symbolic link at Path to Target, when it resolves to
+// the same place as Was now (else it is left alone).
+type Link struct{ Path, Target, Was string }
 
 // Renames is RenameAll with p's directories made first and p's files
 // removed after the renames, in the same remote script. A failure to make
@@ -73,7 +75,7 @@ func Renames(ctx context.Context, a Access, p RenamePlan) (done int, err error) 
 	paths = append(paths, p.MakeDirs...)
 	paths = append(paths, p.RemoveAfter...)
 	for _, l := range p.Links {
-		paths = append(paths, l.Path, l.Target)
+		paths = append(paths, l.Path, l.Target, l.Was)
 	}
 	for _, r := range renames {
 		paths = append(paths, r.From, r.To)
@@ -97,8 +99,12 @@ func Renames(ctx context.Context, a Access, p RenamePlan) (done int, err error) 
 		fmt.Fprintf(&b, "sdr_idle %d %s\n", i, ShellQuote(path.Clean(d)))
 	}
 	for _, l := range p.Links {
-		fmt.Fprintf(&b, "if [ -L %[2]s ]; then ln -sfn -- %[1]s %[2]s || { printf '%%s\\n' %[3]s >&2; exit 1; }; fi\n",
-			ShellQuote(path.Clean(l.Target)), ShellQuote(path.Clean(l.Path)), ShellQuote("could not point "+l.Path+" at "+l.Target))
+		// Made under a new name, then renamed over the old link: the link
+		// is never missing.
+		fmt.Fprintf(&b, "if [ -L %[2]s ] && [ \"$(readlink -f -- %[2]s)\" = \"$(readlink -f -- %[4]s)\" ]; then "+
+			"ln -sfn -- %[1]s %[2]s.sdr-tmp && mv -f -T -- %[2]s.sdr-tmp %[2]s || { printf '%%s\\n' %[3]s >&2; exit 1; }; fi\n",
+			ShellQuote(path.Clean(l.Target)), ShellQuote(path.Clean(l.Path)), ShellQuote("could not point "+l.Path+" at "+l.Target),
+			ShellQuote(path.Clean(l.Was)))
 	}
 	for i, r := range renames {
 		fmt.Fprintf(&b, "sdr_mv %d %s %s\n", i, ShellQuote(path.Clean(r.From)), ShellQuote(path.Clean(r.To)))

@@ -105,9 +105,12 @@ func TestRenameConformance(t *testing.T) {
 			link, plain := filepath.Join(d, "pg_tblspc", "16384"), filepath.Join(d, "pg_tblspc", "16385")
 			os.Symlink(ts, link)
 			os.WriteFile(plain, nil, 0o600)
+			// A link that points elsewhere is not this tablespace's: left alone.
+			other := filepath.Join(d, "pg_tblspc", "16386")
+			os.Symlink("/elsewhere", other)
 			keptData := filepath.Join(dir, "data.sdr", "diverged-1")
 			n, err := Renames(context.Background(), a, RenamePlan{Idle: []string{d}, MakeDirs: []string{filepath.Dir(kept), filepath.Dir(keptData)},
-				Links:   []Link{{link, kept}, {plain, kept}, {filepath.Join(d, "pg_tblspc", "absent"), kept}},
+				Links:   []Link{{link, kept, ts}, {plain, kept, ts}, {filepath.Join(d, "pg_tblspc", "absent"), kept, ts}, {other, kept, ts}},
 				Renames: []Rename{{ts, kept}, {d, keptData}}})
 			if err != nil || n != 2 {
 				t.Fatalf("done %d, %v", n, err)
@@ -121,6 +124,12 @@ func TestRenameConformance(t *testing.T) {
 			if exists(filepath.Join(keptData, "pg_tblspc", "absent")) {
 				t.Fatal("a link was made where there was none")
 			}
+			if target, _ := os.Readlink(filepath.Join(keptData, "pg_tblspc", "16386")); target != "/elsewhere" {
+				t.Fatalf("a link to somewhere else was changed: %q", target)
+			}
+			if left, _ := filepath.Glob(filepath.Join(keptData, "pg_tblspc", "*.sdr-tmp")); len(left) > 0 {
+				t.Fatalf("temporary links left: %v", left)
+			}
 			// A link that cannot be set renames nothing.
 			d2 := filepath.Join(dir, "data2")
 			os.MkdirAll(filepath.Join(d2, "ro"), 0o700)
@@ -128,7 +137,7 @@ func TestRenameConformance(t *testing.T) {
 			os.Chmod(filepath.Join(d2, "ro"), 0o500)
 			defer os.Chmod(filepath.Join(d2, "ro"), 0o700)
 			if os.Geteuid() != 0 {
-				if n, err := Renames(context.Background(), a, RenamePlan{Links: []Link{{filepath.Join(d2, "ro", "l"), kept}},
+				if n, err := Renames(context.Background(), a, RenamePlan{Links: []Link{{filepath.Join(d2, "ro", "l"), kept, ts}},
 					Renames: []Rename{{d2, filepath.Join(dir, "moved")}}}); err == nil || n != 0 || !exists(d2) {
 					t.Fatalf("unsettable link: done %d, %v; data2 there %v", n, err, exists(d2))
 				}

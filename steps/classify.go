@@ -218,6 +218,11 @@ type Verdict struct {
 	KeepAside bool
 	// Reason is one line for the operator, naming the node and directory.
 	Reason string
+	// CopyOnly: a former primary taken as such from its own timeline
+	// history alone (a copy sdr built): copied again and kept aside whole,
+	// never rewound, since two promotions may share a timeline's number
+	// and switch point, which pg_rewind would take for one history.
+	CopyOnly bool
 	// Adopt: replaceable only because it runs sdr's own stream for this
 	// node (it carries no sdr marker). Once stopped, nothing would show
 	// that any more, so 5_stop_cluster writes sdr's marker into it before
@@ -287,6 +292,11 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 	// a copy promoted by hand may share the timeline's number only.
 	if former := p.TimeLineID > 0 && o.TimeLineID < p.TimeLineID && p.Ancestors[o.TimeLineID] && !o.Running; former && (!mine || onLineage(o.History, p.Forks)) {
 		switch {
+		case primaryStates[o.ClusterState] && mine:
+			return Verdict{Kind: DirFormerPrimary, Replace: true, KeepAside: true, CopyOnly: true,
+				Reason: fmt.Sprintf("%s is a copy sdr built that was the primary on timeline %d (its own timeline history shows the primary's "+
+					"lineage), before the primary forked onto timeline %d (the roles moved): it is moved aside whole and kept, never deleted, "+
+					"and a new copy is made", where, o.TimeLineID, p.TimeLineID)}
 		case primaryStates[o.ClusterState]:
 			return Verdict{Kind: DirFormerPrimary, Replace: true, KeepAside: true,
 				Reason: fmt.Sprintf("%s was the primary on timeline %d, before the primary forked onto timeline %d (the roles moved): "+

@@ -192,6 +192,9 @@ func TestClassifyAfterRolesMoved(t *testing.T) {
 			if v.Kind != c.kind || v.Replace != c.replace || v.KeepAside != c.aside {
 				t.Fatalf("got %s replace %v aside %v (%s)", v.Kind, v.Replace, v.KeepAside, v.Reason)
 			}
+			if v.Kind == DirFormerPrimary && !v.CopyOnly {
+				t.Fatalf("a former primary known from its own history only must be copied, never rewound: %+v", v)
+			}
 		})
 	}
 	for _, c := range cases {

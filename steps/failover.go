@@ -417,14 +417,18 @@ func (e *Env) markFenced(ctx context.Context, rc *workflow.RunContext, a cluster
 // identifier and timeline are recorded before pg_promote, so that a rerun
 // after a kill recognises its own promotion and never promotes again.
 func (e *Env) promoteMain(ctx context.Context, rc *workflow.RunContext) error {
-	return e.promote(ctx, rc, nil, e.oldPrimaryStillDown)
+	return e.promote(ctx, rc, nil, func(ctx context.Context, rc *workflow.RunContext, sysID string) error {
+		return e.oldPrimaryStillDown(ctx, rc, sysID, "Stop it (or decide for a switchover instead), then run the failover again "+
+			"with --restart, so that the check and the fence run again")
+	})
 }
 
-// oldPrimaryStillDown probes the old primary cluster again for a run that
-// resumes at the promotion: the check and the fence ran in an earlier run,
-// and a node that came back since (a data centre that returned, a node
-// the fence could not reach) must not be left beside a second primary.
-func (e *Env) oldPrimaryStillDown(ctx context.Context, rc *workflow.RunContext, sysID string) error {
+// oldPrimaryStillDown probes the old primary cluster again right before a
+// promotion whose check ran earlier (a failover resumed at 4_promote; a
+// switchover's promote half): a node that came back since (a data centre
+// that returned, a node the fence could not reach, an aborted demote
+// half) must not be left beside a second primary. advice says what to do.
+func (e *Env) oldPrimaryStillDown(ctx context.Context, rc *workflow.RunContext, sysID, advice string) error {
 	var up []string
 	for _, o := range e.probeOldPrimary(ctx, rc, sysID) {
 		if o.answersAsPrimary() {
@@ -432,9 +436,8 @@ func (e *Env) oldPrimaryStillDown(ctx context.Context, rc *workflow.RunContext, 
 		}
 	}
 	if len(up) > 0 {
-		return permanent(fmt.Errorf("the old primary cluster answers as a primary again (%s), since the failover's check in an earlier run: nothing was promoted. "+
-			"Stop it (or decide for a switchover instead), then run the failover again with --restart, so that the check and the fence run again",
-			strings.Join(up, ", ")))
+		return permanent(fmt.Errorf("the old primary cluster answers as a primary again (%s): nothing was promoted. %s",
+			strings.Join(up, ", "), advice))
 	}
 	rc.Log.Info("the old primary cluster was checked again before the promotion (this run resumed at the promotion): no node answers as a primary")
 	return nil
@@ -461,6 +464,14 @@ func (e *Env) promote(ctx context.Context, rc *workflow.RunContext, after func(c
 	}); err != nil {
 		return fmt.Errorf("while reading the main standby %s before promoting it: %w", main.Name, err)
 	}
+	// Not promoted yet: a run that did not itself just check the old
+	// primary checks it again first, before anything is recorded (a
+	// recorded intent makes later runs skip the failover's check).
+	if f.InRecovery && !e.oldPrimaryChecked && recheck != nil {
+		if err := recheck(ctx, rc, f.SystemID); err != nil {
+			return err
+		}
+	}
 	if f.InRecovery {
 		if _, err := rc.SaveOnce(ctx, valFailoverIntent, fmt.Sprintf("%s %d", f.SystemID, f.Timeline)); err != nil {
 			return err
@@ -474,11 +485,6 @@ func (e *Env) promote(ctx context.Context, rc *workflow.RunContext, after func(c
 	done, err := promotedAlready(main.Name, f.InRecovery, f.SystemID, f.Timeline, intentSys, intentTLI)
 	if err != nil {
 		return err
-	}
-	if !done && !e.oldPrimaryChecked && recheck != nil {
-		if err := recheck(ctx, rc, f.SystemID); err != nil {
-			return err
-		}
 	}
 	if !done {
 		if err := rc.Failpoint("before-pg_promote"); err != nil {

@@ -91,10 +91,18 @@ func (e *Env) remotePrimary(ctx context.Context) (remoteFacts, error) {
 	// With the DR side's main standby out of recovery, the roles moved
 	// (a switchover or failover) and the config was not changed: waiting
 	// cannot help.
+	pairSys := ""
+	for i := range nodes {
+		if nodeErrs[i] == nil && facts[i].SystemID != "" {
+			pairSys = facts[i].SystemID
+			break
+		}
+	}
 	var mainInRecovery bool
+	var mainSys string
 	if err := e.withAdmin(ctx, main, func(ctx context.Context, c *pgx.Conn) error {
-		return c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&mainInRecovery)
-	}); err == nil && !mainInRecovery {
+		return c.QueryRow(ctx, "SELECT pg_is_in_recovery(), (SELECT system_identifier::text FROM pg_control_system())").Scan(&mainInRecovery, &mainSys)
+	}); err == nil && !mainInRecovery && mainSys == pairSys && pairSys != "" {
 		return remoteFacts{}, permanent(fmt.Errorf("no primary in the primary cluster %s (every node reachable from %s is in recovery), and "+
 			"the DR side's main standby %s runs as a primary: the roles moved (a switchover or failover); set primary: %s in the "+
 			"config on both sides (then this cluster is the primary side)", e.Config.PrimaryName, main.Name, main.Name, e.Config.StandbyName))

@@ -695,7 +695,7 @@ func (b *nodeBuild) swap(ctx context.Context) error {
 			b.probe.Extra[t.Live].Exists, b.probe.Extra[t.Live+".sdr/new"].Exists, b.probe.Extra[t.Live+".sdr/old"].Exists)
 		for _, op := range tsOps {
 			if keep != "" && op.From == t.Live {
-				links = append(links, cluster.Link{Path: path.Join(b.lay.DataDir, "pg_tblspc", t.OID), Target: keep})
+				links = append(links, cluster.Link{Path: path.Join(b.lay.DataDir, "pg_tblspc", t.OID), Target: keep, Was: t.Live})
 			}
 		}
 		ops = append(ops, tsOps...)

@@ -35,7 +35,7 @@ func (b *nodeBuild) chooseMethod(ctx context.Context) (rejoinMethod, error) {
 	if err != nil {
 		return "", err
 	}
-	o := rejoinObs{Node: b.n.Name, Kind: b.verdict.Kind, IsMain: b.wantFrom == "" && b.isMain(), NoRewind: b.e.NoRewind,
+	o := rejoinObs{Node: b.n.Name, Kind: b.verdict.Kind, IsMain: b.wantFrom == "" && b.isMain(), NoRewind: b.e.NoRewind || b.verdict.CopyOnly,
 		Recorded: rejoinMethod(rec), Phase: b.obs.Phase, VersionNum: b.p.VersionNum, SeparateConfig: b.n.SeparateConfig(),
 		Tablespaces: len(b.tss), SocketPath: b.rewindSocket()}
 	if o.Recorded == "" && o.Kind != DirFormerPrimary {

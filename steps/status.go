@@ -23,6 +23,8 @@ type NodeStatus struct {
 	Error     string `json:"error,omitempty"`
 	// Role is primary or standby (in recovery), as PostgreSQL says.
 	Role string `json:"role,omitempty"`
+	// SystemID is the node's system identifier (pg_control_system()).
+	SystemID string `json:"system_identifier,omitempty"`
 	// Timeline is the node's timeline: on a primary, the one it writes
 	// WAL on now; on a standby, the timeline of the last WAL its receiver
 	// received, else that of its last restartpoint. Omitted when unknown.
@@ -302,7 +304,8 @@ const nodeStatusSQL = `SELECT pg_is_in_recovery(),
 	(SELECT backend_start FROM pg_stat_activity WHERE backend_type = 'walreceiver' ORDER BY backend_start DESC LIMIT 1),
 	now(),
 	CASE WHEN pg_is_in_recovery() THEN coalesce(w.received_tli, (pg_control_checkpoint()).timeline_id)
-		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
+		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+	(SELECT system_identifier::text FROM pg_control_system())
 	FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`
 
 // nodeObs is one node's answer to nodeStatusSQL.
@@ -480,7 +483,7 @@ func (e *Env) probeNodeKeeping(ctx context.Context, n *cluster.Node, side string
 	s.Reachable = true
 	var o nodeObs
 	if err := c.QueryRow(ctx, nodeStatusSQL).Scan(&o.InRecovery, &o.Status, &o.SenderHost, &o.SenderPort, &o.SlotName,
-		&o.ReceiveLSN, &o.ReplayLSN, &o.LastMessage, &o.LastReplay, &o.ReceiverStart, &o.Now, &o.Timeline); err != nil {
+		&o.ReceiveLSN, &o.ReplayLSN, &o.LastMessage, &o.LastReplay, &o.ReceiverStart, &o.Now, &o.Timeline, &s.SystemID); err != nil {
 		s.Error = fmt.Errorf("while reading the WAL receiver of %s: %w", n.Name, err).Error()
 		return s, nil
 	}

@@ -454,8 +454,9 @@ func replayPausedProblem(main string, paused bool) error {
 // has received and replayed the old primary's shutdown checkpoint: checked
 // against the token when the operator passed one, else from what
 // PostgreSQL alone proves (see shutdownReplayed). It holds the main
-// standby's node lock from here to the promotion, so that an abort of the
-// demote half cannot restart the old primary in between.
+// standby's node lock while it waits; 4_promote takes it again and checks
+// again under it before promoting, so that an abort of the demote half
+// cannot restart the old primary in between.
 func (e *Env) waitShutdownReplayed(ctx context.Context, rc *workflow.RunContext, tokenText string) error {
 	if p, err := e.promotion(ctx, rc); err != nil || p != nil {
 		return err
@@ -499,20 +500,20 @@ func (e *Env) waitShutdownReplayed(ctx context.Context, rc *workflow.RunContext,
 		}
 		rc.Log.Info("the main standby replayed the old primary's shutdown checkpoint", zap.String("checkpoint", o.Control.CheckpointLSN.String()),
 			zap.String("replayed", o.ReplayedLSN.String()))
-		e.oldPrimaryChecked = true
 		return true, nil
 	})
 }
 
-// shutdownStillReplayed checks again, for a promote half that resumes at
-// the promotion (its wait finished in an earlier run), that the old
-// primary has not run since: no node of it answers as a primary (a
+// shutdownStillReplayed checks again, right before the promotion and
+// under the main standby's node lock, that the old primary has not run
+// since the wait: no node of it answers as a primary (a
 // `switchover --role primary --abort` starts it again), and the main
 // standby still shows the old primary's shutdown checkpoint as the end of
 // its WAL (against the token when one was given).
 func (e *Env) shutdownStillReplayed(tokenText string) func(ctx context.Context, rc *workflow.RunContext, sysID string) error {
 	return func(ctx context.Context, rc *workflow.RunContext, sysID string) error {
-		if err := e.oldPrimaryStillDown(ctx, rc, sysID); err != nil {
+		if err := e.oldPrimaryStillDown(ctx, rc, sysID, "The demote half was aborted, or the old primary was started by hand: "+
+			"the switchover did not happen. If it is still wanted, run both halves again with --restart"); err != nil {
 			return err
 		}
 		main, _ := e.mainStandby()
@@ -520,8 +521,8 @@ func (e *Env) shutdownStillReplayed(tokenText string) func(ctx context.Context, 
 		if err != nil {
 			return err
 		}
-		why := ""
-		if tokenText != "" {
+		why := shutdownReplayed(o)
+		if tokenText != "" && why == "" {
 			t, err := decodeToken(tokenText)
 			if err != nil {
 				return permanent(err)
@@ -531,8 +532,6 @@ func (e *Env) shutdownStillReplayed(tokenText string) func(ctx context.Context, 
 			} else if !ok {
 				why = "the main standby has not replayed the token's REDO"
 			}
-		} else {
-			why = shutdownReplayed(o)
 		}
 		if why != "" {
 			return permanent(fmt.Errorf("the main standby %s no longer shows the old primary's shutdown checkpoint as the end of its WAL (%s): "+
@@ -585,6 +584,25 @@ func (e *Env) readReplay(ctx context.Context, main *cluster.Node) (replayObs, er
 // point on, however late the demote half comes.
 func (e *Env) promoteForSwitchover(ctx context.Context, rc *workflow.RunContext, tokenText string) error {
 	oldMain := e.Config.Primary.Main
+	// The main standby's node lock, which an --abort of the demote half
+	// takes too, is held from the check to the promotion: the abort cannot
+	// start the old primary between them. 3_wait_primary held it only
+	// while it waited, so the check is made again under it, always.
+	main, _ := e.mainStandby()
+	a, err := e.access(ctx, main)
+	if err != nil {
+		return err
+	}
+	lay, err := e.layoutOf(ctx, main)
+	if err != nil {
+		return err
+	}
+	lock, err := e.lockNode(ctx, rc, a, lay)
+	if err != nil {
+		return fmt.Errorf("%w (an --abort of the demote half may be running)", err)
+	}
+	defer lock.Release()
+	e.oldPrimaryChecked = false
 	return e.promote(ctx, rc, func(ctx context.Context, c *pgx.Conn) error {
 		if oldMain == "" {
 			return nil

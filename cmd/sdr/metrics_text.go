@@ -240,12 +240,7 @@ func nodeMetrics(d StatusDoc, base []label) []*family {
 	currentLSN := &family{name: "sdr_dr_current_lsn_bytes", typ: "gauge", help: "The primary's current WAL position (pg_current_wal_lsn) as bytes, the last reading of it (on the primary node)."}
 	refLSN := &family{name: "sdr_dr_lag_reference_lsn_bytes", typ: "gauge", help: "The primary's WAL position this standby's lag is measured against, read right after the standby's own positions: sdr_dr_lag_bytes is it minus sdr_dr_replay_lsn_bytes."}
 	primaryCount := &family{name: "sdr_primaries", typ: "gauge", help: "How many nodes of the pair answered as primaries (out of recovery): 1 normally; more than 1 is a split brain."}
-	nPrimaries := 0
-	for _, n := range d.Nodes {
-		if n.Reachable && n.Role == "primary" {
-			nPrimaries++
-		}
-	}
+	nPrimaries := len(pairPrimaries(d.Nodes))
 	if len(d.Nodes) > 0 {
 		primaryCount.add(float64(nPrimaries), base...)
 	}

@@ -715,3 +715,21 @@ func TestTwoPrimariesAreShown(t *testing.T) {
 		t.Errorf("no warning:\n%s", buf.String())
 	}
 }
+
+// A node that runs another cluster (before the first start, or made
+// independent) is not a second primary of the pair.
+func TestPairPrimariesByTheirSystem(t *testing.T) {
+	nodes := []steps.NodeStatus{
+		{Name: "dc1-a", Reachable: true, Role: "primary", SystemID: "1"},
+		{Name: "dc1-b", Reachable: true, Role: "standby", SystemID: "1"},
+		{Name: "dc2-a", Reachable: true, Role: "primary", SystemID: "2"},
+		{Name: "dc2-b", Reachable: true, Role: "standby", SystemID: "1"},
+	}
+	if got := pairPrimaries(nodes); !reflect.DeepEqual(got, []string{"dc1-a"}) {
+		t.Errorf("primaries %v, want only dc1-a", got)
+	}
+	nodes[2].SystemID = "1"
+	if got := pairPrimaries(nodes); !reflect.DeepEqual(got, []string{"dc1-a", "dc2-a"}) {
+		t.Errorf("primaries %v, want dc1-a and dc2-a", got)
+	}
+}

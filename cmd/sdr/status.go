@@ -152,13 +152,35 @@ func loadStatus(c *cli.Context, d deps, g globals, history int) (StatusDoc, erro
 		doc.Nodes = d.probe(c.Context, cfg)
 		doc.Live = "ok"
 		doc.Stale = staleNote(doc)
-		for _, n := range doc.Nodes {
-			if n.Reachable && n.Role == "primary" {
-				doc.Primaries = append(doc.Primaries, n.Name)
-			}
-		}
+		doc.Primaries = pairPrimaries(doc.Nodes)
 	}
 	return doc, nil
+}
+
+// pairPrimaries returns the nodes that answered as primaries of the pair's
+// system: the system identifier most nodes answered with (a DR node that
+// runs another cluster, before the first start or after a stop that made
+// it independent, does not count).
+func pairPrimaries(nodes []steps.NodeStatus) []string {
+	count := map[string]int{}
+	for _, n := range nodes {
+		if n.Reachable && n.SystemID != "" {
+			count[n.SystemID]++
+		}
+	}
+	pair, best := "", 0
+	for id, c := range count {
+		if c > best || (c == best && id < pair) {
+			pair, best = id, c
+		}
+	}
+	out := []string{}
+	for _, n := range nodes {
+		if n.Reachable && n.Role == "primary" && (n.SystemID == pair || n.SystemID == "") {
+			out = append(out, n.Name)
+		}
+	}
+	return out
 }
 
 func runStatus(c *cli.Context, d deps, g globals, asJSON bool, history int) error {
