@@ -74,14 +74,14 @@ type Timeouts struct {
 	Command Duration `yaml:"command"` // one remote command or SQL call; default 2m
 	Wait    Duration `yaml:"wait"`    // default for --timeout (waits for streaming, basebackup); default 30m
 	// Keepalive is how often an SSH connection is asked whether it still
-	// answers; one that answers none of KeepaliveMisses asks in a row is
-	// closed, so that what runs through it fails instead of waiting for
-	// --timeout. Default 15s.
+	// answers; one that leaves an ask unanswered for KeepaliveMisses ×
+	// Keepalive is closed, so that what runs through it fails instead of
+	// waiting for --timeout. Default 15s.
 	Keepalive Duration `yaml:"keepalive"`
 }
 
-// KeepaliveMisses is how many keepalive asks in a row an SSH connection
-// may leave unanswered before it is taken for dead.
+// KeepaliveMisses is how many keepalive intervals an SSH connection may
+// leave an ask unanswered before it is taken for dead.
 const KeepaliveMisses = 4
 
 // CopyOptions are the settings of the copy from the primary (copy:). The

@@ -142,15 +142,14 @@ func DialSSH(ctx context.Context, cfg *Config, n *Node) (*SSH, error) {
 }
 
 // keepAlive asks the server every interval whether the connection still
-// answers (keepalive@openssh.com; any reply counts, a refusal too), and
-// closes the connection once misses asks in a row got no reply within
-// interval: a node or link that stopped answering (a frozen sshd, a cut
-// link that drops packets) then fails what runs through it at once,
-// instead of at --timeout.
+// answers (keepalive@openssh.com; any reply counts, a refusal too), one
+// ask at a time, and closes the connection when an ask gets no reply
+// within misses intervals: a node or link that stopped answering (a
+// frozen sshd, a cut link that drops packets) then fails what runs
+// through it at once, instead of at --timeout.
 func (s *SSH) keepAlive(interval time.Duration, misses int) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	missed := 0
 	for {
 		select {
 		case <-s.dead:
@@ -162,24 +161,21 @@ func (s *SSH) keepAlive(interval time.Duration, misses int) {
 			_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
 			reply <- err
 		}()
+		wait := time.Duration(misses) * interval
 		select {
 		case err := <-reply:
 			if err != nil {
 				return // the connection is gone already
 			}
-			missed = 0
 			continue
-		case <-time.After(interval):
-			missed++
+		case <-time.After(wait):
 		case <-s.dead:
 			return
 		}
-		if missed >= misses {
-			s.lost.Store(fmt.Sprintf("the SSH connection to %s (%s) stopped answering: no reply to %d keepalives in %s (timeouts.keepalive %s)",
-				s.node.Name, s.addr, misses, time.Duration(misses)*interval, interval))
-			_ = s.client.Close()
-			return
-		}
+		s.lost.Store(fmt.Sprintf("the SSH connection to %s (%s) stopped answering: no reply to a keepalive in %s (timeouts.keepalive %s, %d times)",
+			s.node.Name, s.addr, wait, interval, misses))
+		_ = s.client.Close()
+		return
 	}
 }
 

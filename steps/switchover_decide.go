@@ -33,7 +33,6 @@ func (t switchToken) Encode() string {
 	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
-// decodeToken reads a token given on the command line.
 // CheckToken tells whether s reads as a switchover token at all (its
 // checks against the main standby come later); for the command line.
 func CheckToken(s string) error {
@@ -41,6 +40,7 @@ func CheckToken(s string) error {
 	return err
 }
 
+// decodeToken reads a token given on the command line.
 func decodeToken(s string) (switchToken, error) {
 	var t switchToken
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(s))
