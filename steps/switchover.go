@@ -470,15 +470,7 @@ func (e *Env) waitShutdownReplayed(ctx context.Context, rc *workflow.RunContext,
 		tok = &t
 	}
 	main, _ := e.mainStandby()
-	a, err := e.access(ctx, main)
-	if err != nil {
-		return err
-	}
-	lay, err := e.layoutOf(ctx, main)
-	if err != nil {
-		return err
-	}
-	lock, err := e.lockNode(ctx, rc, a, lay)
+	lock, err := e.lockMain(ctx, rc)
 	if err != nil {
 		return err
 	}
@@ -542,6 +534,21 @@ func (e *Env) shutdownStillReplayed(tokenText string) func(ctx context.Context, 
 	}
 }
 
+// lockMain takes the DR main standby's node lock (which an --abort of the
+// demote half takes too).
+func (e *Env) lockMain(ctx context.Context, rc *workflow.RunContext) (*cluster.NodeLock, error) {
+	main, _ := e.mainStandby()
+	a, err := e.access(ctx, main)
+	if err != nil {
+		return nil, err
+	}
+	lay, err := e.layoutOf(ctx, main)
+	if err != nil {
+		return nil, err
+	}
+	return e.lockNode(ctx, rc, a, lay)
+}
+
 // readReplay reads the main standby after a CHECKPOINT (a restartpoint on a standby).
 func (e *Env) readReplay(ctx context.Context, main *cluster.Node) (replayObs, error) {
 	var o replayObs
@@ -588,16 +595,7 @@ func (e *Env) promoteForSwitchover(ctx context.Context, rc *workflow.RunContext,
 	// takes too, is held from the check to the promotion: the abort cannot
 	// start the old primary between them. 3_wait_primary held it only
 	// while it waited, so the check is made again under it, always.
-	main, _ := e.mainStandby()
-	a, err := e.access(ctx, main)
-	if err != nil {
-		return err
-	}
-	lay, err := e.layoutOf(ctx, main)
-	if err != nil {
-		return err
-	}
-	lock, err := e.lockNode(ctx, rc, a, lay)
+	lock, err := e.lockMain(ctx, rc)
 	if err != nil {
 		return fmt.Errorf("%w (an --abort of the demote half may be running)", err)
 	}
