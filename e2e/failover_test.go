@@ -73,12 +73,8 @@ func historyFiles(t *testing.T, dir string) []string {
 // cluster as the DR side of the new primary.
 func TestFailover(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
-	b := newBed(t)
+	b := startedBed(t, bed.Options{}, 1)
 	ctx := context.Background()
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
 	prepareWriter(t, b, bed.DC1A)
 
 	t.Run("refused while the old primary runs", func(t *testing.T) {
@@ -279,12 +275,8 @@ func promotionValue(t *testing.T, b *bed.Bed, field string) string {
 // failover it can only start as a standby.
 func TestFailoverFencesPartitioned(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
-	b := newBed(t)
+	b := startedBed(t, bed.Options{}, 1)
 	ctx := context.Background()
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
 	var frozen []int
 	for _, n := range []string{bed.DC1A, bed.DC1B} {
 		pids := postgresPIDs(t, b.Node(n).DataDir)
@@ -338,11 +330,7 @@ func TestFailoverFencesPartitioned(t *testing.T) {
 // and reruns: it converges with exactly one promotion.
 func TestFailoverKillAtEveryStep(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
-	b := newBed(t)
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
+	b := startedBed(t, bed.Options{}, 1)
 	killDC1(t, b)
 	points := []string{
 		"2_check_cluster:after-effects", "3_fence:before", "3_fence:after-effects",
@@ -435,12 +423,8 @@ func TestReprotectAfterSwitchoverAndFailover(t *testing.T) {
 // it is failed over to.
 func TestFailoverAfterAnUnfinishedRebuild(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
-	b := newBed(t)
+	b := startedBed(t, bed.Options{}, 1)
 	ctx := context.Background()
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
 	sql(t, b, bed.DC1A, "CREATE TABLE before_rebuild AS SELECT g FROM generate_series(1, 444) g")
 	eventually(t, 30*time.Second, "dc2-a replays the table", func() (bool, string) {
 		got, err := b.SQL(ctx, bed.DC2A, "SELECT count(*) FROM before_rebuild")
@@ -483,11 +467,7 @@ func TestPromotionRechecksTheOldPrimaryOnResume(t *testing.T) {
 		}
 	}
 	t.Run("failover", func(t *testing.T) {
-		b := newBed(t)
-		seedData(t, b, 1)
-		if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-			t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-		}
+		b := startedBed(t, bed.Options{}, 1)
 		killDC1(t, b)
 		r := failover(t, sdrBinFP, []string{"SDR_FAILPOINT=4_promote:before"}, b, b.ConfigPath, "--accept-data-loss")
 		if r.Code != 1 {

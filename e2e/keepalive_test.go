@@ -68,11 +68,7 @@ func contains(list []int, v int) bool {
 // instead of waiting for --timeout; once thawed, the rerun resumes.
 func TestFrozenSSHLinkFailsTheRunEarly(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
-	b := newBed(t)
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
+	b := startedBed(t, bed.Options{}, 1)
 	cfg, err := b.WriteConfig(func(m *map[string]any) {
 		(*m)["copy"] = map[string]any{"max_rate": "2M"}
 		tm, _ := (*m)["timeouts"].(map[string]any)

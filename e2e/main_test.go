@@ -71,6 +71,32 @@ func newBed(t *testing.T) *bed.Bed {
 	return newBedWith(t, bed.Options{})
 }
 
+// startedBed is newBedWith with seedData at scale and both starts run
+// together to completion: a streaming DR pair.
+func startedBed(t *testing.T, opts bed.Options, scale int) *bed.Bed {
+	t.Helper()
+	b := newBedWith(t, opts)
+	seedData(t, b, scale)
+	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
+		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
+	}
+	return b
+}
+
+// promoteByHand promotes node with pg_ctl promote, as an operator would
+// outside sdr, and waits until it runs out of recovery.
+func promoteByHand(t *testing.T, b *bed.Bed, node string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := b.PGCtl(ctx, node, "promote", "-w"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, node+" promoted", func() (bool, string) {
+		got, err := b.SQL(ctx, node, "SELECT pg_is_in_recovery()")
+		return err == nil && got == "f", fmt.Sprint(got, err)
+	})
+}
+
 // newBedWith is newBed with the bed's flavour and addressing in opts.
 func newBedWith(t *testing.T, opts bed.Options) *bed.Bed {
 	t.Helper()

@@ -177,20 +177,10 @@ func TestRebuildRefusesPrimaryClusterNode(t *testing.T) {
 // is rebuilt while the diverged directory is kept aside.
 func TestPromotedCopyIsKept(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
-	b := newBed(t)
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
+	b := startedBed(t, bed.Options{}, 1)
 	ctx := context.Background()
 	dc2a := b.Node(bed.DC2A)
-	if err := b.PGCtl(ctx, bed.DC2A, "promote", "-w"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "dc2-a promoted", func() (bool, string) {
-		got, err := b.SQL(ctx, bed.DC2A, "SELECT pg_is_in_recovery()")
-		return err == nil && got == "f", fmt.Sprint(got, err)
-	})
+	promoteByHand(t, b, bed.DC2A)
 	sql(t, b, bed.DC2A, "CREATE TABLE written_after_promotion AS SELECT g FROM generate_series(1, 777) g")
 	for _, n := range []string{bed.DC2B, bed.DC2A} {
 		if err := b.PGCtl(ctx, n, "stop", "-m", "fast"); err != nil {
@@ -337,13 +327,7 @@ func TestTablespaceAndSymlink(t *testing.T) {
 	// holds those writes, and the new copy's tablespace is untouched.
 	t.Run("diverged copy kept with its tablespace", func(t *testing.T) {
 		dc2a := b.Node(bed.DC2A)
-		if err := b.PGCtl(ctx, bed.DC2A, "promote", "-w"); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 30*time.Second, "dc2-a promoted", func() (bool, string) {
-			got, err := b.SQL(ctx, bed.DC2A, "SELECT pg_is_in_recovery()")
-			return err == nil && got == "f", fmt.Sprint(got, err)
-		})
+		promoteByHand(t, b, bed.DC2A)
 		sql(t, b, bed.DC2A, "INSERT INTO ts_table SELECT g, 'DIVERGED' FROM generate_series(1000001, 1000555) g")
 		sql(t, b, bed.DC2A, "CHECKPOINT")
 		for _, n := range []string{bed.DC2B, bed.DC2A} {
@@ -438,11 +422,7 @@ func TestKillAtEveryPhase(t *testing.T) {
 // never fails by itself. Afterwards nothing of an earlier run is left.
 func TestRandomKillsDuringBuild(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
-	b := newBed(t)
-	seedData(t, b, 3)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
+	b := startedBed(t, bed.Options{}, 3)
 	seed := time.Now().UnixNano()
 	t.Logf("random seed %d", seed)
 	rnd := rand.New(rand.NewSource(seed))
@@ -558,11 +538,7 @@ func waitStep7(t *testing.T, sd side, before int, done chan error) bool {
 // only pg_basebackup's cleanup lines. Once the slot is free, a rerun converges.
 func TestRemoteErrorShowsCause(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
-	b := newBed(t)
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
+	b := startedBed(t, bed.Options{}, 1)
 	sd := standbySide(b)
 	r := startWith(t, sdrBinFP, []string{"SDR_FAILPOINT=6_set_guc:after-checkpoint"}, b.ConfigPath, sd, "--restart", "--timeout", "1m")
 	if r.Code != 1 {
@@ -659,11 +635,7 @@ func TestHandBuiltStandbyOnSdrStreamIsRebuilt(t *testing.T) {
 // "in production".
 func TestCopyThatNeverRanIsReplaced(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
-	b := newBed(t)
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
+	b := startedBed(t, bed.Options{}, 1)
 	// 192.0.2.1 (TEST-NET-1) is no address of this machine.
 	sql(t, b, bed.DC1A, "ALTER SYSTEM SET listen_addresses = '192.0.2.1'")
 	r := start(t, b, standbySide(b), "--restart", "--timeout", "1m")

@@ -58,12 +58,8 @@ type reprotectBed struct {
 
 func newReprotectBed(t *testing.T) reprotectBed {
 	t.Helper()
-	b := newBedWith(t, bed.Options{WalLogHints: true})
+	b := startedBed(t, bed.Options{WalLogHints: true}, 1)
 	ctx := context.Background()
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
 	if got := sql(t, b, bed.DC1A, "SHOW wal_log_hints"); got != "on" {
 		t.Fatalf("dc1-a runs with wal_log_hints %s", got)
 	}

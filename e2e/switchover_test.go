@@ -201,11 +201,7 @@ func bothHalves(t *testing.T, ps pairSides) func() (result, result) {
 
 func newSwitchBed(t *testing.T) *bed.Bed {
 	t.Helper()
-	b := newBed(t)
-	seedData(t, b, 1)
-	if p, s := startBoth(t, b, "--timeout", "3m"); p.Code != 0 || s.Code != 0 {
-		t.Fatalf("starts failed:\nprimary: %s\nstandby: %s", p, s)
-	}
+	b := startedBed(t, bed.Options{}, 1)
 	prepareWriter(t, b, bed.DC1A)
 	eventually(t, 30*time.Second, "the writer role on the DR side", func() (bool, string) {
 		got, err := b.SQL(context.Background(), bed.DC2B, "SELECT count(*) FROM pg_roles WHERE rolname = 'writer'")

@@ -501,29 +501,34 @@ func (e *Env) probeNodeKeeping(ctx context.Context, n *cluster.Node, side string
 			kept = keep(c)
 		}
 	}()
-	rows, err := c.Query(ctx, replicationSQL)
-	if err != nil {
-		s.Error = err.Error()
-		return s, &o
-	}
-	s.Replication, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReplicationRow, error) {
-		var x ReplicationRow
-		err := r.Scan(&x.ApplicationName, &x.ClientAddr, &x.State, &x.SyncState, &x.SentLSN, &x.ReplayLSN, &x.LagBytes, &x.LagSeconds)
-		return x, err
-	})
-	if err != nil {
-		s.Error = err.Error()
-	}
-	if s.Replication == nil {
-		s.Replication = []ReplicationRow{}
-	}
 	var names []string
 	for _, cs := range []*cluster.ClusterSpec{&e.Config.Primary, &e.Config.Standby} {
 		for _, pn := range cs.Nodes {
 			names = append(names, cluster.SlotName(e.Config.Name, pn.Name))
 		}
 	}
-	srows, err := c.Query(ctx, slotsSQL, names)
+	// pg_stat_replication and the pair's slots in one round trip.
+	batch := &pgx.Batch{}
+	batch.Queue(replicationSQL)
+	batch.Queue(slotsSQL, names)
+	br := c.SendBatch(ctx, batch)
+	defer br.Close()
+	rows, err := br.Query()
+	if err == nil {
+		s.Replication, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReplicationRow, error) {
+			var x ReplicationRow
+			err := r.Scan(&x.ApplicationName, &x.ClientAddr, &x.State, &x.SyncState, &x.SentLSN, &x.ReplayLSN, &x.LagBytes, &x.LagSeconds)
+			return x, err
+		})
+	}
+	if s.Replication == nil {
+		s.Replication = []ReplicationRow{}
+	}
+	if err != nil {
+		s.Error = err.Error()
+		return s, &o
+	}
+	srows, err := br.Query()
 	if err == nil {
 		s.Slots, err = pgx.CollectRows(srows, func(r pgx.CollectableRow) (SlotStatus, error) {
 			var x SlotStatus
@@ -531,7 +536,7 @@ func (e *Env) probeNodeKeeping(ctx context.Context, n *cluster.Node, side string
 			return x, err
 		})
 	}
-	if err != nil && s.Error == "" {
+	if err != nil {
 		s.Error = fmt.Errorf("while reading the pair's replication slots on %s: %w", n.Name, err).Error()
 	}
 	return s, &o
