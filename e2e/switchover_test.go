@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -292,6 +293,9 @@ func TestSwitchoverHalvesApart(t *testing.T) {
 	})
 }
 
+// tokenField finds the switchover token in sdr's console output.
+var tokenField = regexp.MustCompile(`"token": "([A-Za-z0-9_-]+)"`)
+
 // TestSwitchoverKillAtEveryStep kills each half at every step and point,
 // one switchover per point, switching back and forth; each converges with
 // zero acknowledged rows lost.
@@ -324,6 +328,16 @@ func TestSwitchoverKillAtEveryStep(t *testing.T) {
 				}
 				r := switchHalf(t, sdrBin, nil, ps.config, killed)
 				<-done
+				if pt.point == "3_demote:after-effects" {
+					// The token was recorded before the kill; the rerun
+					// resumes at 3_demote and must print it again.
+					m := tokenField.FindStringSubmatch(k.Stderr)
+					if m == nil {
+						t.Errorf("the killed demote half printed no token:\n%s", k.Stderr)
+					} else if !strings.Contains(r.Stderr, m[1]) {
+						t.Errorf("the rerun of the demote half did not print the recorded token %s again:\n%s", m[1], r.Stderr)
+					}
+				}
 				if pt.half == "primary" {
 					return r, o
 				}

@@ -127,6 +127,12 @@ func (e *Env) checkDemote(ctx context.Context, rc *workflow.RunContext, maxLag i
 // anything restarts. A rerun reads the token from the stopped primary again.
 func (e *Env) demotePrimary(ctx context.Context, rc *workflow.RunContext) error {
 	if t, err := e.token(ctx, rc); err != nil || t != nil {
+		// A run stopped between recording the token and printing it must
+		// not leave the operator without it: it is printed again.
+		if t != nil {
+			rc.Log.Warn("the primary was shut down cleanly by an earlier run of this switchover; its token is recorded (pass it to the promote half with --token to have it checked)",
+				zap.String("node", t.Node), zap.String("checkpoint", t.CheckpointLSN), zap.Int("timeline", t.TimeLineID), zap.String("token", t.Encode()))
+		}
 		return err
 	}
 	p, err := e.demoteTarget(ctx)

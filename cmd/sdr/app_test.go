@@ -66,6 +66,11 @@ func TestRunUsageErrors(t *testing.T) {
 		{"start with arguments", []string{"--state", state, "start", "--role", "primary", "extra"}, "extra"},
 		{"unknown flag", []string{"--state", state, "status", "--bogus"}, "bogus"},
 		{"--no-rewind on the primary side", []string{"--state", state, "start", "--role", "primary", "--no-rewind"}, "--no-rewind applies to --role standby only"},
+		{"start --timeout 0s", []string{"--state", state, "start", "--role", "standby", "--timeout", "0s"}, "--timeout must be positive"},
+		{"start negative --timeout", []string{"--state", state, "start", "--role", "primary", "--timeout", "-1s"}, "--timeout must be positive"},
+		{"failover --timeout 0s", []string{"--state", state, "failover", "--timeout", "0s"}, "--timeout must be positive"},
+		{"switchover --timeout 0s", []string{"--state", state, "switchover", "--role", "primary", "--timeout", "0s"}, "--timeout must be positive"},
+		{"stop --timeout 0s", []string{"--state", state, "stop", "--role", "standby", "--timeout", "0s"}, "--timeout must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

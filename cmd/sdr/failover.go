@@ -43,7 +43,11 @@ after a kill resumes; it never promotes twice, and never promotes another node.`
 			if c.NArg() > 0 {
 				return usagef("failover takes no arguments, got %q", c.Args().Slice())
 			}
-			return runFailover(c, readGlobals(c), c.Bool("accept-data-loss"), c.Duration("timeout"))
+			timeout, err := timeoutFlag(c)
+			if err != nil {
+				return err
+			}
+			return runFailover(c, readGlobals(c), c.Bool("accept-data-loss"), timeout)
 		},
 	}
 }

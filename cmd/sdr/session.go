@@ -95,6 +95,17 @@ func (s *session) close() {
 	s.closers = nil
 }
 
+// timeoutFlag returns --timeout: zero when it is not given (runConfig then
+// takes timeouts.wait), and a usage error when it is given and not
+// positive, as plan refuses it (a bound of 0s would end every wait at once).
+func timeoutFlag(c *cli.Context) (time.Duration, error) {
+	d := c.Duration("timeout")
+	if c.IsSet("timeout") && d <= 0 {
+		return 0, usagef("--timeout must be positive, got %s (leave it out for timeouts.wait from the config)", d)
+	}
+	return d, nil
+}
+
 // runConfig loads the config and, for a run that needs it, the replication
 // password, and settles the timeout: --timeout, else timeouts.wait.
 func runConfig(g globals, timeout time.Duration, needPassword bool) (cfg *cluster.Config, password string, _ time.Duration, err error) {

@@ -64,7 +64,11 @@ again and its whole data directory is kept there. sdr never deletes either.`,
 			if c.Bool("no-rewind") && role != workflow.RoleStandby {
 				return usagef("--no-rewind applies to --role standby only")
 			}
-			return runStart(c, readGlobals(c), role, c.Duration("timeout"), c.Bool("restart"), named)
+			timeout, err := timeoutFlag(c)
+			if err != nil {
+				return err
+			}
+			return runStart(c, readGlobals(c), role, timeout, c.Bool("restart"), named)
 		},
 	}
 }

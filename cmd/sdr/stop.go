@@ -71,7 +71,11 @@ Exit codes as for start; 2 also when the state file holds no start of this side
 			if c.Bool("drop-role") && role != workflow.RolePrimary {
 				return usagef("--drop-role applies to --role primary only: the replication role lives on the primary")
 			}
-			return runStop(c, readGlobals(c), role, c.Duration("timeout"), c.Bool("restart"),
+			timeout, err := timeoutFlag(c)
+			if err != nil {
+				return err
+			}
+			return runStop(c, readGlobals(c), role, timeout, c.Bool("restart"),
 				steps.StopOptions{DropRole: c.Bool("drop-role")}, c.Bool("no-start-record"))
 		},
 	}

@@ -61,6 +61,9 @@ At the end each side says which config field to change (primary:).`,
 					return usagef("--token: %v (give the token the demote half printed, whole)", err)
 				}
 			}
+			if _, err := timeoutFlag(c); err != nil {
+				return err
+			}
 			if c.Int64("max-lag") < 0 {
 				return usagef("--max-lag must not be negative")
 			}
