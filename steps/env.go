@@ -60,6 +60,7 @@ type Env struct {
 	// before the promotion; a run that resumes at the promotion checks
 	// again (see promote).
 	oldPrimaryChecked bool
+	side              sideLock // HoldSide
 }
 
 // named reports whether the operator named node with --replace-diverged.

@@ -74,6 +74,7 @@ func (e *Env) replSession(node string) *replSession {
 // cluster sees them log out rather than lose their connection when the
 // SSH connections close.
 func (e *Env) Close() {
+	e.releaseSide()
 	e.mu.Lock()
 	sessions := e.repl
 	e.repl = nil

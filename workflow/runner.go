@@ -189,6 +189,26 @@ type Options struct {
 	// saved values (a second switchover is a new operation; the first one's
 	// transitions stay in the history).
 	NewIfComplete bool
+	// BeforeSteps, when set, is called once before the run is recorded,
+	// and only when the run goes on to run steps (not for a rerun of a
+	// complete run, nor for one refused because its inputs changed). An
+	// error refuses the run with nothing recorded: Run returns it as is.
+	// The commands take the side's run lock here (steps.Env.HoldSide).
+	BeforeSteps func(ctx context.Context) error
+}
+
+// wouldRunSteps tells whether Run, finding rec and side recorded, goes on
+// to run steps: not when rec is a current complete record (a rerun of a
+// finished run), nor when rec is current and the inputs differ without
+// Restart (the run is refused). It decides as Run's first transaction does.
+func wouldRunSteps(rec *Record, side Side, fp string, opts Options) bool {
+	if rec != nil && rec.Complete && opts.NewIfComplete {
+		rec = nil
+	}
+	if rec == nil || rec.SupersededBy(side) != "" || opts.Restart {
+		return true
+	}
+	return rec.Fingerprint == fp && !rec.Complete
 }
 
 // Result tells what a run did.
@@ -312,6 +332,21 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 		runID = r.NewRunID()
 	}
 	res := Result{RunID: runID}
+	if opts.BeforeSteps != nil {
+		rec, err := r.Store.Load(ctx, key)
+		if err != nil {
+			return res, err
+		}
+		side, err := r.Store.LoadSide(ctx, wf.Role)
+		if err != nil {
+			return res, err
+		}
+		if wouldRunSteps(rec, side, fp, opts) {
+			if err := opts.BeforeSteps(ctx); err != nil {
+				return res, err
+			}
+		}
+	}
 	var complete bool
 	err := r.Store.Update(ctx, key, wf.Role, func(recp **Record, side *Side) error {
 		now := r.now()

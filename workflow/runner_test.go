@@ -1136,3 +1136,62 @@ func TestInputsChangedNamesTheConfigPath(t *testing.T) {
 		t.Errorf("plan's changes %+v, want %+v", p.InputsChanged, want)
 	}
 }
+
+// TestRunnerBeforeSteps: the hook runs once before a run that runs steps,
+// never for a rerun of a finished run or a refused one, and its error
+// refuses the run with nothing recorded.
+func TestRunnerBeforeSteps(t *testing.T) {
+	held := errors.New("the side is held by another run")
+	tests := []struct {
+		name      string
+		prepare   func(r *Runner, wf Workflow) // runs before, without the hook
+		inputs    map[string]string
+		opts      Options
+		hookErr   error
+		wantCalls int
+		wantRan   int
+		wantErr   error
+	}{
+		{name: "first run", inputs: inputsA, wantCalls: 1, wantRan: 5},
+		{name: "refused first run records nothing", inputs: inputsA, hookErr: held, wantCalls: 1, wantErr: held},
+		{name: "resumed run", inputs: inputsA, wantCalls: 1, wantRan: 3,
+			prepare: func(r *Runner, wf Workflow) {
+				wf.Steps[2].Run = func(context.Context, *RunContext) error { return errors.New("boom") }
+				_, _ = r.Run(context.Background(), wf, inputsA, Options{})
+			}},
+		{name: "rerun of a finished run", inputs: inputsA, hookErr: held, wantCalls: 0,
+			prepare: func(r *Runner, wf Workflow) { _, _ = r.Run(context.Background(), wf, inputsA, Options{}) }},
+		{name: "changed inputs are refused before the hook", inputs: map[string]string{"pair": "p1", "host": "b"}, wantCalls: 0,
+			prepare: func(r *Runner, wf Workflow) { _, _ = r.Run(context.Background(), wf, inputsA, Options{}) }},
+		{name: "restart of a finished run", inputs: inputsA, opts: Options{Restart: true}, wantCalls: 1, wantRan: 5,
+			prepare: func(r *Runner, wf Workflow) { _, _ = r.Run(context.Background(), wf, inputsA, Options{}) }},
+		{name: "new operation after a finished one", inputs: inputsA, opts: Options{NewIfComplete: true}, wantCalls: 1, wantRan: 5,
+			prepare: func(r *Runner, wf Workflow) { _, _ = r.Run(context.Background(), wf, inputsA, Options{}) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st, fx := newFakeStore(), &effects{}
+			r := newRunner(st)
+			if tc.prepare != nil {
+				tc.prepare(r, fiveSteps(&effects{}, nil))
+			}
+			before := st.record("test/primary")
+			calls := 0
+			opts := tc.opts
+			opts.BeforeSteps = func(context.Context) error { calls++; return tc.hookErr }
+			res, err := r.Run(context.Background(), fiveSteps(fx, nil), tc.inputs, opts)
+			if calls != tc.wantCalls {
+				t.Errorf("hook called %d times, want %d", calls, tc.wantCalls)
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("err %v, want %v", err, tc.wantErr)
+			}
+			if len(res.Ran) != tc.wantRan {
+				t.Errorf("ran %v, want %d steps", res.Ran, tc.wantRan)
+			}
+			if tc.wantErr != nil && !reflect.DeepEqual(st.record("test/primary"), before) {
+				t.Errorf("a refused run changed the record:\nbefore %+v\nafter  %+v", before, st.record("test/primary"))
+			}
+		})
+	}
+}

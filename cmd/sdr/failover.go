@@ -67,7 +67,7 @@ func runFailover(c *cli.Context, g globals, acceptLoss bool, timeout time.Durati
 	env := &steps.Env{Config: cfg, Pool: s.pool, Password: password, Timeout: timeout, AcceptDataLoss: acceptLoss}
 	defer env.Close()
 	wf := steps.Failover(env)
-	res, err := s.run(c, cfg, wf, nil, workflow.Options{})
+	res, err := s.run(c, cfg, wf, nil, workflow.Options{BeforeSteps: s.holdSide(env, wf)})
 	db := s.db
 	if rerr := reportRun(c, wf, cfg.Name, res, err); rerr != nil {
 		return rerr

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/steps"
 	"github.com/pgsdr/sdr/store"
 	"github.com/pgsdr/sdr/workflow"
 )
@@ -86,6 +88,15 @@ func (s *session) run(c *cli.Context, cfg *cluster.Config, wf workflow.Workflow,
 	defer progressDone()
 	runner := &workflow.Runner{Store: s.db, Log: s.log, NewRunID: func() string { return s.runID }, Progress: progress, InputPath: cfg.InputPath}
 	return runner.Run(c.Context, wf, all, opts)
+}
+
+// holdSide is the hook (workflow.Options.BeforeSteps) that takes the run
+// lock of the side wf acts on (steps.Env.HoldSide), naming this run as its
+// holder.
+func (s *session) holdSide(env *steps.Env, wf workflow.Workflow) func(context.Context) error {
+	host, _ := os.Hostname()
+	holder := fmt.Sprintf("sdr %s (pid %d on %s, state file %s, run %s)", wf.Key(), os.Getpid(), host, s.db.Path(), s.runID)
+	return env.HoldSide(wf.Role, holder, s.log)
 }
 
 func (s *session) close() {

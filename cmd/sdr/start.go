@@ -123,7 +123,7 @@ func runStart(c *cli.Context, g globals, role workflow.Role, timeout time.Durati
 		ResetReplicationPassword: c.Bool("reset-replication-password"), NoRewind: c.Bool("no-rewind")}
 	defer env.Close()
 	wf := steps.Start(role, env)
-	res, err := s.run(c, cfg, wf, nil, workflow.Options{Restart: restart})
+	res, err := s.run(c, cfg, wf, nil, workflow.Options{Restart: restart, BeforeSteps: s.holdSide(env, wf)})
 	return reportRun(c, wf, cfg.Name, res, err)
 }
 
@@ -133,6 +133,10 @@ func reportRun(c *cli.Context, wf workflow.Workflow, pair string, res workflow.R
 	var ic *workflow.InputsChangedError
 	switch {
 	case errors.As(err, &ic):
+		return usageErr(err)
+	case errors.Is(err, steps.ErrSideLocked):
+		fmt.Fprintf(out, "%s for DR pair %s refused before its first step: another sdr run works on this side; nothing was changed or recorded.\n",
+			wf.Key(), pair)
 		return usageErr(err)
 	case err != nil:
 		var se *workflow.StepError

@@ -212,6 +212,6 @@ func runStop(c *cli.Context, g globals, role workflow.Role, timeout time.Duratio
 	env := &steps.Env{Config: cfg, Pool: s.pool, Timeout: timeout}
 	defer env.Close()
 	wf := steps.Stop(role, env, opts)
-	res, err := s.run(c, cfg, wf, map[string]string{"drop_role": strconv.FormatBool(opts.DropRole)}, workflow.Options{Restart: restart})
+	res, err := s.run(c, cfg, wf, map[string]string{"drop_role": strconv.FormatBool(opts.DropRole)}, workflow.Options{Restart: restart, BeforeSteps: s.holdSide(env, wf)})
 	return reportRun(c, wf, cfg.Name, res, err)
 }

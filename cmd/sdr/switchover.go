@@ -96,7 +96,7 @@ func runSwitchover(c *cli.Context, g globals, role workflow.Role) error {
 	}
 	// A finished switchover is over: running the command again starts a
 	// new one (whose checks refuse it when nothing is to be switched).
-	res, err := s.run(c, cfg, wf, nil, workflow.Options{NewIfComplete: true})
+	res, err := s.run(c, cfg, wf, nil, workflow.Options{NewIfComplete: true, BeforeSteps: s.holdSide(env, wf)})
 	if rerr := reportRun(c, wf, cfg.Name, res, err); rerr != nil {
 		return rerr
 	}

@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgsdr/sdr/e2e/bed"
+)
+
+// TestSecondRunOnASideIsRefused: while a start of the DR side runs (here
+// waiting in 2_check_cluster for a primary that is down), a run of the
+// same side from another state file, a start or a stop, is refused at
+// once, naming the run that holds the side, and its state file is left as
+// it was; once the first run has finished, the same command runs.
+func TestSecondRunOnASideIsRefused(t *testing.T) {
+	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
+	b := startedBed(t, bed.Options{}, 1)
+	ctx := context.Background()
+	// A second state file of the same side, as a second admin host has.
+	raw, err := os.ReadFile(b.StateFileStandby)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := side{"standby", filepath.Join(b.Dir, "other-standby.db"), filepath.Join(b.Dir, "other-standby.log")}
+	if err := os.WriteFile(other.state, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.StopNode(ctx, bed.DC1A); err != nil {
+		t.Fatal(err)
+	}
+	holder := side{"standby", b.StateFileStandby, filepath.Join(b.Dir, "holder-standby.log")}
+	first := make(chan result, 1)
+	go func() { first <- start(t, b, holder, "--restart", "--timeout", "2m") }()
+	eventually(t, time.Minute, "the first run waits in 2_check_cluster", func() (bool, string) {
+		raw, _ := os.ReadFile(holder.log)
+		return strings.Contains(string(raw), `"step":"2_check_cluster"`), tailLines(string(raw), 3)
+	})
+
+	for _, args := range [][]string{
+		{"start", "--role", "standby", "--restart", "--timeout", "20s"},
+		{"stop", "--role", "standby", "--timeout", "20s"},
+	} {
+		before := fileDigest(other.state)
+		r := sdr(t, sdrBin, nil, append([]string{"--config", b.ConfigPath, "--state", other.state, "--log-file", other.log}, args...)...)
+		if r.Code != 2 {
+			t.Fatalf("%s while another run holds the side: want exit 2\n%s", args[0], r)
+		}
+		msg := errorLine(r.Stderr)
+		t.Logf("%s refused after %s: %s", args[0], r.Took.Round(time.Millisecond), msg)
+		for _, w := range []string{"another sdr run works on this side", "dc2-a", "start/standby", b.StateFileStandby} {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: the error does not name %q: %s", args[0], w, msg)
+			}
+		}
+		if !strings.Contains(r.Stdout, "refused before its first step") {
+			t.Errorf("%s: stdout does not say it was refused:\n%s", args[0], r.Stdout)
+		}
+		if r.Took > 15*time.Second {
+			t.Errorf("%s: refused only after %s", args[0], r.Took)
+		}
+		if after := fileDigest(other.state); after != before {
+			t.Errorf("%s: the refused run changed its state file", args[0])
+		}
+	}
+
+	if err := b.StartNode(ctx, bed.DC1A); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-first; r.Code != 0 {
+		t.Fatalf("the first run, once the primary is back: %s", r)
+	}
+	// The side is let go with the run: the same command now runs.
+	if r := start(t, b, other, "--restart", "--timeout", "2m"); r.Code != 0 {
+		t.Fatalf("the second state file's start after the first run ended: %s", r)
+	}
+}
