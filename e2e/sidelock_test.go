@@ -13,9 +13,10 @@ import (
 
 // TestSecondRunOnASideIsRefused: while a start of the DR side runs (here
 // waiting in 2_check_cluster for a primary that is down), a run of the
-// same side from another state file, a start or a stop, is refused at
-// once, naming the run that holds the side, and its state file is left as
-// it was; once the first run has finished, the same command runs.
+// same side from another state file, a start or a stop, is refused by its
+// checks (the lock is taken while they run), naming the run that holds
+// the side, with the side's state unchanged; once the first run has
+// finished, the same command runs.
 func TestSecondRunOnASideIsRefused(t *testing.T) {
 	t.Parallel() // each test has its own bed; make e2e runs two at a time (-parallel 2)
 	b := startedBed(t, bed.Options{}, 1)
@@ -44,7 +45,7 @@ func TestSecondRunOnASideIsRefused(t *testing.T) {
 		{"start", "--role", "standby", "--restart", "--timeout", "20s"},
 		{"stop", "--role", "standby", "--timeout", "20s"},
 	} {
-		before := fileDigest(other.state)
+		before := status(t, "", other).state("standby")
 		r := sdr(t, sdrBin, nil, append([]string{"--config", b.ConfigPath, "--state", other.state, "--log-file", other.log}, args...)...)
 		if r.Code != 2 {
 			t.Fatalf("%s while another run holds the side: want exit 2\n%s", args[0], r)
@@ -56,14 +57,14 @@ func TestSecondRunOnASideIsRefused(t *testing.T) {
 				t.Errorf("%s: the error does not name %q: %s", args[0], w, msg)
 			}
 		}
-		if !strings.Contains(r.Stdout, "refused before its first step") {
+		if !strings.Contains(r.Stdout, "refused at 2_check_cluster before changing anything") {
 			t.Errorf("%s: stdout does not say it was refused:\n%s", args[0], r.Stdout)
 		}
 		if r.Took > 15*time.Second {
 			t.Errorf("%s: refused only after %s", args[0], r.Took)
 		}
-		if after := fileDigest(other.state); after != before {
-			t.Errorf("%s: the refused run changed its state file", args[0])
+		if after := status(t, "", other).state("standby"); after != before {
+			t.Errorf("%s: the refused run changed the side's state from %s to %s", args[0], before, after)
 		}
 	}
 

@@ -47,7 +47,7 @@ func failoverSteps(e *Env) []workflow.Step {
 
 // Failover returns the failover workflow (run on the DR side: role standby).
 func Failover(e *Env) workflow.Workflow {
-	return workflow.Workflow{Action: "failover", Role: workflow.RoleStandby, Steps: failoverSteps(e)}
+	return e.sideLocked(workflow.Workflow{Action: "failover", Role: workflow.RoleStandby, Steps: failoverSteps(e)})
 }
 
 // FailoverHelp lists the failover's steps, for --help.

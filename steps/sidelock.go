@@ -26,7 +26,26 @@ const sideLockWait = 3 * time.Second
 type sideLock struct {
 	mu    sync.Mutex
 	lock  *cluster.NodeLock
-	tried bool // taken, or found impossible (the main node cannot be reached)
+	tried bool          // taken, or found impossible (the main node cannot be reached)
+	done  chan struct{} // closed once the attempt ended (nil: none began); then err is set
+	err   error         // the refusal (ErrSideLocked), or nil
+}
+
+// wait waits for this run's attempt at the side's run lock, if one began,
+// and returns its refusal.
+func (l *sideLock) wait(ctx context.Context) error {
+	l.mu.Lock()
+	done := l.done
+	l.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return l.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // HoldSide returns the hook (workflow.Options.BeforeSteps) that takes the
@@ -34,56 +53,157 @@ type sideLock struct {
 // failover, the switchover's promote half): a node lock on run.lock in the
 // main standby's work directory, held until Close. Two such runs (from two
 // state files, or two hosts) never interleave their steps: the second is
-// refused, naming the holder, with nothing recorded. When the main standby
+// refused, naming the holder. When the run begins with a step that only
+// checks, the lock is taken meanwhile and the last such step waits for it
+// (sideLocked); a refusal there is the check's, "nothing was changed".
+// Otherwise it is taken before anything is recorded. When the main standby
 // cannot be reached, or its work directory cannot be made, the run goes on
 // without the lock (its steps reach that node, or do without it) and says
 // so. The primary side takes none: sdr keeps nothing beside a
 // primary-cluster node's data directory.
-func (e *Env) HoldSide(role workflow.Role, holder string, log *zap.Logger) func(context.Context) error {
-	return func(ctx context.Context) error {
+func (e *Env) HoldSide(role workflow.Role, holder string, log *zap.Logger) func(context.Context, workflow.Step) error {
+	return func(ctx context.Context, first workflow.Step) error {
 		if e.ReadOnly || role != workflow.RoleStandby {
 			return nil
 		}
 		e.side.mu.Lock()
-		defer e.side.mu.Unlock()
 		if e.side.tried {
+			e.side.mu.Unlock()
 			return nil
 		}
 		e.side.tried = true
-		n, _ := e.mainStandby()
-		cl := e.Config.StandbyName
-		if n == nil {
+		done := make(chan struct{})
+		e.side.done = done
+		e.side.mu.Unlock()
+		take := func() {
+			err := e.takeSide(ctx, holder, log)
+			e.side.mu.Lock()
+			e.side.err = err
+			e.side.mu.Unlock()
+			close(done)
+		}
+		if first.CheckOnly {
+			go take()
 			return nil
 		}
-		warn := func(err error) error {
-			log.Warn("the run lock of this side was not taken; this run goes on without it", zap.String("node", n.Name),
-				zap.String("cluster", cl), zap.Error(err))
-			return nil
-		}
-		a, err := e.access(ctx, n)
-		if err != nil {
-			return warn(err)
-		}
-		lay, err := e.layoutOf(ctx, n)
-		if err != nil {
-			return warn(err)
-		}
-		cctx, cancel := e.cmdCtx(ctx)
-		defer cancel()
-		file := path.Join(lay.Work, "run.lock")
-		// A few seconds of waiting cover a run killed a moment ago, whose
-		// session sshd is still ending.
-		l, err := cluster.LockNodeMakingDir(cctx, a, file, holder, sideLockWait)
-		if errors.Is(err, cluster.ErrNodeLocked) {
-			return fmt.Errorf("%w (cluster %s): %w; nothing was changed: let that run finish, or stop it, then run this command again",
-				ErrSideLocked, cl, err)
-		}
-		if err != nil {
-			return warn(err)
-		}
-		e.side.lock = l
+		take()
+		return e.side.wait(ctx)
+	}
+}
+
+// takeSide takes the DR side's run lock for this run (HoldSide).
+func (e *Env) takeSide(ctx context.Context, holder string, log *zap.Logger) error {
+	n, _ := e.mainStandby()
+	if n == nil {
 		return nil
 	}
+	cl := e.Config.StandbyName
+	warn := func(err error) error {
+		log.Warn("the run lock of this side was not taken; this run goes on without it", zap.String("node", n.Name),
+			zap.String("cluster", cl), zap.Error(err))
+		return nil
+	}
+	a, err := e.access(ctx, n)
+	if err != nil {
+		return warn(err)
+	}
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return warn(err)
+	}
+	cctx, cancel := e.cmdCtx(ctx)
+	defer cancel()
+	file := path.Join(lay.Work, "run.lock")
+	// A few seconds of waiting cover a run killed a moment ago, whose
+	// session sshd is still ending.
+	l, err := cluster.LockNodeMakingDir(cctx, a, file, holder, sideLockWait)
+	if errors.Is(err, cluster.ErrNodeLocked) {
+		return fmt.Errorf("%w (cluster %s): %w; nothing was changed: let that run finish, or stop it, then run this command again",
+			ErrSideLocked, cl, err)
+	}
+	if err != nil {
+		return warn(err)
+	}
+	e.side.mu.Lock()
+	e.side.lock = l
+	e.side.mu.Unlock()
+	return nil
+}
+
+// sideWait is where a step of a DR-side workflow waits for the side's run
+// lock (sideWaits).
+type sideWait int
+
+const (
+	sideWaitNone   sideWait = iota // a check before others: it does not wait
+	sideWaitAfter                  // the last check before a change: it waits at its end
+	sideWaitBefore                 // a step that changes something: it waits first
+)
+
+// sideWaits says, for each step of wf (a DR-side workflow), where it waits
+// for the side's run lock: a step that changes something waits first; the
+// last of a run of checks before one that changes something waits at its
+// end, its own checks having run meanwhile; other checks do not wait.
+// Steps that do not run for wf's role do not wait.
+func sideWaits(wf workflow.Workflow) []sideWait {
+	out := make([]sideWait, len(wf.Steps))
+	var idx []int
+	for i, s := range wf.Steps {
+		if s.AppliesTo(wf.Role) {
+			idx = append(idx, i)
+		}
+	}
+	for k, i := range idx {
+		switch {
+		case !wf.Steps[i].CheckOnly:
+			out[i] = sideWaitBefore
+		case k+1 == len(idx) || !wf.Steps[idx[k+1]].CheckOnly:
+			out[i] = sideWaitAfter
+		}
+	}
+	return out
+}
+
+// sideLocked makes the steps of wf, when it is a DR-side workflow (role
+// standby), keep to the side's run lock (HoldSide) as sideWaits says.
+func (e *Env) sideLocked(wf workflow.Workflow) workflow.Workflow {
+	if wf.Role != workflow.RoleStandby {
+		return wf
+	}
+	for i, w := range sideWaits(wf) {
+		run := wf.Steps[i].Run
+		if run == nil {
+			continue
+		}
+		switch w {
+		case sideWaitBefore:
+			wf.Steps[i].Run = func(ctx context.Context, rc *workflow.RunContext) error {
+				if err := e.side.wait(ctx); err != nil {
+					return err
+				}
+				return run(ctx, rc)
+			}
+		case sideWaitAfter:
+			// The check runs while the lock is taken; a refusal ends it
+			// at once (it may be waiting, say for the primary).
+			wf.Steps[i].Run = func(ctx context.Context, rc *workflow.RunContext) error {
+				cctx, cancel := context.WithCancelCause(ctx)
+				defer cancel(nil)
+				checked := make(chan error, 1)
+				go func() { checked <- run(cctx, rc) }()
+				lerr := e.side.wait(ctx)
+				if lerr != nil {
+					cancel(lerr)
+				}
+				err := <-checked
+				if lerr != nil {
+					return lerr
+				}
+				return err
+			}
+		}
+	}
+	return wf
 }
 
 // releaseSide lets go of the side's run lock, if this run holds it.

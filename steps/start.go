@@ -40,7 +40,7 @@ func startSteps(e *Env) []workflow.Step {
 
 // Start returns the start workflow of role.
 func Start(role workflow.Role, e *Env) workflow.Workflow {
-	return forRole("start", role, startSteps(e))
+	return e.sideLocked(forRole("start", role, startSteps(e)))
 }
 
 // forRole picks role's workflow out of an action's step list. Where the

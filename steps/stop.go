@@ -78,7 +78,7 @@ func stopSteps(s *stopRun) []workflow.Step {
 
 // Stop returns the stop workflow of role.
 func Stop(role workflow.Role, e *Env, opts StopOptions) workflow.Workflow {
-	return forRole("stop", role, stopSteps(&stopRun{e: e, opts: opts}))
+	return e.sideLocked(forRole("stop", role, stopSteps(&stopRun{e: e, opts: opts})))
 }
 
 // StopHelp lists the stop steps of both roles, for --help.

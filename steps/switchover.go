@@ -61,7 +61,7 @@ func switchoverSteps(e *Env, o SwitchoverOptions) []workflow.Step {
 
 // Switchover returns the switchover half of role: primary demotes, standby promotes.
 func Switchover(role workflow.Role, e *Env, o SwitchoverOptions) workflow.Workflow {
-	return forRole("switchover", role, switchoverSteps(e, o))
+	return e.sideLocked(forRole("switchover", role, switchoverSteps(e, o)))
 }
 
 // SwitchoverHelp lists both halves' steps, for --help.

@@ -191,24 +191,38 @@ type Options struct {
 	NewIfComplete bool
 	// BeforeSteps, when set, is called once before the run is recorded,
 	// and only when the run goes on to run steps (not for a rerun of a
-	// complete run, nor for one refused because its inputs changed). An
-	// error refuses the run with nothing recorded: Run returns it as is.
-	// The commands take the side's run lock here (steps.Env.HoldSide).
-	BeforeSteps func(ctx context.Context) error
+	// complete run, nor for one refused because its inputs changed), with
+	// the first step it will run. An error refuses the run with nothing
+	// recorded: Run returns it as is. The commands take the DR side's run
+	// lock here (steps.Env.HoldSide).
+	BeforeSteps func(ctx context.Context, first Step) error
 }
 
-// wouldRunSteps tells whether Run, finding rec and side recorded, goes on
-// to run steps: not when rec is a current complete record (a rerun of a
-// finished run), nor when rec is current and the inputs differ without
-// Restart (the run is refused). It decides as Run's first transaction does.
-func wouldRunSteps(rec *Record, side Side, fp string, opts Options) bool {
+// firstToRun returns the first step Run runs, finding rec and side
+// recorded, and false when it runs none: rec is a current complete record
+// (a rerun of a finished run), or rec is current and the inputs differ
+// without Restart (the run is refused). It decides as Run's first
+// transaction does.
+func firstToRun(wf Workflow, rec *Record, side Side, fp string, opts Options) (Step, bool) {
 	if rec != nil && rec.Complete && opts.NewIfComplete {
 		rec = nil
 	}
-	if rec == nil || rec.SupersededBy(side) != "" || opts.Restart {
-		return true
+	fresh := rec == nil || rec.SupersededBy(side) != "" || opts.Restart
+	if !fresh && (rec.Fingerprint != fp || rec.Complete) {
+		return Step{}, false
 	}
-	return rec.Fingerprint == fp && !rec.Complete
+	for _, s := range wf.Steps {
+		if !s.AppliesTo(wf.Role) {
+			continue
+		}
+		if !fresh {
+			if sr := rec.Step(s.Name); sr != nil && sr.Status.Finished() {
+				continue
+			}
+		}
+		return s, true
+	}
+	return Step{}, false
 }
 
 // Result tells what a run did.
@@ -341,8 +355,8 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 		if err != nil {
 			return res, err
 		}
-		if wouldRunSteps(rec, side, fp, opts) {
-			if err := opts.BeforeSteps(ctx); err != nil {
+		if first, ok := firstToRun(wf, rec, side, fp, opts); ok {
+			if err := opts.BeforeSteps(ctx, first); err != nil {
 				return res, err
 			}
 		}

@@ -1150,11 +1150,12 @@ func TestRunnerBeforeSteps(t *testing.T) {
 		hookErr   error
 		wantCalls int
 		wantRan   int
+		wantFirst string
 		wantErr   error
 	}{
-		{name: "first run", inputs: inputsA, wantCalls: 1, wantRan: 5},
-		{name: "refused first run records nothing", inputs: inputsA, hookErr: held, wantCalls: 1, wantErr: held},
-		{name: "resumed run", inputs: inputsA, wantCalls: 1, wantRan: 3,
+		{name: "first run", inputs: inputsA, wantCalls: 1, wantRan: 5, wantFirst: "1_one"},
+		{name: "refused first run records nothing", inputs: inputsA, hookErr: held, wantCalls: 1, wantErr: held, wantFirst: "1_one"},
+		{name: "resumed run", inputs: inputsA, wantCalls: 1, wantRan: 3, wantFirst: "3_three",
 			prepare: func(r *Runner, wf Workflow) {
 				wf.Steps[2].Run = func(context.Context, *RunContext) error { return errors.New("boom") }
 				_, _ = r.Run(context.Background(), wf, inputsA, Options{})
@@ -1163,9 +1164,9 @@ func TestRunnerBeforeSteps(t *testing.T) {
 			prepare: func(r *Runner, wf Workflow) { _, _ = r.Run(context.Background(), wf, inputsA, Options{}) }},
 		{name: "changed inputs are refused before the hook", inputs: map[string]string{"pair": "p1", "host": "b"}, wantCalls: 0,
 			prepare: func(r *Runner, wf Workflow) { _, _ = r.Run(context.Background(), wf, inputsA, Options{}) }},
-		{name: "restart of a finished run", inputs: inputsA, opts: Options{Restart: true}, wantCalls: 1, wantRan: 5,
+		{name: "restart of a finished run", inputs: inputsA, opts: Options{Restart: true}, wantCalls: 1, wantRan: 5, wantFirst: "1_one",
 			prepare: func(r *Runner, wf Workflow) { _, _ = r.Run(context.Background(), wf, inputsA, Options{}) }},
-		{name: "new operation after a finished one", inputs: inputsA, opts: Options{NewIfComplete: true}, wantCalls: 1, wantRan: 5,
+		{name: "new operation after a finished one", inputs: inputsA, opts: Options{NewIfComplete: true}, wantCalls: 1, wantRan: 5, wantFirst: "1_one",
 			prepare: func(r *Runner, wf Workflow) { _, _ = r.Run(context.Background(), wf, inputsA, Options{}) }},
 	}
 	for _, tc := range tests {
@@ -1176,12 +1177,15 @@ func TestRunnerBeforeSteps(t *testing.T) {
 				tc.prepare(r, fiveSteps(&effects{}, nil))
 			}
 			before := st.record("test/primary")
-			calls := 0
+			calls, first := 0, ""
 			opts := tc.opts
-			opts.BeforeSteps = func(context.Context) error { calls++; return tc.hookErr }
+			opts.BeforeSteps = func(_ context.Context, s Step) error { calls++; first = s.Name; return tc.hookErr }
 			res, err := r.Run(context.Background(), fiveSteps(fx, nil), tc.inputs, opts)
 			if calls != tc.wantCalls {
 				t.Errorf("hook called %d times, want %d", calls, tc.wantCalls)
+			}
+			if first != tc.wantFirst {
+				t.Errorf("hook given step %q, want %q", first, tc.wantFirst)
 			}
 			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Errorf("err %v, want %v", err, tc.wantErr)

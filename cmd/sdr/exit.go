@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pgsdr/sdr/cluster"
+	"github.com/pgsdr/sdr/steps"
 	"github.com/pgsdr/sdr/workflow"
 )
 
@@ -42,7 +43,7 @@ func refusedBeforeChange(wf workflow.Workflow, se *workflow.StepError) bool {
 		return false
 	}
 	return workflow.IsPermanent(se.Err) || errors.Is(se.Err, cluster.ErrHostKey) || errors.Is(se.Err, cluster.ErrSSHAuth) ||
-		errors.Is(se.Err, cluster.ErrSSHFiles)
+		errors.Is(se.Err, cluster.ErrSSHFiles) || errors.Is(se.Err, steps.ErrSideLocked)
 }
 
 // exitCode maps an error to the process exit code. Errors that the

@@ -93,7 +93,7 @@ func (s *session) run(c *cli.Context, cfg *cluster.Config, wf workflow.Workflow,
 // holdSide is the hook (workflow.Options.BeforeSteps) that takes the run
 // lock of the side wf acts on (steps.Env.HoldSide), naming this run as its
 // holder.
-func (s *session) holdSide(env *steps.Env, wf workflow.Workflow) func(context.Context) error {
+func (s *session) holdSide(env *steps.Env, wf workflow.Workflow) func(context.Context, workflow.Step) error {
 	host, _ := os.Hostname()
 	holder := fmt.Sprintf("sdr %s (pid %d on %s, state file %s, run %s)", wf.Key(), os.Getpid(), host, s.db.Path(), s.runID)
 	return env.HoldSide(wf.Role, holder, s.log)

@@ -134,7 +134,7 @@ func reportRun(c *cli.Context, wf workflow.Workflow, pair string, res workflow.R
 	switch {
 	case errors.As(err, &ic):
 		return usageErr(err)
-	case errors.Is(err, steps.ErrSideLocked):
+	case errors.Is(err, steps.ErrSideLocked) && !errors.As(err, new(*workflow.StepError)):
 		fmt.Fprintf(out, "%s for DR pair %s refused before its first step: another sdr run works on this side; nothing was changed or recorded.\n",
 			wf.Key(), pair)
 		return usageErr(err)
