@@ -15,8 +15,7 @@ import (
 )
 
 // ErrSideLocked means another sdr run works on the DR side of the pair
-// (its run lock is held): the run is refused before anything is recorded
-// or changed.
+// (its run lock is held): the run is refused before it changes anything.
 var ErrSideLocked = errors.New("another sdr run works on this side of the pair")
 
 // sideLockWait bounds how long a run waits for the DR side's run lock.
@@ -206,7 +205,10 @@ func (e *Env) sideLocked(wf workflow.Workflow) workflow.Workflow {
 	return wf
 }
 
-// releaseSide lets go of the side's run lock, if this run holds it.
+// releaseSide lets go of the side's run lock, if this run holds it. An
+// attempt still under way (the run ended in its first checks) is not
+// waited for: a lock it takes is let go when the run's SSH connections
+// close, as the process ends.
 func (e *Env) releaseSide() {
 	e.side.mu.Lock()
 	defer e.side.mu.Unlock()
