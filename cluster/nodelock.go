@@ -164,6 +164,39 @@ func (l *NodeLock) watch() {
 	}
 }
 
+// LockHolder tells, without taking it, whether the lock on file (see
+// LockNode) is held now, and by whom (file+".holder"). It only reads: a
+// missing file is a lock nobody holds, and the test is an flock for
+// reading on a descriptor opened for reading, let go at once.
+func LockHolder(ctx context.Context, a Access, file string) (holder string, held bool, err error) {
+	if err := checkPaths(file); err != nil {
+		return "", false, fmt.Errorf("on %s: while looking at lock %s: %w", a.Node().Name, file, err)
+	}
+	script := ReadOnlyScript(fmt.Sprintf(`f=%s
+[ -e "$f" ] || exit 0
+exec 9<"$f" || exit 0
+flock -n -s 9 && exit 0
+printf 'held=1\0holder=%%s\0' "$(cat -- "$f.holder" 2>/dev/null)"
+`, ShellQuote(file)))
+	out, err := runScript(ctx, a, "looking at lock "+file, script)
+	if err != nil {
+		return "", false, err
+	}
+	recs, err := parseRecords(out)
+	if err != nil {
+		return "", false, fmt.Errorf("on %s: while looking at lock %s: %w", a.Node().Name, file, err)
+	}
+	for _, r := range recs {
+		switch r.key {
+		case "held":
+			held = true
+		case "holder":
+			holder = strings.TrimSpace(r.val)
+		}
+	}
+	return holder, held, nil
+}
+
 // beat sends the holding process a line every interval until the lock is
 // released or lost (see lockLease).
 func (l *NodeLock) beat(interval time.Duration) {

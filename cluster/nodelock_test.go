@@ -144,6 +144,35 @@ func TestLockNodeConformance(t *testing.T) {
 				t.Error("Release of a lock lost to its lease: want error")
 			}
 		}},
+		{"LockHolder tells a held lock and its holder, and takes nothing", func(t *testing.T, a Access, dir string) {
+			file := filepath.Join(dir, "sdr.lock")
+			if h, held, err := LockHolder(context.Background(), a, file); err != nil || held || h != "" {
+				t.Fatalf("no lock file: %q %v %v", h, held, err)
+			}
+			l, err := LockNode(context.Background(), a, file, "sdr start/standby (pid 123 on host x)", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, held, err := LockHolder(context.Background(), a, file)
+			if err != nil || !held || h != "sdr start/standby (pid 123 on host x)" {
+				t.Fatalf("held: %q %v %v", h, held, err)
+			}
+			if err := l.Release(); err != nil {
+				t.Fatal(err)
+			}
+			if h, held, err := LockHolder(context.Background(), a, file); err != nil || held {
+				t.Fatalf("released: %q %v %v", h, held, err)
+			}
+			// Looking did not keep it: the lock can be taken at once.
+			l, err = LockNode(context.Background(), a, file, "R2", 0)
+			if err != nil {
+				t.Fatalf("after LockHolder: %v", err)
+			}
+			l.Release()
+			if _, _, err := LockHolder(context.Background(), ReadOnly(a), file); err != nil {
+				t.Errorf("through a read-only access: %v", err)
+			}
+		}},
 		{"LockNodeMakingDir creates the directory, mode 0700", func(t *testing.T, a Access, dir string) {
 			work := filepath.Join(dir, "data.sdr", "sub")
 			file := filepath.Join(work, "lock")

@@ -230,6 +230,7 @@ type statusDoc struct {
 		Error       string `json:"error"`
 		Role        string `json:"role"`
 		Upstream    string `json:"upstream"`
+		RunLock     string `json:"run_lock"`
 		WalReceiver *struct {
 			Status     string `json:"status"`
 			SenderPort int    `json:"sender_port"`

@@ -41,6 +41,19 @@ func TestSecondRunOnASideIsRefused(t *testing.T) {
 		return strings.Contains(string(raw), `"step":"2_check_cluster"`), tailLines(string(raw), 3)
 	})
 
+	// status with live facts names the run that holds the DR side.
+	runLock := func() string {
+		for _, n := range status(t, b.ConfigPath, other).Nodes {
+			if n.Name == bed.DC2A {
+				return n.RunLock
+			}
+		}
+		return ""
+	}
+	if got := runLock(); !strings.Contains(got, "start/standby") || !strings.Contains(got, b.StateFileStandby) {
+		t.Errorf("status --config: dc2-a's run_lock %q, want the first run", got)
+	}
+
 	for _, args := range [][]string{
 		{"start", "--role", "standby", "--restart", "--timeout", "20s"},
 		{"stop", "--role", "standby", "--timeout", "20s"},
@@ -73,6 +86,9 @@ func TestSecondRunOnASideIsRefused(t *testing.T) {
 	}
 	if r := <-first; r.Code != 0 {
 		t.Fatalf("the first run, once the primary is back: %s", r)
+	}
+	if got := runLock(); got != "" {
+		t.Errorf("status --config after the run ended: dc2-a's run_lock %q, want none", got)
 	}
 	// The side is let go with the run: the same command now runs.
 	if r := start(t, b, other, "--restart", "--timeout", "2m"); r.Code != 0 {

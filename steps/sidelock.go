@@ -205,6 +205,30 @@ func (e *Env) sideLocked(wf workflow.Workflow) workflow.Workflow {
 	return wf
 }
 
+// sideHolder names the run that holds the DR side's run lock on the main
+// standby n now ("held" when its holder is not known), or "" when none
+// does or it cannot be looked at (status; bounded by the command timeout).
+func (e *Env) sideHolder(ctx context.Context, n *cluster.Node) string {
+	pctx, cancel := context.WithTimeout(ctx, e.Config.Timeouts.Connect.Duration+5*time.Second)
+	defer cancel()
+	lay, err := e.layoutOf(pctx, n)
+	if err != nil {
+		return ""
+	}
+	a, err := e.access(pctx, n)
+	if err != nil {
+		return ""
+	}
+	holder, held, err := cluster.LockHolder(pctx, a, path.Join(lay.Work, "run.lock"))
+	switch {
+	case err != nil || !held:
+		return ""
+	case holder == "":
+		return "held"
+	}
+	return holder
+}
+
 // releaseSide lets go of the side's run lock, if this run holds it. An
 // attempt still under way (the run ended in its first checks) is not
 // waited for: a lock it takes is let go when the run's SSH connections

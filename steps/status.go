@@ -41,6 +41,10 @@ type NodeStatus struct {
 	// Slots are this pair's replication slots on the node (sdr's names for
 	// the pair's nodes), with the WAL each keeps there.
 	Slots []SlotStatus `json:"slots,omitempty"`
+	// RunLock, on the DR side's main standby, names the run that holds the
+	// DR side's run lock now (HoldSide), or is "held" when the holder is
+	// not known. Empty when no run holds it, or it could not be looked at.
+	RunLock string `json:"run_lock,omitempty"`
 }
 
 // SlotStatus is one of the pair's replication slots on a node.
@@ -342,8 +346,16 @@ func Probe(ctx context.Context, e *Env) []NodeStatus {
 	ref := newPrimaryRef(len(e.primaryNodes()))
 	defer ref.close()
 	refLSN := make([]*uint64, len(nodes))
+	main, _ := e.mainStandby()
+	var runLock string
 	_ = forEach(ctx, nodes, func(ctx context.Context, n *cluster.Node) error {
 		i := indexOf(nodes, n)
+		if n == main {
+			// Who holds the DR side's run lock is looked at meanwhile.
+			done := make(chan struct{})
+			go func() { defer close(done); runLock = e.sideHolder(ctx, n) }()
+			defer func() { <-done }()
+		}
 		var keep func(*pgx.Conn) bool
 		if sides[i] == "primary" {
 			keep = func(c *pgx.Conn) bool { return ref.offer(n.Name, c) }
@@ -361,6 +373,9 @@ func Probe(ctx context.Context, e *Env) []NodeStatus {
 	})
 	primary := ref.primary()
 	for i := range out {
+		if nodes[i] == main {
+			out[i].RunLock = runLock
+		}
 		switch {
 		case obs[i] != nil && obs[i].InRecovery:
 			l := classifyLag(lagFacts{Now: obs[i].Now, ReceiverStatus: obs[i].Status, ReceiverStart: obs[i].ReceiverStart,

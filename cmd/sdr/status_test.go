@@ -196,7 +196,7 @@ func TestStatusTextDurationsAndNodes(t *testing.T) {
 		{Name: "dc1-b", Cluster: "primary", Reachable: true, Role: "standby", Upstream: "dc1-a",
 			WalReceiver: &steps.WalReceiverStatus{Status: "streaming", SenderHost: "/run/dc1-a", SenderPort: 5501},
 			Lag:         &steps.Lag{State: steps.LagStreaming, Primary: "dc1-a", PrimaryLSN: "0/B0405C8", Bytes: i64(0), ReceiveBytes: i64(0), Seconds: f64(0), SecondsFrom: steps.SecondsCaughtUp, Since: at(2 * time.Hour)}},
-		{Name: "dc2-a", Cluster: "standby", Reachable: true, Role: "standby", Upstream: "dc1-a",
+		{Name: "dc2-a", Cluster: "standby", Reachable: true, Role: "standby", Upstream: "dc1-a", RunLock: "sdr start/standby (pid 42 on dr-admin-2)",
 			WalReceiver: &steps.WalReceiverStatus{Status: "waiting"},
 			Lag:         &steps.Lag{State: steps.LagNotStreaming, Primary: "dc1-a", PrimaryLSN: "0/B0405C8", LastMessage: at(45 * time.Second), Since: at(45 * time.Second)}},
 		{Name: "dc2-b", Cluster: "standby", Reachable: false, Error: "on dc2-b: connection refused",
@@ -222,6 +222,7 @@ func TestStatusTextDurationsAndNodes(t *testing.T) {
 		"behind, streaming since":         regexp.MustCompile(`\n\s+dc2-c\s+standby\s+standby\s+dc2-a\s+streaming\s+3\.0 MiB, 12\.5 s\s+streaming since \S+ \S+ \(10m00s\)`),
 		"a primary has no lag":            regexp.MustCompile(`\n\s+dc1-a\s+primary\s+primary\s+-\s+-\s+-\s+-\s+dc1-b streaming`),
 		"downstream lag in readable unit": regexp.MustCompile(`sdr_dc1_dc2_dc2_a streaming lag 2\.0 KiB/0\.0 s`),
+		"who holds the DR side":           regexp.MustCompile(`\nDR side run lock \(on dc2-a\): held by sdr start/standby \(pid 42 on dr-admin-2\);`),
 	}
 	for what, re := range rows {
 		if !re.MatchString(stdout) {

@@ -224,6 +224,12 @@ func printNodes(w io.Writer, d StatusDoc, now time.Time) {
 			since(n, d.Sides, now), orDash(strings.Join(down, "; ")))
 	}
 	tw.Flush()
+	for _, n := range d.Nodes {
+		if n.RunLock != "" {
+			fmt.Fprintf(w, "\nDR side run lock (on %s): held by %s; another start, stop, failover or switchover of the DR side is refused until that run ends\n",
+				n.Name, n.RunLock)
+		}
+	}
 	printSlots(w, d)
 }
 
