@@ -54,6 +54,12 @@ func TestSecondRunOnASideIsRefused(t *testing.T) {
 		t.Errorf("status --config: dc2-a's run_lock %q, want the first run", got)
 	}
 
+	// plan says a run would be refused, and why.
+	pl := sdr(t, sdrBin, nil, "--config", b.ConfigPath, "--state", other.state, "plan", "start", "--role", "standby", "--restart", "--timeout", "20s")
+	if pl.Code != 2 || !strings.Contains(pl.Stdout, "REFUSED at side lock") || !strings.Contains(pl.Stdout, "start/standby") {
+		t.Errorf("plan while another run holds the side: want REFUSED at side lock naming it:\n%s", pl)
+	}
+
 	for _, args := range [][]string{
 		{"start", "--role", "standby", "--restart", "--timeout", "20s"},
 		{"stop", "--role", "standby", "--timeout", "20s"},

@@ -229,6 +229,16 @@ func (e *Env) sideHolder(ctx context.Context, n *cluster.Node) string {
 	return holder
 }
 
+// SideHolder tells whether a run holds the DR side's run lock now, and
+// which (sdr plan: a run would be refused).
+func (e *Env) SideHolder(ctx context.Context) (node, holder string) {
+	n, _ := e.mainStandby()
+	if n == nil {
+		return "", ""
+	}
+	return n.Name, e.sideHolder(ctx, n)
+}
+
 // releaseSide lets go of the side's run lock, if this run holds it. An
 // attempt still under way (the run ended in its first checks) is not
 // waited for: a lock it takes is let go when the run's SSH connections

@@ -198,6 +198,22 @@ type Options struct {
 	BeforeSteps func(ctx context.Context, first Step) error
 }
 
+// FirstToRun returns the first step a Run of wf with inputs and opts
+// would run now, as the state file stands, and false when it would run
+// none (see firstToRun). It only reads.
+func (r *Runner) FirstToRun(ctx context.Context, wf Workflow, inputs map[string]string, opts Options) (Step, bool, error) {
+	rec, err := r.Store.Load(ctx, wf.Key())
+	if err != nil {
+		return Step{}, false, err
+	}
+	side, err := r.Store.LoadSide(ctx, wf.Role)
+	if err != nil {
+		return Step{}, false, err
+	}
+	first, ok := firstToRun(wf, rec, side, Fingerprint(inputs), opts)
+	return first, ok, nil
+}
+
 // firstToRun returns the first step Run runs, finding rec and side
 // recorded, and false when it runs none: rec is a current complete record
 // (a rerun of a finished run), or rec is current and the inputs differ
@@ -347,15 +363,11 @@ func (r *Runner) Run(ctx context.Context, wf Workflow, inputs map[string]string,
 	}
 	res := Result{RunID: runID}
 	if opts.BeforeSteps != nil {
-		rec, err := r.Store.Load(ctx, key)
+		first, ok, err := r.FirstToRun(ctx, wf, inputs, opts)
 		if err != nil {
 			return res, err
 		}
-		side, err := r.Store.LoadSide(ctx, wf.Role)
-		if err != nil {
-			return res, err
-		}
-		if first, ok := firstToRun(wf, rec, side, fp, opts); ok {
+		if ok {
 			if err := opts.BeforeSteps(ctx, first); err != nil {
 				return res, err
 			}

@@ -412,6 +412,17 @@ func runPlan(c *cli.Context, g globals, o planOpts) error {
 		inputs[k] = v
 	}
 	runner := &workflow.Runner{Store: st, Log: log, InputPath: cfg.InputPath}
+	// A run of the DR side that would run steps is refused while another
+	// run holds the side's run lock (its checks are not run then).
+	if wf.Role == workflow.RoleStandby {
+		if _, runs, err := runner.FirstToRun(ctx, wf, inputs, o.run); err == nil && runs {
+			if node, holder := env.SideHolder(ctx); holder != "" {
+				doc.Plan = workflow.RefusedPlan(wf, "side lock", fmt.Errorf("%w (cluster %s): the run lock on %s is held by %s; let that run finish, or stop it",
+					steps.ErrSideLocked, cfg.StandbyName, node, holder))
+				return reportPlan(c, doc, o)
+			}
+		}
+	}
 	p, err := runner.Plan(ctx, wf, inputs, o.run)
 	if err != nil {
 		if errors.Is(err, workflow.ErrInterrupted) {
