@@ -150,6 +150,9 @@ type DirObs struct {
 	// timeline history: the switch point where it left each earlier
 	// timeline (nil when not read or unreadable).
 	History map[int]cluster.LSN
+	// HistoryErr says why History could not be read ("" when it was, or
+	// was not asked for); a refusal that it would have decided names it.
+	HistoryErr string
 }
 
 // onLineage tells whether a directory's own timeline history agrees with
@@ -326,7 +329,11 @@ func ClassifyDataDir(o DirObs, p PrimaryView, named bool) Verdict {
 				"standby.signal are there; pg_control shows the primary's state at the copy): it can be replaced"}
 		}
 		if mine {
-			return refuse(DirDiverged, fmt.Sprintf("was last a primary (pg_control: %q) with the primary's system identifier: it was promoted and may hold writes the primary does not have", o.ClusterState))
+			why := fmt.Sprintf("was last a primary (pg_control: %q) with the primary's system identifier: it was promoted and may hold writes the primary does not have", o.ClusterState)
+			if o.HistoryErr != "" && o.TimeLineID < p.TimeLineID {
+				why += fmt.Sprintf(" (its own timeline history, which shows whether sdr's switchover or failover promoted it, could not be read: %s)", o.HistoryErr)
+			}
+			return refuse(DirDiverged, why)
 		}
 		return refuse(DirDiverged, fmt.Sprintf("was last a primary (pg_control: %q) with the primary's system identifier and sdr did not build it: it may be a stopped node of the primary cluster", o.ClusterState))
 	case !standbyStates[o.ClusterState]:

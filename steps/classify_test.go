@@ -181,7 +181,9 @@ func TestClassifyAfterRolesMoved(t *testing.T) {
 	}{
 		{"sdr's copy promoted by sdr, on the primary's lineage", sdrCopy(func(o *DirObs) {}), DirFormerPrimary, true, true},
 		{"sdr's copy promoted apart (forked elsewhere)", sdrCopy(func(o *DirObs) { o.History = map[int]cluster.LSN{1: 0x3800000} }), DirDiverged, false, false},
-		{"sdr's copy whose history cannot be read", sdrCopy(func(o *DirObs) { o.History = nil }), DirDiverged, false, false},
+		{"sdr's copy whose history cannot be read", sdrCopy(func(o *DirObs) {
+			o.History, o.HistoryErr = nil, "while reading /pg/dc2-a/pg_wal/00000002.history on dc2-a: no such file"
+		}), DirDiverged, false, false},
 		{"sdr's copy whose history names a timeline the primary's does not", sdrCopy(func(o *DirObs) {
 			o.History = map[int]cluster.LSN{1: 0x3000000, 7: 0x4000000}
 		}), DirDiverged, false, false},
@@ -194,6 +196,9 @@ func TestClassifyAfterRolesMoved(t *testing.T) {
 			}
 			if v.Kind == DirFormerPrimary && !v.CopyOnly {
 				t.Fatalf("a former primary known from its own history only must be copied, never rewound: %+v", v)
+			}
+			if c.obs.HistoryErr != "" && !strings.Contains(v.Reason, c.obs.HistoryErr) {
+				t.Errorf("the refusal does not say why the history could not be read: %s", v.Reason)
 			}
 		})
 	}

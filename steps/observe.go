@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -101,30 +102,38 @@ func (e *Env) observeProbe(ctx context.Context, n *cluster.Node, lay nodeLayout,
 		// A stopped former primary past timeline 1: its own history of
 		// that timeline says where it forked from (ClassifyDataDir holds
 		// it against the primary's). Unreadable, it stays unknown.
-		o.History = e.ownHistory(ctx, n, lay, o.TimeLineID)
+		var err error
+		if o.History, err = e.ownHistory(ctx, n, lay, o.TimeLineID); err != nil {
+			o.HistoryErr = err.Error()
+		}
 	}
 	return o, nil
 }
 
 // ownHistory reads the timeline history file of timeline tli in the data
-// directory on n (nil when it cannot be read: the directory's lineage is
-// then unknown).
-func (e *Env) ownHistory(ctx context.Context, n *cluster.Node, lay nodeLayout, tli int) map[int]cluster.LSN {
+// directory on n: the switch point where it left each earlier timeline.
+// An error says why it cannot be read (the directory's lineage is then
+// unknown).
+func (e *Env) ownHistory(ctx context.Context, n *cluster.Node, lay nodeLayout, tli int) (map[int]cluster.LSN, error) {
 	a, err := e.access(ctx, n)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	cctx, cancel := e.cmdCtx(ctx)
 	defer cancel()
-	raw, err := a.ReadFile(cctx, path.Join(lay.DataDir, "pg_wal", fmt.Sprintf("%08X.history", tli)))
+	p := path.Join(lay.DataDir, "pg_wal", fmt.Sprintf("%08X.history", tli))
+	raw, err := a.ReadFile(cctx, p)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("while reading %s on %s: %w", p, n.Name, err)
 	}
 	forks, err := parseForks(string(raw))
-	if err != nil || len(forks) == 0 {
-		return nil
+	if err == nil && len(forks) == 0 {
+		err = errors.New("it names no earlier timeline")
 	}
-	return forks
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s: %w", p, n.Name, err)
+	}
+	return forks, nil
 }
 
 // dirObsFromProbe turns a probe into the classifier's input.
