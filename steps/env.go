@@ -327,6 +327,10 @@ func poll(ctx context.Context, timeout, interval time.Duration, what string, che
 		if workflow.IsPermanent(err) {
 			return err // waiting does not fix it
 		}
+		var we *waitEnder
+		if errors.As(err, &we) {
+			return we.err // waiting does not fix it; a rerun may
+		}
 		// A check cut short by the end of the wait says less than the
 		// one before it (say, "password authentication failed"): keep that.
 		if last == nil || ctx.Err() == nil {
@@ -344,6 +348,17 @@ func poll(ctx context.Context, timeout, interval time.Duration, what string, che
 		}
 	}
 }
+
+// waitEnder marks an error that ends a poll at once although it is not
+// permanent: waiting longer cannot help, a rerun may (endWait).
+type waitEnder struct{ err error }
+
+func (w *waitEnder) Error() string { return w.err.Error() }
+func (w *waitEnder) Unwrap() error { return w.err }
+
+// endWait makes err end the poll whose check returns it; the poll returns
+// err itself.
+func endWait(err error) error { return &waitEnder{err: err} }
 
 // pollFirst is the first pause of a wait.
 const pollFirst = 25 * time.Millisecond

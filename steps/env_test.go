@@ -66,6 +66,24 @@ func TestPoll(t *testing.T) {
 		}
 	})
 
+	t.Run("an error that ends the wait ends it at once, not permanent", func(t *testing.T) {
+		calls := 0
+		gone := errors.New("PostgreSQL no longer runs")
+		err := poll(context.Background(), time.Hour, time.Millisecond, "the test", func(ctx context.Context) (bool, error) {
+			calls++
+			if calls == 2 {
+				return false, endWait(gone)
+			}
+			return false, errNotYet
+		})
+		if err != gone || calls != 2 {
+			t.Errorf("poll = %v after %d checks, want %v after 2", err, calls, gone)
+		}
+		if workflow.IsPermanent(err) {
+			t.Errorf("the error became permanent")
+		}
+	})
+
 	t.Run("cancelled parent", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()

@@ -31,6 +31,11 @@ func (e *Env) startStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 		return poll(ctx, e.Timeout, pollStream, fmt.Sprintf("%s to stream from %s", n.Name, up.Node), func(ctx context.Context) (bool, error) {
 			w, err := e.walReceiver(ctx, n)
 			if err != nil {
+				// A server that stopped meanwhile (killed, crashed) ends
+				// the wait: waiting longer cannot make it stream.
+				if gone := e.serverGone(ctx, n, err); gone != nil {
+					return false, endWait(gone)
+				}
 				return false, err
 			}
 			if err := checkStreaming(n.Name, w, up); err != nil {
@@ -46,6 +51,11 @@ func (e *Env) startStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 	// while another was waited for) must not be taken for done.
 	return forEach(ctx, e.standbyNodes(), func(ctx context.Context, n *cluster.Node) error {
 		w, err := e.walReceiver(ctx, n)
+		if err != nil {
+			if gone := e.serverGone(ctx, n, err); gone != nil {
+				return gone
+			}
+		}
 		if err == nil {
 			err = checkStreaming(n.Name, w, ups[n.Name])
 		}
@@ -54,6 +64,32 @@ func (e *Env) startStandbyCluster(ctx context.Context, rc *workflow.RunContext) 
 		}
 		return nil
 	})
+}
+
+// serverGone returns, when n could not be asked (askErr), the error that
+// says its PostgreSQL no longer runs, or nil when it still runs or that
+// cannot be told (deadServer). One pg_ctl status over SSH per call.
+func (e *Env) serverGone(ctx context.Context, n *cluster.Node, askErr error) error {
+	lay, err := e.layoutOf(ctx, n)
+	if err != nil {
+		return nil
+	}
+	running, err := e.pgRunning(ctx, n, lay.DataDir)
+	return deadServer(n.Name, lay.DataDir, startLog(n), askErr, running, err)
+}
+
+// deadServer decides whether a wait for a node that could not be asked
+// (askErr) ends: only when pg_ctl status said, without an error of its
+// own, that no PostgreSQL runs in dataDir. A server that runs but does not
+// take sessions yet (starting up, or recovering), or a node that cannot be
+// reached, is waited for. The error is not permanent: a rerun starts the
+// server again.
+func deadServer(node, dataDir, logHint string, askErr error, running bool, statusErr error) error {
+	if askErr == nil || statusErr != nil || running {
+		return nil
+	}
+	return fmt.Errorf("PostgreSQL no longer runs in %s on %s: it stopped while sdr waited for it to stream (see %s); "+
+		"find out why, then rerun to start it again: %w", dataDir, node, logHint, askErr)
 }
 
 // walReceiverFacts is a standby node's pg_stat_wal_receiver row.
