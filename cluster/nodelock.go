@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,16 +19,6 @@ const exitLocked = 75
 // releaseTimeout bounds how long Release waits for the node to let go.
 const releaseTimeout = 10 * time.Second
 
-// The holder of a lock sends its holding process a line every lockBeat;
-// a holding process that hears nothing for lockLease lets the lock go. A
-// run whose host crashed, or whose network is cut, leaves a session sshd
-// may keep for hours (it does not look for a client gone silent unless
-// ClientAliveInterval is set); the lease ends the lock within lockLease
-// all the same. Variables, so that tests can shorten them.
-var (
-	lockBeat  = 15 * time.Second
-	lockLease = 2 * time.Minute
-)
 
 // NodeLock is a lock on a node, held by a process on the node for as long
 // as sdr holds it (see LockNode).
@@ -48,9 +37,7 @@ type NodeLock struct {
 // LockNode takes an flock(1) lock on file (in an existing directory) on the
 // node, held by a remote process that lives as long as the lock is held:
 // Release, sdr's death or the loss of the connection (the process reads
-// EOF on its stdin) releases it, and so does silence: sdr sends the
-// process a line every lockBeat, and a process that hears nothing for
-// lockLease lets go (a node without timeout(1) keeps the lock until EOF). holder (e.g. "pid 123 on host x, run R,
+// EOF on its stdin) releases it. holder (e.g. "pid 123 on host x, run R,
 // start --role standby") is written beside the lock, in file+".holder",
 // and shown to whoever finds the node locked: they get an error wrapping
 // ErrNodeLocked that names it. wait bounds how long to wait for a held
@@ -102,14 +89,9 @@ if [ $sdr_rc -ne 0 ]; then
 fi
 printf '%%s\n' "$h" >"$f.holder.$$" && mv -f -- "$f.holder.$$" "$f.holder" || exit 1
 printf '%%s' %s >&2
-if command -v timeout >/dev/null 2>&1; then
-	while sdr_l=$(timeout %s head -n 1 9>&-) && [ -n "$sdr_l" ]; do :; done
-else
-	cat >/dev/null 9>&-
-fi
+cat >/dev/null 9>&-
 rm -f -- "$f.holder"
-`, ShellQuote(file), ShellQuote(holder), exitLocked, try, exitLocked, ShellQuote(string(held.marker)),
-		strconv.FormatFloat(lockLease.Seconds(), 'f', -1, 64))
+`, ShellQuote(file), ShellQuote(holder), exitLocked, try, exitLocked, ShellQuote(string(held.marker)))
 	p, err := a.Start(context.WithoutCancel(ctx), script.String(), RunOpts{Stderr: held})
 	if err != nil {
 		return nil, fmt.Errorf("while locking %s: %w", file, err)
@@ -123,7 +105,6 @@ rm -f -- "$f.holder"
 	select {
 	case <-held.seen:
 		go l.watch()
-		go l.beat(lockBeat)
 		return l, nil
 	case <-l.done:
 	case <-ctx.Done():
@@ -166,18 +147,18 @@ func (l *NodeLock) watch() {
 
 // LockHolder tells, without taking it, whether the lock on file (see
 // LockNode) is held now, and by whom (file+".holder"). It only reads: a
-// missing file is a lock nobody holds, and the test is an flock for
-// reading on a descriptor opened for reading, let go at once.
+// missing or unreadable file is a lock nobody holds, and the test is a
+// shared flock that is let go at once.
 func LockHolder(ctx context.Context, a Access, file string) (holder string, held bool, err error) {
 	if err := checkPaths(file); err != nil {
 		return "", false, fmt.Errorf("on %s: while looking at lock %s: %w", a.Node().Name, file, err)
 	}
 	script := ReadOnlyScript(fmt.Sprintf(`f=%s
-[ -e "$f" ] || exit 0
-exec 9<"$f" || exit 0
-flock -n -s 9 && exit 0
+[ -r "$f" ] || exit 0
+flock -n -s -E %d "$f" true
+[ $? -eq %d ] || exit 0
 printf 'held=1\0holder=%%s\0' "$(cat -- "$f.holder" 2>/dev/null)"
-`, ShellQuote(file)))
+`, ShellQuote(file), exitLocked, exitLocked))
 	out, err := runScript(ctx, a, "looking at lock "+file, script)
 	if err != nil {
 		return "", false, err
@@ -195,27 +176,6 @@ printf 'held=1\0holder=%%s\0' "$(cat -- "$f.holder" 2>/dev/null)"
 		}
 	}
 	return holder, held, nil
-}
-
-// beat sends the holding process a line every interval until the lock is
-// released or lost (see lockLease).
-func (l *NodeLock) beat(interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.done:
-			return
-		case <-t.C:
-		}
-		l.mu.Lock()
-		if l.released {
-			l.mu.Unlock()
-			return
-		}
-		_, _ = l.p.Stdin().Write([]byte("k\n"))
-		l.mu.Unlock()
-	}
 }
 
 // Lost is closed when the lock ended without Release (the connection was

@@ -107,43 +107,6 @@ func TestLockNodeConformance(t *testing.T) {
 			}
 			l2.Release()
 		}},
-		{"a holder gone silent loses the lock after the lease; one that beats keeps it", func(t *testing.T, a Access, dir string) {
-			defer func(b, l time.Duration) { lockBeat, lockLease = b, l }(lockBeat, lockLease)
-			file := filepath.Join(dir, "sdr.lock")
-			// Beating every 200 ms, a 1 s lease holds for longer than the lease.
-			lockBeat, lockLease = 200*time.Millisecond, time.Second
-			l, err := LockNode(context.Background(), a, file, "beating", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(2500 * time.Millisecond)
-			if _, err := LockNode(context.Background(), a, file, "R2", 0); !errors.Is(err, ErrNodeLocked) {
-				t.Fatalf("a beating holder lost the lock: %v", err)
-			}
-			if err := l.Release(); err != nil {
-				t.Fatal(err)
-			}
-			// Silent (its host crashed, its network cut: the session stays),
-			// the holder loses it once the lease is over.
-			lockBeat = time.Hour
-			l, err = LockNode(context.Background(), a, file, "silent", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-l.Lost():
-			case <-time.After(10 * time.Second):
-				t.Fatal("a silent holder kept the lock past its lease")
-			}
-			l2, err := LockNode(context.Background(), a, file, "R3", 0)
-			if err != nil {
-				t.Fatalf("after the lease of a silent holder: %v", err)
-			}
-			l2.Release()
-			if err := l.Release(); err == nil {
-				t.Error("Release of a lock lost to its lease: want error")
-			}
-		}},
 		{"LockHolder tells a held lock and its holder, and takes nothing", func(t *testing.T, a Access, dir string) {
 			file := filepath.Join(dir, "sdr.lock")
 			if h, held, err := LockHolder(context.Background(), a, file); err != nil || held || h != "" {

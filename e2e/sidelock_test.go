@@ -30,6 +30,15 @@ func TestSecondRunOnASideIsRefused(t *testing.T) {
 	if err := os.WriteFile(other.state, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A third one whose start was killed as it began to change things:
+	// its next run resumes at 3_prepare_replication.
+	resumed := side{"standby", filepath.Join(b.Dir, "resumed-standby.db"), filepath.Join(b.Dir, "resumed-standby.log")}
+	if err := os.WriteFile(resumed.state, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := startWith(t, sdrBinFP, []string{"SDR_FAILPOINT=3_prepare_replication:before:kill"}, b.ConfigPath, resumed, "--restart", "--timeout", "1m"); r.Code != -1 {
+		t.Fatalf("want the run killed at 3_prepare_replication: %s", r)
+	}
 	if err := b.StopNode(ctx, bed.DC1A); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +94,18 @@ func TestSecondRunOnASideIsRefused(t *testing.T) {
 		if after := status(t, "", other).state("standby"); after != before {
 			t.Errorf("%s: the refused run changed the side's state from %s to %s", args[0], before, after)
 		}
+	}
+
+	// A run that would resume at a step that changes something is refused
+	// before anything is recorded: its state file stays as it was.
+	before := fileDigest(resumed.state)
+	r := sdr(t, sdrBin, nil, "--config", b.ConfigPath, "--state", resumed.state, "--log-file", resumed.log, "start", "--role", "standby", "--timeout", "20s")
+	t.Logf("resumed start refused after %s: %s", r.Took.Round(time.Millisecond), errorLine(r.Stderr))
+	if r.Code != 2 || !strings.Contains(r.Stdout, "refused before its first step") || !strings.Contains(errorLine(r.Stderr), "another sdr run works on this side") {
+		t.Errorf("a resumed start while another run holds the side: want exit 2, refused before its first step:\n%s", r)
+	}
+	if after := fileDigest(resumed.state); after != before {
+		t.Errorf("the refused resumed run changed its state file")
 	}
 
 	if err := b.StartNode(ctx, bed.DC1A); err != nil {

@@ -103,10 +103,16 @@ func (e *Env) takeSide(ctx context.Context, holder string, log *zap.Logger) erro
 		return nil
 	}
 	a, err := e.access(ctx, n)
+	if err != nil && ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	if err != nil {
 		return warn(err)
 	}
 	lay, err := e.layoutOf(ctx, n)
+	if err != nil && ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	if err != nil {
 		return warn(err)
 	}
@@ -114,13 +120,20 @@ func (e *Env) takeSide(ctx context.Context, holder string, log *zap.Logger) erro
 	defer cancel()
 	file := path.Join(lay.Work, "run.lock")
 	// A few seconds of waiting cover a run killed a moment ago, whose
-	// session sshd is still ending.
-	l, err := cluster.LockNodeMakingDir(cctx, a, file, holder, sideLockWait)
-	if errors.Is(err, cluster.ErrNodeLocked) {
+	// session sshd is still ending; the wait ends well before the
+	// command's own bound, so that a held lock is told as such.
+	wait := sideLockWait
+	if d, ok := cctx.Deadline(); ok && time.Until(d)/2 < wait {
+		wait = time.Until(d) / 2
+	}
+	l, err := cluster.LockNodeMakingDir(cctx, a, file, holder, wait)
+	switch {
+	case errors.Is(err, cluster.ErrNodeLocked):
 		return fmt.Errorf("%w (cluster %s): %w; nothing was changed: let that run finish, or stop it, then run this command again",
 			ErrSideLocked, cl, err)
-	}
-	if err != nil {
+	case err != nil && ctx.Err() != nil:
+		return context.Cause(ctx) // the run itself was stopped
+	case err != nil:
 		return warn(err)
 	}
 	e.side.mu.Lock()
@@ -183,18 +196,23 @@ func (e *Env) sideLocked(wf workflow.Workflow) workflow.Workflow {
 				return run(ctx, rc)
 			}
 		case sideWaitAfter:
-			// The check runs while the lock is taken; a refusal ends it
-			// at once (it may be waiting, say for the primary).
+			// The check runs (on this goroutine, so that the runner's
+			// recover sees a panic) while the lock is taken; a refusal
+			// ends it at once (it may be waiting, say for the primary).
 			wf.Steps[i].Run = func(ctx context.Context, rc *workflow.RunContext) error {
 				cctx, cancel := context.WithCancelCause(ctx)
 				defer cancel(nil)
-				checked := make(chan error, 1)
-				go func() { checked <- run(cctx, rc) }()
+				waited := make(chan error, 1)
+				go func() {
+					err := e.side.wait(cctx)
+					if err != nil && cctx.Err() == nil {
+						cancel(err)
+					}
+					waited <- err
+				}()
+				err := run(cctx, rc)
 				lerr := e.side.wait(ctx)
-				if lerr != nil {
-					cancel(lerr)
-				}
-				err := <-checked
+				<-waited
 				if lerr != nil {
 					return lerr
 				}

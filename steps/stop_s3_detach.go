@@ -200,7 +200,8 @@ func readOptional(ctx context.Context, e *Env, a cluster.Access, p string) (stri
 
 // lockWork takes the node-side lock on a DR node's directories and ends
 // what an earlier run left running there (a pg_basebackup of a killed
-// start, a delete), when sdr's work directory exists; stop creates none.
+// start, a delete), when sdr's work directory exists; stop creates none
+// for it (the DR side's run lock makes the main standby's: HoldSide).
 // The returned func releases the lock; the bool tells whether the work
 // directory exists.
 func (s *stopRun) lockWork(ctx context.Context, rc *workflow.RunContext, log *zap.Logger, a cluster.Access, n *cluster.Node, lay nodeLayout) (func(), bool, error) {
