@@ -19,7 +19,6 @@ const exitLocked = 75
 // releaseTimeout bounds how long Release waits for the node to let go.
 const releaseTimeout = 10 * time.Second
 
-
 // NodeLock is a lock on a node, held by a process on the node for as long
 // as sdr holds it (see LockNode).
 type NodeLock struct {
